@@ -1,0 +1,60 @@
+"""The ``backtester`` command line: thin wrappers over public functions.
+
+Every command turns bad input (:class:`~backtester.errors.BacktesterError`) into a one-line
+error on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+import click
+
+from backtester.errors import BacktesterError
+
+__all__ = ["cli", "friendly_errors", "main"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def friendly_errors(func: F) -> F:
+    """Turn BacktesterError (and OSError on named files) into ``error: ...`` + exit 2."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except BacktesterError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+        except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+            click.echo(f"error: {exc.strerror}: {exc.filename}", err=True)
+            sys.exit(2)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="backtester")
+def cli() -> None:
+    """Backtest cross-margin crypto derivatives strategies.
+
+    \b
+    Example:
+      backtester demo
+      backtester run strategies/hedged_pair.py --dataset sample
+    """
+
+
+def _register() -> None:
+    # Each command lives in its own module; importing it registers it on ``cli``.
+    from backtester.cli import commands_run  # noqa: F401
+
+
+def main() -> None:
+    """Entry point of the ``backtester`` console script."""
+    _register()
+    cli()

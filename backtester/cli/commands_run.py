@@ -1,0 +1,3 @@
+"""``backtester run`` and ``backtester demo``."""
+
+from __future__ import annotations

@@ -1,0 +1,58 @@
+"""Error and warning types of the backtester.
+
+Market outcomes (order rejections, margin calls, liquidations) are *events*, never exceptions.
+Exceptions here describe bad input, user-code failures and engine bugs.
+"""
+
+from __future__ import annotations
+
+
+class BacktesterError(Exception):
+    """Base class of every error raised by the backtester."""
+
+
+class ConfigError(BacktesterError, ValueError):
+    """A run configuration, parameter or snapshot field is invalid."""
+
+
+class DataError(BacktesterError):
+    """Market data is missing, unreadable or fails validation."""
+
+
+class StrategyError(BacktesterError):
+    """An exception raised inside a strategy hook, with the strategy name and bar time.
+
+    Parameters
+    ----------
+    strategy
+        Name of the strategy class.
+    hook
+        Name of the hook that raised (``on_bar``, ...).
+    ts_ms
+        Bar time (close, int milliseconds UTC) at which it raised, or None before the first bar.
+    cause
+        The original exception.
+    """
+
+    def __init__(self, strategy: str, hook: str, ts_ms: int | None, cause: BaseException) -> None:
+        from backtester.timeutil import ms_to_iso
+
+        when = "before the first bar" if ts_ms is None else f"at {ms_to_iso(ts_ms)}"
+        msg = f"strategy {strategy}.{hook} raised {type(cause).__name__} {when}: {cause}"
+        super().__init__(msg)
+        self.strategy = strategy
+        self.hook = hook
+        self.ts_ms = ts_ms
+        self.cause = cause
+
+
+class PhaseError(BacktesterError):
+    """An API call was made in a phase that does not allow it (e.g. an order in ``on_start``)."""
+
+
+class InvariantError(BacktesterError):
+    """An internal invariant was broken: a bug in the engine, please report it."""
+
+
+class BacktesterWarning(UserWarning):
+    """Legal but suspicious input or a modelling assumption the user should know about."""

@@ -1,0 +1,83 @@
+"""Decimal helpers: every booked amount passes through here.
+
+Booked amounts (fills, fees, funding, settlement, liquidation penalties, balances) are
+:class:`decimal.Decimal`. Valuations that change every bar are float64. Converting a float to a
+booked amount is always explicit and goes through one of these functions, each with a stated
+rounding rule.
+"""
+
+from __future__ import annotations
+
+import math
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, ROUND_HALF_UP, Context, Decimal, localcontext
+
+__all__ = [
+    "MONEY_QUANTUM",
+    "ZERO",
+    "dec",
+    "to_money",
+    "to_price",
+    "to_qty",
+]
+
+ZERO = Decimal(0)
+#: Resolution of booked money in every currency: 1e-12 of a unit (finer than a satoshi or a
+#: micro-USDT, so that no exchange amount is rounded away).
+MONEY_QUANTUM = Decimal("1e-12")
+_CTX = Context(prec=34)
+
+
+def dec(value: float | int | str | Decimal) -> Decimal:
+    """Convert a value to Decimal through its shortest repr (``0.1`` → ``Decimal('0.1')``).
+
+    >>> dec(0.1)
+    Decimal('0.1')
+    """
+    if isinstance(value, Decimal):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            msg = f"cannot book a non-finite amount {value!r}"
+            raise ValueError(msg)
+        return Decimal(repr(value))
+    return Decimal(value)
+
+
+def to_money(value: float | int | str | Decimal) -> Decimal:
+    """Quantize a booked amount to :data:`MONEY_QUANTUM`, half-even.
+
+    >>> to_money(0.1 + 0.2)
+    Decimal('0.300000000000')
+    """
+    with localcontext(_CTX):
+        return dec(value).quantize(MONEY_QUANTUM, rounding=ROUND_HALF_EVEN)
+
+
+def to_price(value: float | Decimal, tick: Decimal) -> Decimal:
+    """Round a price to the nearest multiple of ``tick`` (half up).
+
+    >>> to_price(60000.37, Decimal("0.5"))
+    Decimal('60000.5')
+    """
+    with localcontext(_CTX):
+        d = dec(value)
+        if tick <= 0:
+            return d
+        return ((d / tick).quantize(Decimal(1), rounding=ROUND_HALF_UP) * tick).normalize() \
+            if d != 0 else ZERO
+
+
+def to_qty(value: float | Decimal, lot: Decimal) -> Decimal:
+    """Round a quantity (contracts, unsigned or signed) towards zero to a multiple of ``lot``.
+
+    >>> to_qty(12.3456, Decimal("10"))
+    Decimal('1E+1')
+    >>> to_qty(-0.0019, Decimal("0.001"))
+    Decimal('-0.001')
+    """
+    with localcontext(_CTX):
+        d = dec(value)
+        if lot <= 0:
+            return d
+        return ((d / lot).to_integral_value(rounding=ROUND_DOWN) * lot).normalize() \
+            if d != 0 else ZERO
