@@ -12,19 +12,27 @@ from backtester.errors import (
     StrategyError,
 )
 from backtester.instruments import Instrument, InstrumentKind, OptionType
+from backtester.strategy import Indicator, Strategy
+from backtester.api import load_strategy, run
+from backtester.results import BacktestResult
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BacktestResult",
     "BacktesterError",
     "BacktesterWarning",
     "ConfigError",
+    "Indicator",
     "DataError",
     "Instrument",
     "InstrumentKind",
     "InvariantError",
     "OptionType",
     "PhaseError",
+    "Strategy",
     "StrategyError",
     "__version__",
+    "load_strategy",
+    "run",
 ]

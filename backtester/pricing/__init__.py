@@ -1,1 +1,3 @@
-"""pricing package."""
+"""Option pricing: Black-76 prices and greeks, implied volatility, vol surfaces."""
+
+from __future__ import annotations

@@ -1,0 +1,263 @@
+"""The Python API: ``backtester.run(...)`` and strategy loading."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import sys
+from collections.abc import Mapping
+from dataclasses import replace
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from backtester.accounting import EntryKind
+from backtester.config import MarginMode, RunConfig, load_config
+from backtester.data.feed import Feed, MarketFrames
+from backtester.engine import Engine
+from backtester.errors import ConfigError
+from backtester.instruments import Instrument, instrument_from_symbol
+from backtester.margin.profiles_engine import engine_profile
+from backtester.results import BacktestResult, compute_metrics
+from backtester.strategy import Strategy
+from backtester.timeutil import ms_to_iso
+
+__all__ = ["load_strategy", "run"]
+
+
+def load_strategy(spec: str | type[Strategy]) -> type[Strategy]:
+    """Resolve ``path/to/file.py[:Class]`` or ``package.module:Class`` to a Strategy class.
+
+    Running a strategy file runs arbitrary Python: load only files you trust.
+    """
+    if isinstance(spec, type):
+        if not issubclass(spec, Strategy):
+            msg = f"{spec.__name__} is not a backtester.Strategy subclass"
+            raise ConfigError(msg)
+        return spec
+    target, _, cls_name = spec.partition(":")
+    if target.endswith(".py"):
+        path = Path(target)
+        if not path.is_file():
+            msg = f"strategy file {path} not found"
+            raise ConfigError(msg)
+        mod_name = f"_backtester_strategy_{hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]}"
+        spec_obj = importlib.util.spec_from_file_location(mod_name, path)
+        if spec_obj is None or spec_obj.loader is None:
+            msg = f"cannot load strategy file {path}"
+            raise ConfigError(msg)
+        module = importlib.util.module_from_spec(spec_obj)
+        sys.modules[mod_name] = module
+        try:
+            spec_obj.loader.exec_module(module)
+        except Exception as exc:
+            msg = f"strategy file {path} failed to import: {type(exc).__name__}: {exc}"
+            raise ConfigError(msg) from exc
+    else:
+        try:
+            module = importlib.import_module(target)
+        except ImportError as exc:
+            msg = f"cannot import strategy module {target!r}: {exc}"
+            raise ConfigError(msg) from exc
+    candidates = {k: v for k, v in vars(module).items() if isinstance(v, type)
+                  and issubclass(v, Strategy) and v is not Strategy
+                  and v.__module__ == module.__name__}
+    if cls_name:
+        if cls_name not in candidates:
+            msg = f"{target} has no Strategy class {cls_name!r} (found: {', '.join(candidates)})"
+            raise ConfigError(msg)
+        return candidates[cls_name]
+    if len(candidates) != 1:
+        msg = (f"{target} defines {len(candidates)} Strategy classes ({', '.join(candidates)}); "
+               "name one as FILE.py:Class")
+        raise ConfigError(msg)
+    return next(iter(candidates.values()))
+
+
+def _frames(data: Mapping[str, pd.DataFrame | MarketFrames]) -> dict[str, MarketFrames]:
+    out = {}
+    for sym, v in data.items():
+        out[sym] = v if isinstance(v, MarketFrames) else MarketFrames(ohlcv=v)
+    return out
+
+
+def run(strategy: str | type[Strategy] | Strategy, *, dataset: str | None = None,
+        data: Mapping[str, pd.DataFrame | MarketFrames] | None = None,
+        instruments: Mapping[str, Instrument] | None = None, config: RunConfig | None = None,
+        config_file: str | Path | None = None, datasets_root: str | Path | None = None,
+        **keys: Any) -> BacktestResult:
+    """Run a backtest and return its :class:`~backtester.results.BacktestResult`.
+
+    Parameters
+    ----------
+    strategy
+        A Strategy subclass, an instance, or a spec ``file.py[:Class]`` / ``module:Class``.
+    dataset
+        Name of a stored dataset (``sample``, ``binanceusdm``, ...) under ``datasets_root``.
+    data
+        Instead of a dataset: symbol → DataFrame of candles (``ts`` column or DatetimeIndex,
+        tz-aware UTC) or :class:`~backtester.data.feed.MarketFrames` with mark/index/funding.
+    instruments
+        Instrument specs for ``data`` (default: from the symbol grammar).
+    **keys
+        Any run configuration key of DESIGN §7 (``margin_mode="isolated"``,
+        ``collateral={"USDT": 10_000}``, ``params={...}``, ...).
+    """
+    cfg = load_config(config_file, base=config, dataset=dataset, **keys)
+    if isinstance(strategy, Strategy):
+        strat = strategy
+        if cfg.params:
+            strat = type(strategy)(**{**strategy.params(), **cfg.params})
+    else:
+        strat = load_strategy(strategy)(**cfg.params)
+    if data is None and cfg.dataset is None:
+        msg = "give a dataset name (dataset='sample') or data={symbol: DataFrame}"
+        raise ConfigError(msg)
+    tiers_raw: Any = None
+    extra_warnings: list[str] = []
+    if data is not None:
+        frames = _frames(data)
+        insts = dict(instruments or {})
+        for sym in frames:
+            if sym not in insts:
+                insts[sym] = instrument_from_symbol(sym)
+        data_name = "dataframes"
+    else:
+        from backtester.data.catalog import load_dataset
+
+        ds = load_dataset(cfg.dataset or "", root=datasets_root)
+        frames = ds.frames
+        insts = dict(ds.instruments)
+        tiers_raw = ds.leverage_tiers
+        extra_warnings.extend(ds.warnings)
+        data_name = cfg.dataset or ""
+    feed = Feed.build(insts, frames, start_ms=cfg.start, end_ms=cfg.end)
+    profile = engine_profile(cfg.resolved_profile(), tiers=tiers_raw,
+                             symbols=list(feed.symbols))
+    if cfg.margin_mode is MarginMode.PORTFOLIO:
+        msg = "margin_mode: 'portfolio' is not available in the engine yet (use cross or isolated)"
+        raise ConfigError(msg)
+    result = _run_once(strat, feed, cfg, profile, data_name, extra_warnings)
+    if cfg.compare_margin_modes:
+        other = MarginMode.ISOLATED if cfg.margin_mode is MarginMode.CROSS else MarginMode.CROSS
+        feed.reset()
+        alt = _run_once(type(strat)(**strat.params()), feed, replace(cfg, margin_mode=other,
+                                                                     compare_margin_modes=False),
+                        profile, data_name, extra_warnings)
+        result.comparison = comparison_table({cfg.margin_mode.value: result,
+                                              other.value: alt})
+        result.meta["alternative"] = alt
+    return result
+
+
+def comparison_table(results: Mapping[str, BacktestResult]) -> pd.DataFrame:
+    """One row per margin mode: return, drawdown, liquidations, fees, funding, distance."""
+    rows = []
+    for mode, r in results.items():
+        m = r.metrics
+        rows.append({"margin_mode": mode, "total_return": m["total_return"],
+                     "max_drawdown": m["max_drawdown"], "liquidations": m["liquidations"],
+                     "margin_calls": m["margin_calls"], "fees_paid": m["fees_paid"],
+                     "funding_paid": m["funding_paid"],
+                     "min_distance_to_liquidation": m["min_distance_to_liquidation"]})
+    return pd.DataFrame(rows)
+
+
+def _run_once(strat: Strategy, feed: Feed, cfg: RunConfig, profile: Any, data_name: str,
+              extra_warnings: list[str]) -> BacktestResult:
+    engine = Engine(strat, feed, cfg, profile=profile)
+    engine.run()
+    return _collect(engine, data_name, extra_warnings)
+
+
+def _collect(engine: Engine, data_name: str, extra_warnings: list[str]) -> BacktestResult:
+    from backtester import __version__
+    from backtester.margin.snapshot import account_snapshot
+
+    rec = engine.rec
+    idx = pd.to_datetime(np.asarray(rec["ts"], dtype="int64"), unit="ms", utc=True)
+    equity = pd.DataFrame({k: np.asarray(v, dtype="float64") for k, v in rec.items()
+                           if k != "ts"}, index=pd.Index(idx, name="ts"))
+    fills = pd.DataFrame([{
+        "ts": pd.Timestamp(f.ts_ms, unit="ms", tz="UTC"), "order_id": f.order_id,
+        "symbol": f.symbol, "qty": float(f.qty), "price": float(f.price), "fee": float(f.fee),
+        "fee_asset": f.fee_asset, "liquidity": f.liquidity, "realized_pnl": float(f.realized_pnl),
+        "tag": f.tag, "is_ambiguous": f.is_ambiguous, "qty_exact": str(f.qty),
+        "price_exact": str(f.price), "fee_exact": str(f.fee)} for f in engine.fills],
+        columns=["ts", "order_id", "symbol", "qty", "price", "fee", "fee_asset", "liquidity",
+                 "realized_pnl", "tag", "is_ambiguous", "qty_exact", "price_exact", "fee_exact"])
+    journal = pd.DataFrame([{
+        "seq": e.seq, "ts": pd.Timestamp(e.ts_ms, unit="ms", tz="UTC"), "kind": e.kind.value,
+        "asset": e.asset, "amount": str(e.amount), "balance_after": str(e.balance_after),
+        "symbol": e.symbol, "ref": e.ref} for e in engine.account.journal.entries],
+        columns=["seq", "ts", "kind", "asset", "amount", "balance_after", "symbol", "ref"])
+    pr = engine.pos_rec
+    positions = pd.DataFrame(pr)
+    positions["ts"] = pd.to_datetime(np.asarray(pr["ts"], dtype="int64"), unit="ms", utc=True)
+    orders = pd.DataFrame(engine.order_log)
+    if "status" not in orders.columns:
+        orders["status"] = pd.Series(dtype="str")
+    n = len(rec["ts"])
+    records = pd.DataFrame({k: (v + [float("nan")] * (n - len(v)))[:n]
+                            for k, v in engine.user_records.items()}, index=equity.index)
+    rejections = pd.DataFrame([{"ts": pd.Timestamp(r.ts_ms, unit="ms", tz="UTC"),
+                                "order_id": r.order_id, "symbol": r.symbol,
+                                "reason": r.reason.value, "message": r.message, "tag": r.tag}
+                               for r in engine.rejections],
+                              columns=["ts", "order_id", "symbol", "reason", "message", "tag"])
+    events = [_event_dict(ev) for ev in engine.events]
+    acct = engine.account
+    fees = float(sum((-e.amount for e in acct.journal.entries
+                      if e.kind in (EntryKind.FEE, EntryKind.DELIVERY_FEE,
+                                    EntryKind.LIQUIDATION_FEE)), Decimal(0)))
+    funding = float(-acct.journal.total(EntryKind.FUNDING))
+    dist = equity["distance_to_liquidation"].replace([np.inf, -np.inf], np.nan).dropna()
+    ratio = equity["margin_ratio"].replace([np.inf], np.nan).dropna()
+    metrics = compute_metrics(equity["equity"], fills=fills, fees_paid=fees,
+                              funding_paid=funding, liquidations=engine.margin.liquidations,
+                              margin_calls=engine.margin.margin_calls,
+                              min_distance=float(dist.min()) if len(dist) else None,
+                              max_margin_ratio=float(ratio.max()) if len(ratio) else None)
+    feed = engine.feed
+    fp = hashlib.sha256()
+    for sym in sorted(feed.symbols):
+        f = feed.symbols[sym]
+        fp.update(sym.encode())
+        fp.update(f.ts_np.tobytes())
+        for k in ("open", "high", "low", "close", "mark_close"):
+            fp.update(f.arrays[k].tobytes())
+    is_synthetic = data_name == "sample"
+    warn = list(dict.fromkeys(engine.warnings + extra_warnings))
+    if is_synthetic:
+        warn.insert(0, "synthetic data: the sample dataset is generated, not market history")
+    meta = {"data_fingerprint": fp.hexdigest()[:16], "package_version": __version__,
+            "config_hash": engine.config.config_hash(), "dataset": data_name,
+            "is_synthetic": is_synthetic, "profile": engine.profile.name,
+            "symbols": sorted(feed.symbols), "stopped_reason": engine.stopped_reason,
+            "start": ms_to_iso(rec["ts"][0]) if n else None,
+            "end": ms_to_iso(rec["ts"][-1]) if n else None,
+            "mark_fallback_bars": {s: f.mark_fallback_bars for s, f in feed.symbols.items()},
+            "gaps": {s: f.gaps.as_dict() for s, f in feed.symbols.items()}}
+    cfg = engine.config.as_dict()
+    return BacktestResult(strategy=engine.strategy.name,
+                          config={**cfg, "strategy": engine.strategy.name,
+                                  "params": engine.strategy.params()},
+                          equity=equity, fills=fills, orders=orders, journal=journal,
+                          positions=positions, records=records, events=events,
+                          rejections=rejections, metrics=metrics,
+                          state=account_snapshot(engine), warnings=warn, meta=meta)
+
+
+def _event_dict(ev: Any) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    d = asdict(ev)
+    d["event"] = type(ev).__name__
+    d["time"] = ms_to_iso(ev.ts_ms)
+    return d
+
+

@@ -1,0 +1,235 @@
+"""Run configuration: one set of keys for ``run.toml``, CLI flags and Python keyword arguments.
+
+Precedence: flags / keyword arguments override the file; the file overrides defaults
+(DESIGN §7).
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import tomllib
+from dataclasses import asdict, dataclass, field, fields, replace
+from decimal import Decimal
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from backtester.errors import ConfigError
+from backtester.numeric import dec
+from backtester.timeutil import parse_utc_ms
+
+__all__ = ["FillMode", "FundingMode", "MarginCheck", "MarginMode", "RunConfig", "load_config"]
+
+
+class MarginMode(StrEnum):
+    """How collateral backs positions."""
+
+    CROSS = "cross"
+    ISOLATED = "isolated"
+    PORTFOLIO = "portfolio"
+
+
+class MarginCheck(StrEnum):
+    """Where in a bar margin is checked: low/high/close per underlying group, or close only."""
+
+    INTRABAR = "intrabar"
+    CLOSE = "close"
+
+
+class FillMode(StrEnum):
+    """When market orders fill: next bar's open (default) or this bar's close (comparisons)."""
+
+    NEXT_OPEN = "next_open"
+    CLOSE = "close"
+
+
+class FundingMode(StrEnum):
+    """Funding from history, or explicitly none."""
+
+    HISTORY = "history"
+    ZERO = "zero"
+
+
+PROFILE_FOR_DATASET = {"binanceusdm": "binance-usdm", "binancecoinm": "binance-coinm",
+                       "bybit": "bybit", "okx": "okx", "deribit": "deribit", "sample": "bybit"}
+PROFILES = ("binance-usdm", "binance-coinm", "bybit", "okx", "deribit")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunConfig:
+    """All the keys of a run (DESIGN §7). Build with :func:`load_config`."""
+
+    dataset: str | None = None
+    profile: str | None = None
+    collateral: dict[str, Decimal] = field(default_factory=dict)
+    margin_mode: MarginMode = MarginMode.CROSS
+    margin_check: MarginCheck = MarginCheck.INTRABAR
+    leverage: dict[str, float] = field(default_factory=dict)
+    default_leverage: float | None = None
+    call_level: float = 0.8
+    fill: FillMode = FillMode.NEXT_OPEN
+    slippage_bps: float = 2.0
+    volume_impact: float = 0.0
+    liquidation_slippage_bps: float | None = None
+    funding: FundingMode = FundingMode.HISTORY
+    stop_on_bankruptcy: bool = True
+    start: int | None = None
+    end: int | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    compare_margin_modes: bool = False
+    run_id: str | None = None
+    output_dir: str = "reports"
+
+    def resolved_profile(self) -> str:
+        """Return the profile name: explicit, else the dataset's exchange, else ``bybit``."""
+        if self.profile is not None:
+            return self.profile
+        return PROFILE_FOR_DATASET.get(self.dataset or "sample", "bybit")
+
+    def config_hash(self) -> str:
+        """Return a short stable hash of every key (for results and caching)."""
+        payload = json.dumps(self.as_dict(), sort_keys=True, default=str)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the keys as JSON-ready values."""
+        out = asdict(self)
+        out["collateral"] = {k: str(v) for k, v in self.collateral.items()}
+        return out
+
+    def with_updates(self, **updates: Any) -> RunConfig:
+        """Return a copy with validated updates."""
+        return load_config(base=self, **updates)
+
+
+_KEYS = {f.name for f in fields(RunConfig)}
+
+
+def _enum(cls: type[StrEnum], key: str, value: Any) -> StrEnum:
+    try:
+        return cls(str(value))
+    except ValueError:
+        allowed = ", ".join(m.value for m in cls)
+        msg = f"{key}: expected one of {allowed}, got {value!r}"
+        raise ConfigError(msg) from None
+
+
+def _number(key: str, value: Any, *, positive: bool = False) -> float:
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        msg = f"{key}: expected a number, got {value!r}"
+        raise ConfigError(msg) from None
+    if x != x or (positive and x <= 0) or x < 0:
+        msg = f"{key}: expected a {'positive' if positive else 'non-negative'} number, got {value!r}"
+        raise ConfigError(msg)
+    return x
+
+
+def _pairs(key: str, value: Any) -> dict[str, Any]:
+    """Accept a dict, or 'A=1,B=2' / ['A=1', 'B=2'] (CLI form)."""
+    if isinstance(value, dict):
+        return dict(value)
+    items = value.split(",") if isinstance(value, str) else list(value)
+    out: dict[str, Any] = {}
+    for item in items:
+        name, sep, val = str(item).partition("=")
+        if not sep or not name.strip():
+            msg = f"{key}: expected NAME=VALUE, got {item!r}"
+            raise ConfigError(msg)
+        out[name.strip()] = val.strip()
+    return out
+
+
+def load_config(path: str | Path | None = None, *, base: RunConfig | None = None,
+                **overrides: Any) -> RunConfig:
+    """Build a validated :class:`RunConfig` from defaults, an optional TOML file and overrides.
+
+    ``overrides`` with value None are ignored (unset CLI flags). Unknown keys are errors with a
+    "did you mean" hint.
+    """
+    values: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        try:
+            values.update(tomllib.loads(p.read_text()))
+        except FileNotFoundError:
+            msg = f"config file {p} not found"
+            raise ConfigError(msg) from None
+        except tomllib.TOMLDecodeError as exc:
+            msg = f"config file {p} is not valid TOML: {exc}"
+            raise ConfigError(msg) from None
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    cfg = base or RunConfig()
+    updates: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in _KEYS:
+            close = difflib.get_close_matches(key, sorted(_KEYS), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            msg = f"unknown run configuration key {key!r}{hint}"
+            raise ConfigError(msg)
+        updates[key] = _validate(key, value)
+    return replace(cfg, **updates)
+
+
+def _validate(key: str, value: Any) -> Any:  # noqa: PLR0911 - one branch per key
+    if key == "margin_mode":
+        return _enum(MarginMode, key, value)
+    if key == "margin_check":
+        return _enum(MarginCheck, key, value)
+    if key == "fill":
+        return _enum(FillMode, key, value)
+    if key == "funding":
+        return _enum(FundingMode, key, value)
+    if key == "profile":
+        if value not in PROFILES:
+            close = difflib.get_close_matches(str(value), PROFILES, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            msg = f"profile: unknown profile {value!r}{hint} (profiles: {', '.join(PROFILES)})"
+            raise ConfigError(msg)
+        return value
+    if key == "collateral":
+        out: dict[str, Decimal] = {}
+        for asset, amount in _pairs(key, value).items():
+            try:
+                d = dec(amount if not isinstance(amount, float) else amount)
+            except (ArithmeticError, ValueError):
+                msg = f"collateral.{asset}: expected an amount, got {amount!r}"
+                raise ConfigError(msg) from None
+            if not d.is_finite() or d < 0:
+                msg = f"collateral.{asset}: expected a non-negative amount, got {amount!r}"
+                raise ConfigError(msg)
+            out[asset.upper()] = d
+        return out
+    if key == "leverage":
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return {"*": _number(key, value, positive=True)}
+        if isinstance(value, str) and "=" not in value:
+            return {"*": _number(key, value, positive=True)}
+        return {sym: _number(f"leverage.{sym}", lev, positive=True)
+                for sym, lev in _pairs(key, value).items()}
+    if key in ("call_level", "slippage_bps", "volume_impact", "liquidation_slippage_bps",
+               "default_leverage"):
+        x = _number(key, value, positive=key == "default_leverage")
+        if key == "call_level" and not 0 < x <= 1:
+            msg = f"call_level: expected a fraction in (0, 1], got {value!r}"
+            raise ConfigError(msg)
+        return x
+    if key in ("start", "end"):
+        try:
+            return parse_utc_ms(value)
+        except ValueError as exc:
+            msg = f"{key}: {exc}"
+            raise ConfigError(msg) from None
+    if key == "params":
+        return _pairs(key, value)
+    if key in ("stop_on_bankruptcy", "compare_margin_modes"):
+        if isinstance(value, bool):
+            return value
+        if str(value).lower() in ("true", "1", "yes", "false", "0", "no"):
+            return str(value).lower() in ("true", "1", "yes")
+        msg = f"{key}: expected true or false, got {value!r}"
+        raise ConfigError(msg)
+    return value

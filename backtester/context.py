@@ -1,0 +1,325 @@
+"""The context a strategy receives: read the market and the account, place orders.
+
+Reads: ``now``, ``price``, ``bar``, ``mark``, ``index``, ``history``, ``funding_rate``,
+``position``, ``account``, ``open_orders``, ``instrument``, ``contracts_for``,
+``round_price``; in ``on_start`` only: ``series`` and ``indicator``.
+Writes: ``buy``, ``sell``, ``order``, ``target``, ``close``, ``close_all``, ``cancel``,
+``set_leverage``, ``record``, ``log``. Order keywords after ``qty`` are keyword-only.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from backtester.errors import ConfigError, PhaseError
+from backtester.numeric import ZERO, dec, to_price, to_qty
+from backtester.orders import OrderRejected, OrderType, Side, TimeInForce
+from backtester.strategy import Indicator
+
+if TYPE_CHECKING:
+    from backtester.engine import Engine
+    from backtester.instruments import Instrument
+
+__all__ = ["AccountView", "Bar", "Context", "OrderTicket", "PositionView"]
+
+logger = logging.getLogger("backtester.strategy")
+
+
+@dataclass(frozen=True, slots=True)
+class Bar:
+    """The last closed bar of an instrument (``ts_ms`` = open time)."""
+
+    ts_ms: int
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PositionView:
+    """A read-only view of a position: signed ``qty`` contracts, average ``entry_price``,
+    ``unrealized_pnl`` at the current mark (settle currency), ``notional`` (settle currency)."""
+
+    symbol: str
+    qty: float
+    entry_price: float
+    mark: float
+    unrealized_pnl: float
+    notional: float
+    leverage: float
+    isolated_margin: float | None
+
+    @property
+    def is_flat(self) -> bool:
+        """True when no contracts are held."""
+        return self.qty == 0.0
+
+    @property
+    def is_long(self) -> bool:
+        """True for a long position."""
+        return self.qty > 0.0
+
+    @property
+    def is_short(self) -> bool:
+        """True for a short position."""
+        return self.qty < 0.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AccountView:
+    """The account at the last evaluation, in the valuation currency (USD for USD pools).
+
+    ``margin_ratio`` is maintenance margin / margin balance (1.0 = liquidation).
+    """
+
+    equity: float
+    wallet_balance: float
+    margin_balance: float
+    unrealized_pnl: float
+    initial_margin: float
+    maintenance_margin: float
+    margin_ratio: float
+    available: float
+    balances: dict[str, Decimal]
+    status: str
+    greeks: dict[str, float]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrderTicket:
+    """What ``ctx.buy``/``ctx.sell`` returns: the order id, or the rejection."""
+
+    order_id: int
+    rejection: OrderRejected | None = None
+
+    @property
+    def is_accepted(self) -> bool:
+        """True when the order is working (or filled)."""
+        return self.rejection is None
+
+
+class Context:
+    """The strategy's window on the run. One instance per run; see the module docstring."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._e = engine
+        self.log = logger
+
+    # -- time and market ------------------------------------------------------------------
+    @property
+    def now(self) -> int:
+        """Current time: the close of the current clock step, int ms UTC."""
+        return self._e.now_ms
+
+    @property
+    def now_utc(self) -> pd.Timestamp:
+        """Current time as a tz-aware UTC Timestamp."""
+        return pd.Timestamp(self._e.now_ms, unit="ms", tz="UTC")
+
+    @property
+    def symbols(self) -> list[str]:
+        """Symbols of the run, sorted."""
+        return sorted(self._e.feed.symbols)
+
+    def instrument(self, symbol: str) -> Instrument:
+        """Return the instrument of ``symbol``."""
+        return self._e.feed_of(symbol).instrument
+
+    def price(self, symbol: str) -> float:
+        """Last close of ``symbol`` (NaN before its first bar)."""
+        f = self._e.feed_of(symbol)
+        return f.c[f.idx] if f.idx >= 0 else float("nan")
+
+    def bar(self, symbol: str) -> Bar | None:
+        """The last closed bar of ``symbol`` or None before its first bar."""
+        f = self._e.feed_of(symbol)
+        i = f.idx
+        if i < 0:
+            return None
+        return Bar(f.ts[i], f.o[i], f.h[i], f.l[i], f.c[i], f.v[i])
+
+    def mark(self, symbol: str) -> float:
+        """Last mark close of ``symbol`` (trade close where no mark data exists)."""
+        f = self._e.feed_of(symbol)
+        return f.mc[f.idx] if f.idx >= 0 else float("nan")
+
+    def index(self, symbol: str) -> float:
+        """Last index close of ``symbol``'s underlying (mark where no index data exists)."""
+        f = self._e.feed_of(symbol)
+        return f.ic[f.idx] if f.idx >= 0 else float("nan")
+
+    def funding_rate(self, symbol: str) -> float | None:
+        """Last funding rate stamped at or before now, or None."""
+        f = self._e.feed_of(symbol)
+        j = f.next_funding - 1
+        return f.funding_rate[j] if j >= 0 else None
+
+    def history(self, symbol: str, n: int | None = None) -> pd.DataFrame:
+        """Bars of ``symbol`` up to now (last ``n``), indexed by open time (UTC)."""
+        f = self._e.feed_of(symbol)
+        end = f.idx + 1
+        start = 0 if n is None else max(0, end - n)
+        a = f.arrays
+        idx = pd.to_datetime(f.ts_np[start:end], unit="ms", utc=True)
+        return pd.DataFrame({k: a[k][start:end] for k in ("open", "high", "low", "close",
+                                                          "volume")}, index=idx)
+
+    def series(self, symbol: str, field: str = "close") -> np.ndarray:
+        """The whole series of ``symbol`` (``on_start`` only), to build indicators from.
+
+        Wrap what you compute with :meth:`indicator` so that bars are revealed one by one.
+        """
+        if self._e.phase != "start":
+            msg = "ctx.series() is for on_start (use ctx.indicator(...).now in on_bar)"
+            raise PhaseError(msg)
+        f = self._e.feed_of(symbol)
+        key = {"mark": "mark_close", "index": "index_close"}.get(field, field)
+        if key not in f.arrays:
+            msg = f"unknown field {field!r}; use open, high, low, close, volume, mark or index"
+            raise ConfigError(msg)
+        arr = f.arrays[key].copy()
+        arr.flags.writeable = False
+        return arr
+
+    def indicator(self, func: Callable[..., Any], *args: Any, symbol: str,
+                  name: str = "") -> Indicator:
+        """Compute ``func(*args)`` once over the whole series and reveal it bar by bar.
+
+        The result must have one value per bar of ``symbol``.
+        """
+        if self._e.phase != "start":
+            msg = "ctx.indicator() is for on_start"
+            raise PhaseError(msg)
+        f = self._e.feed_of(symbol)
+        values = np.asarray(func(*args), dtype="float64")
+        if values.shape != (f.n,):
+            msg = (f"indicator {name or getattr(func, '__name__', '')!r} returned shape "
+                   f"{values.shape}, expected ({f.n},) for {symbol}")
+            raise ConfigError(msg)
+        return Indicator(values, lambda: f.idx, name=name or getattr(func, "__name__", ""))
+
+    # -- account --------------------------------------------------------------------------
+    def position(self, symbol: str) -> PositionView:
+        """The position in ``symbol`` (flat when none)."""
+        return self._e.position_view(symbol)
+
+    @property
+    def account(self) -> AccountView:
+        """The account at the last evaluation."""
+        return self._e.account_view()
+
+    def open_orders(self, symbol: str | None = None) -> list[dict[str, object]]:
+        """Working orders (all, or of ``symbol``) as records."""
+        return [o.as_dict() for o in self._e.orders.values()
+                if symbol is None or o.symbol == symbol]
+
+    def contracts_for(self, symbol: str, *, notional: float, price: float | None = None) -> Decimal:
+        """Contracts worth ``notional`` USD at ``price`` (default last close), rounded down to
+        the lot. Inverse contracts: ``notional / contract_size`` (their face is in USD)."""
+        inst = self.instrument(symbol)
+        px = self.price(symbol) if price is None else price
+        if inst.is_linear or inst.is_option:
+            if inst.is_option:
+                px = self.index(symbol)
+            raw = notional / (px * inst.cs) if px > 0 else 0.0
+        else:
+            raw = notional / inst.cs
+        return to_qty(abs(raw), inst.lot_size) if np.isfinite(raw) else ZERO
+
+    def round_price(self, symbol: str, price: float) -> Decimal:
+        """``price`` rounded to the nearest tick of ``symbol``."""
+        return to_price(price, self.instrument(symbol).tick_size)
+
+    # -- orders ---------------------------------------------------------------------------
+    def order(self, symbol: str, side: Side | str, qty: Decimal | float | str, *,
+              order_type: OrderType | str = OrderType.MARKET, price: float | Decimal | None = None,
+              stop_price: float | Decimal | None = None, tif: TimeInForce | str | None = None,
+              reduce_only: bool = False, post_only: bool = False, tag: str = "",
+              stop_loss: float | Decimal | None = None,
+              take_profit: float | Decimal | None = None) -> OrderTicket:
+        """Submit an order of any type (see :class:`backtester.orders.OrderType`)."""
+        return self._e.submit(symbol, Side(side), qty, order_type=OrderType(order_type),
+                              price=price, stop_price=stop_price,
+                              tif=None if tif is None else TimeInForce(tif),
+                              reduce_only=reduce_only, post_only=post_only, tag=tag,
+                              stop_loss=stop_loss, take_profit=take_profit)
+
+    def buy(self, symbol: str, qty: Decimal | float | str, *, limit: float | Decimal | None = None,
+            stop: float | Decimal | None = None, stop_loss: float | Decimal | None = None,
+            take_profit: float | Decimal | None = None, reduce_only: bool = False,
+            post_only: bool = False, tif: TimeInForce | str | None = None,
+            tag: str = "") -> OrderTicket:
+        """Buy ``qty`` contracts: market, or limit (``limit=``), stop (``stop=``) or
+        stop-limit (both). ``stop_loss``/``take_profit`` attach reduce-only exit orders
+        (one cancels the other) once this order fills."""
+        return self._side(Side.BUY, symbol, qty, limit, stop, stop_loss, take_profit,
+                          reduce_only, post_only, tif, tag)
+
+    def sell(self, symbol: str, qty: Decimal | float | str, *, limit: float | Decimal | None = None,
+             stop: float | Decimal | None = None, stop_loss: float | Decimal | None = None,
+             take_profit: float | Decimal | None = None, reduce_only: bool = False,
+             post_only: bool = False, tif: TimeInForce | str | None = None,
+             tag: str = "") -> OrderTicket:
+        """Sell ``qty`` contracts; see :meth:`buy`."""
+        return self._side(Side.SELL, symbol, qty, limit, stop, stop_loss, take_profit,
+                          reduce_only, post_only, tif, tag)
+
+    def _side(self, side: Side, symbol: str, qty: Decimal | float | str,
+              limit: float | Decimal | None, stop: float | Decimal | None,
+              stop_loss: float | Decimal | None, take_profit: float | Decimal | None,
+              reduce_only: bool, post_only: bool, tif: TimeInForce | str | None,
+              tag: str) -> OrderTicket:
+        if stop is not None:
+            otype = OrderType.STOP_LIMIT if limit is not None else OrderType.STOP
+        else:
+            otype = OrderType.LIMIT if limit is not None else OrderType.MARKET
+        return self.order(symbol, side, qty, order_type=otype, price=limit, stop_price=stop,
+                          tif=tif, reduce_only=reduce_only, post_only=post_only, tag=tag,
+                          stop_loss=stop_loss, take_profit=take_profit)
+
+    def target(self, symbol: str, qty: Decimal | float | str, *, tag: str = "") -> OrderTicket | None:
+        """Trade to a signed position of ``qty`` contracts with one market order (None if
+        already there)."""
+        want = dec(qty) if not isinstance(qty, float) else dec(qty)
+        have = self._e.account.position(self.instrument(symbol)).qty
+        delta = want - have
+        if delta == 0:
+            return None
+        reduce_only = abs(want) < abs(have) and (want == 0 or (want > 0) == (have > 0))
+        side = Side.BUY if delta > 0 else Side.SELL
+        return self.order(symbol, side, abs(delta), reduce_only=reduce_only, tag=tag)
+
+    def close(self, symbol: str, *, tag: str = "") -> OrderTicket | None:
+        """Close the position in ``symbol`` with a reduce-only market order."""
+        return self.target(symbol, ZERO, tag=tag)
+
+    def close_all(self, *, tag: str = "") -> list[OrderTicket]:
+        """Cancel every working order and close every position."""
+        self.cancel()
+        out = []
+        for pos in self._e.account.open_positions():
+            t = self.close(pos.symbol, tag=tag)
+            if t is not None:
+                out.append(t)
+        return out
+
+    def cancel(self, order_id: int | None = None, *, symbol: str | None = None) -> int:
+        """Cancel one order, all orders of a symbol, or all orders; return how many."""
+        return self._e.cancel(order_id, symbol=symbol, reason="strategy")
+
+    def set_leverage(self, symbol: str, leverage: float) -> None:
+        """Set the leverage (initial margin = notional / leverage) of ``symbol``."""
+        self._e.set_leverage(symbol, leverage)
+
+    def record(self, **values: float) -> None:
+        """Record user series at this bar (they appear in the results' ``records``)."""
+        self._e.record_user(values)

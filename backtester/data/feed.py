@@ -1,0 +1,254 @@
+"""Align many instruments with different timeframes and missing bars onto one clock.
+
+A bar stamped with its open time ``t`` is visible at ``t + timeframe`` (its close). The clock is
+the sorted union of every instrument's bar close times; at each clock step the instruments whose
+bar closes then advance, the others keep their last closed bar. Mark and index candles are
+aligned to the trade bars of the same instrument; where they are missing the trade candle is
+used and counted (``mark_fallback_bars``) so the results can say so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from backtester.data.schema import Kind, find_gaps, normalize_ts, validate_frame
+from backtester.errors import DataError
+from backtester.instruments import Instrument
+from backtester.timeutil import timeframe_ms
+
+__all__ = ["Feed", "MarketFrames", "SymbolFeed"]
+
+_STABLES = frozenset({"USD", "USDT", "USDC", "BUSD", "FDUSD", "DAI"})
+_TFS = ("1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "1w")
+
+
+@dataclass(slots=True, kw_only=True)
+class MarketFrames:
+    """The data of one instrument as DataFrames with a ``ts`` column (bar open, UTC).
+
+    ``ohlcv`` is required; ``mark``, ``index`` (candles on the same timeframe) and ``funding``
+    (``ts``, ``rate``) and ``option_marks`` are optional.
+    """
+
+    ohlcv: pd.DataFrame
+    timeframe: str | None = None
+    mark: pd.DataFrame | None = None
+    index: pd.DataFrame | None = None
+    funding: pd.DataFrame | None = None
+    option_marks: pd.DataFrame | None = None
+
+
+def _infer_timeframe(ts_ms: np.ndarray, symbol: str) -> str:
+    if len(ts_ms) < 2:
+        msg = f"{symbol}: cannot infer the timeframe from fewer than 2 bars; give timeframe"
+        raise DataError(msg)
+    step = int(np.min(np.diff(ts_ms)))
+    for tf in _TFS:
+        if timeframe_ms(tf) == step:
+            return tf
+    msg = f"{symbol}: bar spacing {step} ms is not a known timeframe; give timeframe"
+    raise DataError(msg)
+
+
+class SymbolFeed:
+    """One instrument's bars as Python lists (fast scalar access) and its cursor ``idx``."""
+
+    __slots__ = ("c", "funding_rate", "funding_ts", "gaps", "h", "ic", "ih", "il", "instrument",
+                 "io", "idx", "l", "mark_fallback_bars", "mc", "mh", "ml", "mo", "n", "o",
+                 "symbol", "tf_ms", "timeframe", "ts", "ts_np", "v", "arrays", "has_mark",
+                 "has_index", "next_funding", "option_iv", "mark_missing")
+
+    def __init__(self, instrument: Instrument, frames: MarketFrames) -> None:
+        sym = instrument.symbol
+        raw = frames.ohlcv
+        tf = frames.timeframe
+        if tf is None:
+            pre = raw.reset_index() if "ts" not in raw.columns else raw
+            ts0 = normalize_ts(pre["ts"], what=f"ohlcv {sym}").astype("int64").to_numpy()
+            tf = _infer_timeframe(np.unique(ts0), sym)
+        ohlcv = validate_frame(raw, Kind.OHLCV, symbol=sym, timeframe=tf)
+        if ohlcv.empty:
+            msg = f"{sym}: no bars"
+            raise DataError(msg)
+        self.instrument = instrument
+        self.symbol = sym
+        self.timeframe = tf
+        self.tf_ms = timeframe_ms(tf)
+        ts = ohlcv["ts"].astype("int64").to_numpy()
+        self.ts_np = ts
+        self.ts = ts.tolist()
+        self.n = len(ts)
+        arrays = {k: ohlcv[k].to_numpy(dtype="float64") for k in
+                  ("open", "high", "low", "close", "volume")}
+        arrays["volume"] = np.nan_to_num(arrays["volume"], nan=0.0)
+        self.gaps = find_gaps(ts, self.tf_ms)
+        self.mark_fallback_bars = 0
+        self.mark_missing: list[bool] = [frames.mark is None] * len(ts)
+        self.has_mark = frames.mark is not None
+        self.has_index = frames.index is not None
+        for prefix, frame, kind in (("mark", frames.mark, Kind.MARK),
+                                    ("index", frames.index, Kind.INDEX)):
+            aligned = self._align(frame, kind, ts, tf, arrays)
+            for k, v in aligned.items():
+                arrays[f"{prefix}_{k}"] = v
+        self.arrays = arrays
+        self.o, self.h, self.l, self.c, self.v = (arrays[k].tolist() for k in
+                                                  ("open", "high", "low", "close", "volume"))
+        self.mo, self.mh, self.ml, self.mc = (arrays[f"mark_{k}"].tolist() for k in
+                                              ("open", "high", "low", "close"))
+        self.io, self.ih, self.il, self.ic = (arrays[f"index_{k}"].tolist() for k in
+                                              ("open", "high", "low", "close"))
+        self.funding_ts: list[int] = []
+        self.funding_rate: list[float] = []
+        if frames.funding is not None and len(frames.funding):
+            fund = validate_frame(frames.funding, Kind.FUNDING, symbol=sym, timeframe=None)
+            self.funding_ts = fund["ts"].astype("int64").tolist()
+            self.funding_rate = fund["rate"].astype("float64").tolist()
+        self.next_funding = 0
+        self.option_iv: list[float] | None = None
+        if frames.option_marks is not None and len(frames.option_marks):
+            om = validate_frame(frames.option_marks, Kind.OPTION_MARKS, symbol=sym,
+                                timeframe=None).set_index("ts")
+            om.index = om.index.astype("int64")
+            self.option_iv = om["mark_iv"].reindex(ts).to_numpy(dtype="float64").tolist()
+            if frames.mark is None:
+                mp = om["mark_price"].reindex(ts).to_numpy(dtype="float64")
+                ok = np.isfinite(mp)
+                mc = np.where(ok, mp, arrays["close"])
+                arrays["mark_close"] = mc
+                arrays["mark_high"] = np.maximum(arrays["mark_high"], mc)
+                arrays["mark_low"] = np.minimum(arrays["mark_low"], mc)
+                self.mc, self.mh, self.ml = (arrays[k].tolist() for k in
+                                             ("mark_close", "mark_high", "mark_low"))
+                self.mark_fallback_bars = int((~ok).sum())
+                self.mark_missing = (~ok).tolist()
+                self.has_mark = True
+        self.idx = -1
+
+    def use_underlying_index(self, under: SymbolFeed) -> None:
+        """Take index candles from the underlying's feed (options quote a premium, not the
+        underlying), aligned on this feed's bar times; the last earlier index close fills gaps."""
+        pos = np.searchsorted(under.ts_np, self.ts_np, side="right") - 1
+        pos = np.clip(pos, 0, under.n - 1)
+        for k in ("open", "high", "low", "close"):
+            self.arrays[f"index_{k}"] = under.arrays[f"index_{k}"][pos]
+        self.io, self.ih, self.il, self.ic = (self.arrays[f"index_{k}"].tolist() for k in
+                                              ("open", "high", "low", "close"))
+        self.has_index = True
+
+    def _align(self, frame: pd.DataFrame | None, kind: Kind, ts: np.ndarray, tf: str,
+               arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        cols = ("open", "high", "low", "close")
+        if frame is None:
+            if kind is Kind.MARK:
+                self.mark_fallback_bars = len(ts)
+            return {k: (arrays[k] if kind is Kind.MARK or not self.has_mark
+                        else arrays[f"mark_{k}"]).copy() for k in cols}
+        clean = validate_frame(frame, kind, symbol=self.instrument.symbol, timeframe=tf)
+        clean = clean.set_index(clean["ts"].astype("int64"))
+        out: dict[str, np.ndarray] = {}
+        missing = None
+        for k in cols:
+            v = clean[k].reindex(ts).to_numpy(dtype="float64")
+            if missing is None:
+                missing = ~np.isfinite(v)
+            fallback = arrays[k] if kind is Kind.MARK or not self.has_mark else arrays[f"mark_{k}"]
+            out[k] = np.where(np.isfinite(v), v, fallback)
+        if kind is Kind.MARK and missing is not None:
+            self.mark_fallback_bars = int(missing.sum())
+            self.mark_missing = missing.tolist()
+        return out
+
+
+@dataclass(slots=True)
+class Feed:
+    """Every instrument's :class:`SymbolFeed` and the clock that drives them.
+
+    ``steps`` is a list of ``(close_ms, advancing feeds)``; ``index_feeds`` maps a coin to the
+    feed whose index prices value it as collateral (stablecoins are worth 1 USD).
+    """
+
+    symbols: dict[str, SymbolFeed]
+    steps: list[tuple[int, tuple[SymbolFeed, ...]]] = field(default_factory=list)
+    index_feeds: dict[str, SymbolFeed] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    @classmethod
+    def build(cls, instruments: Mapping[str, Instrument], frames: Mapping[str, MarketFrames], *,
+              start_ms: int | None = None, end_ms: int | None = None) -> Feed:
+        """Validate and align the data of every instrument and build the clock.
+
+        ``start_ms``/``end_ms`` keep bars that open at or after start and before end.
+        """
+        symbols: dict[str, SymbolFeed] = {}
+        notes: list[str] = []
+        for sym in sorted(frames):
+            if sym not in instruments:
+                msg = f"data given for {sym} but no instrument is known for it"
+                raise DataError(msg)
+            fr = frames[sym]
+            if start_ms is not None or end_ms is not None:
+                fr = _clip(fr, start_ms, end_ms)
+            feed = SymbolFeed(instruments[sym], fr)
+            symbols[sym] = feed
+            if feed.mark_fallback_bars:
+                notes.append(f"mark candles missing for {feed.mark_fallback_bars} of {feed.n} "
+                             f"bars of {sym}: margin uses trade candles there")
+            if feed.gaps.count:
+                notes.append(f"{sym}: {feed.gaps.count} gaps, {feed.gaps.missing_bars} missing "
+                             f"bars ({feed.gaps.pct_missing:.2%})")
+        if not symbols:
+            msg = "no market data: give at least one instrument's candles"
+            raise DataError(msg)
+        by_close: dict[int, list[SymbolFeed]] = {}
+        for feed in symbols.values():
+            tf = feed.tf_ms
+            for t in feed.ts:
+                by_close.setdefault(t + tf, []).append(feed)
+        steps = [(t, tuple(by_close[t])) for t in sorted(by_close)]
+        index_feeds: dict[str, SymbolFeed] = {}
+        # prefer perpetuals, then futures, for a coin's index price
+        rank = {"perpetual": 0, "future": 1, "spot": 2, "option": 3}
+        for feed in sorted(symbols.values(),
+                           key=lambda f: (rank[f.instrument.kind.value], f.symbol)):
+            index_feeds.setdefault(feed.instrument.base, feed)
+        for feed in symbols.values():
+            under = index_feeds.get(feed.instrument.base)
+            if feed.instrument.is_option and not feed.has_index and under is not None \
+                    and under is not feed:
+                feed.use_underlying_index(under)
+        return cls(symbols=symbols, steps=steps, index_feeds=index_feeds, warnings=notes)
+
+    def reset(self) -> None:
+        """Rewind every cursor (a feed can be replayed)."""
+        for f in self.symbols.values():
+            f.idx = -1
+            f.next_funding = 0
+
+    @staticmethod
+    def is_stable(asset: str) -> bool:
+        """True for USD stablecoins valued at 1 USD."""
+        return asset in _STABLES
+
+
+def _clip(fr: MarketFrames, start_ms: int | None, end_ms: int | None) -> MarketFrames:
+    def cut(df: pd.DataFrame | None, *, is_bar: bool) -> pd.DataFrame | None:
+        if df is None:
+            return None
+        d = df.reset_index() if "ts" not in df.columns else df
+        ts = pd.to_datetime(d["ts"], utc=True).dt.as_unit("ms").astype("int64")
+        keep = pd.Series(True, index=d.index)
+        if start_ms is not None:
+            keep &= ts >= start_ms
+        if end_ms is not None:
+            keep &= ts < end_ms if is_bar else ts <= end_ms
+        return d[keep.to_numpy()]
+
+    return MarketFrames(ohlcv=cut(fr.ohlcv, is_bar=True),  # type: ignore[arg-type]
+                        timeframe=fr.timeframe, mark=cut(fr.mark, is_bar=True),
+                        index=cut(fr.index, is_bar=True), funding=cut(fr.funding, is_bar=False),
+                        option_marks=cut(fr.option_marks, is_bar=False))

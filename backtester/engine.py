@@ -1,0 +1,565 @@
+"""The bar loop: wires data, account, margin and strategy (DESIGN §2).
+
+Each clock step ``t`` (a bar close):
+
+1. execution: working orders of the instruments whose bar closes at ``t`` fill along the bar's
+   path (orders fill only on bars that open at or after their submission);
+2. settlement: funding stamps inside the bar (fills at the bar's open count as held at a stamp
+   equal to the open; for a stamp inside the bar only fills at the open count); expiries;
+3. margin: the account is evaluated on mark prices (``intrabar``: low, high and close per
+   underlying group); a breach liquidates by the profile's rules before the strategy sees the bar;
+4. strategy: ``on_fill`` / ``on_funding`` / ``on_expiry`` / ``on_margin_call`` /
+   ``on_liquidation`` events, then ``on_bar``; orders submitted now fill from the next bar;
+5. risk: new orders are validated (instrument rules, reduce-only, initial margin) on submission;
+6. record: equity, wallet, margins, ratio, exposure, positions, user records.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from backtester.accounting import Account, EntryKind
+from backtester.config import FillMode, FundingMode, RunConfig
+from backtester.context import AccountView, Context, OrderTicket, PositionView
+from backtester.data.feed import Feed, SymbolFeed
+from backtester.errors import (
+    BacktesterWarning,
+    ConfigError,
+    DataError,
+    PhaseError,
+    StrategyError,
+)
+from backtester.events import FundingPaid
+from backtester.execution import BarPath, Match, SlippageModel, match_order
+from backtester.margin.state import MarginEngine
+from backtester.numeric import ZERO, dec, to_money, to_price
+from backtester.orders import (
+    Fill,
+    Order,
+    OrderCancelled,
+    OrderRejected,
+    OrderType,
+    RejectReason,
+    Side,
+    TimeInForce,
+    validate_order,
+)
+
+if TYPE_CHECKING:
+    from backtester.margin.profile_data import ProfileData
+    from backtester.strategy import Strategy
+
+__all__ = ["Engine"]
+
+logger = logging.getLogger(__name__)
+
+
+class Engine:
+    """One backtest run. Build with :func:`backtester.run`; call :meth:`run` once."""
+
+    def __init__(self, strategy: Strategy, feed: Feed, config: RunConfig, *,
+                 profile: ProfileData) -> None:
+        self.strategy = strategy
+        self.feed = feed
+        self.config = config
+        self.profile = profile
+        self.now_ms = feed.steps[0][0] if feed.steps else 0
+        self.phase = "init"
+        start_ms = min(f.ts[0] for f in feed.symbols.values())
+        collateral = config.collateral or {profile.quote_asset: profile.default_collateral}
+        self.account = Account(collateral, start_ms=start_ms,
+                               default_leverage=config.default_leverage
+                               or profile.default_leverage)
+        for sym, lev in config.leverage.items():
+            if sym == "*":
+                self.account.default_leverage = lev
+            elif sym not in feed.symbols:
+                msg = f"leverage: unknown symbol {sym!r} (symbols: {', '.join(feed.symbols)})"
+                raise ConfigError(msg)
+            else:
+                self.account.set_leverage(sym, lev)
+        self.slippage = SlippageModel(bps=config.slippage_bps, volume_impact=config.volume_impact)
+        self.orders: dict[int, Order] = {}
+        self.margin = MarginEngine(self, profile=profile)
+        self.ctx = Context(self)
+        self.by_symbol: dict[str, list[Order]] = {}
+        self._next_id = 1
+        self.fills: list[Fill] = []
+        self.order_log: list[dict[str, object]] = []
+        self.rejections: list[OrderRejected] = []
+        self.cancels: list[OrderCancelled] = []
+        self.events: list[Any] = []
+        self.pending: list[tuple[str, Any]] = []
+        self.warnings: list[str] = list(feed.warnings)
+        self.user_records: dict[str, list[float]] = {}
+        self.rec: dict[str, list[float]] = {k: [] for k in (
+            "ts", "equity", "wallet", "unrealized_pnl", "margin_balance", "initial_margin",
+            "maintenance_margin", "margin_ratio", "available", "gross_exposure", "net_exposure",
+            "distance_to_liquidation")}
+        self.pos_rec: dict[str, list[Any]] = {k: [] for k in (
+            "ts", "symbol", "qty", "entry_price", "mark", "unrealized_pnl", "notional")}
+        self.stopped_reason: str | None = None
+        self._expiries = sorted((f.instrument.expiry_ms, f.symbol) for f in feed.symbols.values()
+                                if f.instrument.expiry_ms is not None)
+        self._funding_checked: set[str] = set()
+
+    # -- lookups --------------------------------------------------------------------------
+    def feed_of(self, symbol: str) -> SymbolFeed:
+        """Return the feed of ``symbol`` or raise a ConfigError naming the known symbols."""
+        f = self.feed.symbols.get(symbol)
+        if f is None:
+            import difflib
+
+            close = difflib.get_close_matches(symbol, list(self.feed.symbols), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            msg = f"unknown symbol {symbol!r}{hint} (symbols: {', '.join(sorted(self.feed.symbols))})"
+            raise ConfigError(msg)
+        return f
+
+    # -- the loop -------------------------------------------------------------------------
+    def run(self) -> None:
+        """Run every clock step; the results are read from this engine afterwards."""
+        strat = self.strategy
+        self.phase = "start"
+        self._call("on_start", strat.on_start, None)
+        self.phase = "bar"
+        on_bar = strat.on_bar
+        orders_by_symbol = self.by_symbol
+        margin = self.margin
+        account = self.account
+        rec = self.rec
+        for t, feeds in self.feed.steps:
+            self.now_ms = t
+            for f in feeds:
+                f.idx += 1
+                if orders_by_symbol.get(f.symbol):
+                    self._execute(f)
+                elif f.funding_ts and f.next_funding < len(f.funding_ts) \
+                        and f.funding_ts[f.next_funding] < t:
+                    self._funding(f, before_ms=t)
+            if self._expiries and self._expiries[0][0] <= t:
+                self._expire(t)
+            if account.positions:
+                margin.check(t)
+            if self.pending:
+                self._deliver()
+            if self.stopped_reason is None:
+                try:
+                    on_bar(self.ctx)
+                except Exception as exc:
+                    raise StrategyError(strat.name, "on_bar", t, exc) from exc
+            st = margin.state
+            rec["ts"].append(t)
+            rec["equity"].append(st.equity)
+            rec["wallet"].append(st.wallet_balance)
+            rec["unrealized_pnl"].append(st.unrealized_pnl)
+            rec["margin_balance"].append(st.margin_balance)
+            rec["initial_margin"].append(st.initial_margin)
+            rec["maintenance_margin"].append(st.maintenance_margin)
+            rec["margin_ratio"].append(st.margin_ratio)
+            rec["available"].append(st.available)
+            rec["gross_exposure"].append(st.gross_exposure)
+            rec["net_exposure"].append(st.net_exposure)
+            rec["distance_to_liquidation"].append(st.distance_to_liquidation)
+            if st.positions:
+                self._record_positions(t, st.positions)
+            if self.stopped_reason is not None and self.config.stop_on_bankruptcy:
+                break
+        self.phase = "finish"
+        self._call("on_finish", strat.on_finish, None)
+        account.check_replay()
+
+    def _call(self, hook: str, func: Any, arg: Any) -> None:
+        try:
+            if arg is None:
+                func(self.ctx)
+            else:
+                func(self.ctx, arg)
+        except (StrategyError, PhaseError, ConfigError, DataError):
+            raise
+        except Exception as exc:
+            ts = None if self.phase == "start" else self.now_ms
+            raise StrategyError(self.strategy.name, hook, ts, exc) from exc
+
+    def _deliver(self) -> None:
+        pending, self.pending = self.pending, []
+        s = self.strategy
+        hooks = {"fill": s.on_fill, "funding": s.on_funding, "expiry": s.on_expiry,
+                 "margin_call": s.on_margin_call, "liquidation": s.on_liquidation}
+        for kind, event in pending:
+            if self.stopped_reason is None:
+                self._call(f"on_{kind}", hooks[kind], event)
+
+    def _record_positions(self, t: int, positions: list[tuple[str, float, float, float, float,
+                                                                 float]]) -> None:
+        pr = self.pos_rec
+        for sym, qty, entry, mark, upnl, notional in positions:
+            pr["ts"].append(t)
+            pr["symbol"].append(sym)
+            pr["qty"].append(qty)
+            pr["entry_price"].append(entry)
+            pr["mark"].append(mark)
+            pr["unrealized_pnl"].append(upnl)
+            pr["notional"].append(notional)
+
+    # -- execution ------------------------------------------------------------------------
+    def _execute(self, f: SymbolFeed) -> None:
+        i = f.idx
+        bar_open = f.ts[i]
+        path = BarPath(f.o[i], f.h[i], f.l[i], f.c[i])
+        matches: list[tuple[float, int, Order, Match]] = []
+        expired_ioc: list[Order] = []
+        for order in list(self.by_symbol.get(f.symbol, ())):
+            if order.created_ms > bar_open:
+                continue  # submitted after this bar opened: eligible from the next bar
+            m = match_order(order, path)
+            if order.tif is not TimeInForce.GTC and order.order_type is not OrderType.MARKET:
+                if m is None or m.t > 0.0:
+                    expired_ioc.append(order)
+                    continue
+            if m is not None:
+                matches.append((m.t, order.id, order, m))
+        matches.sort(key=lambda x: (x[0], x[1]))
+        ambiguous = self._resolve_oco(matches)
+        # funding stamped before this bar's open (a gap in the data) sees the old position
+        self._funding(f, before_ms=bar_open)
+        k = 0
+        while k < len(matches) and matches[k][0] == 0.0:
+            _, _, order, m = matches[k]
+            if order.id in self.orders:
+                self._fill(order, f, m, is_ambiguous=order.id in ambiguous)
+            k += 1
+        # stamps at the open see the fills at the open; stamps inside the bar only those
+        self._funding(f, before_ms=f.ts[i] + f.tf_ms)
+        for _, _, order, m in matches[k:]:
+            if order.id in self.orders:
+                self._fill(order, f, m, is_ambiguous=order.id in ambiguous)
+        for order in expired_ioc:
+            if order.id in self.orders:
+                self._remove(order, "fok_not_filled" if order.tif is TimeInForce.FOK
+                             else "ioc_not_filled")
+
+    def _resolve_oco(self, matches: list[tuple[float, int, Order, Match]]) -> set[int]:
+        # both legs of an OCO pair touched in one bar: the bar cannot say which came first, so
+        # the outcome worse for the strategy (the stop) is taken and a warning recorded.
+        ids = {m[1] for m in matches}
+        ambiguous: set[int] = set()
+        drop: set[int] = set()
+        for _, oid, order, _ in matches:
+            sib = order.oco_id
+            if sib is not None and sib in ids and oid not in drop:
+                stop_id = oid if order.order_type in (OrderType.STOP, OrderType.STOP_LIMIT) \
+                    else sib
+                other = sib if stop_id == oid else oid
+                ambiguous.add(stop_id)
+                drop.add(other)
+                msg = (f"ambiguous bar at {self.now_ms}: stop-loss and take-profit of "
+                       f"{order.symbol} both touched; the stop-loss was taken")
+                self.warnings.append(msg)
+        matches[:] = [m for m in matches if m[1] not in drop]
+        return ambiguous
+
+    def _fill(self, order: Order, f: SymbolFeed, m: Match, *, is_ambiguous: bool = False) -> None:
+        inst = f.instrument
+        pos = self.account.position(inst)
+        qty = order.qty
+        if order.is_reduce_only:
+            if pos.qty == 0 or (pos.qty > 0) == (order.side is Side.BUY):
+                self._remove(order, "reduce_only_nothing_to_reduce")
+                return
+            qty = min(qty, abs(pos.qty))
+        price = m.price
+        if not m.is_maker:
+            price = self.slippage.apply(order.side, price, float(qty), f.v[f.idx])
+        fill_px = to_price(price, inst.tick_size)
+        if fill_px <= 0:
+            fill_px = inst.tick_size
+        signed = qty if order.side is Side.BUY else -qty
+        fee = self._fee(inst, signed, fill_px, is_maker=m.is_maker, f=f)
+        realized = self.account.apply_fill(self.now_ms, inst, signed, fill_px, fee,
+                                           ref=f"order {order.id}")
+        fill = Fill(ts_ms=self.now_ms, order_id=order.id, symbol=inst.symbol, qty=signed,
+                    price=fill_px, fee=fee, fee_asset=inst.settle,
+                    liquidity="maker" if m.is_maker else "taker", realized_pnl=realized,
+                    tag=order.tag, is_ambiguous=is_ambiguous)
+        self.fills.append(fill)
+        self.pending.append(("fill", fill))
+        self._remove(order, None)
+        if order.oco_id is not None and order.oco_id in self.orders:
+            self._remove(self.orders[order.oco_id], "oco")
+        if order.stop_loss is not None or order.take_profit is not None:
+            self._attach_exits(order, qty)
+
+    def _fee(self, inst: Any, qty: Decimal, price: Decimal, *, is_maker: bool,
+             f: SymbolFeed) -> Decimal:
+        if inst.is_option:
+            und = dec(f.ic[f.idx])
+            return inst.fee_exact(qty, price, is_maker=is_maker, underlying_price=und,
+                                  option_fee_cap=self.profile.option_fee_cap)
+        return inst.fee_exact(qty, price, is_maker=is_maker)
+
+    def _attach_exits(self, parent: Order, qty: Decimal) -> None:
+        side = Side.SELL if parent.side is Side.BUY else Side.BUY
+        ids = []
+        if parent.stop_loss is not None:
+            ids.append(self._place(parent.symbol, side, qty, OrderType.STOP, None,
+                                   parent.stop_loss, TimeInForce.GTC, True, False,
+                                   parent.tag or "stop_loss", parent_id=parent.id))
+        if parent.take_profit is not None:
+            ids.append(self._place(parent.symbol, side, qty, OrderType.TAKE_PROFIT, None,
+                                   parent.take_profit, TimeInForce.GTC, True, False,
+                                   parent.tag or "take_profit", parent_id=parent.id))
+        if len(ids) == 2:
+            self.orders[ids[0]].oco_id = ids[1]
+            self.orders[ids[1]].oco_id = ids[0]
+
+    def _remove(self, order: Order, reason: str | None) -> None:
+        self.orders.pop(order.id, None)
+        lst = self.by_symbol.get(order.symbol)
+        if lst is not None and order in lst:
+            lst.remove(order)
+        if reason is not None:
+            ev = OrderCancelled(ts_ms=self.now_ms, order_id=order.id, symbol=order.symbol,
+                                reason=reason)
+            self.cancels.append(ev)
+
+    # -- settlement -----------------------------------------------------------------------
+    def _funding(self, f: SymbolFeed, *, before_ms: int) -> None:
+        stamps = f.funding_ts
+        j = f.next_funding
+        n = len(stamps)
+        while j < n and stamps[j] < before_ms:
+            self._pay_funding(f, stamps[j], f.funding_rate[j])
+            j += 1
+        f.next_funding = j
+        if f.instrument.is_perpetual and self.config.funding is FundingMode.HISTORY:
+            self._check_funding_coverage(f)
+
+    def _check_funding_coverage(self, f: SymbolFeed) -> None:
+        pos = self.account.positions.get(f.symbol)
+        if pos is None or pos.qty == 0 or f.symbol in self._funding_checked:
+            return
+        if not f.funding_ts:
+            msg = (f"no funding history for {f.symbol}, which is held at "
+                   f"{self.now_ms}: fetch funding, or run with funding='zero' to opt out")
+            raise DataError(msg)
+        self._funding_checked.add(f.symbol)
+
+    def _pay_funding(self, f: SymbolFeed, stamp: int, rate: float) -> None:
+        pos = self.account.positions.get(f.symbol)
+        if self.config.funding is FundingMode.ZERO or pos is None or pos.qty == 0:
+            return
+        mark, source = self._funding_mark(f, stamp)
+        inst = f.instrument
+        # payment = size x contract size x mark x rate (inverse: face / mark x rate, in coin);
+        # a positive rate makes longs pay.
+        if inst.is_linear:
+            amount = to_money(-pos.qty * inst.contract_size * dec(mark) * dec(rate))
+        else:
+            amount = to_money(-pos.qty * inst.contract_size / dec(mark) * dec(rate))
+        if amount != 0:
+            self.account.book(stamp, EntryKind.FUNDING, inst.settle, amount, symbol=f.symbol,
+                              ref=f"rate {rate}")
+        pos.funding -= amount
+        ev = FundingPaid(ts_ms=stamp, symbol=f.symbol, rate=rate, mark=mark, qty=pos.qty,
+                         amount=amount, asset=inst.settle, mark_source=source)
+        self.events.append(ev)
+        self.pending.append(("funding", ev))
+
+    @staticmethod
+    def _funding_mark(f: SymbolFeed, stamp: int) -> tuple[float, str]:
+        # the open of the mark candle opening at T, else the last mark close before T
+        i = f.idx
+        while i >= 0 and f.ts[i] > stamp:
+            i -= 1
+        if i >= 0 and f.ts[i] == stamp:
+            return f.mo[i], "trade" if f.mark_missing[i] else "mark"
+        j = i if i >= 0 and f.ts[i] + f.tf_ms <= stamp else i - 1
+        if j < 0:
+            j = 0
+        return f.mc[j], "trade" if f.mark_missing[j] else "mark"
+
+    def _expire(self, t: int) -> None:
+        while self._expiries and self._expiries[0][0] <= t:
+            expiry_ms, sym = self._expiries.pop(0)
+            self.margin.settle_expiry(self.feed.symbols[sym], expiry_ms)
+
+    # -- order submission (called from the context) ---------------------------------------
+    def submit(self, symbol: str, side: Side, qty: Decimal | float | str, *,
+               order_type: OrderType, price: float | Decimal | None,
+               stop_price: float | Decimal | None, tif: TimeInForce | None, reduce_only: bool,
+               post_only: bool, tag: str, stop_loss: float | Decimal | None,
+               take_profit: float | Decimal | None) -> OrderTicket:
+        """Validate and place an order; rejections are recorded events, not exceptions."""
+        if self.phase != "bar":
+            msg = f"orders cannot be placed in {'on_' + self.phase}; place them from on_bar"
+            raise PhaseError(msg)
+        f = self.feed_of(symbol)
+        q = _as_decimal("qty", qty)
+        if order_type in (OrderType.LIMIT, OrderType.STOP_LIMIT) and price is None:
+            msg = f"{order_type} order on {symbol} needs a limit price"
+            raise ConfigError(msg)
+        if order_type in (OrderType.STOP, OrderType.STOP_LIMIT, OrderType.TAKE_PROFIT) \
+                and stop_price is None:
+            msg = f"{order_type} order on {symbol} needs a trigger price (stop=)"
+            raise ConfigError(msg)
+        if tif is None:
+            tif = TimeInForce.IOC if order_type is OrderType.MARKET else TimeInForce.GTC
+        oid = self._place(symbol, side, q, order_type,
+                          None if price is None else _as_decimal("limit", price),
+                          None if stop_price is None else _as_decimal("stop", stop_price),
+                          tif, reduce_only, post_only, tag,
+                          stop_loss=None if stop_loss is None else _as_decimal("stop_loss",
+                                                                               stop_loss),
+                          take_profit=None if take_profit is None
+                          else _as_decimal("take_profit", take_profit), check=True)
+        order = self.orders.get(oid)
+        rejection = self.rejections[-1] if order is None and self.rejections and \
+            self.rejections[-1].order_id == oid else None
+        if order is not None and self.config.fill is FillMode.CLOSE and \
+                order.order_type is OrderType.MARKET and f.idx >= 0:
+            c = f.c[f.idx]
+            self._fill(order, f, Match(t=3.0, price=c, is_maker=False, is_gap=False))
+        return OrderTicket(order_id=oid, rejection=rejection)
+
+    def _place(self, symbol: str, side: Side, qty: Decimal, order_type: OrderType,
+               price: Decimal | None, stop_price: Decimal | None, tif: TimeInForce,
+               reduce_only: bool, post_only: bool, tag: str, *, parent_id: int | None = None,
+               stop_loss: Decimal | None = None, take_profit: Decimal | None = None,
+               check: bool = False) -> int:
+        oid = self._next_id
+        self._next_id += 1
+        order = Order(id=oid, symbol=symbol, side=side, qty=qty, order_type=order_type,
+                      created_ms=self.now_ms, price=price, stop_price=stop_price, tif=tif,
+                      is_reduce_only=reduce_only, is_post_only=post_only, tag=tag,
+                      stop_loss=stop_loss, take_profit=take_profit, parent_id=parent_id)
+        self.order_log.append(order.as_dict())
+        if check:
+            rej = self._check(order)
+            if rej is not None:
+                self.rejections.append(rej)
+                self.order_log[-1]["status"] = f"rejected: {rej.reason}"
+                return oid
+        self.orders[oid] = order
+        self.by_symbol.setdefault(symbol, []).append(order)
+        return oid
+
+    def _check(self, order: Order) -> OrderRejected | None:
+        f = self.feed.symbols[order.symbol]
+        inst = f.instrument
+        last = f.c[f.idx] if f.idx >= 0 else float("nan")
+
+        def reject(reason: RejectReason, message: str) -> OrderRejected:
+            return OrderRejected(ts_ms=self.now_ms, order_id=order.id, symbol=order.symbol,
+                                 reason=reason, message=message, tag=order.tag)
+
+        if f.idx < 0:
+            return reject(RejectReason.NO_MARKET_DATA,
+                          f"no bar of {order.symbol} has closed yet at {self.now_ms}")
+        if inst.is_expired(self.now_ms):
+            return reject(RejectReason.INSTRUMENT_EXPIRED, f"{order.symbol} has expired")
+        if self.stopped_reason is not None:
+            return reject(RejectReason.TRADING_HALTED, f"trading stopped: {self.stopped_reason}")
+        rej = validate_order(order, inst, ref_price=last)
+        if rej is not None:
+            return rej
+        if order.is_post_only and order.price is not None:
+            takes = float(order.price) >= last if order.side is Side.BUY else \
+                float(order.price) <= last
+            if takes:
+                return reject(RejectReason.POST_ONLY_WOULD_TAKE,
+                              f"post-only {order.side} limit {order.price} would take at last "
+                              f"price {last} on {order.symbol}")
+        pos = self.account.positions.get(order.symbol)
+        have = pos.qty if pos is not None else ZERO
+        if order.is_reduce_only and (have == 0 or (have > 0) == (order.side is Side.BUY)):
+            return reject(RejectReason.REDUCE_ONLY_WOULD_INCREASE,
+                          f"reduce-only {order.side} of {order.qty} {order.symbol} would not "
+                          f"reduce the position {have}")
+        if order.is_reduce_only:
+            return None  # reduce-only orders are always admitted
+        return self.margin.admit(order, f)
+
+    def cancel(self, order_id: int | None, *, symbol: str | None, reason: str) -> int:
+        """Cancel one order, all orders of a symbol, or all orders."""
+        if order_id is not None:
+            order = self.orders.get(order_id)
+            if order is None:
+                return 0
+            self._remove(order, reason)
+            return 1
+        victims = [o for o in self.orders.values() if symbol is None or o.symbol == symbol]
+        for o in victims:
+            self._remove(o, reason)
+        return len(victims)
+
+    def set_leverage(self, symbol: str, leverage: float) -> None:
+        """Set the leverage of ``symbol`` after checking it against the profile's brackets."""
+        self.feed_of(symbol)
+        if not leverage > 0:
+            msg = f"leverage for {symbol} must be positive, got {leverage}"
+            raise ConfigError(msg)
+        self.account.set_leverage(symbol, float(leverage))
+
+    def record_user(self, values: dict[str, float]) -> None:
+        """Store user series values for the current step."""
+        n = len(self.rec["ts"])  # the current step is recorded after on_bar
+        for k, v in values.items():
+            series = self.user_records.setdefault(k, [])
+            if len(series) < n:
+                series.extend([float("nan")] * (n - len(series)))
+            if len(series) == n:
+                series.append(float(v))
+            else:
+                series[n] = float(v)
+
+    # -- views ----------------------------------------------------------------------------
+    def position_view(self, symbol: str) -> PositionView:
+        """A read-only view of the position in ``symbol``."""
+        f = self.feed_of(symbol)
+        pos = self.account.positions.get(symbol)
+        mark = f.mc[f.idx] if f.idx >= 0 else float("nan")
+        if pos is None or pos.qty == 0:
+            return PositionView(symbol=symbol, qty=0.0, entry_price=0.0, mark=mark,
+                                unrealized_pnl=0.0, notional=0.0,
+                                leverage=self.account.leverage.get(symbol,
+                                                                   self.account.default_leverage),
+                                isolated_margin=None)
+        inst = f.instrument
+        upnl = self.margin.position_value(pos, mark, f)
+        return PositionView(symbol=symbol, qty=pos.qty_f, entry_price=pos.entry_f, mark=mark,
+                            unrealized_pnl=upnl, notional=inst.notional(pos.qty_f, mark),
+                            leverage=pos.leverage,
+                            isolated_margin=None if pos.isolated_margin is None
+                            else float(pos.isolated_margin))
+
+    def account_view(self) -> AccountView:
+        """The account at the last evaluation (re-evaluated at current closes)."""
+        st = self.margin.evaluate_now()
+        return AccountView(equity=st.equity, wallet_balance=st.wallet_balance,
+                           margin_balance=st.margin_balance, unrealized_pnl=st.unrealized_pnl,
+                           initial_margin=st.initial_margin,
+                           maintenance_margin=st.maintenance_margin,
+                           margin_ratio=st.margin_ratio, available=st.available,
+                           balances=dict(self.account.balances), status=st.status,
+                           greeks=dict(st.greeks))
+
+    def warn(self, message: str) -> None:
+        """Record a warning for the results (and emit it as a BacktesterWarning)."""
+        self.warnings.append(message)
+        warnings.warn(message, BacktesterWarning, stacklevel=2)
+
+
+def _as_decimal(name: str, value: Decimal | float | str | int) -> Decimal:
+    try:
+        d = dec(value)
+    except (ValueError, ArithmeticError):
+        msg = f"{name} must be a number, got {value!r}"
+        raise ConfigError(msg) from None
+    if not d.is_finite():
+        msg = f"{name} must be finite, got {value!r}"
+        raise ConfigError(msg)
+    return d

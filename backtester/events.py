@@ -1,0 +1,102 @@
+"""Market-outcome events delivered to strategies and kept in the results.
+
+Events are past-tense nouns; amounts are booked Decimals in the named asset, sign from the
+account's point of view (positive = received).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+__all__ = [
+    "FundingPaid",
+    "InstrumentExpired",
+    "LiquidationStep",
+    "MarginCalled",
+    "PositionLiquidated",
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FundingPaid:
+    """A funding payment at stamp ``ts_ms`` (nominal time T).
+
+    ``amount`` is what the account received (negative = paid). ``rate`` is the funding rate
+    (positive: longs pay shorts), ``mark`` the mark price used, ``qty`` the signed contracts held
+    at T.
+    """
+
+    ts_ms: int
+    symbol: str
+    rate: float
+    mark: float
+    qty: Decimal
+    amount: Decimal
+    asset: str
+    mark_source: str = "mark"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InstrumentExpired:
+    """A future or option expired and was cash-settled at ``settlement_price``.
+
+    ``pnl`` is the settlement PnL (futures: against the entry price; options: the payoff
+    received, since the premium was booked at the trade), ``fee`` the delivery fee paid.
+    ``price_source`` says how the delivery price was found (``index_twap``, ``index``, ``mark``).
+    """
+
+    ts_ms: int
+    symbol: str
+    qty: Decimal
+    settlement_price: float
+    pnl: Decimal
+    fee: Decimal
+    asset: str
+    price_source: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MarginCalled:
+    """The account reached the call level: maintenance / margin balance >= ``call_level``."""
+
+    ts_ms: int
+    margin_ratio: float
+    margin_balance: float
+    maintenance_margin: float
+    initial_margin: float
+    call_level: float
+    scope: str = "account"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LiquidationStep:
+    """One step of a liquidation: an order, a takeover, a fee or an insurance-fund flow."""
+
+    action: str
+    symbol: str
+    qty: Decimal
+    price: Decimal
+    fee: Decimal
+    realized_pnl: Decimal
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PositionLiquidated:
+    """A liquidation event: what triggered it, each step, and the account before and after.
+
+    ``trigger_price`` maps symbol → the mark at which it was evaluated; ``insurance_flow`` is
+    what the insurance fund received (positive) or paid to cover a deficit (negative), per asset.
+    ``is_bankrupt`` is true when the account's equity went below zero and the fund covered it.
+    """
+
+    ts_ms: int
+    scope: str
+    reason: str
+    trigger_price: dict[str, float]
+    steps: tuple[LiquidationStep, ...]
+    equity_before: float
+    equity_after: float
+    margin_ratio_before: float
+    insurance_flow: dict[str, Decimal] = field(default_factory=dict)
+    is_bankrupt: bool = False

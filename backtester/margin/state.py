@@ -1,0 +1,531 @@
+"""Margin state every bar, order admission, expiry settlement and the liquidation process.
+
+Valuation currency is USD: a collateral asset is worth ``balance x index price`` (stablecoins
+1 USD) in equity and ``x haircut`` in the margin balance. Requirements add up in cross margin:
+each position's initial and maintenance margin is computed on its own and summed; the pool
+offsets PnL, not requirements (DESIGN §4).
+
+Intrabar check (default): positions and collateral are grouped by underlying; each group is
+evaluated with all its legs at the bar's mark low, mark high and mark close (collateral at the
+index low/high/close) and the worst of the three is taken per group. The account is liquidated
+when the summed maintenance margin reaches the summed margin balance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from backtester.accounting import EntryKind, Position
+from backtester.config import MarginCheck, MarginMode
+from backtester.events import (
+    InstrumentExpired,
+    LiquidationStep,
+    MarginCalled,
+    PositionLiquidated,
+)
+from backtester.numeric import ZERO, dec, to_money, to_price
+from backtester.orders import OrderRejected, RejectReason, Side
+
+if TYPE_CHECKING:
+    from backtester.data.feed import SymbolFeed
+    from backtester.engine import Engine
+    from backtester.margin.profile_data import ProfileData
+    from backtester.orders import Order
+
+__all__ = ["MarginEngine", "MarginState"]
+
+_SCENARIOS = (0, 1, 2)  # mark low, mark high, mark close
+_INF = float("inf")
+
+
+@dataclass(slots=True, kw_only=True)
+class MarginState:
+    """The account's margin at one evaluation, USD. ``margin_ratio`` = MM / margin balance."""
+
+    equity: float = 0.0
+    wallet_balance: float = 0.0
+    unrealized_pnl: float = 0.0
+    margin_balance: float = 0.0
+    initial_margin: float = 0.0
+    maintenance_margin: float = 0.0
+    margin_ratio: float = 0.0
+    available: float = 0.0
+    status: str = "ok"
+    gross_exposure: float = 0.0
+    net_exposure: float = 0.0
+    distance_to_liquidation: float = _INF
+    positions: list[tuple[str, float, float, float, float, float]] = field(default_factory=list)
+    greeks: dict[str, float] = field(default_factory=dict)
+
+
+class MarginEngine:
+    """Evaluates the account each bar and runs the profile's liquidation process."""
+
+    def __init__(self, engine: Engine, *, profile: ProfileData) -> None:
+        self.e = engine
+        self.profile = profile
+        cfg = engine.config
+        self.mode = cfg.margin_mode
+        self.intrabar = cfg.margin_check is MarginCheck.INTRABAR
+        self.call_level = cfg.call_level
+        self.liq_slippage = (cfg.liquidation_slippage_bps * 1e-4
+                             if cfg.liquidation_slippage_bps is not None
+                             else profile.liquidation_slippage_rate)
+        self.state = MarginState()
+        self.margin_calls = 0
+        self.liquidations = 0
+        self._in_call = False
+        self.state = self.evaluate_now()
+
+    # -- prices ---------------------------------------------------------------------------
+    def price_usd(self, asset: str, which: int = 2) -> float:
+        """USD price of ``asset``: 1 for stablecoins, else its index low/high/close (0/1/2)."""
+        if self.e.feed.is_stable(asset):
+            return 1.0
+        f = self.e.feed.index_feeds.get(asset)
+        if f is None or f.idx < 0:
+            return 0.0 if f is None else f.io[0]
+        i = f.idx
+        return f.il[i] if which == 0 else f.ih[i] if which == 1 else f.ic[i]
+
+    # -- per position ---------------------------------------------------------------------
+    def requirement(self, pos: Position, mark: float, und: float) -> tuple[float, float, float]:
+        """Return (notional, initial margin, maintenance margin) in the settle currency."""
+        inst = pos.instrument
+        q = pos.qty_f
+        if inst.is_option:
+            if q >= 0:
+                return inst.notional(q, und), 0.0, 0.0
+            return self._short_option(pos, mark, und)
+        notional = inst.notional(q, mark)
+        im = notional / pos.leverage
+        tiers = self.profile.tiers.get(inst.symbol)
+        mm = tiers.maintenance(notional) if tiers is not None else notional * self.profile.default_mmr
+        return notional, im, mm
+
+    def _short_option(self, pos: Position, mark: float, und: float) -> tuple[float, float, float]:
+        inst = pos.instrument
+        size = abs(pos.qty_f) * inst.cs
+        k = inst.strike or 0.0
+        is_call = inst.option_type is not None and inst.option_type.value == "call"
+        otm = max(0.0, k - und) if is_call else max(0.0, und - k)
+        r = self.profile.option_maintenance_rate
+        if inst.is_linear:
+            # linear form (Bit.com / Deribit analogue, margin-rules §7.3): USD per unit
+            mm = (max(r * und, r * mark) if not is_call else r * und) + mark
+            im = max(max(0.15 * und - otm, 0.10 * und) + mark, mm)
+        else:
+            # Deribit standard inverse (margin-rules §7.3): coin per 1-coin option
+            mm = (max(r, r * mark) if not is_call else r) + mark
+            im = max(max(0.15 - otm / und, 0.10) + mark, mm)
+        return inst.notional(size / inst.cs, und), im * size, mm * size
+
+    def position_value(self, pos: Position, mark: float, f: SymbolFeed | None = None) -> float:
+        """Unrealized PnL (futures) or market value (options) in the settle currency."""
+        inst = pos.instrument
+        if inst.is_option:
+            return pos.qty_f * inst.cs * mark
+        return inst.pnl(pos.qty_f, pos.entry_f, mark)
+
+    # -- evaluation -----------------------------------------------------------------------
+    def evaluate_now(self) -> MarginState:
+        """Evaluate at the current closes (no intrabar extremes)."""
+        return self._evaluate(scenario_of=None)
+
+    def _evaluate(self, scenario_of: dict[str, int] | None) -> MarginState:
+        acct = self.e.account
+        feeds = self.e.feed.symbols
+        st = MarginState()
+        bal_usd = 0.0
+        mb_coll = 0.0
+        for asset, bal in acct.balances.items():
+            w = scenario_of.get(asset, 2) if scenario_of else 2
+            px = self.price_usd(asset, w)
+            b = float(bal)
+            bal_usd += b * px
+            mb_coll += b * px * (self.profile.haircut(asset) if b > 0 else 1.0)
+        upnl = 0.0
+        im = mm = 0.0
+        gross = net = 0.0
+        iso_alloc = 0.0
+        isolated = self.mode is MarginMode.ISOLATED
+        for sym, pos in acct.positions.items():
+            if pos.qty_f == 0.0:
+                continue
+            f = feeds[sym]
+            inst = pos.instrument
+            w = scenario_of.get(inst.base, 2) if scenario_of else 2
+            i = f.idx
+            mark = f.ml[i] if w == 0 else f.mh[i] if w == 1 else f.mc[i]
+            und = f.il[i] if w == 0 else f.ih[i] if w == 1 else f.ic[i]
+            px_settle = self.price_usd(inst.settle, scenario_of.get(inst.settle, 2)
+                                       if scenario_of else 2)
+            value = self.position_value(pos, mark, f)
+            notional, p_im, p_mm = self.requirement(pos, mark, und)
+            if isolated and pos.isolated_margin is not None:
+                iso_alloc += float(pos.isolated_margin) * px_settle
+            upnl += value * px_settle
+            im += p_im * px_settle
+            mm += p_mm * px_settle
+            usd = inst.notional_usd(pos.qty_f, und if inst.is_option else mark)
+            gross += usd
+            net += usd if pos.qty_f > 0 else -usd
+            if scenario_of is None:
+                st.positions.append((sym, pos.qty_f, pos.entry_f, mark, value, notional))
+        st.wallet_balance = bal_usd
+        st.unrealized_pnl = upnl
+        st.equity = bal_usd + upnl
+        st.margin_balance = mb_coll + upnl
+        st.initial_margin = im
+        st.maintenance_margin = mm
+        st.margin_ratio = mm / st.margin_balance if st.margin_balance > 0 else (
+            _INF if mm > 0 else 0.0)
+        st.available = st.margin_balance - im - self._order_im()
+        st.gross_exposure = gross
+        st.net_exposure = net
+        st.status = ("liquidate" if mm > 0 and st.margin_balance <= mm else
+                     "call" if st.margin_ratio >= self.call_level else "ok")
+        return st
+
+    def _order_im(self) -> float:
+        total = 0.0
+        for o in self.e.orders.values():
+            if o.is_reduce_only:
+                continue
+            f = self.e.feed.symbols[o.symbol]
+            if f.idx < 0:
+                continue
+            inst = f.instrument
+            px = float(o.price) if o.price is not None else f.c[f.idx]
+            lev = self.e.account.leverage.get(o.symbol, self.e.account.default_leverage)
+            if inst.is_option:
+                total += (float(o.qty) * inst.cs * px * self.price_usd(inst.settle)
+                          if o.side is Side.BUY else 0.0)
+            else:
+                total += inst.notional(float(o.qty), px) / lev * self.price_usd(inst.settle)
+        return total
+
+    def _worst(self) -> MarginState:
+        # group legs and collateral by underlying; take each group's worst of low/high/close
+        acct = self.e.account
+        groups: set[str] = {p.instrument.base for p in acct.positions.values() if p.qty_f != 0.0}
+        groups |= {a for a, b in acct.balances.items() if b != 0 and not self.e.feed.is_stable(a)}
+        if not groups:
+            return self.evaluate_now()
+        scenario: dict[str, int] = {}
+        for g in sorted(groups):
+            best_w, best_excess = 2, _INF
+            for w in _SCENARIOS:
+                excess = self._group_excess(g, w)
+                if excess < best_excess:
+                    best_w, best_excess = w, excess
+            scenario[g] = best_w
+        st = self._evaluate(scenario)
+        close = self.evaluate_now()
+        close.margin_balance, close.maintenance_margin = st.margin_balance, st.maintenance_margin
+        close.margin_ratio, close.status = st.margin_ratio, st.status
+        close.available = min(close.available, st.available)
+        return close
+
+    def _group_excess(self, group: str, w: int) -> float:
+        acct = self.e.account
+        feeds = self.e.feed.symbols
+        px_g = self.price_usd(group, w)
+        excess = 0.0
+        bal = acct.balances.get(group)
+        if bal is not None:
+            b = float(bal)
+            excess += b * px_g * (self.profile.haircut(group) if b > 0 else 1.0)
+        for sym, pos in acct.positions.items():
+            inst = pos.instrument
+            if pos.qty_f == 0.0 or inst.base != group:
+                continue
+            f = feeds[sym]
+            i = f.idx
+            mark = f.ml[i] if w == 0 else f.mh[i] if w == 1 else f.mc[i]
+            und = f.il[i] if w == 0 else f.ih[i] if w == 1 else f.ic[i]
+            px_settle = px_g if inst.settle == group else self.price_usd(inst.settle)
+            _, _, p_mm = self.requirement(pos, mark, und)
+            excess += (self.position_value(pos, mark, f) - p_mm) * px_settle
+        return excess
+
+    # -- the per-bar check ----------------------------------------------------------------
+    def check(self, t: int) -> None:
+        """Evaluate the account at ``t``; raise a margin call or liquidate as the profile says."""
+        st = self._worst() if self.intrabar else self.evaluate_now()
+        if st.status == "liquidate":
+            self._liquidate(t, st)
+            st = self._worst() if self.intrabar else self.evaluate_now()
+        elif st.status == "call":
+            if not self._in_call:
+                self.margin_calls += 1
+                ev = MarginCalled(ts_ms=t, margin_ratio=st.margin_ratio,
+                                  margin_balance=st.margin_balance,
+                                  maintenance_margin=st.maintenance_margin,
+                                  initial_margin=st.initial_margin, call_level=self.call_level)
+                self.e.events.append(ev)
+                self.e.pending.append(("margin_call", ev))
+            self._in_call = True
+        else:
+            self._in_call = False
+        self.state = st
+
+    # -- admission ------------------------------------------------------------------------
+    def admit(self, order: Order, f: SymbolFeed) -> OrderRejected | None:
+        """Initial-margin check of a new (not reduce-only) order against available margin."""
+        inst = f.instrument
+        pos = self.e.account.positions.get(order.symbol)
+        have = pos.qty_f if pos is not None else 0.0
+        q = float(order.signed_qty)
+        increase = abs(have + q) - abs(have)
+        if increase <= 0:
+            return None
+        px = float(order.price) if order.price is not None else f.c[f.idx]
+        lev = self.e.account.leverage.get(order.symbol, self.e.account.default_leverage)
+        if inst.is_option:
+            need = increase * inst.cs * px if q > 0 else \
+                self._short_option(_probe(pos, inst, -increase), px, f.ic[f.idx])[1]
+        else:
+            notional_after = inst.notional(abs(have + q), px)
+            tiers = self.profile.tiers.get(order.symbol)
+            if tiers is not None:
+                max_lev = tiers.max_leverage[tiers.index(notional_after)]
+                if lev > max_lev:
+                    return OrderRejected(
+                        ts_ms=self.e.now_ms, order_id=order.id, symbol=order.symbol,
+                        reason=RejectReason.LEVERAGE_EXCEEDS_BRACKET, tag=order.tag,
+                        message=f"leverage {lev:g} exceeds the bracket maximum {max_lev:g} for "
+                                f"a notional of {notional_after:,.2f} on {order.symbol}")
+            need = inst.notional(increase, px) / lev
+        need_usd = need * self.price_usd(inst.settle)
+        avail = self.evaluate_now().available
+        if need_usd > avail + 1e-9:
+            return OrderRejected(
+                ts_ms=self.e.now_ms, order_id=order.id, symbol=order.symbol,
+                reason=RejectReason.INSUFFICIENT_MARGIN, tag=order.tag,
+                message=f"initial margin {need_usd:,.2f} USD exceeds available {avail:,.2f} USD "
+                        f"for {order.side} {order.qty} {order.symbol}")
+        return None
+
+    # -- expiry ---------------------------------------------------------------------------
+    def settle_expiry(self, f: SymbolFeed, expiry_ms: int) -> None:
+        """Cash-settle an expiring future or option at the delivery price and cancel its orders."""
+        e = self.e
+        e.cancel(None, symbol=f.symbol, reason="expired")
+        price, source = self._delivery_price(f, expiry_ms)
+        pos = e.account.positions.get(f.symbol)
+        if pos is None or pos.qty == 0:
+            return
+        inst = f.instrument
+        qty = pos.qty
+        s = dec(price)
+        if inst.is_option:
+            payoff = to_money(qty * inst.contract_size * dec(inst.option_payoff(price)))
+            fee_base = abs(qty) * inst.contract_size * (s if inst.is_linear else Decimal(1))
+            fee = to_money(min(self.profile.delivery_fee_rate * fee_base,
+                               self.profile.option_fee_cap * abs(payoff)))
+            pnl = payoff
+            if payoff != 0:
+                e.account.book(expiry_ms, EntryKind.SETTLEMENT, inst.settle, payoff,
+                               symbol=f.symbol, ref="option expiry")
+            e.account._net(pos, -qty, s)
+        else:
+            fee = to_money(inst.notional_exact(qty, s) * self.profile.delivery_fee_rate)
+            pnl = e.account.apply_fill(expiry_ms, inst, -qty, s, ZERO, ref="expiry")
+            # apply_fill booked the PnL as trade PnL; settlement is labelled by the event
+        if fee != 0:
+            e.account.book(expiry_ms, EntryKind.DELIVERY_FEE, inst.settle, -fee,
+                           symbol=f.symbol, ref="delivery fee")
+            pos.fees += fee
+        ev = InstrumentExpired(ts_ms=expiry_ms, symbol=f.symbol, qty=qty, settlement_price=price,
+                               pnl=pnl, fee=fee, asset=inst.settle, price_source=source)
+        e.events.append(ev)
+        e.pending.append(("expiry", ev))
+
+    def _delivery_price(self, f: SymbolFeed, expiry_ms: int) -> tuple[float, str]:
+        # index TWAP over the profile's window before expiry, from the index bars that overlap
+        # it (weighted by overlap, each bar at its close); else the last index, else the mark
+        g = self.e.feed.index_feeds.get(f.instrument.base, f)
+        start = expiry_ms - self.profile.delivery_window_ms
+        num = den = 0.0
+        for i in range(max(g.idx, 0), -1, -1):
+            a, b = g.ts[i], g.ts[i] + g.tf_ms
+            if b <= start:
+                break
+            overlap = min(b, expiry_ms) - max(a, start)
+            if overlap > 0:
+                num += g.ic[i] * overlap
+                den += overlap
+        if den > 0 and (g.has_index or g.has_mark):
+            return num / den, "index_twap" if g.has_index else "mark_twap"
+        if g.idx >= 0:
+            return g.ic[g.idx], "index" if g.has_index else "trade"
+        return f.mc[max(f.idx, 0)], "mark"
+
+    # -- liquidation ----------------------------------------------------------------------
+    def _liquidate(self, t: int, st: MarginState) -> None:
+        """Cancel orders, then reduce by the profile's rule until healthy; fees to the
+        insurance fund; a deficit below zero is covered by the fund and recorded."""
+        e = self.e
+        acct = e.account
+        before = st.equity
+        steps: list[LiquidationStep] = []
+        n_orders = e.cancel(None, symbol=None, reason="liquidation")
+        if n_orders:
+            steps.append(LiquidationStep(action="cancel_orders", symbol="", qty=Decimal(n_orders),
+                                         price=ZERO, fee=ZERO, realized_pnl=ZERO))
+        scenario = self._trigger_scenario()
+        triggers: dict[str, float] = {}
+        style = self.profile.liquidation_style
+        flow: dict[str, Decimal] = {}
+        for _ in range(10_000):
+            cur = self._evaluate(scenario) if self.intrabar else self.evaluate_now()
+            if cur.status != "liquidate":
+                break
+            victim = self._pick_victim(scenario)
+            if victim is None:
+                break
+            pos, f, mark = victim
+            triggers[pos.symbol] = mark
+            qty = self._slice(pos, mark, style)
+            self._close_slice(t, pos, f, qty, mark, steps, flow)
+        after = self.evaluate_now()
+        bankrupt = self._cover_deficit(t, steps, flow)
+        if bankrupt:
+            e.stopped_reason = "bankrupt"
+        self.liquidations += 1
+        ev = PositionLiquidated(ts_ms=t, scope="account" if self.mode is MarginMode.CROSS
+                                else "position", reason="maintenance margin >= margin balance",
+                                trigger_price=triggers, steps=tuple(steps),
+                                equity_before=before, equity_after=self.evaluate_now().equity,
+                                margin_ratio_before=st.margin_ratio, insurance_flow=flow,
+                                is_bankrupt=bankrupt)
+        del after
+        e.events.append(ev)
+        e.pending.append(("liquidation", ev))
+
+    def _trigger_scenario(self) -> dict[str, int]:
+        if not self.intrabar:
+            return {}
+        acct = self.e.account
+        groups = {p.instrument.base for p in acct.positions.values() if p.qty_f != 0.0}
+        out = {}
+        for g in groups:
+            out[g] = min(_SCENARIOS, key=lambda w, g=g: self._group_excess(g, w))
+        return out
+
+    def _pick_victim(self, scenario: dict[str, int]) -> tuple[Position, SymbolFeed, float] | None:
+        # futures before options (Deribit), then the largest maintenance requirement
+        best = None
+        best_key: tuple[int, float] = (2, -1.0)
+        for sym, pos in sorted(self.e.account.positions.items()):
+            if pos.qty_f == 0.0:
+                continue
+            f = self.e.feed.symbols[sym]
+            w = scenario.get(pos.instrument.base, 2)
+            i = f.idx
+            mark = f.ml[i] if w == 0 else f.mh[i] if w == 1 else f.mc[i]
+            und = f.il[i] if w == 0 else f.ih[i] if w == 1 else f.ic[i]
+            _, _, mm = self.requirement(pos, mark, und)
+            key = (1 if pos.instrument.is_option else 0, -mm * self.price_usd(
+                pos.instrument.settle))
+            if best is None or key < best_key:
+                best, best_key = (pos, f, mark), key
+        return best
+
+    def _slice(self, pos: Position, mark: float, style: str) -> Decimal:
+        inst = pos.instrument
+        size = abs(pos.qty)
+        if style == "incremental":
+            step = max(inst.lot_size, (size / 10).quantize(inst.lot_size) if inst.lot_size > 0
+                       else size / 10)
+            return min(size, step)
+        if style == "tiered":
+            tiers = self.profile.tiers.get(inst.symbol)
+            if tiers is not None:
+                notional = inst.notional(pos.qty_f, mark)
+                i = tiers.index(notional)
+                if i > 0:
+                    floor = tiers.floors[i]
+                    keep = floor / max(notional, 1e-300) * float(size)
+                    cut = size - dec(keep).quantize(inst.lot_size) if inst.lot_size > 0 else size
+                    return max(min(size, cut), inst.lot_size if inst.lot_size > 0 else size)
+        return size
+
+    def _close_slice(self, t: int, pos: Position, f: SymbolFeed, qty: Decimal, mark: float,
+                     steps: list[LiquidationStep], flow: dict[str, Decimal]) -> None:
+        inst = pos.instrument
+        is_long = pos.qty > 0
+        px = mark * (1.0 - self.liq_slippage) if is_long else mark * (1.0 + self.liq_slippage)
+        bp = self.bankruptcy_price(pos, mark)
+        if bp is not None and bp > 0:
+            px = max(px, bp) if is_long else min(px, bp)
+        price = to_price(max(px, float(inst.tick_size)), inst.tick_size)
+        signed = -qty if is_long else qty
+        notional = inst.notional_exact(qty, price) if not inst.is_option else to_money(
+            abs(qty) * inst.contract_size * price)
+        rate = (self.profile.option_liquidation_fee_rate if inst.is_option
+                else self.profile.liquidation_fee_rate)
+        fee = to_money(notional * dec(rate))
+        realized = self.e.account.apply_fill(t, inst, signed, price, fee,
+                                             ref="liquidation", fee_kind=EntryKind.LIQUIDATION_FEE)
+        self.e.account.fund_insurance(inst.settle, fee)
+        flow[inst.settle] = flow.get(inst.settle, ZERO) + fee
+        steps.append(LiquidationStep(action="liquidation_order", symbol=inst.symbol, qty=signed,
+                                     price=price, fee=fee, realized_pnl=realized))
+        from backtester.orders import Fill
+
+        fill = Fill(ts_ms=t, order_id=0, symbol=inst.symbol, qty=signed, price=price, fee=fee,
+                    fee_asset=inst.settle, liquidity="liquidation", realized_pnl=realized,
+                    tag="liquidation")
+        self.e.fills.append(fill)
+
+    def bankruptcy_price(self, pos: Position, mark: float) -> float | None:
+        """Price of ``pos`` at which the account's margin balance is zero, other positions
+        and collateral held at their current values (None when there is none)."""
+        st = self.evaluate_now()
+        inst = pos.instrument
+        px_settle = self.price_usd(inst.settle)
+        if px_settle <= 0 or inst.is_option:
+            return None
+        own = self.position_value(pos, mark) * px_settle
+        rest = st.margin_balance - own  # margin balance without this position's PnL
+        q = pos.qty_f * inst.cs
+        if inst.is_linear:
+            # rest + q (P - entry) * px = 0
+            p = pos.entry_f - rest / (q * px_settle)
+        else:
+            # rest + q (1/entry - 1/P) * px = 0  ->  1/P = 1/entry + rest / (q px)
+            inv = 1.0 / pos.entry_f + rest / (q * px_settle)
+            p = 1.0 / inv if inv > 0 else _INF
+        return p if p > 0 else None
+
+    def _cover_deficit(self, t: int, steps: list[LiquidationStep],
+                       flow: dict[str, Decimal]) -> bool:
+        acct = self.e.account
+        bankrupt = False
+        for asset in sorted(acct.balances):
+            bal = acct.balances[asset]
+            if bal < 0 and not any(p.qty != 0 and p.instrument.settle == asset
+                                   for p in acct.positions.values()):
+                # the insurance fund absorbs the deficit; the wallet never goes negative silently
+                acct.book(t, EntryKind.INSURANCE_COVER, asset, -bal, ref="bankruptcy")
+                acct.fund_insurance(asset, bal)
+                flow[asset] = flow.get(asset, ZERO) + bal
+                steps.append(LiquidationStep(action="insurance_cover", symbol="", qty=ZERO,
+                                             price=ZERO, fee=ZERO, realized_pnl=-bal))
+                bankrupt = True
+        if bankrupt and self.evaluate_now().equity <= 0:
+            return True
+        return bankrupt and all(p.qty == 0 for p in acct.positions.values())
+
+
+def _probe(pos: Position | None, inst: object, qty: float) -> Position:
+    from backtester.accounting import Position as P
+
+    probe = P(inst, leverage=1.0)  # type: ignore[arg-type]
+    probe.qty_f = qty
+    probe.qty = dec(qty)
+    return probe

@@ -1,0 +1,218 @@
+"""Orders, their validation against the instrument, and order events.
+
+Order types: market, limit, stop-market, stop-limit, take-profit (market when touched);
+flags reduce-only and post-only; time in force GTC / IOC / FOK; attached stop-loss and
+take-profit (one-cancels-other children placed when the parent fills).
+
+Validation failures that are market rules (lot, tick, minimums, post-only, reduce-only, margin)
+are :class:`OrderRejected` *events* with a reason code, never exceptions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import StrEnum
+
+from backtester.instruments import Instrument
+from backtester.numeric import ZERO
+
+__all__ = [
+    "Fill",
+    "Order",
+    "OrderCancelled",
+    "OrderRejected",
+    "OrderType",
+    "RejectReason",
+    "Side",
+    "TimeInForce",
+    "validate_order",
+]
+
+
+class Side(StrEnum):
+    """Order side."""
+
+    BUY = "buy"
+    SELL = "sell"
+
+
+class OrderType(StrEnum):
+    """Order types."""
+
+    MARKET = "market"
+    LIMIT = "limit"
+    STOP = "stop"  # stop-market
+    STOP_LIMIT = "stop_limit"
+    TAKE_PROFIT = "take_profit"  # market when the target is touched
+
+
+class TimeInForce(StrEnum):
+    """Time in force: good till cancelled, immediate or cancel, fill or kill."""
+
+    GTC = "GTC"
+    IOC = "IOC"
+    FOK = "FOK"
+
+
+class RejectReason(StrEnum):
+    """Why an order was rejected."""
+
+    QTY_NOT_POSITIVE = "qty_not_positive"
+    QTY_NOT_LOT_MULTIPLE = "qty_not_lot_multiple"
+    PRICE_NOT_TICK_MULTIPLE = "price_not_tick_multiple"
+    BELOW_MIN_QTY = "below_min_qty"
+    BELOW_MIN_NOTIONAL = "below_min_notional"
+    POST_ONLY_WOULD_TAKE = "post_only_would_take"
+    REDUCE_ONLY_WOULD_INCREASE = "reduce_only_would_increase"
+    INSUFFICIENT_MARGIN = "insufficient_margin"
+    LEVERAGE_EXCEEDS_BRACKET = "leverage_exceeds_bracket"
+    INSTRUMENT_EXPIRED = "instrument_expired"
+    NO_MARKET_DATA = "no_market_data"
+    FOK_NOT_FILLED = "fok_not_filled"
+    TRADING_HALTED = "trading_halted"
+
+
+class Order:
+    """A working order. Mutable only through the engine's order book.
+
+    ``qty`` is unsigned contracts; ``side`` gives the direction. ``price`` is the limit price
+    (limit, stop-limit), ``stop_price`` the trigger (stop, stop-limit, take-profit).
+    """
+
+    __slots__ = ("created_ms", "id", "is_post_only", "is_reduce_only", "is_triggered",
+                 "oco_id", "order_type", "parent_id", "price", "qty", "side",
+                 "stop_loss", "stop_price", "symbol", "tag", "take_profit", "tif")
+
+    def __init__(self, *, id: int, symbol: str, side: Side, qty: Decimal,
+                 order_type: OrderType, created_ms: int, price: Decimal | None = None,
+                 stop_price: Decimal | None = None, tif: TimeInForce = TimeInForce.GTC,
+                 is_reduce_only: bool = False, is_post_only: bool = False, tag: str = "",
+                 stop_loss: Decimal | None = None, take_profit: Decimal | None = None,
+                 parent_id: int | None = None) -> None:
+        self.id = id
+        self.symbol = symbol
+        self.side = side
+        self.qty = qty
+        self.order_type = order_type
+        self.created_ms = created_ms
+        self.price = price
+        self.stop_price = stop_price
+        self.tif = tif
+        self.is_reduce_only = is_reduce_only
+        self.is_post_only = is_post_only
+        self.tag = tag
+        self.stop_loss = stop_loss
+        self.take_profit = take_profit
+        self.parent_id = parent_id
+        self.oco_id: int | None = None
+        self.is_triggered = False
+
+    @property
+    def signed_qty(self) -> Decimal:
+        """Contracts with sign: positive buys, negative sells."""
+        return self.qty if self.side is Side.BUY else -self.qty
+
+    def as_dict(self) -> dict[str, object]:
+        """Return a flat record for results tables."""
+        return {"order_id": self.id, "symbol": self.symbol, "side": self.side.value,
+                "qty": str(self.qty), "type": self.order_type.value,
+                "price": None if self.price is None else str(self.price),
+                "stop_price": None if self.stop_price is None else str(self.stop_price),
+                "tif": self.tif.value, "reduce_only": self.is_reduce_only,
+                "post_only": self.is_post_only, "tag": self.tag, "created_ms": self.created_ms,
+                "parent_id": self.parent_id}
+
+    def __repr__(self) -> str:
+        return (f"Order(#{self.id} {self.side} {self.qty} {self.symbol} {self.order_type}"
+                f" price={self.price} stop={self.stop_price})")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Fill:
+    """An execution. ``qty`` is signed contracts (positive bought); ``fee`` positive = paid.
+
+    ``liquidity`` is ``maker``, ``taker``, ``liquidation`` or ``settlement``.
+    """
+
+    ts_ms: int
+    order_id: int
+    symbol: str
+    qty: Decimal
+    price: Decimal
+    fee: Decimal
+    fee_asset: str
+    liquidity: str
+    realized_pnl: Decimal
+    tag: str = ""
+    is_ambiguous: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrderRejected:
+    """An order was refused; ``reason`` is a :class:`RejectReason`, ``message`` says why."""
+
+    ts_ms: int
+    order_id: int
+    symbol: str
+    reason: RejectReason
+    message: str
+    tag: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrderCancelled:
+    """A working order was cancelled (by the strategy, OCO, IOC expiry, liquidation or expiry)."""
+
+    ts_ms: int
+    order_id: int
+    symbol: str
+    reason: str
+
+
+def _is_multiple(value: Decimal, step: Decimal) -> bool:
+    return step <= 0 or (value % step) == 0
+
+
+def validate_order(order: Order, instrument: Instrument, *, ref_price: float) -> OrderRejected | None:
+    """Check an order against the instrument's rules; return a rejection or None.
+
+    ``ref_price`` (the last close) values the order for the minimum-notional check of market
+    and stop orders.
+    """
+    sym = instrument.symbol
+
+    def reject(reason: RejectReason, message: str) -> OrderRejected:
+        return OrderRejected(ts_ms=order.created_ms, order_id=order.id, symbol=sym,
+                             reason=reason, message=message, tag=order.tag)
+
+    if order.qty <= 0:
+        return reject(RejectReason.QTY_NOT_POSITIVE, f"qty {order.qty} must be positive")
+    if not _is_multiple(order.qty, instrument.lot_size):
+        return reject(RejectReason.QTY_NOT_LOT_MULTIPLE,
+                      f"qty {order.qty} is not a multiple of lot size {instrument.lot_size} for "
+                      f"{sym}; round with ctx.contracts_for()")
+    if instrument.min_qty > 0 and order.qty < instrument.min_qty:
+        return reject(RejectReason.BELOW_MIN_QTY,
+                      f"qty {order.qty} is below the minimum {instrument.min_qty} for {sym}")
+    for name, px in (("price", order.price), ("stop price", order.stop_price)):
+        if px is not None:
+            if px <= 0:
+                return reject(RejectReason.PRICE_NOT_TICK_MULTIPLE,
+                              f"{name} {px} must be positive for {sym}")
+            if not _is_multiple(px, instrument.tick_size):
+                return reject(RejectReason.PRICE_NOT_TICK_MULTIPLE,
+                              f"{name} {px} is not a multiple of tick size {instrument.tick_size}"
+                              f" for {sym}; round with ctx.round_price()")
+    if instrument.min_notional > 0 and not order.is_reduce_only:
+        px = float(order.price) if order.price is not None else ref_price
+        if instrument.is_option:
+            px = ref_price
+        notional = instrument.notional_usd(float(order.qty), px)
+        if notional < float(instrument.min_notional):
+            return reject(RejectReason.BELOW_MIN_NOTIONAL,
+                          f"notional {notional:.2f} is below the minimum "
+                          f"{instrument.min_notional} for {sym}")
+    return None
+
+

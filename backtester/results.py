@@ -1,0 +1,128 @@
+"""BacktestResult: frames, metrics and files of one run (DESIGN §8).
+
+Files written to ``reports/<run-id>/``: ``equity.parquet``, ``trades.parquet`` (fills),
+``orders.parquet``, ``journal.parquet``, ``positions.parquet`` (positions per bar),
+``events.json``, ``metrics.json``, ``state.json`` (the final account as a margin-calculator
+snapshot), ``config.json`` (config hash, data fingerprint, package version).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from backtester.data.store import atomic_write_bytes
+
+__all__ = ["BacktestResult", "compute_metrics"]
+
+_YEAR_DAYS = 365.0
+
+
+def _finite(x: float) -> float | None:
+    return float(x) if x is not None and math.isfinite(x) else None
+
+
+def compute_metrics(equity: pd.Series, *, fills: pd.DataFrame, fees_paid: float,
+                    funding_paid: float, liquidations: int, margin_calls: int,
+                    min_distance: float | None, max_margin_ratio: float | None) -> dict[str, Any]:
+    """Headline metrics on a 365-day year, from daily UTC closes of the equity curve.
+
+    Returns JSON-ready values: fractions (not percent); undefined values are None, never NaN.
+    ``fees_paid`` and ``funding_paid`` are in the valuation currency, positive = paid.
+    """
+    out: dict[str, Any] = {}
+    eq = equity.dropna()
+    if eq.empty:
+        eq = pd.Series([0.0])
+    start, end = float(eq.iloc[0]), float(eq.iloc[-1])
+    out["total_return"] = _finite(end / start - 1.0) if start > 0 else None
+    daily = eq.resample("1D").last().dropna() if isinstance(eq.index, pd.DatetimeIndex) else eq
+    wiped = bool((eq <= 0).any())
+    rets = daily.pct_change().dropna() if not wiped else daily.clip(lower=0).pct_change().dropna()
+    rets = rets.replace([np.inf, -np.inf], np.nan).dropna()
+    span_days = ((eq.index[-1] - eq.index[0]).total_seconds() / 86400.0
+                 if isinstance(eq.index, pd.DatetimeIndex) and len(eq) > 1 else 0.0)
+    years = span_days / _YEAR_DAYS
+    if years > 0 and start > 0 and end > 0:
+        out["cagr"] = _finite((end / start) ** (1.0 / years) - 1.0)
+    elif start > 0 and end <= 0:
+        out["cagr"] = -1.0
+    else:
+        out["cagr"] = None
+    vol = float(rets.std(ddof=1)) * math.sqrt(_YEAR_DAYS) if len(rets) > 1 else None
+    out["volatility"] = _finite(vol) if vol is not None else None
+    mean = float(rets.mean()) if len(rets) else 0.0
+    out["sharpe"] = _finite(mean / float(rets.std(ddof=1)) * math.sqrt(_YEAR_DAYS)) \
+        if len(rets) > 1 and float(rets.std(ddof=1)) > 0 else None
+    downside = rets[rets < 0]
+    dd_dev = math.sqrt(float((downside ** 2).sum()) / len(rets)) if len(rets) else 0.0
+    out["sortino"] = _finite(mean / dd_dev * math.sqrt(_YEAR_DAYS)) if dd_dev > 0 else None
+    peak = eq.cummax()
+    dd = (eq / peak - 1.0).where(peak > 0, 0.0)
+    mdd = float(dd.min()) if len(dd) else 0.0
+    out["max_drawdown"] = max(mdd, -1.0)
+    out["calmar"] = _finite(out["cagr"] / abs(mdd)) if out["cagr"] is not None and mdd < 0 \
+        else None
+    closing = fills[fills["realized_pnl"] != 0] if len(fills) else fills
+    out["trades"] = len(fills)
+    out["win_rate"] = _finite(float((closing["realized_pnl"] > 0).mean())) if len(closing) \
+        else None
+    out["fees_paid"] = fees_paid
+    out["funding_paid"] = funding_paid
+    out["liquidations"] = liquidations
+    out["margin_calls"] = margin_calls
+    out["min_distance_to_liquidation"] = min_distance
+    out["max_margin_ratio"] = max_margin_ratio
+    out["is_wiped_out"] = wiped
+    return out
+
+
+@dataclass(slots=True, kw_only=True)
+class BacktestResult:
+    """What a run produced. ``equity`` is indexed by clock step time (UTC) and holds the
+    account series in USD; other frames are flat tables; ``metrics`` the headline numbers."""
+
+    strategy: str
+    config: dict[str, Any]
+    equity: pd.DataFrame
+    fills: pd.DataFrame
+    orders: pd.DataFrame
+    journal: pd.DataFrame
+    positions: pd.DataFrame
+    records: pd.DataFrame
+    events: list[dict[str, Any]]
+    rejections: pd.DataFrame
+    metrics: dict[str, Any]
+    state: dict[str, Any]
+    warnings: list[str]
+    meta: dict[str, Any] = field(default_factory=dict)
+    comparison: pd.DataFrame | None = None
+    path: Path | None = None
+
+    def write(self, path: str | Path) -> Path:
+        """Write every file of the run folder (atomically, file by file) and return it."""
+        out = Path(path)
+        out.mkdir(parents=True, exist_ok=True)
+        frames = {"equity": self.equity.reset_index(), "trades": self.fills,
+                  "orders": self.orders, "journal": self.journal, "positions": self.positions,
+                  "records": self.records.reset_index(), "rejections": self.rejections}
+        for name, frame in frames.items():
+            tmp = out / f".{name}.parquet.tmp"
+            frame.to_parquet(tmp, index=False)
+            tmp.replace(out / f"{name}.parquet")
+        if self.comparison is not None:
+            self.comparison.to_csv(out / "comparison.csv", index=False)
+        for name, payload in (("metrics", self.metrics), ("state", self.state),
+                              ("events", self.events), ("warnings", self.warnings),
+                              ("config", {**self.config, **self.meta})):
+            atomic_write_bytes(out / f"{name}.json",
+                               json.dumps(payload, indent=2, sort_keys=True, default=str,
+                                          allow_nan=False).encode())
+        self.path = out
+        return out
