@@ -1,3 +1,168 @@
 """``backtester run`` and ``backtester demo``."""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from backtester.cli import cli, friendly_errors
+
+_HEADLINE = ("total_return", "cagr", "sharpe", "sortino", "max_drawdown", "trades", "win_rate",
+             "fees_paid", "funding_paid", "liquidations", "margin_calls",
+             "min_distance_to_liquidation", "max_margin_ratio")
+_PERCENT = {"total_return", "cagr", "max_drawdown", "win_rate", "min_distance_to_liquidation",
+            "max_margin_ratio"}
+
+
+def _fmt(key: str, value: Any) -> str:
+    if value is None:
+        return "—"
+    if key in _PERCENT and isinstance(value, float):
+        return f"{value:.2%}"
+    if isinstance(value, float):
+        return f"{value:,.4f}" if abs(value) < 100 else f"{value:,.2f}"
+    return str(value)
+
+
+def print_summary(result: Any, path: Path, *, console: Console | None = None) -> None:
+    """Print the headline metrics of a run and where its files are."""
+    console = console or Console()
+    title = f"{result.strategy} on {result.meta.get('dataset')} ({result.meta.get('profile')}, " \
+            f"{result.config.get('margin_mode')})"
+    if result.meta.get("is_synthetic"):
+        title += " — SYNTHETIC DATA"
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key in _HEADLINE:
+        table.add_row(key, _fmt(key, result.metrics.get(key)))
+    console.print(table)
+    if result.comparison is not None:
+        cmp_table = Table(title="margin modes compared")
+        for col in result.comparison.columns:
+            cmp_table.add_column(col)
+        for row in result.comparison.itertuples(index=False):
+            cmp_table.add_row(*[_fmt(c, v) for c, v in zip(result.comparison.columns, row)])
+        console.print(cmp_table)
+    for w in result.warnings[:5]:
+        console.print(f"[yellow]warning:[/yellow] {w}")
+    console.print(f"results: {path}")
+    report = path / "report.html"
+    if report.exists():
+        console.print(f"report: {report}")
+
+
+def run_and_write(strategy: Any, *, quiet: bool = False, **keys: Any) -> tuple[Any, Path]:
+    """Run, write the results folder (and its report) and return (result, folder)."""
+    from backtester.api import run
+
+    result = run(strategy, **keys)
+    out_dir = Path(keys.get("output_dir") or "reports")
+    run_id = keys.get("run_id") or (f"{result.strategy}-{result.meta['dataset']}-"
+                                    f"{result.meta['config_hash'][:8]}")
+    path = result.write(out_dir / run_id)
+    alt = result.meta.get("alternative")
+    if alt is not None:
+        alt.write(path / f"alternative-{alt.config['margin_mode']}")
+    try:
+        from backtester.report import write_report
+    except ImportError:
+        write_report = None
+    if write_report is not None:
+        write_report(path)
+    return result, path
+
+
+_OPTIONS = [
+    click.option("--dataset", help="Stored dataset name (sample, binanceusdm, ...)."),
+    click.option("--config", "config_file", type=click.Path(dir_okay=False),
+                 help="run.toml with any run keys; flags override it."),
+    click.option("--profile", help="Exchange profile (binance-usdm, binance-coinm, bybit, okx, "
+                                   "deribit)."),
+    click.option("--collateral", multiple=True, help="Starting balance ASSET=AMOUNT (repeat)."),
+    click.option("--margin-mode", help="cross | isolated | portfolio"),
+    click.option("--margin-check", help="intrabar (default) | close"),
+    click.option("--leverage", multiple=True, help="SYMBOL=LEVERAGE, or one number for all."),
+    click.option("--call-level", type=float, help="Margin ratio that raises a margin call."),
+    click.option("--fill", help="next_open (default) | close"),
+    click.option("--slippage-bps", type=float, help="Market-order slippage in bps."),
+    click.option("--liquidation-slippage-bps", type=float,
+                 help="How far against the position a liquidation fills (bps)."),
+    click.option("--funding", help="history (default) | zero"),
+    click.option("--stop-on-bankruptcy/--continue-on-bankruptcy", default=None),
+    click.option("--start", help="UTC start date, e.g. 2025-03-01."),
+    click.option("--end", help="UTC end date."),
+    click.option("--param", "params", multiple=True, help="Strategy parameter NAME=VALUE."),
+    click.option("--compare-margin-modes", is_flag=True, default=None,
+                 help="Also run the other margin mode and compare."),
+    click.option("--run-id", help="Results folder name under --output-dir."),
+    click.option("--output-dir", default="reports", show_default=True),
+    click.option("--datasets", "datasets_root", type=click.Path(file_okay=False),
+                 help="Datasets folder (default ./datasets or $BACKTESTER_DATASETS)."),
+    click.option("--quiet", is_flag=True, help="Print only the results path."),
+]
+
+
+def _with_options(func: Any) -> Any:
+    for opt in reversed(_OPTIONS):
+        func = opt(func)
+    return func
+
+
+def _keys(kw: dict[str, Any]) -> dict[str, Any]:
+    keys = dict(kw)
+    for multi in ("collateral", "leverage", "params"):
+        keys[multi] = list(keys[multi]) or None
+    if keys.get("leverage") and len(keys["leverage"]) == 1 and "=" not in keys["leverage"][0]:
+        keys["leverage"] = keys["leverage"][0]
+    return keys
+
+
+@cli.command()
+@click.argument("strategy")
+@_with_options
+@friendly_errors
+def run(strategy: str, quiet: bool, **kw: Any) -> None:
+    """Run STRATEGY (a file path or module:Class) on a dataset and write its results.
+
+    \b
+    Example:
+      backtester run strategies/hedged_pair.py --dataset sample --margin-mode isolated \\
+          --collateral USDT=50000 --param entry_z=2.5 --compare-margin-modes
+    """
+    result, path = run_and_write(strategy, quiet=quiet, **_keys(kw))
+    if quiet:
+        click.echo(str(path))
+    else:
+        print_summary(result, path)
+
+
+@cli.command()
+@click.option("--output-dir", default="reports", show_default=True)
+@click.option("--datasets", "datasets_root", type=click.Path(file_okay=False))
+@click.option("--quiet", is_flag=True)
+@friendly_errors
+def demo(output_dir: str, datasets_root: str | None, quiet: bool) -> None:
+    """Generate the synthetic sample dataset (first use) and run the flagship strategy.
+
+    \b
+    Example:
+      backtester demo
+    """
+    from backtester.data.sample import ensure_sample
+    from backtester.data.store import Store
+
+    root = Store(datasets_root).root
+    if not quiet:
+        click.echo(f"sample dataset: {ensure_sample(root)} (synthetic)")
+    result, path = run_and_write("strategies.hedged_pair:HedgedPair", dataset="sample",
+                                 datasets_root=datasets_root, output_dir=output_dir,
+                                 compare_margin_modes=True)
+    if quiet:
+        click.echo(str(path))
+    else:
+        print_summary(result, path)
