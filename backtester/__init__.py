@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from backtester.api import load_strategy, run
 from backtester.errors import (
     BacktesterError,
     BacktesterWarning,
@@ -12,9 +13,8 @@ from backtester.errors import (
     StrategyError,
 )
 from backtester.instruments import Instrument, InstrumentKind, OptionType
-from backtester.strategy import Indicator, Strategy
-from backtester.api import load_strategy, run
 from backtester.results import BacktestResult
+from backtester.strategy import Indicator, Strategy
 
 __version__ = "0.1.0"
 
@@ -23,8 +23,8 @@ __all__ = [
     "BacktesterError",
     "BacktesterWarning",
     "ConfigError",
-    "Indicator",
     "DataError",
+    "Indicator",
     "Instrument",
     "InstrumentKind",
     "InvariantError",

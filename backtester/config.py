@@ -174,7 +174,7 @@ def load_config(path: str | Path | None = None, *, base: RunConfig | None = None
     return replace(cfg, **updates)
 
 
-def _validate(key: str, value: Any) -> Any:  # noqa: PLR0911 - one branch per key
+def _validate(key: str, value: Any) -> Any:
     if key == "margin_mode":
         return _enum(MarginMode, key, value)
     if key == "margin_check":

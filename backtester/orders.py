@@ -15,7 +15,6 @@ from decimal import Decimal
 from enum import StrEnum
 
 from backtester.instruments import Instrument
-from backtester.numeric import ZERO
 
 __all__ = [
     "Fill",

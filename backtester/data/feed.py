@@ -57,10 +57,39 @@ def _infer_timeframe(ts_ms: np.ndarray, symbol: str) -> str:
 class SymbolFeed:
     """One instrument's bars as Python lists (fast scalar access) and its cursor ``idx``."""
 
-    __slots__ = ("c", "funding_rate", "funding_ts", "gaps", "h", "ic", "ih", "il", "instrument",
-                 "io", "idx", "l", "mark_fallback_bars", "mc", "mh", "ml", "mo", "n", "o",
-                 "symbol", "tf_ms", "timeframe", "ts", "ts_np", "v", "arrays", "has_mark",
-                 "has_index", "next_funding", "option_iv", "mark_missing")
+    __slots__ = (
+        "arrays",
+        "c",
+        "funding_rate",
+        "funding_ts",
+        "gaps",
+        "h",
+        "has_index",
+        "has_mark",
+        "ic",
+        "idx",
+        "ih",
+        "il",
+        "instrument",
+        "io",
+        "l",
+        "mark_fallback_bars",
+        "mark_missing",
+        "mc",
+        "mh",
+        "ml",
+        "mo",
+        "n",
+        "next_funding",
+        "o",
+        "option_iv",
+        "symbol",
+        "tf_ms",
+        "timeframe",
+        "ts",
+        "ts_np",
+        "v",
+    )
 
     def __init__(self, instrument: Instrument, frames: MarketFrames) -> None:
         sym = instrument.symbol

@@ -24,7 +24,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from backtester.data.schema import SCHEMA_VERSION, Kind, symbol_from_slug, symbol_slug, validate_frame
+from backtester.data.schema import (
+    SCHEMA_VERSION,
+    Kind,
+    symbol_from_slug,
+    symbol_slug,
+    validate_frame,
+)
 from backtester.errors import DataError
 
 __all__ = ["Store", "StoredSeries", "atomic_write_bytes", "default_root"]
