@@ -279,8 +279,10 @@ class Engine:
             fill_px = inst.tick_size
         signed = qty if order.side is Side.BUY else -qty
         fee = self._fee(inst, signed, fill_px, is_maker=m.is_maker, f=f)
+        old_qty = pos.qty
         realized = self.account.apply_fill(self.now_ms, inst, signed, fill_px, fee,
                                            ref=f"order {order.id}")
+        self.margin.on_fill(pos, old_qty, fill_px)
         fill = Fill(ts_ms=self.now_ms, order_id=order.id, symbol=inst.symbol, qty=signed,
                     price=fill_px, fee=fee, fee_asset=inst.settle,
                     liquidity="maker" if m.is_maker else "taker", realized_pnl=realized,

@@ -182,7 +182,11 @@ class MarginEngine:
         st.maintenance_margin = mm
         st.margin_ratio = mm / st.margin_balance if st.margin_balance > 0 else (
             _INF if mm > 0 else 0.0)
-        st.available = st.margin_balance - im - self._order_im()
+        if isolated:
+            # isolated: allocated margins are out of the pool; positions' PnL is not available
+            st.available = mb_coll - iso_alloc - self._order_im()
+        else:
+            st.available = st.margin_balance - im - self._order_im()
         st.gross_exposure = gross
         st.net_exposure = net
         st.status = ("liquidate" if mm > 0 and st.margin_balance <= mm else
@@ -254,6 +258,9 @@ class MarginEngine:
     # -- the per-bar check ----------------------------------------------------------------
     def check(self, t: int) -> None:
         """Evaluate the account at ``t``; raise a margin call or liquidate as the profile says."""
+        if self.mode is MarginMode.ISOLATED:
+            self._check_isolated(t)
+            return
         st = self._worst() if self.intrabar else self.evaluate_now()
         if st.status == "liquidate":
             self._liquidate(t, st)
@@ -271,6 +278,99 @@ class MarginEngine:
         else:
             self._in_call = False
         self.state = st
+
+    # -- isolated margin ------------------------------------------------------------------
+    def on_fill(self, pos: Position, old_qty: Decimal, price: Decimal) -> None:
+        """Isolated mode: allocate initial margin to a position that grows, release it
+        pro rata when it shrinks (the released margin returns to the pool)."""
+        if self.mode is not MarginMode.ISOLATED or pos.instrument.is_option:
+            return
+        new = pos.qty
+        inst = pos.instrument
+        alloc = pos.isolated_margin or ZERO
+        if new == 0:
+            pos.isolated_margin = None
+            return
+        if old_qty != 0 and (old_qty > 0) == (new > 0):
+            if abs(new) < abs(old_qty):
+                pos.isolated_margin = to_money(alloc * abs(new) / abs(old_qty))
+                return
+            grown = abs(new) - abs(old_qty)
+        else:
+            alloc = ZERO  # opened or flipped: the old allocation went with the closed part
+            grown = abs(new)
+        add = to_money(inst.notional_exact(grown, price) / dec(pos.leverage))
+        pos.isolated_margin = alloc + add
+
+    def _position_excess(self, pos: Position, f: SymbolFeed, w: int) -> float:
+        i = f.idx
+        mark = f.ml[i] if w == 0 else f.mh[i] if w == 1 else f.mc[i]
+        und = f.il[i] if w == 0 else f.ih[i] if w == 1 else f.ic[i]
+        _, _, mm = self.requirement(pos, mark, und)
+        return float(pos.isolated_margin or 0) + self.position_value(pos, mark, f) - mm
+
+    def _check_isolated(self, t: int) -> None:
+        feeds = self.e.feed.symbols
+        for sym, pos in sorted(self.e.account.positions.items()):
+            if pos.qty == 0 or pos.instrument.is_option:
+                continue
+            f = feeds[sym]
+            ws = _SCENARIOS if self.intrabar else (2,)
+            w = min(ws, key=lambda w: self._position_excess(pos, f, w))
+            if self._position_excess(pos, f, w) <= 0:
+                self._liquidate_isolated(t, pos, f, w)
+        self.state = self.evaluate_now()
+
+    def _liquidate_isolated(self, t: int, pos: Position, f: SymbolFeed, w: int) -> None:
+        e = self.e
+        before = self.evaluate_now()
+        steps: list[LiquidationStep] = []
+        n = e.cancel(None, symbol=pos.symbol, reason="liquidation")
+        if n:
+            steps.append(LiquidationStep(action="cancel_orders", symbol=pos.symbol,
+                                         qty=Decimal(n), price=ZERO, fee=ZERO,
+                                         realized_pnl=ZERO))
+        i = f.idx
+        mark = f.ml[i] if w == 0 else f.mh[i] if w == 1 else f.mc[i]
+        alloc = pos.isolated_margin or ZERO
+        flow: dict[str, Decimal] = {}
+        settle = pos.instrument.settle
+        bal_before = e.account.balances.get(settle, ZERO)
+        self._close_slice(t, pos, f, abs(pos.qty), mark, steps, flow,
+                          bankruptcy=self._isolated_bankruptcy(pos, alloc))
+        lost = bal_before - e.account.balances.get(settle, ZERO)
+        if lost > alloc:
+            # losses are capped at the isolated margin: the fund covers the rest
+            cover = lost - alloc
+            e.account.book(t, EntryKind.INSURANCE_COVER, settle, cover, symbol=pos.symbol,
+                           ref="isolated deficit")
+            e.account.fund_insurance(settle, -cover)
+            flow[settle] = flow.get(settle, ZERO) - cover
+            steps.append(LiquidationStep(action="insurance_cover", symbol=pos.symbol, qty=ZERO,
+                                         price=ZERO, fee=ZERO, realized_pnl=cover))
+        pos.isolated_margin = None
+        self.liquidations += 1
+        ev = PositionLiquidated(ts_ms=t, scope="position", reason="isolated margin + PnL <= "
+                                "maintenance margin", trigger_price={pos.symbol: mark},
+                                steps=tuple(steps), equity_before=before.equity,
+                                equity_after=self.evaluate_now().equity,
+                                margin_ratio_before=before.margin_ratio, insurance_flow=flow,
+                                is_bankrupt=False)
+        e.events.append(ev)
+        e.pending.append(("liquidation", ev))
+
+    @staticmethod
+    def _isolated_bankruptcy(pos: Position, alloc: Decimal) -> float | None:
+        # the price at which the isolated margin is exhausted: margin + PnL(P) = 0
+        inst = pos.instrument
+        q = pos.qty_f * inst.cs
+        m = float(alloc)
+        if inst.is_linear:
+            p = pos.entry_f - m / q
+        else:
+            inv = 1.0 / pos.entry_f + m / q
+            p = 1.0 / inv if inv > 0 else _INF
+        return p if p > 0 else None
 
     # -- admission ------------------------------------------------------------------------
     def admit(self, order: Order, f: SymbolFeed) -> OrderRejected | None:
@@ -455,11 +555,12 @@ class MarginEngine:
         return size
 
     def _close_slice(self, t: int, pos: Position, f: SymbolFeed, qty: Decimal, mark: float,
-                     steps: list[LiquidationStep], flow: dict[str, Decimal]) -> None:
+                     steps: list[LiquidationStep], flow: dict[str, Decimal], *,
+                     bankruptcy: float | None = None) -> None:
         inst = pos.instrument
         is_long = pos.qty > 0
         px = mark * (1.0 - self.liq_slippage) if is_long else mark * (1.0 + self.liq_slippage)
-        bp = self.bankruptcy_price(pos, mark)
+        bp = bankruptcy if bankruptcy is not None else self.bankruptcy_price(pos, mark)
         if bp is not None and bp > 0:
             px = max(px, bp) if is_long else min(px, bp)
         price = to_price(max(px, float(inst.tick_size)), inst.tick_size)
