@@ -215,7 +215,8 @@ def _collect(engine: Engine, data_name: str, extra_warnings: list[str]) -> Backt
                       if e.kind in (EntryKind.FEE, EntryKind.DELIVERY_FEE,
                                     EntryKind.LIQUIDATION_FEE)), Decimal(0)))
     funding = float(-acct.journal.total(EntryKind.FUNDING))
-    dist = equity["distance_to_liquidation"].replace([np.inf, -np.inf], np.nan).dropna()
+    equity["distance_to_liquidation"] = _distances(engine, equity.index)
+    dist = equity["distance_to_liquidation"].abs().replace([np.inf], np.nan).dropna()
     ratio = equity["margin_ratio"].replace([np.inf], np.nan).dropna()
     metrics = compute_metrics(equity["equity"], fills=fills, fees_paid=fees,
                               funding_paid=funding, liquidations=engine.margin.liquidations,
@@ -250,6 +251,32 @@ def _collect(engine: Engine, data_name: str, extra_warnings: list[str]) -> Backt
                           positions=positions, records=records, events=events,
                           rejections=rejections, metrics=metrics,
                           state=account_snapshot(engine), warnings=warn, meta=meta)
+
+
+def _distances(engine: Engine, index: pd.Index) -> np.ndarray:
+    from backtester.risk.distance import BookRows, distance_to_liquidation
+
+    pr = engine.pos_rec
+    rec = engine.rec
+    step_of = {t: k for k, t in enumerate(rec["ts"])}
+    syms = sorted(engine.feed.symbols)
+    sid = {s: k for k, s in enumerate(syms)}
+    insts = [engine.feed.symbols[s].instrument for s in syms]
+    ids = np.asarray([sid[s] for s in pr["symbol"]], dtype="int64")
+    rows = BookRows(
+        n_bars=len(index), bar=np.asarray([step_of[t] for t in pr["ts"]], dtype="int64"),
+        qty=np.asarray(pr["qty"], dtype="float64"),
+        cs=np.asarray([insts[i].cs for i in ids], dtype="float64"),
+        entry=np.asarray(pr["entry_price"], dtype="float64"),
+        mark=np.asarray(pr["mark"], dtype="float64"),
+        is_linear=np.asarray([insts[i].is_linear for i in ids], dtype=bool),
+        is_option=np.asarray([insts[i].is_option for i in ids], dtype=bool),
+        symbol_id=ids, isolated_margin=np.asarray(pr["isolated_margin"], dtype="float64"),
+        collateral_fixed=np.asarray(rec["collateral_fixed"], dtype="float64"),
+        collateral_moving=np.asarray(rec["collateral_moving"], dtype="float64"))
+    tiers = {sid[s]: t for s, t in engine.profile.tiers.items() if s in sid}
+    return distance_to_liquidation(rows, tiers=tiers, default_mmr=engine.profile.default_mmr,
+                                   isolated=engine.config.margin_mode is MarginMode.ISOLATED)
 
 
 def _event_dict(ev: Any) -> dict[str, Any]:

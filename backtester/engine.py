@@ -98,9 +98,10 @@ class Engine:
         self.rec: dict[str, list[float]] = {k: [] for k in (
             "ts", "equity", "wallet", "unrealized_pnl", "margin_balance", "initial_margin",
             "maintenance_margin", "margin_ratio", "available", "gross_exposure", "net_exposure",
-            "distance_to_liquidation")}
+            "collateral_fixed", "collateral_moving")}
         self.pos_rec: dict[str, list[Any]] = {k: [] for k in (
-            "ts", "symbol", "qty", "entry_price", "mark", "unrealized_pnl", "notional")}
+            "ts", "symbol", "qty", "entry_price", "mark", "unrealized_pnl", "notional",
+            "isolated_margin")}
         self.stopped_reason: str | None = None
         self._expiries = sorted((f.instrument.expiry_ms, f.symbol) for f in feed.symbols.values()
                                 if f.instrument.expiry_ms is not None)
@@ -163,7 +164,8 @@ class Engine:
             rec["available"].append(st.available)
             rec["gross_exposure"].append(st.gross_exposure)
             rec["net_exposure"].append(st.net_exposure)
-            rec["distance_to_liquidation"].append(st.distance_to_liquidation)
+            rec["collateral_fixed"].append(st.collateral_fixed)
+            rec["collateral_moving"].append(st.collateral_moving)
             if st.positions:
                 self._record_positions(t, st.positions)
             if self.stopped_reason is not None and self.config.stop_on_bankruptcy:
@@ -194,9 +196,9 @@ class Engine:
                 self._call(f"on_{kind}", hooks[kind], event)
 
     def _record_positions(self, t: int, positions: list[tuple[str, float, float, float, float,
-                                                                 float]]) -> None:
+                                                                 float, float]]) -> None:
         pr = self.pos_rec
-        for sym, qty, entry, mark, upnl, notional in positions:
+        for sym, qty, entry, mark, upnl, notional, iso in positions:
             pr["ts"].append(t)
             pr["symbol"].append(sym)
             pr["qty"].append(qty)
@@ -204,6 +206,7 @@ class Engine:
             pr["mark"].append(mark)
             pr["unrealized_pnl"].append(upnl)
             pr["notional"].append(notional)
+            pr["isolated_margin"].append(iso)
 
     # -- execution ------------------------------------------------------------------------
     def _execute(self, f: SymbolFeed) -> None:

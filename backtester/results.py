@@ -50,7 +50,8 @@ def compute_metrics(equity: pd.Series, *, fills: pd.DataFrame, fees_paid: float,
                  if isinstance(eq.index, pd.DatetimeIndex) and len(eq) > 1 else 0.0)
     years = span_days / _YEAR_DAYS
     if years > 0 and start > 0 and end > 0:
-        out["cagr"] = _finite((end / start) ** (1.0 / years) - 1.0)
+        growth = math.log(end / start) / years
+        out["cagr"] = _finite(math.expm1(growth)) if growth < 700 else None
     elif start > 0 and end <= 0:
         out["cagr"] = -1.0
     else:

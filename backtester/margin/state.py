@@ -56,7 +56,10 @@ class MarginState:
     gross_exposure: float = 0.0
     net_exposure: float = 0.0
     distance_to_liquidation: float = _INF
-    positions: list[tuple[str, float, float, float, float, float]] = field(default_factory=list)
+    collateral_fixed: float = 0.0
+    collateral_moving: float = 0.0
+    positions: list[tuple[str, float, float, float, float, float, float]] = field(
+        default_factory=list)
     greeks: dict[str, float] = field(default_factory=dict)
 
 
@@ -140,12 +143,18 @@ class MarginEngine:
         st = MarginState()
         bal_usd = 0.0
         mb_coll = 0.0
+        stable = self.e.feed.is_stable
         for asset, bal in acct.balances.items():
             w = scenario_of.get(asset, 2) if scenario_of else 2
             px = self.price_usd(asset, w)
             b = float(bal)
             bal_usd += b * px
-            mb_coll += b * px * (self.profile.haircut(asset) if b > 0 else 1.0)
+            v = b * px * (self.profile.haircut(asset) if b > 0 else 1.0)
+            mb_coll += v
+            if stable(asset):
+                st.collateral_fixed += v
+            else:
+                st.collateral_moving += v
         upnl = 0.0
         im = mm = 0.0
         gross = net = 0.0
@@ -173,7 +182,9 @@ class MarginEngine:
             gross += usd
             net += usd if pos.qty_f > 0 else -usd
             if scenario_of is None:
-                st.positions.append((sym, pos.qty_f, pos.entry_f, mark, value, notional))
+                st.positions.append((sym, pos.qty_f, pos.entry_f, mark, value, notional,
+                                     float(pos.isolated_margin) if pos.isolated_margin
+                                     is not None else float("nan")))
         st.wallet_balance = bal_usd
         st.unrealized_pnl = upnl
         st.equity = bal_usd + upnl

@@ -1,1 +1,3 @@
-"""risk package."""
+"""Risk: distance to liquidation, stress scenarios, risk controls."""
+
+from __future__ import annotations
