@@ -6,7 +6,8 @@ Formulas from ``docs/margin-rules.md``:
   per 1-coin option (``U`` underlying mark in USD, ``mark`` option mark in coin):
 
   - short call: ``IM = max(0.15 − OTM/U, 0.10) + mark``, ``MM = 0.075 + mark``;
-  - short put: ``MM = max(0.075, 0.075·mark) + mark``, ``IM = max(max(0.15 − OTM/U, 0.10) + mark, MM)``;
+  - short put: ``MM = max(0.075, 0.075·mark) + mark``,
+    ``IM = max(max(0.15 − OTM/U, 0.10) + mark, MM)``;
   - ``OTM_call = max(0, K − U)``, ``OTM_put = max(0, U − K)``.
 
 * ``linear`` — the same form for quote-settled options, multiplied by ``U`` (Bit.com USD/USDT

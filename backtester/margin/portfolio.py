@@ -355,7 +355,8 @@ def portfolio_margin(positions: Sequence[PortfolioPosition], *,
     groups: dict[tuple[str, str], list[PortfolioPosition]] = {}
     for pos in positions:
         if pos.kind not in ("perpetual", "future", "option"):
-            msg = f"position {pos.symbol} kind must be perpetual, future or option, got {pos.kind!r}"
+            msg = (f"position {pos.symbol} kind must be perpetual, future or option, "
+                   f"got {pos.kind!r}")
             raise ConfigError(msg)
         currency = "USD" if pos.is_linear else pos.underlying
         groups.setdefault((pos.underlying, currency), []).append(pos)

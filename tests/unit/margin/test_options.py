@@ -1,4 +1,4 @@
-"""Standard option margin and fees: exchange examples (docs/margin-rules.md) and hand-worked cases."""
+"""Standard option margin and fees: exchange examples (docs/margin-rules.md), hand-worked cases."""
 
 from __future__ import annotations
 

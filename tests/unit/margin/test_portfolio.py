@@ -41,7 +41,7 @@ def test_grid_has_configured_shape_and_labels() -> None:
     assert unit.scenarios[0] == "-10% vol up"
     default = PortfolioParams()
     assert default.core_moves() == (-0.16, -0.12, -0.08, -0.04, 0.0, 0.04, 0.08, 0.12, 0.16)
-    assert r.assumptions and any("⚠" in a for a in r.assumptions)
+    assert any("⚠" in a for a in r.assumptions)
     with pytest.raises(ConfigError, match="price_rang"):
         PortfolioParams.from_dict({"price_rang": 0.1})
 
@@ -99,7 +99,8 @@ def test_hedges_reduce_the_requirement() -> None:
     # Delta-hedge the short put with an inverse future: face N = −qty·F·(delta − V/F).
     t = 30 / 365
     pa = b.inverse_delta(F0, 9_000.0, t, 0.8, False)
-    face = -(-1.0) * F0 * pa
+    qty = -1.0
+    face = -qty * F0 * pa
     hedge = PortfolioPosition(symbol="BTC-FUT", underlying="BTC", kind="future", is_linear=False,
                               qty=face / 10.0, contract_size=10.0, mark_price=F0,
                               expiry_ms=EXPIRY)

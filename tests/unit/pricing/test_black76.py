@@ -58,14 +58,14 @@ def test_theta_with_rate_matches_finite_difference() -> None:
 
 def test_expired_and_zero_vol_give_discounted_intrinsic_without_nan() -> None:
     strikes = np.array([90.0, 100.0, 110.0])
-    assert b.price(100.0, strikes, 0.0, 0.8, True).tolist() == [10.0, 0.0, 0.0]
-    assert b.price(100.0, strikes, 0.0, 0.8, False).tolist() == [0.0, 0.0, 10.0]
+    assert np.asarray(b.price(100.0, strikes, 0.0, 0.8, True)).tolist() == [10.0, 0.0, 0.0]
+    assert np.asarray(b.price(100.0, strikes, 0.0, 0.8, False)).tolist() == [0.0, 0.0, 10.0]
     # vol 0, one year at 5 %: DF·max(F − K, 0) = e^−0.05 · 10.
     assert b.price(100.0, 90.0, 1.0, 0.0, True, rate=0.05) == pytest.approx(10 * np.exp(-0.05))
     for fn in (b.delta, b.gamma, b.vega, b.theta, b.inverse_delta, b.inverse_price):
         out = fn(100.0, strikes, 0.0, 0.8, True)
         assert np.all(np.isfinite(out))
-    assert b.delta(100.0, strikes, 0.0, 0.8, True).tolist() == [1.0, 0.5, 0.0]
+    assert np.asarray(b.delta(100.0, strikes, 0.0, 0.8, True)).tolist() == [1.0, 0.5, 0.0]
     assert b.gamma(100.0, 100.0, 0.0, 0.5) == 0.0
     # Tiny time: still finite and close to intrinsic.
     assert b.price(100.0, 90.0, 1e-12, 0.5, True) == pytest.approx(10.0)

@@ -22,7 +22,8 @@ def test_index_surface_atm_term_structure_and_smile() -> None:
     k, f, t = 50_000.0, 60_000.0, 30 / 365
     z = np.log(k / f) / np.sqrt(t)
     assert s.vol(k, f, t) == pytest.approx(0.55 * (1 - 0.1 * z + 0.05 * z * z))
-    out = s.vol(np.array([40_000.0, 60_000.0, 80_000.0]), 60_000.0, np.array([0.1, 0.2, 0.3]))
+    strikes = np.array([40_000.0, 60_000.0, 80_000.0])
+    out = np.asarray(s.vol(strikes, 60_000.0, np.array([0.1, 0.2, 0.3])))
     assert out.shape == (3,)
 
 
