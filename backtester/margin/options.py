@@ -1,0 +1,208 @@
+"""Standard (non-portfolio) option margin and the option trading fee.
+
+Formulas from ``docs/margin-rules.md``:
+
+* ``deribit`` — Deribit standard margin for coin-settled (inverse) options, §7.3 [DB8], in coin
+  per 1-coin option (``U`` underlying mark in USD, ``mark`` option mark in coin):
+
+  - short call: ``IM = max(0.15 − OTM/U, 0.10) + mark``, ``MM = 0.075 + mark``;
+  - short put: ``MM = max(0.075, 0.075·mark) + mark``,
+    ``IM = max(max(0.15 − OTM/U, 0.10) + mark, MM)``;
+  - ``OTM_call = max(0, K − U)``, ``OTM_put = max(0, U − K)``.
+
+* ``linear`` — the same form for quote-settled options, multiplied by ``U`` (Bit.com USD/USDT
+  margined options, §7.3 [X14]), in quote per 1 unit: ``IM_call = max(0.15U − OTM, 0.10U) + mark``,
+  ``MM_call = 0.075U + mark``, ``MM_put = max(0.075U, 0.075·mark) + mark``,
+  ``IM_put = max(max(0.15U − OTM, 0.10U) + mark, MM_put)``.
+
+* ``bybit`` — Bybit USDC options, §5.4 [BY8][BY9]:
+  ``MM = max(f·U, f·mark) + mark + liquidation_fee_rate·U`` (``U`` = index);
+  ``IM = max(max(0.15U − OTM, 0.10U) + mark, MM)`` from the older help text, whose exact bracket
+  placement is garbled in the source (⚠); the text's ``max(AvgPrice, Mark)`` is taken as the mark
+  (no entry price here) and its ``+ fee − premium`` order-level terms are left to the caller.
+
+Long options need no margin (the premium is paid up front). Amounts are for the whole position,
+``|qty| × contract_size`` units of the underlying, in the option's settle currency.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+from backtester.errors import ConfigError
+
+__all__ = [
+    "DEFAULT_BYBIT_LIQUIDATION_FEE_RATE",
+    "DEFAULT_BYBIT_MAINTENANCE_RATE",
+    "DEFAULT_MAINTENANCE_RATE",
+    "OptionRequirement",
+    "OptionStyle",
+    "option_fee",
+    "option_requirements",
+]
+
+OptionStyle = Literal["deribit", "linear", "bybit"]
+
+#: Base initial rate and its floor (fractions of the underlying), Deribit/Bit.com/Bybit IM form.
+_IM_BASE_RATE = 0.15
+_IM_MIN_RATE = 0.10
+#: Deribit / Bit.com short-option maintenance rate (fraction of the underlying) [DB8][X14].
+DEFAULT_MAINTENANCE_RATE = 0.075
+#: Bybit short-option maintenance rate ``f``: the 3 % of the worked example [BY9] (dated example).
+DEFAULT_BYBIT_MAINTENANCE_RATE = 0.03
+#: Bybit liquidation fee rate of the worked example, 0.2 % of the index [BY9] (dated example).
+DEFAULT_BYBIT_LIQUIDATION_FEE_RATE = 0.002
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OptionRequirement:
+    """Initial and maintenance margin of one option position.
+
+    Parameters
+    ----------
+    initial_margin, maintenance_margin
+        Whole-position amounts in the option's settle currency (coin for ``deribit``, quote for
+        ``linear``/``bybit``); zero for long positions.
+    """
+
+    initial_margin: float
+    maintenance_margin: float
+
+
+def _finite(name: str, value: float, *, positive: bool) -> None:
+    if not math.isfinite(value) or (value <= 0 if positive else value < 0):
+        need = "> 0" if positive else ">= 0"
+        msg = f"{name} must be finite and {need}, got {value!r}"
+        raise ConfigError(msg)
+
+
+def option_requirements(*, style: OptionStyle, option_type: Literal["call", "put"],
+                        strike: float, underlying: float, mark: float, qty: float,
+                        contract_size: float = 1.0, maintenance_rate: float | None = None,
+                        liquidation_fee_rate: float | None = None) -> OptionRequirement:
+    """Return the standard-margin requirement of an option position.
+
+    Parameters
+    ----------
+    style
+        ``deribit`` (coin-settled, amounts in coin), ``linear`` (Bit.com form, quote) or
+        ``bybit`` (USDC options, quote); see the module docstring for the formulas.
+    option_type
+        ``call`` or ``put``.
+    strike, underlying
+        Strike and the underlying's mark/index price, in USD (quote).
+    mark
+        The option's mark price per 1 unit of underlying in its premium currency (coin for
+        ``deribit``, quote otherwise).
+    qty
+        Signed contracts: positive long (no margin), negative short.
+    contract_size
+        Units of underlying per contract (Deribit BTC options: 1).
+    maintenance_rate
+        The short-option maintenance rate: Deribit/Bit.com 0.075 by default; Bybit ``f``,
+        default :data:`DEFAULT_BYBIT_MAINTENANCE_RATE`.
+    liquidation_fee_rate
+        Fraction of the underlying added to the maintenance margin: Bybit default
+        :data:`DEFAULT_BYBIT_LIQUIDATION_FEE_RATE`; 0 for the other styles unless given.
+
+    Returns
+    -------
+    OptionRequirement
+        Whole-position amounts (per-unit amount × ``|qty| × contract_size``).
+
+    Examples
+    --------
+    Bybit §5.4: f = 3 %, liquidation fee 0.2 %, index 30,000, mark 300, one short option:
+    ``max(900, 9) + 300 + 60 = 1,260`` USDC.
+
+    >>> r = option_requirements(style="bybit", option_type="call", strike=32_000.0,
+    ...                         underlying=30_000.0, mark=300.0, qty=-1.0)
+    >>> round(r.maintenance_margin, 6)
+    1260.0
+
+    Deribit short call, 2,000 OTM on U = 10,000, mark 0.02 BTC: IM = max(0.15 − 0.2, 0.10)
+    + 0.02 = 0.12 BTC, MM = 0.075 + 0.02 = 0.095 BTC.
+
+    >>> r = option_requirements(style="deribit", option_type="call", strike=12_000.0,
+    ...                         underlying=10_000.0, mark=0.02, qty=-1.0)
+    >>> (round(r.initial_margin, 10), round(r.maintenance_margin, 10))
+    (0.12, 0.095)
+    """
+    if style not in ("deribit", "linear", "bybit"):
+        msg = f"style must be 'deribit', 'linear' or 'bybit', got {style!r}"
+        raise ConfigError(msg)
+    if option_type not in ("call", "put"):
+        msg = f"option_type must be 'call' or 'put', got {option_type!r}"
+        raise ConfigError(msg)
+    _finite("strike", strike, positive=True)
+    _finite("underlying", underlying, positive=True)
+    _finite("mark", mark, positive=False)
+    _finite("contract_size", contract_size, positive=True)
+    if not math.isfinite(qty):
+        msg = f"qty must be finite, got {qty!r}"
+        raise ConfigError(msg)
+    if qty >= 0:
+        return OptionRequirement(initial_margin=0.0, maintenance_margin=0.0)
+    default_mm = DEFAULT_BYBIT_MAINTENANCE_RATE if style == "bybit" else DEFAULT_MAINTENANCE_RATE
+    default_liq = DEFAULT_BYBIT_LIQUIDATION_FEE_RATE if style == "bybit" else 0.0
+    mm_rate = default_mm if maintenance_rate is None else maintenance_rate
+    liq_rate = default_liq if liquidation_fee_rate is None else liquidation_fee_rate
+    _finite("maintenance_rate", mm_rate, positive=False)
+    _finite("liquidation_fee_rate", liq_rate, positive=False)
+
+    u = underlying
+    otm = max(0.0, strike - u) if option_type == "call" else max(0.0, u - strike)
+    # Deribit works in coin per 1-coin option: the USD terms are divided by U.
+    scale = 1.0 / u if style == "deribit" else 1.0
+    base_im = max(_IM_BASE_RATE * u - otm, _IM_MIN_RATE * u) * scale + mark
+    if style == "bybit":
+        mm = max(mm_rate * u, mm_rate * mark) + mark + liq_rate * u
+        im = max(base_im, mm)
+    elif option_type == "call":
+        mm = mm_rate * u * scale + mark + liq_rate * u * scale
+        im = base_im
+    else:
+        mm = max(mm_rate * u * scale, mm_rate * mark) + mark + liq_rate * u * scale
+        im = max(base_im, mm)
+    units = abs(qty) * contract_size
+    return OptionRequirement(initial_margin=im * units, maintenance_margin=mm * units)
+
+
+def option_fee(*, index: float, option_price: float, qty: float, taker_rate: float,
+               cap_rate: float = 0.125, contract_size: float = 1.0) -> float:
+    """Return the option trading fee ``min(taker_rate·index, cap_rate·option_price)·|size|``.
+
+    The fee is charged on the underlying (index) but capped at a fraction of the premium
+    (Bybit and Deribit: 12.5 %). Amount in the premium currency; never negative.
+
+    Parameters
+    ----------
+    index
+        Underlying index price (quote); for coin-quoted premiums pass 1.0 (fee in coin per coin).
+    option_price
+        Premium per 1 unit of underlying.
+    qty
+        Contracts (sign ignored).
+    taker_rate, cap_rate
+        Fee rate on the index and the cap as a fraction of the premium.
+    contract_size
+        Units of underlying per contract.
+
+    Examples
+    --------
+    Bybit §5.4: 0.3 BTC call at 3,500, index 42,000, taker 0.03 %:
+    ``min(12.6, 437.5) × 0.3 = 3.78`` USDC (premium 1,050, total cost 1,053.78).
+
+    >>> round(option_fee(index=42_000.0, option_price=3_500.0, qty=0.3, taker_rate=0.0003), 10)
+    3.78
+    """
+    for name, value in (("index", index), ("option_price", option_price),
+                        ("taker_rate", taker_rate), ("cap_rate", cap_rate)):
+        _finite(name, value, positive=False)
+    _finite("contract_size", contract_size, positive=True)
+    if not math.isfinite(qty):
+        msg = f"qty must be finite, got {qty!r}"
+        raise ConfigError(msg)
+    return min(taker_rate * index, cap_rate * option_price) * abs(qty) * contract_size

@@ -1,0 +1,398 @@
+"""Deribit-like portfolio margin: a scenario engine over price moves and vol shocks.
+
+Each risk unit (one underlying in one valuation currency) is revalued on a grid of underlying
+moves × vol scenarios (docs/margin-rules.md §7.4 [DB9][DB10]):
+
+* core grid: moves ``−price_range … +price_range`` in ``2·buckets_count + 1`` even buckets
+  (default ±16 % in 9 buckets), each with vol ``up``, ``same`` and ``down``;
+* extended table: moves ``extended_moves`` (default −66 %, −33 %, +50 % … +500 %) with vol up
+  only, PnL scaled by ``extended_table_factor`` and damped (see ``assumptions``); evaluated for
+  risk units that hold options.
+
+The initial requirement of a unit is the worst scenario loss (``max(0, −min PnL)``); the
+maintenance requirement is ``mm_factor × initial``. Valuation currency: USD for linear
+positions; for inverse (coin-settled) positions the PnL is computed in the coin, so an
+underlying with both kinds forms two risk units.
+
+Scenario PnL per position (move ``x``, price ``P' = P·(1 + x)``):
+
+* linear perpetual/future: ``qty·contract_size·(P' − P)`` USD;
+* inverse perpetual/future (``contract_size`` = USD face): ``qty·contract_size·(1/P − 1/P')``
+  coin, i.e. ``q·x/(1 + x)`` per coin of notional;
+* option: Black-76 at forward ``F·(1 + x)``, the scenario vol and the time to expiry at
+  ``time_ms``, minus the Black-76 value at the unshocked forward and vol (so the zero scenario
+  is exactly zero); linear in USD per unit, inverse in coin (``value / forward``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Literal
+
+import numpy as np
+
+from backtester.errors import ConfigError
+from backtester.pricing.black76 import MS_PER_YEAR, FloatArray, price
+from backtester.pricing.surface import VolSurface
+
+__all__ = [
+    "PortfolioParams",
+    "PortfolioPosition",
+    "PortfolioResult",
+    "RiskUnitResult",
+    "portfolio_margin",
+]
+
+PositionKind = Literal["perpetual", "future", "option"]
+VolScenario = Literal["up", "same", "down"]
+
+_ASSUMPTIONS = (
+    "vol shock formula (third-party reading [X15] ⚠): sigma_up = max(sigma·(1 + "
+    "volatility_range_up·(30/dte)^p), min_volatility_for_shock_up), sigma_down = max(sigma·(1 − "
+    "volatility_range_down·(30/dte)^p), 0), p = short_term_vega_power below "
+    "vega_power_switch_days else long_term_vega_power",
+    "days to expiry in the vol shock are floored at min_days_to_expiry (formula undefined at 0)",
+    "maintenance = mm_factor × initial (relation not stated in the captured text ⚠)",
+    "extended table dampener form is not published (⚠): pnl_ext = extended_table_factor · pnl "
+    "· min(1, |pnl| / extended_dampener) — the counted fraction grows with the size of the "
+    "loss, so the table bites on large far-OTM shorts only; dampener in coin for inverse "
+    "units, USD for linear",
+    "the extended table is evaluated only for risk units that hold options (it exists for "
+    "far-OTM short options; a futures-only unit uses the core grid) ⚠",
+    "futures and options of one underlying move by the same percentage (no basis shock)",
+    "option scenario PnL is taken against the Black-76 value at the current forward and vol, "
+    "not against the recorded mark",
+    "not modelled: delta shock (max_delta_shock), annualised move risk, minimum charges, "
+    "contingency add-ons, liquidity add-ons, cross-currency (X:PM) haircuts",
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PortfolioParams:
+    """Parameters of the scenario engine; defaults are Deribit's published BTC values [DB10].
+
+    Parameters
+    ----------
+    price_range
+        Largest core underlying move as a fraction (0.16 = ±16 %).
+    buckets_count
+        Buckets on each side of zero (grid size ``2·buckets_count + 1``).
+    volatility_range_up, volatility_range_down
+        Relative vol shocks at 30 days to expiry.
+    min_volatility_for_shock_up
+        Floor of the shocked-up vol (fraction).
+    short_term_vega_power, long_term_vega_power
+        Exponent ``p`` of ``(30/dte)^p`` below / from ``vega_power_switch_days``.
+    vega_power_switch_days
+        Days to expiry at which the exponent switches.
+    min_days_to_expiry
+        Floor on days to expiry used in the vol shock.
+    extended_moves
+        Underlying moves of the extended table (fractions), evaluated with vol up only.
+    extended_table_factor
+        Fraction of extended-table PnL that counts.
+    extended_dampener_coin, extended_dampener_usd
+        Dampener of extended PnL for coin-valued and USD-valued units.
+    mm_factor
+        Maintenance margin as a fraction of initial margin.
+    """
+
+    price_range: float = 0.16
+    buckets_count: int = 4
+    volatility_range_up: float = 0.5
+    volatility_range_down: float = 0.25
+    min_volatility_for_shock_up: float = 0.5
+    short_term_vega_power: float = 0.3
+    long_term_vega_power: float = 0.13
+    vega_power_switch_days: float = 30.0
+    min_days_to_expiry: float = 1.0
+    extended_moves: tuple[float, ...] = (-0.66, -0.33, 0.5, 1.0, 2.0, 3.0, 4.0, 5.0)
+    extended_table_factor: float = 1.0
+    extended_dampener_coin: float = 100_000.0
+    extended_dampener_usd: float = 25_000.0
+    mm_factor: float = 0.8
+    assumptions: tuple[str, ...] = field(default=_ASSUMPTIONS)
+
+    def __post_init__(self) -> None:
+        if not 0 < self.price_range < 1 or self.buckets_count < 1:
+            msg = "PortfolioParams needs 0 < price_range < 1 and buckets_count >= 1"
+            raise ConfigError(msg)
+        if any(m <= -1 for m in self.extended_moves):
+            msg = f"PortfolioParams extended_moves must be > -1, got {self.extended_moves}"
+            raise ConfigError(msg)
+        if self.min_days_to_expiry <= 0 or self.extended_dampener_coin <= 0 \
+                or self.extended_dampener_usd <= 0 or not 0 < self.mm_factor <= 1:
+            msg = ("PortfolioParams needs min_days_to_expiry > 0, dampeners > 0 and "
+                   "0 < mm_factor <= 1")
+            raise ConfigError(msg)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> PortfolioParams:
+        """Build from a mapping (e.g. a profile's JSON); unknown keys are an error.
+
+        >>> PortfolioParams.from_dict({"price_range": 0.1, "buckets_count": 2}).price_range
+        0.1
+        """
+        known = {f.name for f in fields(cls)} - {"assumptions"}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            msg = f"unknown PortfolioParams keys {unknown}; expected some of {sorted(known)}"
+            raise ConfigError(msg)
+        kwargs: dict[str, object] = {}
+        for key, value in data.items():
+            if key == "extended_moves":
+                if not isinstance(value, list | tuple):
+                    msg = f"PortfolioParams extended_moves must be a list, got {value!r}"
+                    raise ConfigError(msg)
+                kwargs[key] = tuple(float(v) for v in value)
+            elif key == "buckets_count":
+                kwargs[key] = int(value)  # type: ignore[call-overload]
+            else:
+                kwargs[key] = float(value)  # type: ignore[arg-type]
+        return cls(**kwargs)  # type: ignore[arg-type]
+
+    def core_moves(self) -> tuple[float, ...]:
+        """Return the core grid of underlying moves (fractions), ascending.
+
+        >>> PortfolioParams().core_moves()
+        (-0.16, -0.12, -0.08, -0.04, 0.0, 0.04, 0.08, 0.12, 0.16)
+        """
+        n = self.buckets_count
+        return tuple(round(self.price_range * i / n, 12) for i in range(-n, n + 1))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PortfolioPosition:
+    """One position as the scenario engine sees it (independent of the engine's Position).
+
+    Parameters
+    ----------
+    symbol, underlying
+        Instrument symbol and the underlying it moves with (e.g. ``BTC``).
+    kind
+        ``perpetual``, ``future`` or ``option``.
+    is_linear
+        True for quote-settled (PnL in USD), False for coin-settled (PnL in coin).
+    qty
+        Signed contracts (positive long).
+    contract_size
+        Linear and inverse options: underlying units per contract; inverse futures: USD face.
+    mark_price
+        Futures: the contract's mark (USD). Options: mark per unit in the premium currency
+        (informational; scenario PnL uses Black-76 values).
+    strike, option_type, expiry_ms, iv
+        Options: strike (USD), ``call``/``put``, expiry (ms UTC), implied vol (fraction) used
+        when ``portfolio_margin`` gets no vol for it.
+    forward
+        Options: the option's own forward (USD); None uses the underlying price.
+    """
+
+    symbol: str
+    underlying: str
+    kind: PositionKind
+    is_linear: bool
+    qty: float
+    contract_size: float = 1.0
+    mark_price: float = 0.0
+    strike: float | None = None
+    option_type: Literal["call", "put"] | None = None
+    expiry_ms: int | None = None
+    iv: float | None = None
+    forward: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RiskUnitResult:
+    """Scenario results of one risk unit.
+
+    Parameters
+    ----------
+    underlying, currency
+        The underlying and the valuation currency (``USD`` or the coin).
+    initial_margin, maintenance_margin
+        Requirement in ``currency`` (>= 0).
+    worst_scenario
+        Label of the scenario with the largest loss, e.g. ``-16% vol up``.
+    scenarios
+        Labels of every scenario, in the order of ``pnl``.
+    moves, vol_scenarios
+        Core grid axes of ``core_pnl``.
+    core_pnl
+        Core PnL matrix, rows = moves, columns = vol scenarios (up, same, down).
+    extended_pnl
+        Damped extended-table PnL, one per extended move (vol up).
+    """
+
+    underlying: str
+    currency: str
+    initial_margin: float
+    maintenance_margin: float
+    worst_scenario: str
+    scenarios: tuple[str, ...]
+    moves: tuple[float, ...]
+    vol_scenarios: tuple[VolScenario, ...]
+    core_pnl: tuple[tuple[float, ...], ...]
+    extended_pnl: tuple[float, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PortfolioResult:
+    """Portfolio margin of an account.
+
+    Parameters
+    ----------
+    initial_margin, maintenance_margin
+        Per valuation currency (``USD`` and/or coins), summed over that currency's risk units.
+    units
+        One :class:`RiskUnitResult` per (underlying, currency), sorted.
+    assumptions
+        Modelling assumptions (⚠ items of the rules text) behind the numbers.
+    """
+
+    initial_margin: Mapping[str, float]
+    maintenance_margin: Mapping[str, float]
+    units: tuple[RiskUnitResult, ...]
+    assumptions: tuple[str, ...]
+
+    @property
+    def worst_scenarios(self) -> Mapping[str, str]:
+        """Worst scenario label per ``underlying:currency`` unit."""
+        return {f"{u.underlying}:{u.currency}": u.worst_scenario for u in self.units}
+
+
+def _shocked_vols(sigma: FloatArray, dte: FloatArray, p: PortfolioParams
+                  ) -> tuple[FloatArray, FloatArray]:
+    days = np.maximum(dte, p.min_days_to_expiry)
+    power = np.where(days < p.vega_power_switch_days, p.short_term_vega_power,
+                     p.long_term_vega_power)
+    scale = (30.0 / days) ** power
+    up = np.maximum(sigma * (1.0 + p.volatility_range_up * scale), p.min_volatility_for_shock_up)
+    down = np.maximum(sigma * (1.0 - p.volatility_range_down * scale), 0.0)
+    return up, down
+
+
+def _resolve_vol(pos: PortfolioPosition, forward: float, t_years: float,
+                 vols: Mapping[str, float | VolSurface] | None) -> float:
+    source: float | VolSurface | None = None
+    if vols is not None:
+        source = vols.get(pos.symbol, vols.get(pos.underlying))
+    if source is None:
+        source = pos.iv
+    if source is None:
+        msg = f"no implied vol for option {pos.symbol}: give PortfolioPosition.iv or vols[...]"
+        raise ConfigError(msg)
+    value = source if isinstance(source, float | int) else float(
+        source.vol(float(pos.strike or 0.0), forward, max(t_years, 1e-9)))
+    if not np.isfinite(value) or value < 0:
+        msg = f"implied vol of {pos.symbol} must be finite and >= 0, got {value!r}"
+        raise ConfigError(msg)
+    return float(value)
+
+
+def _position_pnl(pos: PortfolioPosition, *, spot: float, moves: FloatArray,
+                  vol_columns: Sequence[VolScenario], time_ms: int,
+                  vols: Mapping[str, float | VolSurface] | None, params: PortfolioParams
+                  ) -> FloatArray:
+    # Returns PnL with shape (len(moves), len(vol_columns)) in the position's valuation currency.
+    units = pos.qty * pos.contract_size
+    if pos.kind in ("perpetual", "future"):
+        p0 = pos.mark_price if pos.mark_price > 0 else spot
+        p1 = p0 * (1.0 + moves)
+        pnl = units * (p1 - p0) if pos.is_linear else units * (1.0 / p0 - 1.0 / p1)
+        return np.repeat(pnl[:, None], len(vol_columns), axis=1)
+    if pos.strike is None or pos.option_type is None or pos.expiry_ms is None:
+        msg = f"option {pos.symbol} needs strike, option_type and expiry_ms"
+        raise ConfigError(msg)
+    f0 = pos.forward if pos.forward is not None else spot
+    t = max(pos.expiry_ms - time_ms, 0) / MS_PER_YEAR
+    sigma = _resolve_vol(pos, f0, t, vols)
+    up, down = _shocked_vols(np.asarray(sigma), np.asarray(t * 365.0), params)
+    by_name = {"up": float(up), "same": sigma, "down": float(down)}
+    col_vols = np.array([by_name[c] for c in vol_columns])
+    is_call = pos.option_type == "call"
+    f1 = f0 * (1.0 + moves)[:, None]
+    v1 = np.asarray(price(f1, pos.strike, t, col_vols[None, :], is_call))
+    v0 = price(f0, pos.strike, t, sigma, is_call)
+    if pos.is_linear:
+        return units * (v1 - v0)
+    return units * (v1 / f1 - v0 / f0)
+
+
+def _label(move: float, vol: str) -> str:
+    return f"{move * 100:+.0f}% vol {vol}"
+
+
+def portfolio_margin(positions: Sequence[PortfolioPosition], *,
+                     underlying_prices: Mapping[str, float],
+                     vols: Mapping[str, float | VolSurface] | None = None, time_ms: int,
+                     params: PortfolioParams | None = None) -> PortfolioResult:
+    """Return the portfolio margin of ``positions`` from the scenario grid.
+
+    Parameters
+    ----------
+    positions
+        The account's positions (perpetuals, futures, options), any underlyings.
+    underlying_prices
+        Underlying price (USD) per ``PortfolioPosition.underlying``.
+    vols
+        Optional implied vols: keyed by option symbol (a fraction or a surface) or by underlying
+        (a surface, or one vol for all its options); else ``PortfolioPosition.iv``.
+    time_ms
+        Valuation time (ms UTC) for time to expiry.
+    params
+        Scenario parameters; Deribit's published values by default.
+
+    Returns
+    -------
+    PortfolioResult
+        Requirements per valuation currency, per-unit scenario matrices and the assumptions.
+    """
+    p = PortfolioParams() if params is None else params
+    core = np.asarray(p.core_moves())
+    ext_all = np.asarray(p.extended_moves)
+    core_cols: tuple[VolScenario, ...] = ("up", "same", "down")
+    groups: dict[tuple[str, str], list[PortfolioPosition]] = {}
+    for pos in positions:
+        if pos.kind not in ("perpetual", "future", "option"):
+            msg = (f"position {pos.symbol} kind must be perpetual, future or option, "
+                   f"got {pos.kind!r}")
+            raise ConfigError(msg)
+        currency = "USD" if pos.is_linear else pos.underlying
+        groups.setdefault((pos.underlying, currency), []).append(pos)
+    units: list[RiskUnitResult] = []
+    for (underlying, currency), members in sorted(groups.items()):
+        spot = underlying_prices.get(underlying)
+        if spot is None or not np.isfinite(spot) or spot <= 0:
+            msg = f"underlying_prices[{underlying!r}] must be a positive price, got {spot!r}"
+            raise ConfigError(msg)
+        core_pnl = np.zeros((len(core), len(core_cols)))
+        has_options = len(ext_all) > 0 and any(m.kind == "option" for m in members)
+        ext = ext_all if has_options else ext_all[:0]
+        ext_raw = np.zeros(len(ext))
+        for pos in members:
+            core_pnl += _position_pnl(pos, spot=spot, moves=core, vol_columns=core_cols,
+                                      time_ms=time_ms, vols=vols, params=p)
+            if has_options:
+                ext_raw += _position_pnl(pos, spot=spot, moves=ext, vol_columns=("up",),
+                                         time_ms=time_ms, vols=vols, params=p)[:, 0]
+        damp = p.extended_dampener_usd if currency == "USD" else p.extended_dampener_coin
+        ext_pnl = p.extended_table_factor * ext_raw * np.minimum(1.0, np.abs(ext_raw) / damp)
+        labels = [_label(m, c) for m in core for c in core_cols] + [_label(m, "up") for m in ext]
+        flat = np.concatenate([core_pnl.ravel(), ext_pnl])
+        worst = int(np.argmin(flat))
+        im = max(0.0, -float(flat[worst]))
+        units.append(RiskUnitResult(
+            underlying=underlying, currency=currency, initial_margin=im,
+            maintenance_margin=p.mm_factor * im, worst_scenario=labels[worst],
+            scenarios=tuple(labels), moves=tuple(float(m) for m in core),
+            vol_scenarios=core_cols,
+            core_pnl=tuple(tuple(float(v) for v in row) for row in core_pnl),
+            extended_pnl=tuple(float(v) for v in ext_pnl)))
+    initial: dict[str, float] = {}
+    maintenance: dict[str, float] = {}
+    for u in units:
+        initial[u.currency] = initial.get(u.currency, 0.0) + u.initial_margin
+        maintenance[u.currency] = maintenance.get(u.currency, 0.0) + u.maintenance_margin
+    return PortfolioResult(initial_margin=initial, maintenance_margin=maintenance,
+                           units=tuple(units), assumptions=p.assumptions)
