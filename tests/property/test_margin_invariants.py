@@ -40,7 +40,10 @@ class RandomTrader(Strategy):
         self.k = 0
 
     def on_liquidation(self, ctx, event):
-        if ctx.open_orders():
+        # cross liquidates the account: no order may remain; isolated liquidates a position:
+        # no order may remain on its symbol
+        scope = None if event.scope == "account" else set(event.trigger_price)
+        if any(scope is None or o["symbol"] in scope for o in ctx.open_orders()):
             type(self).violations += 1
 
     def on_bar(self, ctx):
