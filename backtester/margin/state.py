@@ -25,6 +25,8 @@ from backtester.events import (
     MarginCalled,
     PositionLiquidated,
 )
+from backtester.instruments import OptionType
+from backtester.margin.options import option_requirements
 from backtester.numeric import ZERO, dec, to_money, to_price
 from backtester.orders import OrderRejected, RejectReason, Side
 
@@ -109,21 +111,17 @@ class MarginEngine:
         return notional, im, mm
 
     def _short_option(self, pos: Position, mark: float, und: float) -> tuple[float, float, float]:
+        # the profile's standard short-option formula (margin-rules §5.4 / §7.3)
         inst = pos.instrument
-        size = abs(pos.qty_f) * inst.cs
-        k = inst.strike or 0.0
-        is_call = inst.option_type is not None and inst.option_type.value == "call"
-        otm = max(0.0, k - und) if is_call else max(0.0, und - k)
-        r = self.profile.option_maintenance_rate
-        if inst.is_linear:
-            # linear form (Bit.com / Deribit analogue, margin-rules §7.3): USD per unit
-            mm = (max(r * und, r * mark) if not is_call else r * und) + mark
-            im = max(max(0.15 * und - otm, 0.10 * und) + mark, mm)
-        else:
-            # Deribit standard inverse (margin-rules §7.3): coin per 1-coin option
-            mm = (max(r, r * mark) if not is_call else r) + mark
-            im = max(max(0.15 - otm / und, 0.10) + mark, mm)
-        return inst.notional(size / inst.cs, und), im * size, mm * size
+        p = self.profile
+        req = option_requirements(
+            style=p.option_margin_style,  # type: ignore[arg-type]
+            option_type="call" if inst.option_type is OptionType.CALL else "put",
+            strike=inst.strike or 0.0, underlying=und, mark=max(mark, 0.0), qty=pos.qty_f,
+            contract_size=inst.cs, maintenance_rate=p.option_maintenance_rate,
+            liquidation_fee_rate=p.option_liquidation_fee_rate
+            if p.option_margin_style == "bybit" else None)
+        return inst.notional(pos.qty_f, und), req.initial_margin, req.maintenance_margin
 
     def position_value(self, pos: Position, mark: float, f: SymbolFeed | None = None) -> float:
         """Unrealized PnL (futures) or market value (options) in the settle currency."""
