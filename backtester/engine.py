@@ -106,6 +106,11 @@ class Engine:
         self._expiries = sorted((f.instrument.expiry_ms, f.symbol) for f in feed.symbols.values()
                                 if f.instrument.expiry_ms is not None)
         self._funding_checked: set[str] = set()
+        # perps that need work every bar: no funding history (an error once held, unless
+        # funding='zero'), or a profile that accrues funding continuously (Deribit)
+        self._special = {s for s, f in feed.symbols.items() if f.instrument.is_perpetual and (
+            (not f.funding_ts and config.funding is FundingMode.HISTORY)
+            or (profile.funding_style == "continuous" and config.funding is FundingMode.HISTORY))}
 
     # -- lookups --------------------------------------------------------------------------
     def feed_of(self, symbol: str) -> SymbolFeed:
@@ -132,6 +137,7 @@ class Engine:
         margin = self.margin
         account = self.account
         rec = self.rec
+        special_funding = self._special
         for t, feeds in self.feed.steps:
             self.now_ms = t
             for f in feeds:
@@ -141,6 +147,8 @@ class Engine:
                 elif f.funding_ts and f.next_funding < len(f.funding_ts) \
                         and f.funding_ts[f.next_funding] < t:
                     self._funding(f, before_ms=t)
+                if f.symbol in special_funding:
+                    self._special_funding(f)
             if self._expiries and self._expiries[0][0] <= t:
                 self._expire(t)
             if account.positions:
@@ -340,8 +348,24 @@ class Engine:
             self._pay_funding(f, stamps[j], f.funding_rate[j])
             j += 1
         f.next_funding = j
-        if f.instrument.is_perpetual and self.config.funding is FundingMode.HISTORY:
+
+    def _special_funding(self, f: SymbolFeed) -> None:
+        pos = self.account.positions.get(f.symbol)
+        if pos is None or pos.qty == 0:
+            return
+        if not f.funding_ts:
             self._check_funding_coverage(f)
+            return
+        # continuous accrual (Deribit): the 8-hour rate in force at the bar's open, pro rata
+        # for the bar's length, on the position held through the bar, at the bar's mark close
+        j = f.next_funding - 1
+        if j < 0:
+            return
+        i = f.idx
+        mark = f.mc[i]
+        rate = f.funding_rate[j] * f.tf_ms / (8 * 3_600_000)
+        self._book_funding(f, pos, self.now_ms, rate, mark, "mark" if not f.mark_missing[i]
+                           else "trade")
 
     def _check_funding_coverage(self, f: SymbolFeed) -> None:
         pos = self.account.positions.get(f.symbol)
@@ -355,9 +379,14 @@ class Engine:
 
     def _pay_funding(self, f: SymbolFeed, stamp: int, rate: float) -> None:
         pos = self.account.positions.get(f.symbol)
-        if self.config.funding is FundingMode.ZERO or pos is None or pos.qty == 0:
+        if self.config.funding is FundingMode.ZERO or pos is None or pos.qty == 0 \
+                or self.profile.funding_style == "continuous":
             return
         mark, source = self._funding_mark(f, stamp)
+        self._book_funding(f, pos, stamp, rate, mark, source)
+
+    def _book_funding(self, f: SymbolFeed, pos: Any, stamp: int, rate: float, mark: float,
+                      source: str) -> None:
         inst = f.instrument
         # payment = size x contract size x mark x rate (inverse: face / mark x rate, in coin);
         # a positive rate makes longs pay.

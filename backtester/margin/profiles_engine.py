@@ -27,7 +27,8 @@ _BASE: dict[str, dict[str, Any]] = {
             "haircuts": {"USDT": 1.0, "USDC": 1.0, "BTC": 0.95, "ETH": 0.95}},
     "deribit": {"quote_asset": "BTC", "default_collateral": Decimal(2), "default_leverage": 50.0,
                 "liquidation_style": "incremental", "liquidation_fee_rate": 0.005,
-                "option_margin_style": "deribit", "option_maintenance_rate": 0.075},
+                "option_margin_style": "deribit", "option_maintenance_rate": 0.075,
+                "funding_style": "continuous"},
 }
 _ASSUMPTIONS = ("call_level 0.8 (no exchange publishes a call level)",
                 "liquidation_slippage_rate 0.005 (unpublished)",
