@@ -136,7 +136,7 @@ def run(strategy: str | type[Strategy] | Strategy, *, dataset: str | None = None
         extra_warnings.extend(ds.warnings)
         data_name = cfg.dataset or ""
     feed = Feed.build(insts, frames, start_ms=cfg.start, end_ms=cfg.end)
-    profile = engine_profile(cfg.resolved_profile(), tiers=tiers_raw,
+    profile = engine_profile(cfg.resolved_profile(), tiers=cfg.tiers or tiers_raw,
                              symbols=list(feed.symbols))
     if cfg.margin_mode is MarginMode.PORTFOLIO:
         msg = "margin_mode: 'portfolio' is not available in the engine yet (use cross or isolated)"

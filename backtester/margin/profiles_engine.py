@@ -39,6 +39,7 @@ def tiers_from_ccxt(rows: Sequence[dict[str, Any]]) -> SimpleTiers:
     """Build tiers from ccxt leverage-tier rows (``minNotional``, ``maintenanceMarginRate``,
     ``maxLeverage``; ``info.cum`` when present, else the cum recursion
     ``cum_n = floor_n (MMR_n - MMR_n-1) + cum_n-1``)."""
+    rows = [_from_calculator(r) if "min_notional" in r else r for r in rows]
     rows = sorted(rows, key=lambda r: float(r["minNotional"]))
     floors, mmr, cum, lev = [], [], [], []
     prev_mmr, prev_cum = 0.0, 0.0
@@ -54,6 +55,13 @@ def tiers_from_ccxt(rows: Sequence[dict[str, Any]]) -> SimpleTiers:
         prev_mmr, prev_cum = m, c
     return SimpleTiers(floors=tuple(floors), mmr=tuple(mmr), cum=tuple(cum),
                        max_leverage=tuple(lev))
+
+
+def _from_calculator(row: dict[str, Any]) -> dict[str, Any]:
+    # the calculator's tier format (DESIGN §4): min_notional, mmr, maintenance_amount, ...
+    return {"minNotional": row["min_notional"], "maintenanceMarginRate": row["mmr"],
+            "maxLeverage": row.get("max_leverage"),
+            "info": {"cum": row.get("maintenance_amount")}}
 
 
 def engine_profile(name: str, *, tiers: Any = None,

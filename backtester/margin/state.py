@@ -82,6 +82,7 @@ class MarginEngine:
         self.margin_calls = 0
         self.liquidations = 0
         self._in_call = False
+        self._liq_start_size: dict[str, Decimal] = {}
         self.state = self.evaluate_now()
 
     # -- prices ---------------------------------------------------------------------------
@@ -486,6 +487,7 @@ class MarginEngine:
             steps.append(LiquidationStep(action="cancel_orders", symbol="", qty=Decimal(n_orders),
                                          price=ZERO, fee=ZERO, realized_pnl=ZERO))
         scenario = self._trigger_scenario()
+        self._liq_start_size: dict[str, Decimal] = {}
         triggers: dict[str, float] = {}
         style = self.profile.liquidation_style
         flow: dict[str, Decimal] = {}
@@ -548,9 +550,10 @@ class MarginEngine:
         inst = pos.instrument
         size = abs(pos.qty)
         if style == "incremental":
-            step = max(inst.lot_size, (size / 10).quantize(inst.lot_size) if inst.lot_size > 0
-                       else size / 10)
-            return min(size, step)
+            # fixed slices of a tenth of the position held when the liquidation began
+            start = self._liq_start_size.setdefault(inst.symbol, size)
+            step = (start / 10).quantize(inst.lot_size) if inst.lot_size > 0 else start / 10
+            return min(size, max(step, inst.lot_size))
         if style == "tiered":
             tiers = self.profile.tiers.get(inst.symbol)
             if tiers is not None:
