@@ -84,12 +84,14 @@ def test_bybit_steps_down_to_the_lower_tier_and_stops_when_healthy(btc_tiers):
 @pytest.mark.shared
 def test_deribit_liquidates_in_slices_until_healthy(btc_tiers):
     # Deribit's incremental rule closes slices of 10 % of the starting size (2 BTC) and
-    # re-checks after each: after one slice 18 BTC x 47,000 = 846,000 -> MM = 846,000 x 0.65 %
-    # - 950 = 4,549 < MB 5,000 -> healthy, so exactly one slice.
+    # re-checks after each; each slice pays the 0.5 % liquidation fee (2 x 47,000 x 0.5 % = 470).
+    # Slice 1: 18 BTC -> MM = 846,000 x 0.65 % - 950 = 4,549; MB = 5,000 - 470 = 4,530 -> again.
+    # Slice 2: 16 BTC -> MM = 752,000 x 0.65 % - 950 = 3,938; MB = 4,530 - 470 = 4,060 -> healthy.
     r = run("deribit", btc_tiers, [50_000.0] * 3 + [47_000.0] * 3, 65_000)
     steps = liquidation_steps(r)
-    assert [s["qty"] for s in steps] == [Decimal("-2")]
-    assert r.state["positions"][0]["size"] == pytest.approx(18)
+    assert [s["qty"] for s in steps] == [Decimal("-2"), Decimal("-2")]
+    assert [s["fee"] for s in steps] == [Decimal("470"), Decimal("470")]
+    assert r.state["positions"][0]["size"] == pytest.approx(16)
 
 
 @pytest.mark.shared
