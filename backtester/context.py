@@ -320,6 +320,11 @@ class Context:
         """Set the leverage (initial margin = notional / leverage) of ``symbol``."""
         self._e.set_leverage(symbol, leverage)
 
+    def add_margin(self, symbol: str, amount: Decimal | float | str) -> None:
+        """Isolated mode: move ``amount`` (settle currency) from the pool to the position's
+        margin; a negative amount removes margin (not below the initial margin)."""
+        self._e.margin.adjust_isolated_margin(symbol, dec(amount))
+
     def record(self, **values: float) -> None:
         """Record user series at this bar (they appear in the results' ``records``)."""
         self._e.record_user(values)

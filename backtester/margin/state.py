@@ -312,6 +312,34 @@ class MarginEngine:
         add = to_money(inst.notional_exact(grown, price) / dec(pos.leverage))
         pos.isolated_margin = alloc + add
 
+    def adjust_isolated_margin(self, symbol: str, amount: Decimal) -> None:
+        """Add (positive) or remove (negative) margin of an isolated position.
+
+        Adding needs that much available margin; removing may not take the position's margin
+        below its initial margin at the current mark.
+        """
+        from backtester.errors import ConfigError
+
+        if self.mode is not MarginMode.ISOLATED:
+            msg = f"margin of {symbol} can only be adjusted in isolated mode"
+            raise ConfigError(msg)
+        pos = self.e.account.positions.get(symbol)
+        if pos is None or pos.qty == 0 or pos.isolated_margin is None:
+            msg = f"no isolated position in {symbol} to adjust"
+            raise ConfigError(msg)
+        f = self.e.feed.symbols[symbol]
+        px = self.price_usd(pos.instrument.settle)
+        if amount > 0 and float(amount) * px > self.evaluate_now().available + 1e-9:
+            msg = f"cannot add {amount} to {symbol}: more than the available margin"
+            raise ConfigError(msg)
+        if amount < 0:
+            _, im, _ = self.requirement(pos, f.mc[f.idx], f.ic[f.idx])
+            if float(pos.isolated_margin + amount) < im:
+                msg = (f"cannot remove {-amount} from {symbol}: its margin would fall below the "
+                       f"initial margin {im:.2f}")
+                raise ConfigError(msg)
+        pos.isolated_margin += amount
+
     def _position_excess(self, pos: Position, f: SymbolFeed, w: int) -> float:
         i = f.idx
         mark = f.ml[i] if w == 0 else f.mh[i] if w == 1 else f.mc[i]

@@ -72,12 +72,14 @@ def test_binance_closes_the_whole_position(btc_tiers):
 def test_bybit_steps_down_to_the_lower_tier_and_stops_when_healthy(btc_tiers):
     # Same book on the tiered (Bybit/OKX) rule: reduce to the floor of the current tier
     # (600,000 notional): keep 600,000 / 940,000 x 20 = 12.766 -> 12.766 BTC (lot 0.001) stays,
-    # 7.234 BTC is closed at 47,000. Then tier 2: MM = 12.766 x 47,000 x 0.5 % - 50 = 2,950.0;
-    # MB = 65,000 - 60,000 (the realized part is in the wallet now) = 5,000 > 2,950 -> healthy.
+    # 7.234 BTC is closed at 47,000 with the 0.55 % fee (7.234 x 47,000 x 0.55 % = 1,870.0).
+    # Then tier 2: MM = 12.766 x 47,000 x 0.5 % - 50 = 2,950.0; MB = 65,000 - 60,000 - 1,870.0
+    # = 3,130.0 > 2,950.0 -> healthy, one step.
     r = run("bybit", btc_tiers, [50_000.0] * 3 + [47_000.0] * 3, 65_000)
     steps = liquidation_steps(r)
     assert len(steps) == 1
     assert steps[0]["qty"] == Decimal("-7.234")
+    assert steps[0]["fee"] == Decimal("1869.989")
     assert r.state["positions"][0]["size"] == pytest.approx(12.766)
 
 
