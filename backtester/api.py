@@ -87,7 +87,8 @@ def _frames(data: Mapping[str, pd.DataFrame | MarketFrames]) -> dict[str, Market
 
 def run(strategy: str | type[Strategy] | Strategy, *, dataset: str | None = None,
         data: Mapping[str, pd.DataFrame | MarketFrames] | None = None,
-        instruments: Mapping[str, Instrument] | None = None, config: RunConfig | None = None,
+        instruments: Mapping[str, Instrument] | None = None,
+        vol_indexes: Mapping[str, pd.DataFrame] | None = None, config: RunConfig | None = None,
         config_file: str | Path | None = None, datasets_root: str | Path | None = None,
         **keys: Any) -> BacktestResult:
     """Run a backtest and return its :class:`~backtester.results.BacktestResult`.
@@ -103,6 +104,9 @@ def run(strategy: str | type[Strategy] | Strategy, *, dataset: str | None = None
         tz-aware UTC) or :class:`~backtester.data.feed.MarketFrames` with mark/index/funding.
     instruments
         Instrument specs for ``data`` (default: from the symbol grammar).
+    vol_indexes
+        With ``data``: vol index candles per currency (``{"BTC": frame}``, DVOL-like levels in
+        percent) used to price options that have no marks.
     **keys
         Any run configuration key of DESIGN §7 (``margin_mode="isolated"``,
         ``collateral={"USDT": 10_000}``, ``params={...}``, ...).
@@ -126,6 +130,7 @@ def run(strategy: str | type[Strategy] | Strategy, *, dataset: str | None = None
             if sym not in insts:
                 insts[sym] = instrument_from_symbol(sym)
         data_name = "dataframes"
+        vol_index = {k.split("/")[0]: v for k, v in (vol_indexes or {}).items()}
     else:
         from backtester.data.catalog import load_dataset
 
@@ -133,9 +138,10 @@ def run(strategy: str | type[Strategy] | Strategy, *, dataset: str | None = None
         frames = ds.frames
         insts = dict(ds.instruments)
         tiers_raw = ds.leverage_tiers
+        vol_index = {k.split("/")[0]: v for k, v in ds.vol_index.items()}
         extra_warnings.extend(ds.warnings)
         data_name = cfg.dataset or ""
-    feed = Feed.build(insts, frames, start_ms=cfg.start, end_ms=cfg.end)
+    feed = Feed.build(insts, frames, start_ms=cfg.start, end_ms=cfg.end, vol_index=vol_index)
     profile = engine_profile(cfg.resolved_profile(), tiers=cfg.tiers or tiers_raw,
                              symbols=list(feed.symbols))
     if cfg.margin_mode is MarginMode.PORTFOLIO:
