@@ -36,6 +36,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -390,13 +391,14 @@ def _fetch_tiers(exchange: Any, symbols: Sequence[str], store: Store, now_ms: in
     tiers: dict[str, Any] = {}
     try:
         if exchange.has.get("fetchLeverageTiers") is True:
-            got = _retrying(exchange, "leverage tiers", lambda: exchange.fetch_leverage_tiers(wanted),
+            got = _retrying(exchange, "leverage tiers",
+                            partial(exchange.fetch_leverage_tiers, wanted),
                             policy=policy, sleep=sleep, rng=rng)
             tiers.update({s: t for s, t in (got or {}).items() if s in wanted})
         else:
             for s in wanted:
                 tiers[s] = _retrying(exchange, f"leverage tiers {s}",
-                                     lambda s=s: exchange.fetch_market_leverage_tiers(s),
+                                     partial(exchange.fetch_market_leverage_tiers, s),
                                      policy=policy, sleep=sleep, rng=rng)
     except DataError as exc:
         return None, [f"leverage tiers not fetched: {exc}; pass --tiers-file"]
@@ -560,7 +562,7 @@ def fetch(exchange_id: str, symbols: Sequence[str], *, kinds: Sequence[Kind | st
                                      symbol=symbol, timeframe=tf, since_ms=start,
                                      end_ms=series_end, to_frame=_frame_maker(kind),
                                      metadata=meta, policy=policy, sleep=sleep, rng=rng,
-                                     on_progress=lambda c, t=task: bars.update(t, c))
+                                     on_progress=partial(bars.update, task))
             bars.finish(task)
             if report.end_of_data_ms is not None:
                 note = (f"{report.label}: no data after {ms_to_iso(report.end_of_data_ms)} "

@@ -16,6 +16,7 @@ owns the policy (DESIGN §5):
 
 from __future__ import annotations
 
+import itertools
 import random
 import statistics
 from collections.abc import Callable, Sequence
@@ -29,7 +30,14 @@ from backtester.data.store import Store
 from backtester.errors import DataError
 from backtester.timeutil import MS_PER_HOUR, ms_to_iso, timeframe_ms
 
-__all__ = ["EMPTY_PAGES_AT_END", "Page", "RetryPolicy", "SeriesReport", "TransientError", "download_series"]
+__all__ = [
+    "EMPTY_PAGES_AT_END",
+    "Page",
+    "RetryPolicy",
+    "SeriesReport",
+    "TransientError",
+    "download_series",
+]
 
 #: Empty answers in a row at the same cursor that mean "no more data".
 EMPTY_PAGES_AT_END = 3
@@ -46,7 +54,7 @@ class Page:
     empty or not the exchange's JSON (such a page is re-requested, never taken as "no data").
     """
 
-    rows: list[Row]
+    rows: Sequence[Row]
     window_end_ms: int | None = None
     is_well_formed: bool = True
 
@@ -170,7 +178,7 @@ def download_series(page: PageFn, *, store: Store, exchange: str, kind: Kind, sy
         newest = max(int(r[0]) for r in fresh)
         if kind is Kind.FUNDING and len(fresh) >= 2:
             stamps = sorted(int(r[0]) // 1000 * 1000 for r in fresh)
-            step = int(statistics.median(b - a for a, b in zip(stamps, stamps[1:]))) or step
+            step = int(statistics.median(b - a for a, b in itertools.pairwise(stamps))) or step
         last_stored = newest - newest % (step if kind in CANDLE_KINDS else 1000)
         cursor = newest + 1
         if on_progress is not None:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import deque
-from functools import lru_cache
+from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -49,11 +49,12 @@ def _ms(series: pd.Series) -> list[int]:
     return [int(x) for x in series.dt.as_unit("ms").astype("int64")]
 
 
-@lru_cache(maxsize=None)
+@cache
 def binance_exchange_info(data: Path) -> dict[str, Any]:
     info = json.loads((data / "nautilus-trader/binance-usdm/http_futures_market_exchange_info.json")
                       .read_text())
-    markets = json.loads((data / "ccxt-static/markets/binance.derivatives.extract.json").read_text())
+    markets = json.loads(
+        (data / "ccxt-static/markets/binance.derivatives.extract.json").read_text())
     have = {s["symbol"] for s in info["symbols"]}
     for market in markets.values():
         raw = market.get("info") or {}
@@ -62,7 +63,7 @@ def binance_exchange_info(data: Path) -> dict[str, Any]:
     return dict(info)
 
 
-@lru_cache(maxsize=None)
+@cache
 def binance_klines(data: Path, endpoint: str, interval: str) -> tuple[list[Any], ...]:
     df = pd.read_feather(data / "freqtrade-testdata/futures" / _KLINE_FILES[(endpoint, interval)])
     tf = _TF_MS[interval]
@@ -74,14 +75,14 @@ def binance_klines(data: Path, endpoint: str, interval: str) -> tuple[list[Any],
     return tuple(rows)
 
 
-@lru_cache(maxsize=None)
+@cache
 def binance_funding(data: Path) -> tuple[dict[str, Any], ...]:
     df = pd.read_feather(data / "freqtrade-testdata/futures/XRP_USDT_USDT-8h-funding_rate.feather")
     return tuple({"symbol": "XRPUSDT", "fundingTime": ts, "fundingRate": f"{rate:.8f}"}
                  for ts, rate in zip(_ms(df["date"]), df["open"]))
 
 
-@lru_cache(maxsize=None)
+@cache
 def deribit_dvol(data: Path) -> tuple[tuple[int, float], ...]:
     rows = json.loads((data / "kalyar197-eth-dashboard/dvol_btc.json").read_text())
     return tuple((int(ts), float(v)) for ts, v in rows)
@@ -110,7 +111,7 @@ class FakeExchange:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 u = urlparse(self.path)
                 q = {k: v[-1] for k, v in parse_qs(u.query).items()}
                 status, body, headers = outer.answer(u.path, q)
@@ -128,7 +129,8 @@ class FakeExchange:
                 pass
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02},
+                                       daemon=True)
 
     @property
     def base(self) -> str:
@@ -176,7 +178,8 @@ class FakeExchange:
         return 404, {"code": -1, "msg": f"no recording for {path}"}
 
     def _deribit_chart(self, q: dict[str, str]) -> tuple[int, Any]:
-        chart = json.loads((self.data / "nautilus-trader/deribit/http_get_tradingview_chart_data.json")
+        chart = json.loads(
+            (self.data / "nautilus-trader/deribit/http_get_tradingview_chart_data.json")
                            .read_text())
         if q.get("instrument_name") != "BTC-PERPETUAL":
             return 400, {"jsonrpc": "2.0", "error": {"code": 10020,
