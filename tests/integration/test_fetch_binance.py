@@ -7,6 +7,7 @@ Recorded data (shared/data, see PROVENANCE.md): freqtrade's XRP 5m candles (1,99
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -45,14 +46,15 @@ def test_pagination_across_many_pages_matches_recording(run_fetch: Run, store: S
     frame = store.read("binanceusdm", Kind.OHLCV, XRP, "5m")
     recorded = _recorded(shared_data, "XRP_USDT_USDT-5m-futures.feather")
     assert len(frame) == 1999
-    assert frame["ts"].is_unique and frame["ts"].is_monotonic_increasing
+    assert frame["ts"].is_unique
+    assert frame["ts"].is_monotonic_increasing
     assert (frame["ts"].dt.as_unit("ms").astype("int64").to_numpy()
             == recorded["date"].dt.as_unit("ms").astype("int64").to_numpy()).all()
     for col in ("open", "high", "low", "close", "volume"):
         assert frame[col].to_numpy() == pytest.approx(recorded[col].to_numpy())
     starts = [int(q["startTime"]) for q in fake_exchange.requests(KLINES)]
     assert starts[0] == parse_utc_ms("2021-11-15")
-    assert all(b > a for a, b in zip(starts, starts[1:]))  # forward only, never paginate=True
+    assert all(b > a for a, b in itertools.pairwise(starts))  # forward only, never paginate=True
     meta = store.metadata("binanceusdm", Kind.OHLCV, XRP, "5m")
     assert meta["ccxt_version"] == "4.5.90"
     assert meta["fetched_at"] == "2026-01-01T00:00:00Z"
@@ -78,7 +80,8 @@ def test_resume_appends_without_duplicates(run_fetch: Run, store: Store,
     starts = [int(q["startTime"]) for q in fake_exchange.requests(KLINES)]
     assert parse_utc_ms("2021-11-16T23:55") + 1 in starts  # resumed after the last stored bar
     frame = store.read("binanceusdm", Kind.OHLCV, XRP, "5m")
-    assert len(frame) == 1999 and frame["ts"].is_unique
+    assert len(frame) == 1999
+    assert frame["ts"].is_unique
 
 
 def test_same_fetch_twice_is_identical_and_asks_nothing(run_fetch: Run, store: Store,
@@ -104,7 +107,8 @@ def test_429_then_success_backs_off_and_honours_retry_after(run_fetch: Run, stor
 
     assert report.series[0].retries == 1
     assert report.series[0].rows_added == 1999
-    assert sleeps and sleeps[0] >= 2.0  # Retry-After wins over the short test backoff
+    assert sleeps
+    assert sleeps[0] >= 2.0
     assert len(store.read("binanceusdm", Kind.OHLCV, XRP, "5m")) == 1999
 
 
