@@ -55,7 +55,7 @@ from backtester.data.paging import (
 from backtester.data.schema import Kind
 from backtester.data.store import Store
 from backtester.errors import ConfigError, DataError
-from backtester.timeutil import ms_to_iso, timeframe_ms
+from backtester.timeutil import MS_PER_HOUR, ms_to_iso, timeframe_ms
 
 __all__ = [
     "SUPPORTED_EXCHANGES",
@@ -275,13 +275,18 @@ def _option_marks_page(exchange: Any, symbol: str, timeframe: str,
 
 
 def _funding_page(exchange: Any, symbol: str, limit: int) -> Callable[[int, int], Page]:
+    # Bybit and OKX answer the *newest* rows of a range first, so a request must never span more
+    # rows than it may return: windows of `limit` hours (no venue settles funding more often).
     def page(cursor: int, end: int) -> Page:
+        window_end = min(end - 1, cursor + limit * MS_PER_HOUR - 1)
+        params: dict[str, Any] = {"until": window_end}
+        if exchange.id == "okx":  # ccxt's okx ignores `until`: OKX's `after` is exclusive
+            params = {"after": str(window_end + 1)}
         exchange.last_json_response = None
         rows = _guard(exchange, f"funding {symbol} from {ms_to_iso(cursor)}",
-                      lambda: exchange.fetch_funding_rate_history(symbol, cursor, limit,
-                                                                  {"until": end - 1}))
+                      lambda: exchange.fetch_funding_rate_history(symbol, cursor, limit, params))
         return Page([[r["timestamp"], r["fundingRate"]] for r in rows or []
-                     if r.get("timestamp") is not None], None, _well_formed(exchange))
+                     if r.get("timestamp") is not None], window_end, _well_formed(exchange))
 
     return page
 
@@ -539,8 +544,8 @@ def fetch(exchange_id: str, symbols: Sequence[str], *, kinds: Sequence[Kind | st
                 start = int(created)
             tf = None if kind is Kind.FUNDING else timeframe
             series_end = end_ms
-            if tf is not None and until_ms is None:
-                series_end = now_ms - timeframe_ms(tf) + 1  # complete candles only
+            if tf is not None:  # complete candles only: open + timeframe <= now
+                series_end = min(end_ms, now_ms - timeframe_ms(tf) + 1)
             meta = dict(meta_base)
             if kind is Kind.FUNDING:
                 page = _funding_page(exchange, symbol, page_limit or _FUNDING_LIMIT.get(
