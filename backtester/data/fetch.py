@@ -52,7 +52,9 @@ from backtester.data.paging import (
     TransientError,
     download_series,
 )
+from backtester.data.progress import DownloadProgress
 from backtester.data.schema import Kind
+from backtester.data.snapshots import import_tiers_file, write_markets_snapshot
 from backtester.data.store import Store
 from backtester.errors import ConfigError, DataError
 from backtester.timeutil import MS_PER_HOUR, ms_to_iso, timeframe_ms
@@ -333,49 +335,6 @@ def _frame_maker(kind: Kind) -> Callable[[list[Row]], pd.DataFrame]:
 
 
 # -- markets and tiers --------------------------------------------------------------------------
-def _write_markets(exchange: Any, store: Store, now_ms: int) -> Path:
-    old: dict[str, Any] = {}
-    if store.has_json(exchange.id, "markets"):
-        previous = store.read_json(exchange.id, "markets")
-        old = dict(previous.get("markets", {})) if isinstance(previous, dict) else {}
-    current = {s: m for s, m in exchange.markets.items() if "/" in s}  # drops Deribit combos
-    payload = {"exchange": exchange.id, "fetched_at": ms_to_iso(now_ms), "fetched_at_ms": now_ms,
-               "ccxt_version": ccxt_version(), "precision_mode": exchange.precisionMode,
-               "markets": {**old, **current}}  # keep instruments that have since expired
-    return store.write_json(exchange.id, "markets", payload)
-
-
-def import_tiers_file(path: Path | str, *, store: Store, exchange: str,
-                      now_ms: int | None = None) -> Path:
-    """Import a leverage-tier file (ccxt unified ``{symbol: [tier, ...]}``) as leverage_tiers.json.
-
-    The file is checked to be a JSON object of symbol → list of tiers with ``maxNotional`` and
-    ``maintenanceMarginRate``; e.g. freqtrade's ``binance_leverage_tiers.json``.
-    """
-    src = Path(path)
-    try:
-        tiers = json.loads(src.read_text())
-    except json.JSONDecodeError as exc:
-        msg = f"tiers file {src} is not valid JSON: {exc}"
-        raise DataError(msg) from exc
-    if isinstance(tiers, dict) and isinstance(tiers.get("tiers"), dict):
-        tiers = tiers["tiers"]
-    if not isinstance(tiers, dict) or not tiers:
-        msg = f"tiers file {src}: expected a JSON object symbol -> list of tiers"
-        raise DataError(msg)
-    for symbol, rows in tiers.items():
-        if not isinstance(rows, list) or not all(
-                isinstance(t, dict) and "maxNotional" in t and "maintenanceMarginRate" in t
-                for t in rows):
-            msg = (f"tiers file {src}: {symbol} needs a list of tiers with maxNotional and "
-                   "maintenanceMarginRate (ccxt fetch_leverage_tiers layout)")
-            raise DataError(msg)
-    payload = {"exchange": exchange, "source": f"file {src.name}", "imported_at_ms": now_ms,
-               "imported_at": ms_to_iso(now_ms) if now_ms is not None else None,
-               "tiers": tiers}
-    return store.write_json(exchange, "leverage_tiers", payload)
-
-
 def _fetch_tiers(exchange: Any, symbols: Sequence[str], store: Store, now_ms: int, *,
                  policy: RetryPolicy, sleep: Callable[[float], None],
                  rng: random.Random) -> tuple[Path | None, list[str]]:
@@ -520,7 +479,9 @@ def fetch(exchange_id: str, symbols: Sequence[str], *, kinds: Sequence[Kind | st
     _retrying(exchange, "load_markets", exchange.load_markets, policy=policy, sleep=sleep, rng=rng)
     plan, warnings = _plan(exchange, list(symbols), kind_list)
     warnings = quarantined + warnings
-    markets_path = _write_markets(exchange, store, now_ms)
+    markets_path = write_markets_snapshot(store, exchange_id, exchange.markets,
+                                          precision_mode=exchange.precisionMode,
+                                          source=f"ccxt {ccxt_version()}", now_ms=now_ms)
     if tiers_file is not None:
         tiers_path: Path | None = import_tiers_file(tiers_file, store=store, exchange=exchange_id,
                                                     now_ms=now_ms)
@@ -535,7 +496,7 @@ def fetch(exchange_id: str, symbols: Sequence[str], *, kinds: Sequence[Kind | st
             netloc=urlsplit(base_url).hostname or ""))
     reports: list[SeriesReport] = []
     show = (not quiet) and (progress if progress is not None else sys.stderr.isatty())
-    with _Progress(show) as bars:
+    with DownloadProgress(show) as bars:
         for kind, symbol in plan:
             market = exchange.markets.get(symbol, {})
             start = since_ms
@@ -578,40 +539,3 @@ def fetch(exchange_id: str, symbols: Sequence[str], *, kinds: Sequence[Kind | st
     return FetchReport(exchange=exchange_id, ccxt_version=ccxt_version(), series=tuple(reports),
                        warnings=tuple(warnings), markets_path=markets_path, tiers_path=tiers_path,
                        quarantined=tuple(quarantined))
-
-
-class _Progress:
-    """Rich progress bars on stderr, or nothing."""
-
-    def __init__(self, show: bool) -> None:
-        self._bars: Any = None
-        self._start: dict[int, int] = {}
-        if show:
-            from rich.console import Console
-            from rich.progress import Progress
-
-            self._bars = Progress(console=Console(stderr=True), transient=False)
-
-    def __enter__(self) -> _Progress:
-        if self._bars is not None:
-            self._bars.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._bars is not None:
-            self._bars.__exit__(*exc)
-
-    def add(self, label: str, start: int, end: int) -> int:
-        if self._bars is None:
-            return 0
-        task = int(self._bars.add_task(label, total=max(end - start, 1)))
-        self._start[task] = start
-        return task
-
-    def update(self, task: int, cursor: int) -> None:
-        if self._bars is not None:
-            self._bars.update(task, completed=cursor - self._start[task])
-
-    def finish(self, task: int) -> None:
-        if self._bars is not None:
-            self._bars.update(task, completed=self._bars.tasks[task].total)

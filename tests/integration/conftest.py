@@ -52,11 +52,12 @@ def run_fetch(fake_exchange: FakeExchange, store: Store,
             **kw: Any) -> FetchReport:
         kw.setdefault("store", store)
         kw.setdefault("page_limit", 100)
+        kw.setdefault("quiet", True)
         return fetch(exchange, list(symbols), kinds=list(kinds), timeframe=timeframe,
                      since_ms=parse_utc_ms(since),
                      until_ms=parse_utc_ms(until) if until else None,
                      base_url=fake_exchange.base, exchange_options={"rateLimit": 1},
-                     clock=lambda: NOW_MS, sleep=sleeps, quiet=True,
+                     clock=lambda: NOW_MS, sleep=sleeps,
                      policy=RetryPolicy(attempts=4, base_delay_s=0.01, max_delay_s=0.1), **kw)
 
     return run

@@ -8,6 +8,7 @@ history (1,102 rows 2022-11-06 → 2025-11-12, one missing day).
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -72,3 +73,28 @@ def test_kinds_deribit_cannot_give_are_skipped_with_a_warning(run_fetch: Run) ->
 def test_unknown_symbol_is_a_config_error(run_fetch: Run) -> None:
     with pytest.raises(ConfigError, match=r"unknown symbol 'ETH/USD:ETH' on deribit"):
         run_fetch("deribit", ("ETH/USD:ETH",), timeframe="1m", since="2025-12-23", until=None)
+
+
+def test_option_marks_from_option_candles(run_fetch: Run, store: Store, shared_data: Path,
+                                          fake_exchange: FakeExchange) -> None:
+    # Plumbing test: no option chart was recorded, so the recorded BTC-PERPETUAL chart envelope
+    # (real wire format) is served for the option; only the path of the data is checked here.
+    chart = shared_data / "nautilus-trader/deribit/http_get_tradingview_chart_data.json"
+    body = chart.read_bytes()
+    fake_exchange.inject("/api/v2/public/get_tradingview_chart_data", (200, body))
+
+    report = run_fetch("deribit", (OPTION,), kinds=("option_marks", "funding"), timeframe="1m",
+                       since="2025-12-23T09:51", until="2025-12-23T09:56", page_limit=10)
+
+    frame = store.read("deribit", Kind.OPTION_MARKS, OPTION, "1m")
+    assert list(frame["mark_price"]) == [87456.5, 87456.5, 87456.0, 87456.0, 87456.0]
+    assert frame["mark_iv"].isna().all()
+    meta = store.metadata("deribit", Kind.OPTION_MARKS, OPTION, "1m")
+    assert "no historical mark/IV series" in meta["price_source"]
+    assert f"{OPTION} is not a perpetual: no funding, skipped" in report.warnings
+
+
+def test_progress_bars_do_not_disturb_the_fetch(run_fetch: Run, store: Store) -> None:
+    report = run_fetch(progress=True, quiet=False, until="2021-11-16")
+
+    assert report.series[0].rows_added == 288
