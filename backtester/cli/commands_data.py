@@ -208,4 +208,4 @@ def data_import(file: Path, exchange: str, symbol: str, kind: str, timeframe: st
     k = Kind(kind)
     meta = store.metadata(exchange, k, symbol, None if k is Kind.FUNDING else path.stem)
     click.echo(f"imported {file.name} -> {path}: {meta.get('rows')} rows "
-               f"{_when(meta.get('first_ms'))} .. {_when(meta.get('last_ms'))} {_gap_text(meta)}")
+               f"{_when(meta.get('first_ms'))} .. {_when(meta.get('last_ms'))}; {_gap_text(meta)}")

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from backtester.data.schema import CANDLE_KINDS, Kind, validate_frame
+from backtester.data.schema import CANDLE_KINDS, Kind, normalize_ts, validate_frame
 from backtester.data.store import Store
 from backtester.errors import ConfigError, DataError
 from backtester.timeutil import timeframe_ms
@@ -140,12 +140,12 @@ def import_file(path: Path | str, *, store: Store, exchange: str, symbol: str,
     src = Path(path)
     raw = read_data_file(src, kind=kind)
     tf: str | None = None
-    if kind in CANDLE_KINDS or kind is Kind.OPTION_MARKS:
-        if timeframe is None:
-            stamps = pd.DataFrame({"ts": _stamps_for_inference(raw, assume_utc)})
-            timeframe = infer_timeframe(src, stamps)
-        tf = timeframe
     try:
+        if kind in CANDLE_KINDS or kind is Kind.OPTION_MARKS:
+            if timeframe is None:
+                stamps = normalize_ts(raw["ts"], what="timestamps", assume_utc=assume_utc)
+                timeframe = infer_timeframe(src, pd.DataFrame({"ts": stamps}))
+            tf = timeframe
         clean = validate_frame(raw, kind, symbol=symbol, timeframe=tf, assume_utc=assume_utc)
     except DataError as exc:
         msg = f"{src.name}: {exc}"
@@ -156,8 +156,3 @@ def import_file(path: Path | str, *, store: Store, exchange: str, symbol: str,
     meta = {"source": f"import {src.name}", "imported_from": str(src)}
     return store.append(exchange, kind, symbol, tf, clean, metadata=meta)
 
-
-def _stamps_for_inference(raw: pd.DataFrame, assume_utc: bool) -> pd.Series:
-    from backtester.data.schema import normalize_ts
-
-    return normalize_ts(raw["ts"], what="timestamps", assume_utc=assume_utc)
