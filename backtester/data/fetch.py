@@ -172,6 +172,33 @@ def _credentials(exchange_id: str) -> dict[str, str]:
     return creds
 
 
+class _Redact(logging.Filter):
+    """Replace secrets in ccxt's own log records (its debug log prints request headers)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.secrets: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if any(secret in text for secret in self.secrets):
+            for secret in self.secrets:
+                text = text.replace(secret, "***")
+            record.msg, record.args = text, None
+        return True
+
+
+_REDACT = _Redact()
+
+
+def _redact_in_ccxt_logs(secrets: Iterable[str]) -> None:
+    _REDACT.secrets.update(s for s in secrets if s)
+    for name in ("ccxt.base.exchange", "ccxt"):
+        log = logging.getLogger(name)
+        if _REDACT not in log.filters:
+            log.addFilter(_REDACT)
+
+
 def make_exchange(exchange_id: str, *, base_url: str | None = None,
                   exchange_options: dict[str, Any] | None = None) -> Any:
     """Create a ccxt exchange: rate limit on, keys from the environment, optional mirror URL.
@@ -183,12 +210,14 @@ def make_exchange(exchange_id: str, *, base_url: str | None = None,
         msg = (f"unknown exchange {exchange_id!r}; supported: {', '.join(SUPPORTED_EXCHANGES)} "
                "(any ccxt exchange id with derivatives may work)")
         raise ConfigError(msg)
-    # the last JSON answer tells a well-formed empty page from an empty or non-JSON body
-    config: dict[str, Any] = {"enableRateLimit": True, "enableLastJsonResponse": True}
-    if exchange_id == "deribit":
-        # load_markets would first call get_currencies, which nothing here needs
-        config["has"] = {"fetchCurrencies": False}
-    config.update(_credentials(exchange_id))
+    # the last JSON answer tells a well-formed empty page from an empty or non-JSON body;
+    # currencies are not needed (and Binance serves them only to signed requests)
+    config: dict[str, Any] = {"enableRateLimit": True, "enableLastJsonResponse": True,
+                              "has": {"fetchCurrencies": False}}
+    creds = _credentials(exchange_id)
+    config.update(creds)
+    if creds:
+        _redact_in_ccxt_logs([v for k, v in creds.items() if k != "uid"])
     for key, value in (exchange_options or {}).items():
         if isinstance(value, dict) and isinstance(config.get(key), dict):
             config[key] = {**config[key], **value}

@@ -238,3 +238,20 @@ def test_network_guard_turns_a_real_host_into_an_error(store: Store) -> None:
               since_ms=parse_utc_ms("2021-11-15"), until_ms=parse_utc_ms("2021-11-16"),
               store=store, clock=lambda: parse_utc_ms("2026-01-01"), sleep=lambda s: None,
               policy=RetryPolicy(attempts=2), quiet=True)  # no base_url: fapi.binance.com
+
+
+def test_api_keys_come_from_env_and_never_reach_logs_or_messages(
+        run_fetch: Run, fake_exchange: FakeExchange, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setenv("BACKTESTER_BINANCEUSDM_API_KEY", "KEY-do-not-print-123")
+    monkeypatch.setenv("BACKTESTER_BINANCEUSDM_SECRET", "SECRET-do-not-print-456")
+    caplog.set_level("DEBUG")
+
+    report = run_fetch(until="2021-11-15T01:00")  # with keys, tiers come from a signed call
+
+    signed = [q for status, path, q in fake_exchange.log if "leverageBracket" in path]
+    assert signed  # the signed endpoint was tried (not recorded: the server answers 404)
+    assert "signature" in signed[0]
+    text = caplog.text + " ".join(report.warnings)
+    assert any(w.startswith("leverage tiers not fetched") for w in report.warnings)
+    assert "do-not-print" not in text
