@@ -9,7 +9,10 @@ owns the policy (DESIGN §5):
 * retry transient faults with exponential backoff and jitter (``Retry-After`` honoured);
 * an empty or unreadable page is re-requested; after 3 empty answers in a row at the same point,
   that point is the end of the available data: it is recorded in the file's metadata with the gap
-  up to ``end``, and the caller warns;
+  up to ``end``, and the caller warns. Exception: an endpoint asked for a time *window* that
+  answers a well-formed "nothing here" 3 times for a window ending before ``end`` has a gap
+  there (or the instrument was not listed yet): the loop moves to the next window, and the
+  missing bars show in the gap report;
 * every page is appended to the store atomically, so a kill between pages leaves readable files
   and a rerun continues to the same content as an uninterrupted download.
 """
@@ -125,10 +128,14 @@ def download_series(page: PageFn, *, store: Store, exchange: str, kind: Kind, sy
                     on_progress: Callable[[int], None] | None = None) -> SeriesReport:
     """Download ``[since_ms, end_ms)`` of one series page by page into ``store``.
 
+    With data already stored, only what is missing is asked for: the stretch before the first
+    stored row when ``since_ms`` is earlier (backfill), then forward from the last stored row.
+
     Parameters
     ----------
     page
-        ``page(cursor_ms, end_ms)`` returns raw rows whose first element is the int ms stamp.
+        ``page(cursor_ms, end_ms)`` returns a :class:`Page` of raw rows whose first element is
+        the int ms stamp.
     to_frame
         Turns raw rows into a frame the store validates (``ts`` in int ms + the kind's columns).
     metadata
@@ -138,80 +145,116 @@ def download_series(page: PageFn, *, store: Store, exchange: str, kind: Kind, sy
     on_progress
         Called with the cursor (int ms) after each page.
     """
-    policy = policy or RetryPolicy()
-    step = timeframe_ms(timeframe) if kind in CANDLE_KINDS and timeframe else MS_PER_HOUR
-    cursor = since_ms
-    last_stored, stored_step = _last_stored(store, exchange, kind, symbol, timeframe)
+    walk = _Walk(page=page, store=store, exchange=exchange, kind=kind, symbol=symbol,
+                 timeframe=timeframe, to_frame=to_frame, policy=policy or RetryPolicy(),
+                 sleep=sleep, rng=rng, on_progress=on_progress,
+                 # new rows disprove an "end of data" recorded by an earlier fetch
+                 metadata={**metadata, "end_of_data": None})
+    first_stored, last_stored, stored_step = _stored_range(store, exchange, kind, symbol,
+                                                           timeframe)
     if kind is Kind.FUNDING and stored_step:
-        step = stored_step
-    if last_stored is not None:
-        cursor = max(cursor, last_stored + 1)
-    rows_added = pages = retries = empties = 0
-    end_of_data: int | None = None
-    empty_since: int | None = None  # start of a run of well-formed empty windows
-    while cursor < end_ms and not _nothing_left(kind, last_stored, step, end_ms):
-        answer, n_retries = _call(page, cursor, end_ms, policy=policy, sleep=sleep, rng=rng)
-        retries += n_retries
-        rows = answer.rows
-        fresh = [r for r in rows if cursor <= int(r[0]) < end_ms]
-        if not fresh:
-            if rows and all(int(r[0]) >= end_ms for r in rows):
-                empty_since = None
-                break  # the exchange has data, just none left before end_ms
-            window_end = answer.window_end_ms
-            if answer.is_well_formed and window_end is not None and window_end + 1 < end_ms:
-                # a valid answer "nothing in this window" before the end: a gap, move on
-                empty_since = cursor if empty_since is None else empty_since
-                cursor, empties = max(cursor, window_end + 1), 0
-                continue
-            empties += 1
-            if empties >= EMPTY_PAGES_AT_END:
-                end_of_data = cursor if empty_since is None else empty_since
-                break
-            sleep(policy.delay(empties - 1, rng))
-            continue
-        empties, empty_since = 0, None
-        pages += 1
-        frame = to_frame(fresh)
-        store.append(exchange, kind, symbol, timeframe, frame, metadata=metadata)
-        rows_added += len(fresh)
-        newest = max(int(r[0]) for r in fresh)
-        if kind is Kind.FUNDING and len(fresh) >= 2:
-            stamps = sorted(int(r[0]) // 1000 * 1000 for r in fresh)
-            step = int(statistics.median(b - a for a, b in itertools.pairwise(stamps))) or step
-        last_stored = newest - newest % (step if kind in CANDLE_KINDS else 1000)
-        cursor = newest + 1
-        if on_progress is not None:
-            on_progress(cursor)
-    if end_of_data is None and empty_since is not None:
-        end_of_data = empty_since  # only empty windows after the last data, up to the end
-    if end_of_data is not None:
+        walk.step = stored_step
+    if first_stored is not None and since_ms < first_stored - _resolution(kind, walk.step) + 1:
+        walk.run(since_ms, min(first_stored, end_ms), last=None)  # backfill; its end is no news
+    start = since_ms if last_stored is None else max(since_ms, last_stored + 1)
+    end_of_data = walk.run(start, end_ms, last=last_stored)
+    if end_of_data is not None and store.exists(exchange, kind, symbol, timeframe):
         gap = {"end_of_data_ms": end_of_data, "end_of_data": ms_to_iso(end_of_data),
                "missing_until": ms_to_iso(end_ms),
                "note": f"no data from {ms_to_iso(end_of_data)} to {ms_to_iso(end_ms)} "
                        f"({EMPTY_PAGES_AT_END} empty answers in a row)"}
-        if store.exists(exchange, kind, symbol, timeframe):
-            store.update_metadata(exchange, kind, symbol, timeframe, {"end_of_data": gap})
+        store.update_metadata(exchange, kind, symbol, timeframe, {"end_of_data": gap})
     first = last = None
     if store.exists(exchange, kind, symbol, timeframe):
         meta = store.metadata(exchange, kind, symbol, timeframe)
         first, last = meta.get("first_ms"), meta.get("last_ms")
     return SeriesReport(exchange=exchange, kind=kind, symbol=symbol, timeframe=timeframe,
-                        rows_added=rows_added, pages=pages, retries=retries, first_ms=first,
-                        last_ms=last, end_ms=end_ms, end_of_data_ms=end_of_data)
+                        rows_added=walk.rows_added, pages=walk.pages, retries=walk.retries,
+                        first_ms=first, last_ms=last, end_ms=end_ms, end_of_data_ms=end_of_data)
 
 
-def _last_stored(store: Store, exchange: str, kind: Kind, symbol: str,
-                 timeframe: str | None) -> tuple[int | None, int | None]:
-    # (last stored stamp, median spacing of the stored stamps) in int ms
+def _resolution(kind: Kind, step: int) -> int:
+    # stamps are floored to this: the timeframe for candles, the second otherwise
+    return step if kind in CANDLE_KINDS else 1000
+
+
+@dataclass(kw_only=True)
+class _Walk:
+    """The page loop over one range, with counters shared by the backfill and forward runs."""
+
+    page: PageFn
+    store: Store
+    exchange: str
+    kind: Kind
+    symbol: str
+    timeframe: str | None
+    to_frame: Callable[[list[Row]], pd.DataFrame]
+    metadata: dict[str, Any]
+    policy: RetryPolicy
+    sleep: Callable[[float], None]
+    rng: random.Random
+    on_progress: Callable[[int], None] | None
+    step: int = MS_PER_HOUR
+    rows_added: int = 0
+    pages: int = 0
+    retries: int = 0
+
+    def __post_init__(self) -> None:
+        if self.kind in CANDLE_KINDS and self.timeframe:
+            self.step = timeframe_ms(self.timeframe)
+
+    def run(self, cursor: int, end_ms: int, *, last: int | None) -> int | None:
+        """Fetch ``[cursor, end_ms)``; return where the data ended early, if it did."""
+        empties = 0
+        empty_since: int | None = None  # start of a run of well-formed empty windows
+        while cursor < end_ms and not _nothing_left(self.kind, last, self.step, end_ms):
+            answer, n_retries = _call(self.page, cursor, end_ms, policy=self.policy,
+                                      sleep=self.sleep, rng=self.rng)
+            self.retries += n_retries
+            rows = answer.rows
+            fresh = [r for r in rows if cursor <= int(r[0]) < end_ms]
+            if not fresh:
+                if rows and all(int(r[0]) >= end_ms for r in rows):
+                    return None  # the exchange has data, just none left before end_ms
+                empties += 1
+                if empties < EMPTY_PAGES_AT_END:  # never trust one empty answer: ask again
+                    self.sleep(self.policy.delay(empties - 1, self.rng))
+                    continue
+                window_end = answer.window_end_ms
+                if answer.is_well_formed and window_end is not None and window_end + 1 < end_ms:
+                    # "nothing in this window", confirmed, before the end: a gap, move on
+                    empty_since = cursor if empty_since is None else empty_since
+                    cursor, empties = max(cursor, window_end + 1), 0
+                    continue
+                return cursor if empty_since is None else empty_since
+            empties, empty_since = 0, None
+            self.pages += 1
+            self.store.append(self.exchange, self.kind, self.symbol, self.timeframe,
+                              self.to_frame(fresh), metadata=self.metadata)
+            self.rows_added += len(fresh)
+            newest = max(int(r[0]) for r in fresh)
+            if self.kind is Kind.FUNDING and len(fresh) >= 2:
+                stamps = sorted(int(r[0]) // 1000 * 1000 for r in fresh)
+                self.step = int(statistics.median(
+                    b - a for a, b in itertools.pairwise(stamps))) or self.step
+            last = newest - newest % _resolution(self.kind, self.step)
+            cursor = newest + 1
+            if self.on_progress is not None:
+                self.on_progress(cursor)
+        return empty_since  # only empty windows after the last data, up to the end
+
+
+def _stored_range(store: Store, exchange: str, kind: Kind, symbol: str,
+                  timeframe: str | None) -> tuple[int | None, int | None, int | None]:
+    # (first, last stored stamp, median spacing of the stored stamps) in int ms
     if not store.exists(exchange, kind, symbol, timeframe):
-        return None, None
+        return None, None, None
     frame = store.read(exchange, kind, symbol, timeframe)
     if frame.empty:
-        return None, None
+        return None, None, None
     ts = frame["ts"].dt.as_unit("ms").astype("int64").to_numpy()
     step = int(statistics.median((ts[1:] - ts[:-1]).tolist())) if len(ts) >= 2 else None
-    return int(ts[-1]), step
+    return int(ts[0]), int(ts[-1]), step
 
 
 def _nothing_left(kind: Kind, last_stored: int | None, step: int, end_ms: int) -> bool:

@@ -59,7 +59,7 @@ def test_pagination_across_many_pages_matches_recording(run_fetch: Run, store: S
     assert meta["ccxt_version"] == "4.5.90"
     assert meta["fetched_at"] == "2026-01-01T00:00:00Z"
     assert meta["gaps"]["count"] == 0
-    assert "end_of_data" not in meta
+    assert meta["end_of_data"] is None
     assert report.warnings == (
         "binanceusdm serves leverage brackets only to signed requests: set "
         "BACKTESTER_BINANCEUSDM_API_KEY/_SECRET or pass --tiers-file (e.g. a saved ccxt "
@@ -255,3 +255,40 @@ def test_api_keys_come_from_env_and_never_reach_logs_or_messages(
     text = caplog.text + " ".join(report.warnings)
     assert any(w.startswith("leverage tiers not fetched") for w in report.warnings)
     assert "do-not-print" not in text
+
+
+def test_earlier_since_backfills_then_resumes(run_fetch: Run, store: Store,
+                                              fake_exchange: FakeExchange) -> None:
+    run_fetch(since="2021-11-17", until="2021-11-18")
+    report = run_fetch(since="2021-11-15")
+
+    frame = store.read("binanceusdm", Kind.OHLCV, XRP, "5m")
+    assert report.series[0].rows_added == 1999 - 288
+    assert len(frame) == 1999
+    assert frame["ts"].is_unique
+
+
+def test_new_data_clears_an_earlier_end_of_data(run_fetch: Run, store: Store,
+                                                fake_exchange: FakeExchange) -> None:
+    run_fetch(since="2021-11-21", until="2021-11-21T22:00")
+    fake_exchange.inject(KLINES, (200, b"[]"), (200, b"[]"), (200, b"[]"))  # a lagging mirror
+    first = run_fetch(since="2021-11-21", until="2021-11-21T22:35")
+    meta = store.metadata("binanceusdm", Kind.OHLCV, XRP, "5m")
+    assert first.series[0].end_of_data_ms == parse_utc_ms("2021-11-21T21:55") + 1
+    assert meta["end_of_data"]["missing_until"] == "2021-11-21T22:35:00Z"
+
+    second = run_fetch(since="2021-11-21", until="2021-11-21T22:35")
+
+    assert second.series[0].rows_added == 7  # 22:00 .. 22:30
+    assert store.metadata("binanceusdm", Kind.OHLCV, XRP, "5m")["end_of_data"] is None
+
+
+def test_empty_json_windows_mid_range_are_confirmed_then_skipped(
+        run_fetch: Run, store: Store, fake_exchange: FakeExchange) -> None:
+    run_fetch(until="2021-11-16")
+    fake_exchange.inject(KLINES, (200, b"[]"), (200, b"[]"))  # twice: not yet confirmed
+
+    report = run_fetch()
+
+    assert report.series[0].end_of_data_ms is None
+    assert len(store.read("binanceusdm", Kind.OHLCV, XRP, "5m")) == 1999
