@@ -132,9 +132,8 @@ class Store:
             "symbol": symbol, "timeframe": timeframe, "rows": len(clean),
         }
         meta.update(metadata or {})
-        for key in ("rows", "first_ms", "last_ms"):  # always describe the data actually written
-            meta[key] = {"rows": len(clean), "first_ms": _first_ms(clean),
-                         "last_ms": _last_ms(clean)}[key]
+        # always describe the data actually written, whatever the caller's metadata said
+        meta.update(rows=len(clean), first_ms=_first_ms(clean), last_ms=_last_ms(clean))
         if kind in CANDLE_KINDS and timeframe:
             ts_ms = clean["ts"].dt.as_unit("ms").astype("int64").to_numpy()
             meta["gaps"] = find_gaps(ts_ms, timeframe_ms(timeframe)).as_dict()
@@ -229,6 +228,10 @@ class Store:
     def quarantine(self, path: Path) -> Path:
         """Move an unreadable file aside (``<name>.corrupt``) and return its new path."""
         target = path.with_name(path.name + ".corrupt")
+        n = 1
+        while target.exists():  # keep earlier quarantined copies
+            target = path.with_name(f"{path.name}.corrupt-{n}")
+            n += 1
         path.replace(target)
         return target
 
