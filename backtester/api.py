@@ -134,9 +134,10 @@ def run(strategy: str | type[Strategy] | Strategy, *, dataset: str | None = None
     else:
         from backtester.data.catalog import load_dataset
 
-        ds = load_dataset(cfg.dataset or "", root=datasets_root)
-        frames = ds.frames
-        insts = dict(ds.instruments)
+        ds = load_dataset(cfg.dataset or "", root=datasets_root, start_ms=cfg.start,
+                          end_ms=cfg.end)
+        frames = _dataset_frames(ds)
+        insts = {s: ds.instruments[s] for s in frames}
         tiers_raw = ds.leverage_tiers
         vol_index = {k.split("/")[0]: v for k, v in ds.vol_index.items()}
         extra_warnings.extend(ds.warnings)
@@ -158,6 +159,24 @@ def run(strategy: str | type[Strategy] | Strategy, *, dataset: str | None = None
                                               other.value: alt})
         result.meta["alternative"] = alt
     return result
+
+
+def _dataset_frames(ds: Any) -> dict[str, MarketFrames]:
+    out: dict[str, MarketFrames] = {}
+    for sym in ds.symbols:
+        ohlcv = ds.ohlcv.get(sym)
+        marks = ds.option_marks.get(sym)
+        if ohlcv is None:
+            if marks is None or not len(marks):
+                continue
+            # an option known only by its marks: its candles are the mark prices (no volume)
+            px = marks["mark_price"]
+            ohlcv = pd.DataFrame({"ts": marks["ts"], "open": px, "high": px, "low": px,
+                                  "close": px, "volume": 0.0}).dropna()
+        out[sym] = MarketFrames(ohlcv=ohlcv, timeframe=ds.timeframe, mark=ds.mark.get(sym),
+                                index=ds.index.get(sym), funding=ds.funding.get(sym),
+                                option_marks=marks)
+    return out
 
 
 def comparison_table(results: Mapping[str, BacktestResult]) -> pd.DataFrame:
