@@ -27,6 +27,7 @@ from backtester.events import (
 )
 from backtester.instruments import OptionType
 from backtester.margin.options import option_requirements
+from backtester.pricing import black76
 from backtester.numeric import ZERO, dec, to_money, to_price
 from backtester.orders import OrderRejected, RejectReason, Side
 
@@ -40,6 +41,7 @@ __all__ = ["MarginEngine", "MarginState"]
 
 _SCENARIOS = (0, 1, 2)  # mark low, mark high, mark close
 _INF = float("inf")
+_MS_PER_YEAR = 365.0 * 86_400_000
 
 
 @dataclass(slots=True, kw_only=True)
@@ -95,6 +97,70 @@ class MarginEngine:
             return 0.0 if f is None else f.io[0]
         i = f.idx
         return f.il[i] if which == 0 else f.ih[i] if which == 1 else f.ic[i]
+
+    def _mark(self, f: SymbolFeed, w: int) -> float:
+        # the leg's mark at scenario w (0 low, 1 high, 2 close of its underlying); options are
+        # repriced with Black-76 at the underlying's low/high at the bar's implied vol
+        i = f.idx
+        if w == 2:
+            return f.mc[i]
+        if f.option_iv is not None:
+            iv = f.option_iv[i]
+            if iv == iv and iv > 0:
+                inst = f.instrument
+                und = f.il[i] if w == 0 else f.ih[i]
+                t = max((inst.expiry_ms or 0) - self.e.now_ms, 0) / _MS_PER_YEAR
+                is_call = inst.option_type is OptionType.CALL
+                pricer = black76.price if inst.is_linear else black76.inverse_price
+                return float(pricer(und, inst.strike or 0.0, t, iv, is_call))
+        return f.ml[i] if w == 0 else f.mh[i]
+
+    def greeks(self) -> dict[str, float]:
+        """Account greeks per underlying at the current closes (only when options are held).
+
+        Keys ``<COIN>.delta`` (coins: options N(d1) x size plus futures/perps in coin terms),
+        ``<COIN>.gamma`` (per USD), ``<COIN>.vega`` (USD per vol point), ``<COIN>.theta`` (USD
+        per day) and, for coin-settled books, ``<COIN>.coin_delta`` — the premium-adjusted coin
+        exposure a hedge must offset.
+        """
+        out: dict[str, float] = {}
+        feeds = self.e.feed.symbols
+        for sym, pos in self.e.account.positions.items():
+            if pos.qty_f == 0.0:
+                continue
+            inst = pos.instrument
+            f = feeds[sym]
+            i = f.idx
+            b = inst.base
+            size = pos.qty_f * inst.cs
+            if inst.is_option:
+                iv = f.option_iv[i] if f.option_iv is not None else float("nan")
+                if not (iv == iv and iv > 0):
+                    continue
+                fwd = f.ic[i]
+                t = max((inst.expiry_ms or 0) - self.e.now_ms, 0) / _MS_PER_YEAR
+                k = inst.strike or 0.0
+                call = inst.option_type is OptionType.CALL
+                d = float(black76.delta(fwd, k, t, iv, call))
+                out[f"{b}.delta"] = out.get(f"{b}.delta", 0.0) + size * d
+                out[f"{b}.gamma"] = out.get(f"{b}.gamma", 0.0) + size * float(
+                    black76.gamma(fwd, k, t, iv, call))
+                out[f"{b}.vega"] = out.get(f"{b}.vega", 0.0) + size * float(
+                    black76.vega(fwd, k, t, iv, call))
+                out[f"{b}.theta"] = out.get(f"{b}.theta", 0.0) + size * float(
+                    black76.theta(fwd, k, t, iv, call))
+                if not inst.is_linear:
+                    out[f"{b}.coin_delta"] = out.get(f"{b}.coin_delta", 0.0) + size * float(
+                        black76.inverse_delta(fwd, k, t, iv, call))
+            else:
+                mark = f.mc[i]
+                coins = size if inst.is_linear else size / mark
+                out[f"{b}.delta"] = out.get(f"{b}.delta", 0.0) + coins
+                if not inst.is_linear:
+                    # an inverse contract's coin PnL: d/dP of N (1/E - 1/P) = N / P^2, in
+                    # coins per USD; times P it is the coin exposure N / P
+                    out[f"{b}.coin_delta"] = out.get(f"{b}.coin_delta", 0.0) + coins
+        return out
 
     # -- per position ---------------------------------------------------------------------
     def requirement(self, pos: Position, mark: float, und: float) -> tuple[float, float, float]:
@@ -166,7 +232,7 @@ class MarginEngine:
             inst = pos.instrument
             w = scenario_of.get(inst.base, 2) if scenario_of else 2
             i = f.idx
-            mark = f.ml[i] if w == 0 else f.mh[i] if w == 1 else f.mc[i]
+            mark = self._mark(f, w)
             und = f.il[i] if w == 0 else f.ih[i] if w == 1 else f.ic[i]
             px_settle = self.price_usd(inst.settle, scenario_of.get(inst.settle, 2)
                                        if scenario_of else 2)
@@ -258,7 +324,7 @@ class MarginEngine:
                 continue
             f = feeds[sym]
             i = f.idx
-            mark = f.ml[i] if w == 0 else f.mh[i] if w == 1 else f.mc[i]
+            mark = self._mark(f, w)
             und = f.il[i] if w == 0 else f.ih[i] if w == 1 else f.ic[i]
             px_settle = px_g if inst.settle == group else self.price_usd(inst.settle)
             _, _, p_mm = self.requirement(pos, mark, und)
@@ -287,7 +353,13 @@ class MarginEngine:
             self._in_call = True
         else:
             self._in_call = False
+        if self._holds_options():
+            st.greeks = self.greeks()
         self.state = st
+
+    def _holds_options(self) -> bool:
+        return any(p.qty_f != 0.0 and p.instrument.is_option
+                   for p in self.e.account.positions.values())
 
     # -- isolated margin ------------------------------------------------------------------
     def on_fill(self, pos: Position, old_qty: Decimal, price: Decimal) -> None:
@@ -342,7 +414,7 @@ class MarginEngine:
 
     def _position_excess(self, pos: Position, f: SymbolFeed, w: int) -> float:
         i = f.idx
-        mark = f.ml[i] if w == 0 else f.mh[i] if w == 1 else f.mc[i]
+        mark = self._mark(f, w)
         und = f.il[i] if w == 0 else f.ih[i] if w == 1 else f.ic[i]
         _, _, mm = self.requirement(pos, mark, und)
         return float(pos.isolated_margin or 0) + self.position_value(pos, mark, f) - mm
@@ -369,7 +441,7 @@ class MarginEngine:
                                          qty=Decimal(n), price=ZERO, fee=ZERO,
                                          realized_pnl=ZERO))
         i = f.idx
-        mark = f.ml[i] if w == 0 else f.mh[i] if w == 1 else f.mc[i]
+        mark = self._mark(f, w)
         alloc = pos.isolated_margin or ZERO
         flow: dict[str, Decimal] = {}
         settle = pos.instrument.settle
@@ -565,7 +637,7 @@ class MarginEngine:
             f = self.e.feed.symbols[sym]
             w = scenario.get(pos.instrument.base, 2)
             i = f.idx
-            mark = f.ml[i] if w == 0 else f.mh[i] if w == 1 else f.mc[i]
+            mark = self._mark(f, w)
             und = f.il[i] if w == 0 else f.ih[i] if w == 1 else f.ic[i]
             _, _, mm = self.requirement(pos, mark, und)
             key = (1 if pos.instrument.is_option else 0, -mm * self.price_usd(
