@@ -37,7 +37,8 @@ def test_round_trip_at_one_price_loses_exactly_the_fees(
     a.apply_fill(1, inst, signed, price, fee1)
     realized = a.apply_fill(2, inst, -signed, price, fee2)
     assert realized == 0
-    assert fee1 >= 0 and fee2 >= 0  # no rebates configured
+    assert fee1 >= 0  # no rebates configured
+    assert fee2 >= 0
     assert a.balances[asset] == Decimal(1_000_000) - fee1 - fee2
     assert a.positions[inst.symbol].qty == 0
     a.check_replay()

@@ -170,7 +170,7 @@ def test_attached_exits_ambiguous_bar_takes_the_stop() -> None:
 
 
 def test_attached_exits_are_reduce_only_children() -> None:
-    strat, result = _fills([FLAT, FLAT, FLAT], {
+    strat, _ = _fills([FLAT, FLAT, FLAT], {
         0: lambda ctx: ctx.buy(BTC, 1, stop_loss=95, take_profit=110),
         2: lambda ctx: ctx.open_orders()})
     kids = strat.out[2]
@@ -209,7 +209,7 @@ def test_fill_close_mode_fills_market_orders_at_this_close() -> None:
 def test_several_orders_in_one_bar_fill_in_path_order() -> None:
     # bar o100 h106 l94 c100: nearer extreme first (both 6 away -> high first, h-o <= o-l):
     # path 100 -> 106 -> 94 -> 100: the buy stop 105 fills before the sell stop 95
-    strat, result = _fills([FLAT, (100, 106, 94, 100), FLAT], {
+    _, result = _fills([FLAT, (100, 106, 94, 100), FLAT], {
         0: lambda ctx: (ctx.sell(BTC, 1, stop=95), ctx.buy(BTC, 1, stop=105))})
     assert list(result.fills["price"]) == [105.0, 95.0]
     assert list(result.fills["qty"]) == [1.0, -1.0]

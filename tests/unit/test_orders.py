@@ -147,3 +147,17 @@ def test_rejections_frame_carries_tag_and_time() -> None:
     row = result.rejections.iloc[0]
     assert row["tag"] == "oops"
     assert row["ts"].isoformat() == "2024-01-01T02:00:00+00:00"  # second step = 01:00 bar close
+
+
+def test_instrument_expired() -> None:
+    # a dated future expiring 2024-01-01 08:00 (grammar: 08:00 UTC on the date); after the
+    # 08:00 step orders on it are refused
+    fut = "BTC/USDT:USDT-240101"
+    strat = Scripted({0: lambda ctx: ctx.buy(fut, 1), 9: lambda ctx: ctx.buy(fut, 1)})
+    result = run(strat, {fut: flat(12)})
+    assert strat.out[0].is_accepted
+    assert _reason(strat, 9) is RejectReason.INSTRUMENT_EXPIRED
+    assert list(result.fills["qty"])[0] == 1.0
+    # the held future was cash-settled at expiry (at 100 = entry: no PnL) and is gone
+    assert [e["event"] for e in result.events] == ["InstrumentExpired"]
+    assert result.state["positions"] == []

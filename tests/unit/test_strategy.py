@@ -95,7 +95,7 @@ def test_exception_in_on_fill_and_on_start_are_wrapped() -> None:
     def explode(ctx: Any, fill: Any) -> None:
         raise KeyError("fill")
 
-    with pytest.raises(StrategyError, match="Scripted.on_fill raised KeyError"):
+    with pytest.raises(StrategyError, match=r"Scripted\.on_fill raised KeyError"):
         run(Scripted({0: lambda ctx: ctx.buy(BTC, 1)}, fill_hook=explode), {BTC: flat(3)})
 
     class BadStart(bt.Strategy):
@@ -188,7 +188,8 @@ def test_target_close_record_position_account() -> None:
     assert strat.out[2][0] == -1.0
     assert strat.out[2][1] is not None
     is_flat, nothing, _, wallet = strat.out[3]
-    assert is_flat and nothing is None  # already at target: no order
+    assert is_flat
+    assert nothing is None  # already at target: no order
     # three taker fills of 2, 3, 1 contracts at 100: fees 6 x 100 x 0.0005 = 0.3
     assert wallet == pytest.approx(100_000 - 0.3)
     assert result.records["x"].iloc[3] == 3.0
