@@ -157,7 +157,7 @@ def test_instrument_expired() -> None:
     result = run(strat, {fut: flat(12)})
     assert strat.out[0].is_accepted
     assert _reason(strat, 9) is RejectReason.INSTRUMENT_EXPIRED
-    assert list(result.fills["qty"])[0] == 1.0
+    assert list(result.fills["qty"]) == [1.0]
     # the held future was cash-settled at expiry (at 100 = entry: no PnL) and is gone
     assert [e["event"] for e in result.events] == ["InstrumentExpired"]
     assert result.state["positions"] == []
