@@ -158,6 +158,8 @@ class Engine:
             if self.stopped_reason is None:
                 try:
                     on_bar(self.ctx)
+                except (StrategyError, PhaseError, ConfigError, DataError):
+                    raise  # the engine's own errors already name what is wrong, as in _call
                 except Exception as exc:
                     raise StrategyError(strat.name, "on_bar", t, exc) from exc
             st = margin.state
