@@ -46,7 +46,7 @@ def test_run_with_an_unknown_dataset(tmp_path: Path) -> None:
     code, _, err = _invoke("run", PAIR, "--dataset", "nosuch", "--datasets", str(tmp_path),
                            "--output-dir", str(tmp_path / "reports"))
     assert code == 2
-    assert "dataset 'nosuch' not found" in _one_error_line(err)
+    assert "no dataset 'nosuch'" in _one_error_line(err)
 
 
 def test_run_with_a_missing_strategy_file(tmp_path: Path) -> None:
