@@ -89,6 +89,7 @@ class Engine:
         self._next_id = 1
         self.fills: list[Fill] = []
         self.order_log: list[dict[str, object]] = []
+        self._order_rec: dict[int, dict[str, object]] = {}
         self.rejections: list[OrderRejected] = []
         self.cancels: list[OrderCancelled] = []
         self.events: list[Any] = []
@@ -333,6 +334,10 @@ class Engine:
 
     def _remove(self, order: Order, reason: str | None) -> None:
         self.orders.pop(order.id, None)
+        record = self._order_rec.get(order.id)
+        if record is not None:
+            record["status"] = "filled" if reason is None else f"cancelled: {reason}"
+            record["closed_ms"] = self.now_ms
         lst = self.by_symbol.get(order.symbol)
         if lst is not None and order in lst:
             lst.remove(order)
@@ -472,12 +477,17 @@ class Engine:
                       created_ms=self.now_ms, price=price, stop_price=stop_price, tif=tif,
                       is_reduce_only=reduce_only, is_post_only=post_only, tag=tag,
                       stop_loss=stop_loss, take_profit=take_profit, parent_id=parent_id)
-        self.order_log.append(order.as_dict())
+        record = order.as_dict()
+        record["status"] = "working"
+        record["closed_ms"] = None
+        self.order_log.append(record)
+        self._order_rec[oid] = record
         if check:
             rej = self._check(order)
             if rej is not None:
                 self.rejections.append(rej)
-                self.order_log[-1]["status"] = f"rejected: {rej.reason}"
+                record["status"] = f"rejected: {rej.reason}"
+                record["closed_ms"] = self.now_ms
                 return oid
         self.orders[oid] = order
         self.by_symbol.setdefault(symbol, []).append(order)
