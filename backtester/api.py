@@ -173,6 +173,8 @@ def _dataset_frames(ds: Any) -> dict[str, MarketFrames]:
             px = marks["mark_price"]
             ohlcv = pd.DataFrame({"ts": marks["ts"], "open": px, "high": px, "low": px,
                                   "close": px, "volume": 0.0}).dropna()
+        if not len(ohlcv):
+            continue  # nothing of this instrument inside the run's window
         out[sym] = MarketFrames(ohlcv=ohlcv, timeframe=ds.timeframe, mark=ds.mark.get(sym),
                                 index=ds.index.get(sym), funding=ds.funding.get(sym),
                                 option_marks=marks)

@@ -591,7 +591,7 @@ class Engine:
                            maintenance_margin=st.maintenance_margin,
                            margin_ratio=st.margin_ratio, available=st.available,
                            balances=dict(self.account.balances), status=st.status,
-                           greeks=dict(st.greeks))
+                           greeks=self.margin.greeks() if self.margin._holds_options() else {})
 
     def warn(self, message: str) -> None:
         """Record a warning for the results (and emit it as a BacktesterWarning)."""
