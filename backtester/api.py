@@ -145,9 +145,6 @@ def run(strategy: str | type[Strategy] | Strategy, *, dataset: str | None = None
     feed = Feed.build(insts, frames, start_ms=cfg.start, end_ms=cfg.end, vol_index=vol_index)
     profile = engine_profile(cfg.resolved_profile(), tiers=cfg.tiers or tiers_raw,
                              symbols=list(feed.symbols))
-    if cfg.margin_mode is MarginMode.PORTFOLIO:
-        msg = "margin_mode: 'portfolio' is not available in the engine yet (use cross or isolated)"
-        raise ConfigError(msg)
     result = _run_once(strat, feed, cfg, profile, data_name, extra_warnings)
     if cfg.compare_margin_modes:
         other = MarginMode.ISOLATED if cfg.margin_mode is MarginMode.CROSS else MarginMode.CROSS
@@ -203,7 +200,7 @@ def _run_once(strat: Strategy, feed: Feed, cfg: RunConfig, profile: Any, data_na
 
 def _collect(engine: Engine, data_name: str, extra_warnings: list[str]) -> BacktestResult:
     from backtester import __version__
-    from backtester.margin.snapshot import account_snapshot
+    from backtester.margin.account_snapshot import account_snapshot
 
     rec = engine.rec
     idx = pd.to_datetime(np.asarray(rec["ts"], dtype="int64"), unit="ms", utc=True)

@@ -27,6 +27,7 @@ from backtester.events import (
 )
 from backtester.instruments import OptionType
 from backtester.margin.options import option_requirements
+from backtester.margin.portfolio import PortfolioPosition, portfolio_margin
 from backtester.pricing import black76
 from backtester.numeric import ZERO, dec, to_money, to_price
 from backtester.orders import OrderRejected, RejectReason, Side
@@ -250,6 +251,9 @@ class MarginEngine:
                 st.positions.append((sym, pos.qty_f, pos.entry_f, mark, value, notional,
                                      float(pos.isolated_margin) if pos.isolated_margin
                                      is not None else float("nan")))
+        if self.mode is MarginMode.PORTFOLIO and (im > 0.0 or mm > 0.0):
+            # requirements net across the pool: the grid's worst loss replaces the sum
+            im, mm = self._portfolio_requirement(scenario_of)
         st.wallet_balance = bal_usd
         st.unrealized_pnl = upnl
         st.equity = bal_usd + upnl
@@ -327,9 +331,55 @@ class MarginEngine:
             mark = self._mark(f, w)
             und = f.il[i] if w == 0 else f.ih[i] if w == 1 else f.ic[i]
             px_settle = px_g if inst.settle == group else self.price_usd(inst.settle)
+            if self.mode is MarginMode.PORTFOLIO:
+                excess += self.position_value(pos, mark, f) * px_settle
+                continue
             _, _, p_mm = self.requirement(pos, mark, und)
             excess += (self.position_value(pos, mark, f) - p_mm) * px_settle
+        if self.mode is MarginMode.PORTFOLIO:
+            excess -= self._portfolio_requirement({group: w}, only=group)[1]
         return excess
+
+    def _portfolio_requirement(self, scenario_of: dict[str, int] | None, *,
+                               only: str | None = None) -> tuple[float, float]:
+        """Portfolio margin (USD): the worst loss over the scenario grid of each underlying's
+        risk unit (Deribit-like, ``backtester.margin.portfolio``); maintenance a fraction of it."""
+        feeds = self.e.feed.symbols
+        book: list[PortfolioPosition] = []
+        prices: dict[str, float] = {}
+        for sym, pos in self.e.account.positions.items():
+            inst = pos.instrument
+            if pos.qty_f == 0.0 or (only is not None and inst.base != only):
+                continue
+            f = feeds[sym]
+            i = f.idx
+            w = scenario_of.get(inst.base, 2) if scenario_of else 2
+            und = f.il[i] if w == 0 else f.ih[i] if w == 1 else f.ic[i]
+            prices.setdefault(inst.base, und)
+            iv = f.option_iv[i] if f.option_iv is not None else None
+            book.append(PortfolioPosition(
+                symbol=sym, underlying=inst.base,
+                kind="option" if inst.is_option else (
+                    "perpetual" if inst.is_perpetual else "future"),
+                is_linear=inst.is_linear, qty=pos.qty_f, contract_size=inst.cs,
+                mark_price=self._mark(f, w),
+                strike=inst.strike, option_type=None if inst.option_type is None
+                else inst.option_type.value,  # type: ignore[arg-type]
+                expiry_ms=inst.expiry_ms, iv=iv if iv is not None and iv == iv else None,
+                forward=und if inst.is_option else None))
+        if not book:
+            return 0.0, 0.0
+        res = portfolio_margin(book, underlying_prices=prices, time_ms=self.e.now_ms,
+                               params=self.profile.portfolio_params)
+        im = sum(v * self._currency_usd(c, scenario_of) for c, v in res.initial_margin.items())
+        mm = sum(v * self._currency_usd(c, scenario_of)
+                 for c, v in res.maintenance_margin.items())
+        return im, mm
+
+    def _currency_usd(self, currency: str, scenario_of: dict[str, int] | None) -> float:
+        if currency == "USD":
+            return 1.0
+        return self.price_usd(currency, scenario_of.get(currency, 2) if scenario_of else 2)
 
     # -- the per-bar check ----------------------------------------------------------------
     def check(self, t: int) -> None:
@@ -607,8 +657,8 @@ class MarginEngine:
         if bankrupt:
             e.stopped_reason = "bankrupt"
         self.liquidations += 1
-        ev = PositionLiquidated(ts_ms=t, scope="account" if self.mode is MarginMode.CROSS
-                                else "position", reason="maintenance margin >= margin balance",
+        ev = PositionLiquidated(ts_ms=t, scope="position" if self.mode is MarginMode.ISOLATED
+                                else "account", reason="maintenance margin >= margin balance",
                                 trigger_price=triggers, steps=tuple(steps),
                                 equity_before=before, equity_after=self.evaluate_now().equity,
                                 margin_ratio_before=st.margin_ratio, insurance_flow=flow,
