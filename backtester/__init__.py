@@ -12,6 +12,7 @@ from backtester.errors import (
     StrategyError,
 )
 from backtester.instruments import Instrument, InstrumentKind, OptionType
+from backtester.margin.calculator import evaluate as margin
 
 __version__ = "0.1.0"
 
@@ -27,4 +28,5 @@ __all__ = [
     "PhaseError",
     "StrategyError",
     "__version__",
+    "margin",
 ]
