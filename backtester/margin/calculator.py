@@ -302,7 +302,8 @@ def _isolated(snap: ParsedSnapshot, valued: list[_Valued]) -> dict[str, object]:
             worst_ratio = None if ratio is None else max(worst_ratio, ratio)
         cost = v.maintenance_margin + v.notional * taker
         exchange_ratio = mb / cost if cost > 0.0 else None
-        if exchange_ratio is not None and (worst_exchange is None or exchange_ratio < worst_exchange):
+        if exchange_ratio is not None and (worst_exchange is None
+                                           or exchange_ratio < worst_exchange):
             worst_exchange = exchange_ratio
         assert v.leg is not None
         lp = isolated_liquidation_price(v.leg, mark=p.mark, margin=margin,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from types import MappingProxyType
 from typing import Literal
@@ -48,7 +48,8 @@ class MarginRates:
     def from_json(cls, value: object, *, where: str) -> MarginRates:
         """Parse ``{"im": [base, per_coin], "mm": [base, per_coin]}``."""
         if not isinstance(value, Mapping) or set(value) != {"im", "mm"}:
-            msg = f'{where}: expected {{"im": [base, per_coin], "mm": [base, per_coin]}}, got {value!r}'
+            msg = (f'{where}: expected {{"im": [base, per_coin], "mm": [base, per_coin]}}, '
+                   f"got {value!r}")
             raise ConfigError(msg)
         out: dict[str, float] = {}
         for key in ("im", "mm"):
@@ -56,7 +57,8 @@ class MarginRates:
             if (not isinstance(pair, list | tuple) or len(pair) != 2
                     or not all(isinstance(x, int | float) and not isinstance(x, bool)
                                and x >= 0 for x in pair)):
-                msg = f"{where}.{key}: expected [base, per_coin] of two non-negative numbers, got {pair!r}"
+                msg = (f"{where}.{key}: expected [base, per_coin] of two non-negative numbers, "
+                       f"got {pair!r}")
                 raise ConfigError(msg)
             out[f"{key}_base"], out[f"{key}_per_coin"] = float(pair[0]), float(pair[1])
         return cls(**out)
@@ -167,7 +169,8 @@ def load_profile(name: str, overrides: Mapping[str, object] | None = None) -> Pr
     20.0
     """
     if name not in PROFILE_NAMES:
-        msg = f"profile: unknown profile {name!r}{_suggest(name, PROFILE_NAMES)}; expected one of {', '.join(PROFILE_NAMES)}"
+        msg = (f"profile: unknown profile {name!r}{_suggest(name, PROFILE_NAMES)}; "
+               f"expected one of {', '.join(PROFILE_NAMES)}")
         raise ConfigError(msg)
     path = _DIR / f"{name}.json"
     raw = json.loads(path.read_text(encoding="utf-8"))
@@ -187,11 +190,9 @@ def _build(name: str, data: dict[str, object], where: str) -> Profile:
             msg = f"{where}: unknown profile field {key!r}{_suggest(key, _SCALARS)}"
             raise ConfigError(msg)
     kwargs: dict[str, object] = {k: v for k, v in data.items() if k != "name"}
-    kwargs["haircuts"] = MappingProxyType(
-        {str(k): float(v) for k, v in _mapping(data.get("haircuts", {}), "haircuts").items()})
-    kwargs["liquidation_fee_rates"] = MappingProxyType(
-        {str(k): float(v) for k, v in
-         _mapping(data.get("liquidation_fee_rates", {}), "liquidation_fee_rates").items()})
+    kwargs["haircuts"] = _rates(data.get("haircuts", {}), f"{where}: haircuts")
+    kwargs["liquidation_fee_rates"] = _rates(data.get("liquidation_fee_rates", {}),
+                                             f"{where}: liquidation_fee_rates")
     kwargs["margin_rates"] = MappingProxyType({
         str(k): v if isinstance(v, MarginRates) else
         MarginRates.from_json(v, where=f"{where}: margin_rates.{k}")
@@ -216,6 +217,16 @@ def _build(name: str, data: dict[str, object], where: str) -> Profile:
         raise ConfigError(msg) from exc
 
 
+def _rates(value: object, where: str) -> Mapping[str, float]:
+    out: dict[str, float] = {}
+    for k, v in _mapping(value, where).items():
+        if isinstance(v, bool) or not isinstance(v, int | float) or not 0.0 <= v <= 1.0:
+            msg = f"{where}.{k}: expected a rate in [0, 1], got {v!r}"
+            raise ConfigError(msg)
+        out[str(k)] = float(v)
+    return MappingProxyType(out)
+
+
 def _mapping(value: object, key: str) -> Mapping[str, object]:
     if not isinstance(value, Mapping):
         msg = f"profile field {key}: expected an object, got {value!r}"
@@ -227,11 +238,3 @@ def _suggest(word: str, choices: object) -> str:
     near = difflib.get_close_matches(word, sorted(choices), n=1)  # type: ignore[call-overload]
     return f" (did you mean {near[0]!r}?)" if near else ""
 
-
-def with_overrides(profile: Profile, **changes: object) -> Profile:
-    """Return a copy of ``profile`` with fields replaced (validated by name)."""
-    for key in changes:
-        if key not in _SCALARS:
-            msg = f"profile override {key!r}: unknown field{_suggest(key, _SCALARS)}"
-            raise ConfigError(msg)
-    return replace(profile, **changes)  # type: ignore[arg-type]

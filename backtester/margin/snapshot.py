@@ -11,7 +11,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from backtester.errors import ConfigError
 from backtester.instruments import Instrument, InstrumentKind, OptionType, instrument_from_symbol
@@ -19,7 +19,7 @@ from backtester.margin.profiles import PROFILE_NAMES, MarginRates, Profile, load
 from backtester.margin.tiers import TierTable
 from backtester.numeric import dec
 
-__all__ = ["ParsedPosition", "ParsedSnapshot", "parse_snapshot", "STABLECOINS"]
+__all__ = ["STABLECOINS", "ParsedPosition", "ParsedSnapshot", "parse_snapshot"]
 
 #: Assets valued at 1 USD when the snapshot gives no index for them.
 STABLECOINS = frozenset({"USD", "USDT", "USDC", "BUSD", "FDUSD", "DAI", "TUSD"})
@@ -135,7 +135,7 @@ def parse_time_ms(value: object, path: str) -> int:
             dt = None
         if dt is not None:
             dt = dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
-            return int(round(dt.timestamp() * 1000))
+            return round(dt.timestamp() * 1000)
     msg = f"{path}: expected an ISO 8601 UTC time or integer milliseconds, got {value!r}"
     raise _fail(msg)
 
@@ -271,7 +271,7 @@ def _position(i: int, raw: object, *, profile: Profile, prices: Mapping[str, obj
 
 def _instrument(symbol: str, spec: Mapping[str, object], *, profile: Profile,
                 path: str) -> Instrument:
-    overrides: dict[str, object] = {
+    overrides: dict[str, Any] = {
         "maker_rate": dec(_num(spec["maker"], f"{path}.maker", low=-1.0, high=1.0)
                           if spec.get("maker") is not None else profile.maker_rate),
         "taker_rate": dec(_num(spec["taker"], f"{path}.taker", low=0.0, high=1.0)

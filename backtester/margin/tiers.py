@@ -167,7 +167,7 @@ class TierTable:
         for i, row in enumerate(rows):
             path = f"{where}[{i}]"
             if not isinstance(row, Mapping):
-                msg = f"{path}: expected an object with min_notional, max_notional, mmr, max_leverage"
+                msg = f"{path}: expected an object with min_notional, mmr, max_leverage"
                 raise ConfigError(msg)
             known = {"tier", "min_notional", "max_notional", "mmr", "maintenance_amount",
                      "max_leverage"}
@@ -227,14 +227,18 @@ class TierTable:
             if parsed[i]["min_notional"] == parsed[i - 1]["min_notional"]:
                 msg = f"{where}[{i}].min_notional: two tiers start at {parsed[i]['min_notional']}"
                 raise ConfigError(msg)
-        derived = derive_maintenance_amounts([r["min_notional"] for r in parsed],
-                                             [r["mmr"] for r in parsed])
-        tiers = [
-            Tier(tier=i + 1, min_notional=r["min_notional"], max_notional=r["max_notional"],
-                 mmr=r["mmr"], maintenance_amount=r.get("maintenance_amount", derived[i]),
-                 max_leverage=r["max_leverage"])
-            for i, r in enumerate(parsed)
-        ]
+        tiers: list[Tier] = []
+        prev_mmr = 0.0
+        prev_cum = 0.0
+        for i, r in enumerate(parsed):
+            # a missing amount continues the recursion from the previous tier's actual amount
+            cum = r.get("maintenance_amount")
+            if cum is None:
+                cum = round(r["min_notional"] * (r["mmr"] - prev_mmr) + prev_cum, 10)
+            tiers.append(Tier(tier=i + 1, min_notional=r["min_notional"],
+                              max_notional=r["max_notional"], mmr=r["mmr"],
+                              maintenance_amount=cum, max_leverage=r["max_leverage"]))
+            prev_mmr, prev_cum = r["mmr"], cum
         return cls(tiers)
 
 

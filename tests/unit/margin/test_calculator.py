@@ -12,8 +12,10 @@ import pytest
 from click.testing import CliRunner
 
 import backtester
-from backtester.cli import cli
-from backtester.cli import commands_margin  # noqa: F401  (registers the command)
+from backtester.cli import (
+    cli,
+    commands_margin,  # noqa: F401  (registers the command)
+)
 from backtester.errors import ConfigError
 from backtester.margin import evaluate
 
@@ -303,7 +305,8 @@ def test_time_required_for_futures_and_expiry_checked() -> None:
         ({"collateral": {"USDT": -5}}, "collateral.USDT: expected a number >= 0"),
         ({"haircuts": {"BTC": 1.5}}, "haircuts.BTC: expected a number <= 1"),
         ({"prices": {}}, "prices.BTC/USDT:USDT: missing"),
-        ({"prices": {"BTC/USDT:USDT": {"mark": 0}}}, "prices.BTC/USDT:USDT.mark: expected a positive"),
+        ({"prices": {"BTC/USDT:USDT": {"mark": 0}}},
+         "prices.BTC/USDT:USDT.mark: expected a positive"),
         ({"colateral": {}}, "colateral: unknown field (did you mean 'collateral'?)"),
         ({"time": "yesterday"}, "time: expected an ISO 8601 UTC time"),
     ],
@@ -371,7 +374,7 @@ def test_portfolio_mode_needs_the_portfolio_module(monkeypatch: pytest.MonkeyPat
     monkeypatch.setitem(sys.modules, "backtester.margin.portfolio", None)
     snap = design_example()
     snap["mode"] = "portfolio"
-    with pytest.raises(ConfigError, match="portfolio mode needs backtester.margin.portfolio"):
+    with pytest.raises(ConfigError, match=r"portfolio mode needs backtester\.margin\.portfolio"):
         evaluate(snap)
 
 

@@ -115,5 +115,5 @@ def test_position_requirement_needs_a_model() -> None:
     with pytest.raises(ConfigError, match="no tier table"):
         position_requirement(perp, 1, 50_000.0, leverage=10)
     option = instrument_from_symbol("BTC/USD:BTC-261225-100000-C")
-    with pytest.raises(ConfigError, match="backtester.margin.options"):
+    with pytest.raises(ConfigError, match=r"backtester\.margin\.options"):
         position_requirement(option, 1, 0.05, leverage=10, tiers=ONE_TIER_05)

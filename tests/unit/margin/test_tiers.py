@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from backtester.errors import ConfigError
-from backtester.margin.tiers import TierTable, derive_maintenance_amounts, load_binance_tiers
+from backtester.margin.tiers import TierTable, load_binance_tiers
 
 OLD_BTCUSDT = [  # older Binance page table, margin-rules §2.1 [B1]
     {"min_notional": 0, "max_notional": 50_000, "mmr": 0.004, "max_leverage": 125},
@@ -24,10 +24,12 @@ def test_cum_recursion_level3_is_1300_on_older_table_b1() -> None:
 
 
 def test_cum_recursion_coinm_level5_b2b() -> None:
-    # §3: level 5 = 50 BTC·(5% − 2.5%) + 0.56 = 1.81 BTC; level 4 cum 0.56 given, derive level 5
-    cums = derive_maintenance_amounts([0.0, 50.0], [0.025, 0.05])
-    assert cums[1] - cums[0] == pytest.approx(50 * 0.025)
-    assert 0.56 + 50 * (0.05 - 0.025) == pytest.approx(1.81)
+    # §3 [B2b] (coin notional): level 5 = 50 BTC·(5 % − 2.5 %) + 0.56 = 1.81 BTC
+    table = TierTable.from_rows([
+        {"min_notional": 25, "mmr": 0.025, "maintenance_amount": 0.56, "max_leverage": 20},
+        {"min_notional": 50, "mmr": 0.05, "max_leverage": 10},
+    ])
+    assert table.tiers[1].maintenance_amount == pytest.approx(1.81)
 
 
 def test_floor_belongs_to_upper_tier_f1() -> None:
@@ -96,7 +98,8 @@ def test_coin_notional_table_coinm() -> None:
     ("rows", "message"),
     [
         ([], "tiers: expected a non-empty list"),
-        ([{"min_notional": 0, "mmr": 1.5, "max_leverage": 10}], "tiers[0].mmr: expected a number <= 1"),
+        ([{"min_notional": 0, "mmr": 1.5, "max_leverage": 10}],
+         "tiers[0].mmr: expected a number <= 1"),
         ([{"min_notional": 0, "mmr": "x", "max_leverage": 10}], "tiers[0].mmr: expected a number"),
         ([{"min_notional": 0, "mmr": 0.01, "max_leverage": 0}], "tiers[0].max_leverage"),
         ([{"min_notional": 0, "mmr": 0.01, "max_leverage": 10, "rate": 1}], "tiers[0].rate"),
