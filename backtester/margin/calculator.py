@@ -15,6 +15,13 @@ requirements at the settle asset's index (haircuts apply to collateral only).
 Cross: margin balance = collateral value + Σ UPnL; requirements add up (DESIGN §4). Isolated:
 each position has its own margin (``isolated_margin``, default its initial margin at entry)
 and ``collateral`` is the free balance; the account is liquidating when any position is.
+
+Liquidation and bankruptcy prices (:mod:`backtester.margin.prices`) move the legs of one symbol
+together (cross: the long and short of a hedge-mode symbol share one price) and hold everything
+else — other symbols, options, collateral and conversion rates — at its current value.
+Options get their requirements from ``backtester.margin.options.option_requirement`` (imported
+lazily) and have no liquidation price here; ``mode: "portfolio"`` is delegated to
+``backtester.margin.portfolio.evaluate_portfolio(snapshot, profile=...)``.
 """
 
 from __future__ import annotations

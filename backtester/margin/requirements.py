@@ -23,11 +23,14 @@ Options are not handled here (see ``backtester.margin.options``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from backtester.errors import ConfigError
-from backtester.instruments import Instrument
 from backtester.margin.profiles import MarginRates
 from backtester.margin.tiers import TierTable
+
+if TYPE_CHECKING:
+    from backtester.instruments import Instrument
 
 __all__ = [
     "LeverageCheck",
