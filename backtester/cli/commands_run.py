@@ -73,7 +73,7 @@ def run_and_write(strategy: Any, *, quiet: bool = False, **keys: Any) -> tuple[A
     except ImportError:
         write_report = None
     if write_report is not None:
-        write_report(path)
+        write_report(path, datasets_root=keys.get("datasets_root"))
     return result, path
 
 

@@ -55,6 +55,7 @@ _ANCHOR = re.compile(r"<a\b[^>]*\bhref\s*=\s*[\"']?https?://[^>]*>(.*?)</a>",
                      re.IGNORECASE | re.DOTALL)
 _METADATA = re.compile(r"<metadata\b.*?</metadata>", re.IGNORECASE | re.DOTALL)
 _DOCTYPE_SVG = re.compile(r"<!DOCTYPE\s+svg[^>]*>|<\?xml[^>]*\?>", re.IGNORECASE)
+_BODY_ONLOAD = re.compile(r"(<body\b[^>]*?)\s+onload\s*=\s*(\"[^\"]*\"|'[^']*')", re.IGNORECASE)
 _EXTERNAL_ATTR = re.compile(r"\b(src|href)\s*=\s*([\"']?)https?://[^\"'\s>]*\2", re.IGNORECASE)
 
 
@@ -63,7 +64,9 @@ def sanitize_html(html: str) -> str:
 
     Drops ``<link>`` tags (a favicon on the quantstats author's site), unwraps links to the
     quantstats website, strips matplotlib's SVG ``<metadata>`` and XML/DOCTYPE headers, and
-    neutralises any remaining ``src``/``href`` to ``http(s)://`` into ``#``.
+    neutralises any remaining ``src``/``href`` to ``http(s)://`` into ``#``. Also drops the
+    ``<body onload="save()">`` handler quantstats 0.0.86 writes but never defines (it throws a
+    ReferenceError in the browser).
 
     >>> sanitize_html('<link rel="icon" href="https://x.io/f.ico"><a href="http://q.io">QS</a>')
     'QS'
@@ -72,6 +75,7 @@ def sanitize_html(html: str) -> str:
     out = _ANCHOR.sub(r"\1", out)
     out = _METADATA.sub("", out)
     out = _DOCTYPE_SVG.sub("", out)
+    out = _BODY_ONLOAD.sub(r"\1", out)
     return _EXTERNAL_ATTR.sub(r'\1="#"', out)
 
 
