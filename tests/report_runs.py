@@ -88,3 +88,39 @@ def write_run(kind: str, base: Path) -> Path:
         alt.write(path / f"alternative-{alt.config['margin_mode']}")
     assert math.isfinite(float(result.equity["equity"].iloc[-1]))
     return path
+
+
+_BUILT: dict[str, Path] = {}
+SCENARIOS = ("wipeout", "notrade", "oneday", "week")
+
+
+def built_runs(base: Path) -> dict[str, Path]:
+    """Build every scenario once per test session and write its report.
+
+    quantstats' and yfinance's download functions are replaced by ones that raise while the
+    reports are written, to prove that no code path downloads a benchmark.
+    """
+    if _BUILT:
+        return _BUILT
+    import pytest
+
+    from backtester.report import write_report
+
+    def _no_download(*args: object, **kwargs: object) -> None:
+        msg = "a report tried to download market data"
+        raise AssertionError(msg)
+
+    with pytest.MonkeyPatch.context() as mp, warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import quantstats
+        import yfinance
+
+        mp.setattr(quantstats.utils, "safe_yfinance_download", _no_download)
+        mp.setattr(quantstats._compat, "safe_yfinance_download", _no_download)
+        mp.setattr(quantstats.utils, "download_returns", _no_download)
+        mp.setattr(yfinance, "download", _no_download)
+        for kind in SCENARIOS:
+            path = write_run(kind, base)
+            write_report(path, datasets_root=base / "datasets")
+            _BUILT[kind] = path
+    return _BUILT
