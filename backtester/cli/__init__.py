@@ -51,8 +51,10 @@ def cli() -> None:
 
 def _register() -> None:
     # Each command lives in its own module; importing it registers it on ``cli``.
-    from backtester.cli import commands_run  # noqa: F401
-    from backtester.cli import commands_report  # noqa: F401
+    from backtester.cli import (
+        commands_report,  # noqa: F401
+        commands_run,  # noqa: F401
+    )
 
 
 def main() -> None:

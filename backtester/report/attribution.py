@@ -169,7 +169,8 @@ def entries_from_frame(journal: pd.DataFrame) -> list[Entry]:
             msg = f"journal.parquet row seq={row.seq}: unreadable entry ({exc})"
             raise DataError(msg) from exc
         ts = pd.Timestamp(row.ts)
-        out.append(Entry(seq=int(row.seq), ts_ms=int(ts.value // 1_000_000), kind=kind, asset=str(row.asset), amount=amount, balance_after=balance,
+        out.append(Entry(seq=int(row.seq), ts_ms=int(ts.value // 1_000_000), kind=kind,
+                         asset=str(row.asset), amount=amount, balance_after=balance,
                          symbol="" if pd.isna(row.symbol) else str(row.symbol),
                          ref="" if pd.isna(row.ref) else str(row.ref)))
     return out

@@ -6,6 +6,7 @@ events to descriptor 4. Only the standard library is needed.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -37,11 +38,11 @@ class Browser:
             os.dup2(cmd_r, 3)
             os.dup2(res_w, 4)
 
-        self.proc = subprocess.Popen(  # noqa: S603
+        self.proc = subprocess.Popen(
             [binary, *FLAGS, f"--user-data-dir={user_data_dir}", "--remote-debugging-pipe",
              f"--window-size={width},{height}", "about:blank"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
-            preexec_fn=_wire, close_fds=False)  # noqa: PLW1509
+            preexec_fn=_wire, close_fds=False)
         log.close()
         os.close(cmd_r)
         os.close(res_w)
@@ -52,20 +53,16 @@ class Browser:
 
     def close(self) -> None:
         """Ask the browser to exit, then make sure it did."""
-        try:
+        with contextlib.suppress(CdpError, OSError):
             self.send("Browser.close", timeout=5, session=False)
-        except (CdpError, OSError):
-            pass
         try:
             self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(timeout=5)
         for fd in (self._cmd_w, self._res_r):
-            try:
+            with contextlib.suppress(OSError):
                 os.close(fd)
-            except OSError:
-                pass
 
     def _read_message(self, deadline: float) -> dict[str, Any]:
         while b"\0" not in self._buf:

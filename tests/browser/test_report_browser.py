@@ -55,7 +55,8 @@ def _open(browser: Browser, report: Path) -> None:
 
 
 @pytest.mark.parametrize("kind", ["week", "wipeout"])
-def test_report_renders_in_chromium(runs, browser, tmp_path, kind):
+def test_report_renders_in_chromium(runs: dict[str, Path], browser: Browser, tmp_path: Path,
+                                    kind: str) -> None:
     report = runs[kind] / "report.html"
     _open(browser, report)
 
@@ -78,7 +79,7 @@ def test_report_renders_in_chromium(runs, browser, tmp_path, kind):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_tables_sort_on_click(runs, browser):
+def test_tables_sort_on_click(runs: dict[str, Path], browser: Browser) -> None:
     _open(browser, runs["week"] / "report.html")
     col = "Array.from(document.querySelectorAll('#trades-table tbody td:nth-child(4)'))" \
           ".map(td => parseFloat(td.dataset.v))"

@@ -47,7 +47,8 @@ def _outside_plotlyjs(doc: str) -> str:
 
 
 @pytest.mark.parametrize("kind", SCENARIOS)
-def test_every_scenario_writes_a_report_with_every_section(runs, kind):
+def test_every_scenario_writes_a_report_with_every_section(runs: dict[str, Path],
+                                                           kind: str) -> None:
     doc = _report(runs[kind])
     for sid, _ in SECTION_IDS:
         assert f'<section id="{sid}">' in doc
@@ -55,7 +56,7 @@ def test_every_scenario_writes_a_report_with_every_section(runs, kind):
 
 
 @pytest.mark.parametrize("kind", SCENARIOS)
-def test_report_references_no_external_url(runs, kind):
+def test_report_references_no_external_url(runs: dict[str, Path], kind: str) -> None:
     page = _outside_plotlyjs(_report(runs[kind]))
     # unescape so the quantstats document inside <iframe srcdoc="..."> is checked too
     text = html.unescape(page)
@@ -64,7 +65,7 @@ def test_report_references_no_external_url(runs, kind):
     assert "<script src" not in text
 
 
-def test_wipeout_report_explains_the_liquidation(runs):
+def test_wipeout_report_explains_the_liquidation(runs: dict[str, Path]) -> None:
     path = runs["wipeout"]
     metrics = json.loads((path / "metrics.json").read_text())
     assert metrics["is_wiped_out"] is True
@@ -78,19 +79,20 @@ def test_wipeout_report_explains_the_liquidation(runs):
     assert "liquidation_order" in liq
 
 
-def test_no_trade_report_is_sane(runs):
+def test_no_trade_report_is_sane(runs: dict[str, Path]) -> None:
     doc = _report(runs["notrade"])
     assert "no fills: the strategy placed no order that executed" in doc
     assert "no liquidation happened in this run" in doc
     assert "no order was rejected" in doc
 
 
-def test_one_day_report_skips_quantstats_with_a_note(runs):
+def test_one_day_report_skips_quantstats_with_a_note(runs: dict[str, Path]) -> None:
     doc = _report(runs["oneday"])
     assert "quantstats tearsheet skipped: 0 daily return(s)" in doc
 
 
-def test_week_report_has_tearsheet_benchmark_comparison_and_rejections(runs):
+def test_week_report_has_tearsheet_benchmark_comparison_and_rejections(
+        runs: dict[str, Path]) -> None:
     doc = _report(runs["week"])
     tear = doc.split('<section id="tearsheet">')[1].split("</section>")[0]
     assert "<iframe" in tear
@@ -104,7 +106,7 @@ def test_week_report_has_tearsheet_benchmark_comparison_and_rejections(runs):
 
 
 @pytest.mark.parametrize("kind", SCENARIOS)
-def test_attribution_matches_the_equity_curve(runs, kind):
+def test_attribution_matches_the_equity_curve(runs: dict[str, Path], kind: str) -> None:
     path = runs[kind]
     equity = pd.read_parquet(path / "equity.parquet")
     out = attribution_from_frames(pd.read_parquet(path / "journal.parquet"),
@@ -119,7 +121,7 @@ def test_attribution_matches_the_equity_curve(runs, kind):
     assert curve_change == pytest.approx(float(usdt.equity_change), abs=1e-6)
 
 
-def test_cli_report_command_rewrites_the_report(runs):
+def test_cli_report_command_rewrites_the_report(runs: dict[str, Path]) -> None:
     path = runs["wipeout"]
     (path / "report.html").unlink()
     from backtester.cli import _register
@@ -131,7 +133,8 @@ def test_cli_report_command_rewrites_the_report(runs):
     assert (path / "report.html").exists()
 
 
-def test_cli_report_on_a_folder_that_is_not_a_run(tmp_path, monkeypatch, capsys):
+def test_cli_report_on_a_folder_that_is_not_a_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setattr("sys.argv", ["backtester", "report", str(tmp_path)])
     with pytest.raises(SystemExit) as exc:
         main()

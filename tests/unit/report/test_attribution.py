@@ -24,7 +24,8 @@ INV = "BTC/USD:BTC"
 
 
 def _entries(rows: list[tuple[EntryKind, str, str, str, str]]) -> list[Entry]:
-    out, balances = [], {}
+    out: list[Entry] = []
+    balances: dict[str, Decimal] = {}
     for seq, (kind, asset, amount, symbol, ref) in enumerate(rows):
         balances[asset] = balances.get(asset, Decimal(0)) + Decimal(amount)
         out.append(Entry(seq=seq, ts_ms=seq * 3_600_000, kind=kind, asset=asset,
@@ -51,7 +52,7 @@ JOURNAL = [
 LIQUIDITY = {1: "maker", 2: "taker", 3: "taker", 4: "maker"}
 
 
-def test_components_by_hand_and_exact_sum():
+def test_components_by_hand_and_exact_sum() -> None:
     # USDT by hand: trading 120.5 - 300 = -179.5; maker fees -1.5; taker fees -2.25 - 2.41
     # = -4.66; funding -3.3 + 0.7 = -2.6; liquidation fees -10; insurance cover +4;
     # unrealized at the end +7.123456789012 (BTC perp still open).
@@ -84,7 +85,7 @@ def test_components_by_hand_and_exact_sum():
     assert btc.equity_change == Decimal("0.00012245") == btc.parts_sum
 
 
-def test_fee_of_unknown_order_counts_as_taker():
+def test_fee_of_unknown_order_counts_as_taker() -> None:
     rows = [(EntryKind.DEPOSIT, "USDT", "100", "", "initial"),
             (EntryKind.FEE, "USDT", "-1", BTC, "manual")]
     out = attribute(_entries(rows))
@@ -92,14 +93,14 @@ def test_fee_of_unknown_order_counts_as_taker():
     assert out["USDT"].equity_change == Decimal("-1") == out["USDT"].parts_sum
 
 
-def test_no_entries_but_deposit_is_zero_change():
+def test_no_entries_but_deposit_is_zero_change() -> None:
     out = attribute(_entries([(EntryKind.DEPOSIT, "USDT", "5000", "", "initial")]))
     assert out["USDT"].equity_change == 0
     assert out["USDT"].parts_sum == 0
     assert out["USDT"].by_symbol == {}
 
 
-def test_random_journals_sum_exactly():
+def test_random_journals_sum_exactly() -> None:
     # Seeded random journals with awkward amounts (12 decimals) of every kind.
     rng = np.random.default_rng(42)
     kinds = [k for k in EntryKind if k is not EntryKind.DEPOSIT]
@@ -116,7 +117,7 @@ def test_random_journals_sum_exactly():
         assert a.parts_sum == a.equity_change
 
 
-def test_frames_round_trip_and_unrealized_from_positions():
+def test_frames_round_trip_and_unrealized_from_positions() -> None:
     entries = _entries(JOURNAL)
     journal = pd.DataFrame([{"seq": e.seq, "ts": pd.Timestamp(e.ts_ms, unit="ms", tz="UTC"),
                              "kind": e.kind.value, "asset": e.asset, "amount": str(e.amount),
@@ -134,7 +135,7 @@ def test_frames_round_trip_and_unrealized_from_positions():
     assert out["USDT"].equity_change == Decimal("-187.136543210988") == out["USDT"].parts_sum
 
 
-def test_settle_asset_of_unified_symbols():
+def test_settle_asset_of_unified_symbols() -> None:
     assert settle_asset(BTC) == "USDT"
     assert settle_asset("BTC/USD:BTC-250328") == "BTC"
     assert settle_asset("BTC/USDC:USDC-250131-105000-C") == "USDC"

@@ -9,7 +9,7 @@ from backtester.report.charts import MAX_POINTS, downsample
 from backtester.report.tearsheet import daily_returns, sanitize_html, tearsheet
 
 
-def test_daily_returns_are_utc_closes_on_a_naive_index():
+def test_daily_returns_are_utc_closes_on_a_naive_index() -> None:
     # Hourly equity over 3 UTC days: closes 100 (day 1), 110 (day 2), 99 (day 3).
     idx = pd.date_range("2025-01-01", periods=72, freq="1h", tz="UTC")
     eq = pd.Series(np.r_[np.full(24, 100.0), np.full(24, 110.0), np.full(24, 99.0)], index=idx)
@@ -19,7 +19,7 @@ def test_daily_returns_are_utc_closes_on_a_naive_index():
     assert r.tolist() == [110.0 / 100.0 - 1.0, 99.0 / 110.0 - 1.0]
 
 
-def test_tearsheet_refuses_wiped_out_and_too_short_curves():
+def test_tearsheet_refuses_wiped_out_and_too_short_curves() -> None:
     idx = pd.date_range("2025-01-01", periods=72, freq="1h", tz="UTC")
     wiped = pd.Series(np.r_[np.full(71, 100.0), 0.0], index=idx)
     assert tearsheet(wiped, title="t").html is None
@@ -30,7 +30,7 @@ def test_tearsheet_refuses_wiped_out_and_too_short_curves():
     assert "0 daily return" in sheet.note
 
 
-def test_sanitize_removes_external_references():
+def test_sanitize_removes_external_references() -> None:
     doc = ('<link rel="shortcut icon" href="https://qtpylib.io/favicon.ico">'
            '<body onload="save()"><h4><a href="http://quantstats.io">QuantStats</a></h4>'
            '<svg><metadata><rdf:RDF><cc:Work rdf:about="http://creativecommons.org/ns#"/>'
@@ -41,7 +41,7 @@ def test_sanitize_removes_external_references():
     assert "QuantStats" in out
 
 
-def test_downsample_keeps_extremes_and_says_so():
+def test_downsample_keeps_extremes_and_says_so() -> None:
     n = 3 * MAX_POINTS + 7
     s = pd.Series(np.zeros(n), index=pd.RangeIndex(n))
     s.iloc[12_345] = 5.0  # a single spike must survive a max-downsample
@@ -52,3 +52,14 @@ def test_downsample_keeps_extremes_and_says_so():
     intact = downsample(s.iloc[:100])
     assert intact.label == ""
     assert len(intact.series) == 100
+
+
+def test_quantstats_is_imported_lazily() -> None:
+    # Importing the report package (and the CLI) must not pull quantstats (1-2 s, 290 MB).
+    import subprocess
+    import sys
+
+    code = ("import sys, backtester.report, backtester.cli.commands_report; "
+            "sys.exit('quantstats' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True)
+    assert done.returncode == 0, done.stderr
