@@ -139,7 +139,8 @@ def margin(run: RunData) -> str:
     ]
     rows = [{"time": _ts(e), "event": e.get("event"), "scope": e.get("scope"),
              "margin ratio": e.get("margin_ratio", e.get("margin_ratio_before")),
-             "margin balance": e.get("margin_balance", e.get("equity_before")),
+             "margin balance (equity before a liquidation)": e.get("margin_balance",
+                                                                   e.get("equity_before")),
              "maintenance margin": e.get("maintenance_margin")} for e in calls + liqs]
     frame = pd.DataFrame(rows).sort_values("time", kind="stable") if rows else pd.DataFrame()
     parts += ["<h3>Margin calls and liquidations</h3>",
@@ -178,7 +179,8 @@ def liquidations(run: RunData) -> str:
             f"{esc(bankrupt)}</h3><p>Reason: {esc(e.get('reason', ''))}. Margin ratio before: "
             f"{esc(fmt(e.get('margin_ratio_before'), percent=True))}. Equity before "
             f"{esc(fmt(e.get('equity_before')))} → after {esc(fmt(e.get('equity_after')))} "
-            f"USD. Insurance fund flow: {esc(flow_txt)} (negative = the fund paid).</p>"
+            f"USD. Insurance fund flow: {esc(flow_txt)} (net flow into the fund: liquidation "
+            "fees in, bankruptcy cover out; negative = the fund paid out).</p>"
             "<p class=note>Positions at the last step before the event, with the mark price "
             "that triggered the liquidation:</p>" + table(before, sortable=False)
             + "<p class=note>Steps (sizes closed, prices, fees, realized PnL):</p>"
