@@ -51,7 +51,12 @@ def cli() -> None:
 
 def _register() -> None:
     # Each command lives in its own module; importing it registers it on ``cli``.
-    from backtester.cli import commands_data, commands_margin, commands_run  # noqa: F401
+    from backtester.cli import (  # noqa: F401
+        commands_data,
+        commands_margin,
+        commands_report,
+        commands_run,
+    )
 
 
 def main() -> None:

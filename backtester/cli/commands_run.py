@@ -70,10 +70,10 @@ def run_and_write(strategy: Any, *, quiet: bool = False, **keys: Any) -> tuple[A
         alt.write(path / f"alternative-{alt.config['margin_mode']}")
     try:
         from backtester.report import write_report
-    except ImportError:
-        write_report = None
-    if write_report is not None:
-        write_report(path)
+    except ImportError:  # the report extra (plotly, quantstats) is not installed
+        pass
+    else:
+        write_report(path, datasets_root=keys.get("datasets_root"))
     return result, path
 
 
