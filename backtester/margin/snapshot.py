@@ -24,8 +24,10 @@ __all__ = ["STABLECOINS", "ParsedPosition", "ParsedSnapshot", "parse_snapshot"]
 #: Assets valued at 1 USD when the snapshot gives no index for them.
 STABLECOINS = frozenset({"USD", "USDT", "USDC", "BUSD", "FDUSD", "DAI", "TUSD"})
 
-_TOP = {"profile", "mode", "position_mode", "collateral", "haircuts", "prices", "positions",
-        "time", "call_level"}
+# ``collateral_exact`` (optional, informational): the run's booked balances as exact decimal
+# strings, written beside ``collateral`` in a run's state.json
+_TOP = {"profile", "mode", "position_mode", "collateral", "collateral_exact", "haircuts",
+        "prices", "positions", "time", "call_level"}
 _POSITION = {"symbol", "side", "size", "entry_price", "leverage", "isolated_margin",
              "instrument", "tiers"}
 _INSTRUMENT = {"type", "linear", "contract_size", "settle", "strike", "expiry", "option_type",
