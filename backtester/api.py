@@ -274,6 +274,15 @@ def _collect(engine: Engine, data_name: str, extra_warnings: list[str]) -> Backt
             "mark_fallback_bars": {s: f.mark_fallback_bars for s, f in feed.symbols.items()},
             "mark_source": {s: f.mark_source for s, f in feed.symbols.items()},
             "gaps": {s: f.gaps.as_dict() for s, f in feed.symbols.items()}}
+    state = account_snapshot(engine)
+    try:
+        # the final account through the margin calculator: per-position liquidation and
+        # bankruptcy prices (other positions at their current marks), in margin.json
+        from backtester.margin.calculator import evaluate
+
+        meta["final_margin"] = evaluate(state)
+    except ConfigError as exc:
+        warn.append(f"final margin snapshot not evaluated: {exc}")
     cfg = engine.config.as_dict()
     return BacktestResult(strategy=engine.strategy.name,
                           config={**cfg, "strategy": engine.strategy.name,
@@ -281,7 +290,7 @@ def _collect(engine: Engine, data_name: str, extra_warnings: list[str]) -> Backt
                           equity=equity, fills=fills, orders=orders, journal=journal,
                           positions=positions, records=records, events=events,
                           rejections=rejections, metrics=metrics,
-                          state=account_snapshot(engine), warnings=warn, meta=meta)
+                          state=state, warnings=warn, meta=meta)
 
 
 def _distances(engine: Engine, index: pd.Index) -> np.ndarray:

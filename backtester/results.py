@@ -119,10 +119,15 @@ class BacktestResult:
             tmp.replace(out / f"{name}.parquet")
         if self.comparison is not None:
             self.comparison.to_csv(out / "comparison.csv", index=False)
+        if "final_margin" in self.meta:
+            atomic_write_bytes(out / "margin.json", json.dumps(
+                self.meta["final_margin"], indent=2, sort_keys=True, default=str,
+                allow_nan=False).encode())
         for name, payload in (("metrics", self.metrics), ("state", self.state),
                               ("events", self.events), ("warnings", self.warnings),
                               ("config", {**self.config, **{k: v for k, v in self.meta.items()
-                                                            if k != "alternative"}})):
+                                                            if k not in ("alternative",
+                                                                         "final_margin")}})):
             atomic_write_bytes(out / f"{name}.json",
                                json.dumps(payload, indent=2, sort_keys=True, default=str,
                                           allow_nan=False).encode())

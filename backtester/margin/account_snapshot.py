@@ -42,8 +42,9 @@ def account_snapshot(engine: Engine) -> dict[str, Any]:
         tiers = engine.profile.tiers.get(sym)
         if tiers is not None:
             entry["tiers"] = [{"min_notional": tiers.floors[k],
-                               "max_notional": tiers.floors[k + 1] if k + 1 < len(tiers.floors)
-                               else None, "mmr": tiers.mmr[k],
+                               "max_notional": tiers.caps[k] if tiers.caps else (
+                                   tiers.floors[k + 1] if k + 1 < len(tiers.floors)
+                                   else 1e18), "mmr": tiers.mmr[k],
                                "maintenance_amount": tiers.cum[k],
                                "max_leverage": tiers.max_leverage[k]}
                               for k in range(len(tiers.floors))]

@@ -155,7 +155,7 @@ def _value(p: ParsedPosition, snap: ParsedSnapshot) -> _Valued:
                        notional=inst.notional(p.qty, p.underlying_price), tier=None,
                        initial_margin=float(req.initial_margin),
                        maintenance_margin=float(req.maintenance_margin),
-                       upnl=inst.pnl(p.qty, p.entry_price, p.mark), leg=None)
+                       upnl=_option_value(p, snap), leg=None)
     req = position_requirement(inst, p.qty, p.mark, leverage=p.leverage, tiers=p.tiers,
                                margin_rates=p.margin_rates, index_price=p.index_price)
     leg = Leg(qty=p.qty, entry_price=p.entry_price, contract_size=inst.cs,
@@ -164,6 +164,15 @@ def _value(p: ParsedPosition, snap: ParsedSnapshot) -> _Valued:
     return _Valued(pos=p, pool=_pool_of(p, snap), fx=fx, notional=req.notional, tier=req.tier,
                    initial_margin=req.initial_margin, maintenance_margin=req.maintenance_margin,
                    upnl=inst.pnl(p.qty, p.entry_price, p.mark), leg=leg)
+
+
+def _option_value(p: ParsedPosition, snap: ParsedSnapshot) -> float:
+    # an option's premium was paid from (or credited to) the wallet, so the margin balance
+    # counts its market value qty x size x mark — except in Bybit's cross margin, whose margin
+    # balance is wallet + futures PnL only ([BY3] §5.1: options value enters in PM)
+    if snap.profile.name == "bybit":
+        return 0.0
+    return p.qty * p.instrument.cs * p.mark
 
 
 def _collateral_pools(snap: ParsedSnapshot, valued: list[_Valued]) -> tuple[dict[str, float],

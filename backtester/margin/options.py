@@ -28,10 +28,15 @@ Long options need no margin (the premium is paid up front). Amounts are for the 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from backtester.errors import ConfigError
+
+if TYPE_CHECKING:
+    from backtester.instruments import Instrument
+    from backtester.margin.profiles import Profile
 
 __all__ = [
     "DEFAULT_BYBIT_LIQUIDATION_FEE_RATE",
@@ -40,6 +45,7 @@ __all__ = [
     "OptionRequirement",
     "OptionStyle",
     "option_fee",
+    "option_requirement",
     "option_requirements",
 ]
 
@@ -206,3 +212,28 @@ def option_fee(*, index: float, option_price: float, qty: float, taker_rate: flo
         msg = f"qty must be finite, got {qty!r}"
         raise ConfigError(msg)
     return min(taker_rate * index, cap_rate * option_price) * abs(qty) * contract_size
+
+
+def option_requirement(instrument: Instrument, qty: float, *, mark: float,
+                       underlying_price: float | None, iv: float | None, ts_ms: int | None,
+                       profile: Profile,
+                       option_margin: Mapping[str, float] | None = None) -> OptionRequirement:
+    """Standard option margin of a position for the margin calculator.
+
+    The profile picks the formula: ``deribit`` (coin-settled, §7.3), ``bybit`` (USDC, §5.4)
+    and the linear Bit.com form for the others. ``option_margin`` may override the short
+    rate (``maintenance_rate``, Bybit's ``f``) and ``liquidation_fee``. ``iv`` and ``ts_ms``
+    are not needed by the standard formulas (they are for portfolio margin).
+    """
+    del iv, ts_ms
+    if underlying_price is None or instrument.strike is None or instrument.option_type is None:
+        msg = f"{instrument.symbol}: options need a strike, a type and prices.underlying"
+        raise ConfigError(msg)
+    style: OptionStyle = {"deribit": "deribit", "bybit": "bybit"}.get(  # type: ignore[assignment]
+        profile.name, "linear")
+    om = dict(option_margin or {})
+    return option_requirements(style=style, option_type=instrument.option_type.value,
+                               strike=float(instrument.strike), underlying=underlying_price,
+                               mark=mark, qty=qty, contract_size=instrument.cs,
+                               maintenance_rate=om.get("maintenance_rate"),
+                               liquidation_fee_rate=om.get("liquidation_fee"))

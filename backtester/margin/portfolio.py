@@ -408,3 +408,60 @@ def portfolio_margin(positions: Sequence[PortfolioPosition], *,
         maintenance[u.currency] = maintenance.get(u.currency, 0.0) + u.maintenance_margin
     return PortfolioResult(initial_margin=initial, maintenance_margin=maintenance,
                            units=tuple(units), assumptions=p.assumptions)
+
+
+def evaluate_portfolio(snapshot: Mapping[str, object], *, profile: object) -> dict[str, object]:
+    """The margin calculator in ``mode: "portfolio"`` (DESIGN §4 output fields).
+
+    Balances, PnL and per-position fields are those of standard cross margin; the account's
+    initial margin is the worst scenario loss of the grid per risk unit (summed over units and
+    converted to the valuation currency) and maintenance its ``mm_factor`` share. The output
+    adds ``portfolio``: the standard (summed) requirements for comparison, the worst scenario
+    per unit and the model's assumptions.
+    """
+    from backtester.margin.calculator import evaluate
+    from backtester.margin.snapshot import STABLECOINS, parse_snapshot
+
+    del profile
+    cross = {**snapshot, "mode": "cross"}
+    base = evaluate(cross)
+    parsed = parse_snapshot(cross)
+    book: list[PortfolioPosition] = []
+    prices: dict[str, float] = {}
+    for p in parsed.positions:
+        inst = p.instrument
+        und = p.underlying_price if p.underlying_price is not None else p.index_price
+        prices.setdefault(inst.base, und)
+        book.append(PortfolioPosition(
+            symbol=p.symbol, underlying=inst.base,
+            kind="option" if inst.is_option else ("perpetual" if inst.is_perpetual else "future"),
+            is_linear=inst.is_linear, qty=p.qty, contract_size=inst.cs, mark_price=p.mark,
+            strike=inst.strike,
+            option_type=None if inst.option_type is None else inst.option_type.value,  # type: ignore[arg-type]
+            expiry_ms=inst.expiry_ms, iv=p.iv, forward=und if inst.is_option else None))
+    res = portfolio_margin(book, underlying_prices=prices, time_ms=parsed.ts_ms or 0)
+    currency = str(base["valuation_currency"])
+
+    def convert(amounts: Mapping[str, float]) -> float:
+        total_usd = sum(v * (1.0 if c == "USD" or c in STABLECOINS else prices.get(c, 0.0))
+                        for c, v in amounts.items())
+        if currency == "USD" or currency in STABLECOINS:
+            return total_usd
+        return total_usd / prices[currency] if prices.get(currency) else total_usd
+
+    im = convert(res.initial_margin)
+    mm = convert(res.maintenance_margin)
+    mb = float(base["margin_balance"])  # type: ignore[arg-type]
+    call = parsed.profile.call_level
+    out = dict(base)
+    out["initial_margin"] = im
+    out["maintenance_margin"] = mm
+    out["margin_ratio"] = mm / mb if mb > 0 else None
+    out["available"] = mb - im
+    out["status"] = ("liquidate" if mm > 0 and mb <= mm else
+                     "call" if mb > 0 and mm / mb >= call else "ok")
+    out["portfolio"] = {"standard_initial_margin": base["initial_margin"],
+                        "standard_maintenance_margin": base["maintenance_margin"],
+                        "worst_scenarios": dict(res.worst_scenarios),
+                        "assumptions": list(res.assumptions)}
+    return out

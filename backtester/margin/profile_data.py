@@ -25,6 +25,7 @@ class SimpleTiers:
     mmr: tuple[float, ...]
     cum: tuple[float, ...]
     max_leverage: tuple[float, ...]
+    caps: tuple[float, ...] = ()
 
     @classmethod
     def from_table(cls, table: TierTable) -> SimpleTiers:
@@ -32,7 +33,8 @@ class SimpleTiers:
         t = table.tiers
         return cls(floors=tuple(x.min_notional for x in t), mmr=tuple(x.mmr for x in t),
                    cum=tuple(x.maintenance_amount for x in t),
-                   max_leverage=tuple(x.max_leverage for x in t))
+                   max_leverage=tuple(x.max_leverage for x in t),
+                   caps=tuple(x.max_notional for x in t))
 
     def index(self, notional: float) -> int:
         """0-based tier whose floor is the highest at or below ``notional``."""

@@ -349,25 +349,44 @@ def test_options_need_the_options_module(monkeypatch: pytest.MonkeyPatch) -> Non
         evaluate(OPTION_SNAPSHOT)
 
 
-def test_options_are_wired_through_option_requirement(monkeypatch: pytest.MonkeyPatch) -> None:
-    # a stand-in for the options engineer's module: MM 1,260 (the §5.4 short-call example)
-    fake = ModuleType("backtester.margin.options")
-    calls: list[dict[str, Any]] = []
-
-    def option_requirement(instrument: object, qty: float, **kw: Any) -> SimpleNamespace:
-        calls.append({"qty": qty, **kw})
-        return SimpleNamespace(initial_margin=2_000.0, maintenance_margin=1_260.0)
-
-    fake.option_requirement = option_requirement  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "backtester.margin.options", fake)
+def test_short_option_margin_reproduces_bybit_example() -> None:
+    # Bybit §5.4 [BY9]: f = 3 %, liquidation fee 0.2 %, index 30,000, mark 300, short 1:
+    # MM = max(3 % x 30,000, 3 % x 300) + 300 + 0.2 % x 30,000 = 900 + 300 + 60 = 1,260 USDC;
+    # account MM rate = 1,260 / 10,000 = 12.6 % (Bybit cross: the margin balance is the wallet
+    # plus futures PnL; the options' value does not enter it).
     out = evaluate(OPTION_SNAPSHOT)
-    assert calls[0]["qty"] == -1.0
-    assert calls[0]["underlying_price"] == 30_000.0
     assert out["maintenance_margin"] == pytest.approx(1_260.0)
-    assert out["unrealized_pnl"] == pytest.approx(50.0)           # short 1 @ 350, mark 300
+    assert out["margin_ratio"] == pytest.approx(0.126)
     pos = out["positions"][0]
     assert (pos["notional"], pos["liquidation_price"], pos["bankruptcy_price"]) == (
         30_000.0, None, None)
+
+
+def test_portfolio_mode_nets_a_delta_hedged_strangle() -> None:
+    # Short 1 call and 1 put 10 % out of the money (linear USDC, 30 days, vol 60 %) hedged by
+    # a perp: standard margin sums the legs; portfolio margin takes the grid's worst loss,
+    # which the hedge and the opposite legs offset, so it is smaller.
+    snap = {
+        "profile": "bybit", "mode": "portfolio", "time": "2024-06-01T00:00:00Z",
+        "collateral": {"USDC": 50_000.0},
+        "prices": {
+            "BTC/USDC:USDC-240701-66000-C": {"mark": 600.0, "underlying": 60_000.0, "iv": 0.6},
+            "BTC/USDC:USDC-240701-54000-P": {"mark": 550.0, "underlying": 60_000.0, "iv": 0.6},
+            "BTC/USDC:USDC": {"mark": 60_000.0, "index": 60_000.0}},
+        "positions": [
+            {"symbol": "BTC/USDC:USDC-240701-66000-C", "side": "short", "size": 1,
+             "entry_price": 600.0, "instrument": {"type": "option"}},
+            {"symbol": "BTC/USDC:USDC-240701-54000-P", "side": "short", "size": 1,
+             "entry_price": 550.0, "instrument": {"type": "option"}},
+            {"symbol": "BTC/USDC:USDC", "side": "long", "size": 0.01, "entry_price": 60_000.0,
+             "leverage": 10, "tiers": [{"min_notional": 0, "max_notional": 1e12, "mmr": 0.005,
+                                        "maintenance_amount": 0, "max_leverage": 100}]}],
+    }
+    out = evaluate(snap)
+    standard = out["portfolio"]["standard_initial_margin"]
+    assert 0 < out["initial_margin"] < standard
+    assert out["maintenance_margin"] == pytest.approx(0.8 * out["initial_margin"])
+    assert out["status"] == "ok"
 
 
 def test_portfolio_mode_needs_the_portfolio_module(monkeypatch: pytest.MonkeyPatch) -> None:
