@@ -107,7 +107,7 @@ def write_sweep_page(result: SweepResult, *, walk_forward: pd.DataFrame | None =
     names = list(spec.grid)
     table = result.table
     parts = [f"<h1>Sweep: {html.escape(spec.strategy)} on {html.escape(spec.dataset)}</h1>",
-             f"<p class='note'>{len(table)} runs, {int(table['error'].notna().sum())} failed; "
+             f"<p class='note'>{len(table)} grid runs, {int(table['error'].notna().sum())} failed; "
              f"metric {html.escape(spec.metric)} "
              f"({'maximised' if spec.is_maximize else 'minimised'}); window "
              f"{html.escape(str(spec.start or 'start'))} to {html.escape(str(spec.end or 'end'))}"
@@ -134,8 +134,9 @@ def write_sweep_page(result: SweepResult, *, walk_forward: pd.DataFrame | None =
         links = "".join(f"<li><a href='{html.escape(p.relative_to(result.path).as_posix())}/'>"
                         f"{html.escape(p.name)}</a></li>" for p in result.best_paths)
         parts.append(f"<h2>Best runs (full results)</h2><ul>{links}</ul>")
-    parts.append("<h2>All runs</h2>")
-    parts.append(_table_html(table))
+    if len(table):
+        parts.append("<h2>All runs</h2>")
+        parts.append(_table_html(table))
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>Sweep "
             f"{html.escape(result.path.name)}</title><style>{_CSS}</style>"
             f"<script>{_SORT_JS}</script></head><body>{''.join(parts)}</body></html>")

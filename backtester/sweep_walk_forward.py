@@ -25,6 +25,7 @@ import pandas as pd
 
 from backtester.errors import ConfigError
 from backtester.sweep import (
+    METRICS,
     SweepSpec,
     cached_dataset,
     execute,
@@ -35,7 +36,8 @@ from backtester.sweep import (
 )
 from backtester.timeutil import MS_PER_DAY, MS_PER_HOUR, ms_to_iso, parse_utc_ms
 
-__all__ = ["Window", "WalkForwardSpec", "make_windows", "parse_walk_forward", "run_walk_forward"]
+__all__ = ["WalkForwardSpec", "Window", "make_windows", "parse_walk_forward", "run_walk_forward",
+           "run_walk_forward_sweep"]
 
 _UNITS = {"h": MS_PER_HOUR, "d": MS_PER_DAY, "w": 7 * MS_PER_DAY}
 
@@ -262,3 +264,39 @@ def _sum(rows: list[dict[str, Any]], key: str) -> float:
     vals = [r.get(key) for r in rows]
     return float(sum(v for v in vals if v is not None and v == v))
 
+
+
+def run_walk_forward_sweep(spec: SweepSpec, wf: WalkForwardSpec, *,
+                           output_dir: str | Path = "reports", sweep_id: str | None = None,
+                           executor: Executor | None = None, workers: int | None = None,
+                           scheduler: str | None = None,
+                           on_progress: Callable[[int, int], None] | None = None) -> Any:
+    """Run a walk-forward into ``output_dir/sweep_id`` and write its page; return a SweepResult.
+
+    The folder holds ``sweep.json``, ``walk_forward.parquet``, ``oos_equity.parquet`` and
+    ``index.html``; the SweepResult's table is empty (the per-window table is the result).
+    """
+    import json
+
+    from backtester.api import load_strategy
+    from backtester.data.store import atomic_write_bytes
+    from backtester.sweep import SweepResult, default_sweep_id
+    from backtester.sweep_report import write_sweep_page
+
+    cls = load_strategy(spec.strategy)
+    if spec.metric not in METRICS:
+        msg = f"--metric: unknown metric {spec.metric!r} (metrics: {', '.join(METRICS)})"
+        raise ConfigError(msg)
+    sweep_id = sweep_id or default_sweep_id(spec, cls.__name__) + "-wf"
+    out = Path(output_dir) / sweep_id
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out / "sweep.json", json.dumps(
+        {**spec.as_dict(), "sweep_id": sweep_id, "walk_forward": {
+            "train_ms": wf.train_ms, "test_ms": wf.test_ms, "anchored": wf.is_anchored}},
+        indent=2, sort_keys=True, default=str).encode())
+    table, equity, ok = run_walk_forward(spec, wf, out=out, executor=executor, workers=workers,
+                                         scheduler=scheduler, on_progress=on_progress)
+    result = SweepResult(spec=spec, table=pd.DataFrame({"error": pd.Series(dtype="str")}),
+                         path=out, n_run=0, n_skipped=0, is_complete=ok)
+    write_sweep_page(result, walk_forward=table, oos_equity=equity)
+    return result
