@@ -73,9 +73,11 @@ def _convert(strategy: str, name: str, typ: Any, text: str) -> Any:
 
 def _range(strategy: str, name: str, typ: Any, text: str) -> list[Any]:
     parts = text.split(":")
-    if len(parts) != 3 or typ not in (int, float):
-        kind = "int or float" if len(parts) == 3 else "start:stop:step"
-        msg = f"--grid {name}={text}: a range needs start:stop:step and an {kind} parameter"
+    if len(parts) != 3:
+        msg = f"--grid {name}={text}: a range is start:stop:step (stop inclusive)"
+        raise ConfigError(msg)
+    if typ not in (int, float):
+        msg = f"--grid {name}={text}: ranges need an int or float parameter; list the values"
         raise ConfigError(msg)
     start, stop, step = (_convert(strategy, name, typ, p) for p in parts)
     if step <= 0 or stop < start:
@@ -117,7 +119,7 @@ def parse_grid(items: Sequence[str], parameters: Mapping[str, tuple[Any, Any]], 
             msg = f"--grid: parameter {name!r} given twice"
             raise ConfigError(msg)
         typ = parameters[name][0]
-        if ":" in values and "," not in values:
+        if ":" in values and "," not in values and typ is not str:
             parsed = _range(strategy, name, typ, values)
         else:
             parsed = [_convert(strategy, name, typ, v) for v in values.split(",")]
@@ -348,8 +350,9 @@ def make_executor(*, workers: int | None = None, scheduler: str | None = None,
     n = workers or os.cpu_count() or 1
     if n_tasks is not None:
         n = max(1, min(n, n_tasks))
+    # loopback only: a Dask scheduler runs whatever its clients send
     cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                           dashboard_address=None)
+                           host="127.0.0.1", dashboard_address=None)
     client = Client(cluster)
     try:
         yield client.get_executor()
