@@ -425,25 +425,35 @@ def execute(tasks: Sequence[Task], executor: Executor, *,
     """
     rows: list[dict[str, Any]] = []
     futures: list[Future[dict[str, Any]]] = []
+    seen: set[int] = set()
+
+    def collect(fut: Future[dict[str, Any]]) -> None:
+        seen.add(id(fut))
+        row = fut.result()
+        rows.append(row)
+        if on_row is not None:
+            on_row(row)
+        if on_progress is not None:
+            on_progress(len(rows), len(tasks))
+
     try:
         for t in tasks:
-            futures.append(executor.submit(run_task, t))
-        for fut in as_completed(futures):
-            row = fut.result()
-            rows.append(row)
-            if on_row is not None:
-                on_row(row)
-            if on_progress is not None:
-                on_progress(len(rows), len(tasks))
+            fut = executor.submit(run_task, t)
+            futures.append(fut)
+            if fut.done():  # a synchronous executor: report progress as runs finish
+                collect(fut)
+        for fut in as_completed([f for f in futures if id(f) not in seen]):
+            collect(fut)
     except KeyboardInterrupt:
         for fut in futures:
             fut.cancel()
-        done_idx = {r["run"] for r in rows}
         for fut in futures:  # keep runs that finished but were not collected yet
-            if fut.done() and not fut.cancelled() and fut.exception() is None:
-                row = fut.result()
-                if row["run"] not in done_idx:
-                    rows.append(row)
+            if id(fut) not in seen and fut.done() and not fut.cancelled() \
+                    and fut.exception() is None:
+                seen.add(id(fut))
+                rows.append(fut.result())
+                if on_row is not None:
+                    on_row(rows[-1])
         return rows, False
     return rows, True
 
