@@ -237,14 +237,14 @@ def run_walk_forward(spec: SweepSpec, wf: WalkForwardSpec, *, out: Path,
     if len(equity) > 1:
         fills = pd.DataFrame({"realized_pnl": pd.Series(dtype="float64")})
         tests = list(by_test.values())
-        m = compute_metrics(equity, fills=fills, fees_paid=_sum(tests, "fees_paid"),
+        oos = compute_metrics(equity, fills=fills, fees_paid=_sum(tests, "fees_paid"),
                             funding_paid=_sum(tests, "funding_paid"),
                             liquidations=int(_sum(tests, "liquidations")),
                             margin_calls=int(_sum(tests, "margin_calls")), min_distance=None,
                             max_margin_ratio=None)
         for key in ("total_return", "sharpe", "max_drawdown", spec.metric):
-            overall[f"oos_{key}"] = m.get(key) if key in m else None
-        overall["oos_liquidations"] = m["liquidations"]
+            overall[f"oos_{key}"] = oos.get(key)
+        overall["oos_liquidations"] = oos["liquidations"]
         is_vals = [c["in_sample"].get(spec.metric) for c in chosen.values()]
         is_vals = [v for v in is_vals if v is not None and np.isfinite(v)]
         overall[f"is_{spec.metric}"] = float(np.mean(is_vals)) if is_vals else None

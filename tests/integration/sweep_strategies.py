@@ -19,4 +19,4 @@ class FlakyPair(HedgedPair):
         if self.lookback == 13:
             msg = "lookback 13 is unlucky"
             raise ValueError(msg)
-        super().on_start(ctx)
+        super().on_start(ctx)  # type: ignore[no-untyped-call]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from backtester.errors import ConfigError
@@ -92,7 +94,7 @@ def test_walk_forward_test_windows_never_overlap_their_train_data(anchored: bool
         assert w.test_end - w.test_start == wf.test_ms
         assert w.train_start == (start if anchored else w.train_end - wf.train_ms)
     # test windows tile the out-of-sample span back to back
-    assert all(a.test_end == b.test_start for a, b in zip(windows, windows[1:]))
+    assert all(a.test_end == b.test_start for a, b in itertools.pairwise(windows))
 
 
 def test_walk_forward_range_too_short_is_an_error() -> None:
