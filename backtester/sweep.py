@@ -225,7 +225,7 @@ class Task:
     is_keep_equity: bool = False
 
 
-#: Per-process cache: (datasets_root, dataset, symbols) → (Dataset, {symbol: (first, last) ms}).
+#: Per-process cache: (datasets_root, dataset, symbols) → (Dataset, {symbol: (open, close) ms}).
 _DATA_CACHE: dict[tuple[str | None, str, tuple[str, ...] | None], Any] = {}
 
 
@@ -236,17 +236,22 @@ def _ts_ms(df: pd.DataFrame) -> np.ndarray:
 
 def cached_dataset(root: str | None, name: str,
                    symbols: tuple[str, ...] | None) -> tuple[Any, dict[str, tuple[int, int]]]:
-    """Load a dataset once per process; return it and each symbol's first/last bar time (ms)."""
+    """Load a dataset once per process; return it and each symbol's ``[first open, last close)``
+    span in ms (bars are stamped with their open time)."""
     key = (root, name, symbols)
     if key not in _DATA_CACHE:
         from backtester.data.catalog import load_dataset
 
         ds = load_dataset(name, root=root, symbols=list(symbols) if symbols else None)
+        from backtester.timeutil import timeframe_ms
+
         spans = {}
         for sym, fr in ds.frames.items():
             ts = _ts_ms(fr.ohlcv)
             if len(ts):
-                spans[sym] = (int(ts.min()), int(ts.max()))
+                tf = timeframe_ms(fr.timeframe) if fr.timeframe else int(np.diff(ts).min()) \
+                    if len(ts) > 1 else 0
+                spans[sym] = (int(ts.min()), int(ts.max()) + tf)
         _DATA_CACHE[key] = (ds, spans)
     return typing.cast(tuple[Any, dict[str, tuple[int, int]]], _DATA_CACHE[key])
 
@@ -260,7 +265,7 @@ def _window_frames(task: Task) -> tuple[dict[str, Any], dict[str, Any]]:
     # instruments without a bar in the window (options listed later, expired futures) are left
     # out: the engine refuses an instrument with no bars
     keep = [s for s, (a, b) in spans.items()
-            if (lo is None or b >= lo) and (hi is None or a < hi)]
+            if (lo is None or b > lo) and (hi is None or a < hi)]
     return {s: ds.frames[s] for s in keep}, {s: ds.instruments[s] for s in keep}
 
 
@@ -352,7 +357,7 @@ def make_executor(*, workers: int | None = None, scheduler: str | None = None,
         n = max(1, min(n, n_tasks))
     # loopback only: a Dask scheduler runs whatever its clients send
     cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                           host="127.0.0.1", dashboard_address=None)
+                           host="127.0.0.1", dashboard_address="127.0.0.1:0")
     client = Client(cluster)
     try:
         yield client.get_executor()

@@ -131,8 +131,7 @@ def data_range(spec: SweepSpec) -> tuple[int, int]:
         msg = f"dataset {spec.dataset!r} has no candles"
         raise ConfigError(msg)
     first = min(a for a, _ in spans.values())
-    # the end is exclusive: one hour past the last bar's open is safe for hourly and finer bars
-    last = max(b for _, b in spans.values()) + MS_PER_HOUR
+    last = max(b for _, b in spans.values())  # the close of the last bar (exclusive end)
     lo = max(first, parse_utc_ms(spec.start)) if spec.start else first
     hi = min(last, parse_utc_ms(spec.end)) if spec.end else last
     return lo, hi

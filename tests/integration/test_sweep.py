@@ -38,17 +38,22 @@ def datasets_root(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 @pytest.fixture(scope="module")
-def cluster_executor() -> Iterator[Executor]:
+def cluster_client() -> Iterator[Any]:
     distributed = pytest.importorskip("distributed")
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       host="127.0.0.1", dashboard_address=None)
+                                       host="127.0.0.1", dashboard_address="127.0.0.1:0")
     client = distributed.Client(cluster)
     client.run(sys.path.insert, 0, str(REPO))
     try:
-        yield client.get_executor()
+        yield client
     finally:
         client.close()
         cluster.close()
+
+
+@pytest.fixture
+def cluster_executor(cluster_client: Any) -> Executor:
+    return cluster_client.get_executor()  # type: ignore[no-any-return]
 
 
 class CountingExecutor(InProcessExecutor):
@@ -113,6 +118,17 @@ def test_sweep_is_deterministic_across_executors(
     again = run_sweep(spec, output_dir=tmp_path / "c", workers=1).table
     _same(on_cluster, in_process)
     _same(in_process, again)
+
+
+def test_scheduler_address_and_default_local_cluster_give_the_same_table(
+        datasets_root: str, cluster_client: Any, tmp_path: Path) -> None:
+    spec = _spec(datasets_root, GRID)
+    remote = run_sweep(spec, output_dir=tmp_path / "remote",
+                       scheduler=cluster_client.scheduler.address).table
+    local = run_sweep(spec, output_dir=tmp_path / "local", workers=2).table
+    in_process = run_sweep(spec, output_dir=tmp_path / "inproc", workers=1).table
+    _same(remote, in_process)
+    _same(local, in_process)
 
 
 def test_failing_run_is_recorded_and_the_others_finish(
