@@ -357,7 +357,8 @@ def make_executor(*, workers: int | None = None, scheduler: str | None = None,
         n = max(1, min(n, n_tasks))
     # loopback only: a Dask scheduler runs whatever its clients send
     cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                           host="127.0.0.1", dashboard_address="127.0.0.1:0")
+                           host="127.0.0.1", dashboard_address="127.0.0.1:0",
+                           silence_logs=logging.ERROR)
     client = Client(cluster)
     try:
         yield client.get_executor()
