@@ -87,7 +87,8 @@ def _frames(data: Mapping[str, pd.DataFrame | MarketFrames]) -> dict[str, Market
 
 def run(strategy: str | type[Strategy] | Strategy, *, dataset: str | None = None,
         data: Mapping[str, pd.DataFrame | MarketFrames] | None = None,
-        instruments: Mapping[str, Instrument] | None = None, config: RunConfig | None = None,
+        instruments: Mapping[str, Instrument] | None = None,
+        vol_indexes: Mapping[str, pd.DataFrame] | None = None, config: RunConfig | None = None,
         config_file: str | Path | None = None, datasets_root: str | Path | None = None,
         **keys: Any) -> BacktestResult:
     """Run a backtest and return its :class:`~backtester.results.BacktestResult`.
@@ -103,6 +104,9 @@ def run(strategy: str | type[Strategy] | Strategy, *, dataset: str | None = None
         tz-aware UTC) or :class:`~backtester.data.feed.MarketFrames` with mark/index/funding.
     instruments
         Instrument specs for ``data`` (default: from the symbol grammar).
+    vol_indexes
+        With ``data``: vol index candles per currency (``{"BTC": frame}``, DVOL-like levels in
+        percent) used to price options that have no marks.
     **keys
         Any run configuration key of DESIGN §7 (``margin_mode="isolated"``,
         ``collateral={"USDT": 10_000}``, ``params={...}``, ...).
@@ -126,21 +130,21 @@ def run(strategy: str | type[Strategy] | Strategy, *, dataset: str | None = None
             if sym not in insts:
                 insts[sym] = instrument_from_symbol(sym)
         data_name = "dataframes"
+        vol_index = {k.split("/")[0]: v for k, v in (vol_indexes or {}).items()}
     else:
         from backtester.data.catalog import load_dataset
 
-        ds = load_dataset(cfg.dataset or "", root=datasets_root)
-        frames = ds.frames
-        insts = dict(ds.instruments)
+        ds = load_dataset(cfg.dataset or "", root=datasets_root, start_ms=cfg.start,
+                          end_ms=cfg.end)
+        frames = _dataset_frames(ds)
+        insts = {s: ds.instruments[s] for s in frames}
         tiers_raw = ds.leverage_tiers
+        vol_index = {k.split("/")[0]: v for k, v in ds.vol_index.items()}
         extra_warnings.extend(ds.warnings)
         data_name = cfg.dataset or ""
-    feed = Feed.build(insts, frames, start_ms=cfg.start, end_ms=cfg.end)
-    profile = engine_profile(cfg.resolved_profile(), tiers=tiers_raw,
+    feed = Feed.build(insts, frames, start_ms=cfg.start, end_ms=cfg.end, vol_index=vol_index)
+    profile = engine_profile(cfg.resolved_profile(), tiers=cfg.tiers or tiers_raw,
                              symbols=list(feed.symbols))
-    if cfg.margin_mode is MarginMode.PORTFOLIO:
-        msg = "margin_mode: 'portfolio' is not available in the engine yet (use cross or isolated)"
-        raise ConfigError(msg)
     result = _run_once(strat, feed, cfg, profile, data_name, extra_warnings)
     if cfg.compare_margin_modes:
         other = MarginMode.ISOLATED if cfg.margin_mode is MarginMode.CROSS else MarginMode.CROSS
@@ -152,6 +156,26 @@ def run(strategy: str | type[Strategy] | Strategy, *, dataset: str | None = None
                                               other.value: alt})
         result.meta["alternative"] = alt
     return result
+
+
+def _dataset_frames(ds: Any) -> dict[str, MarketFrames]:
+    out: dict[str, MarketFrames] = {}
+    for sym in ds.symbols:
+        ohlcv = ds.ohlcv.get(sym)
+        marks = ds.option_marks.get(sym)
+        if ohlcv is None:
+            if marks is None or not len(marks):
+                continue
+            # an option known only by its marks: its candles are the mark prices (no volume)
+            px = marks["mark_price"]
+            ohlcv = pd.DataFrame({"ts": marks["ts"], "open": px, "high": px, "low": px,
+                                  "close": px, "volume": 0.0}).dropna()
+        if not len(ohlcv):
+            continue  # nothing of this instrument inside the run's window
+        out[sym] = MarketFrames(ohlcv=ohlcv, timeframe=ds.timeframe, mark=ds.mark.get(sym),
+                                index=ds.index.get(sym), funding=ds.funding.get(sym),
+                                option_marks=marks)
+    return out
 
 
 def comparison_table(results: Mapping[str, BacktestResult]) -> pd.DataFrame:
@@ -176,7 +200,7 @@ def _run_once(strat: Strategy, feed: Feed, cfg: RunConfig, profile: Any, data_na
 
 def _collect(engine: Engine, data_name: str, extra_warnings: list[str]) -> BacktestResult:
     from backtester import __version__
-    from backtester.margin.snapshot import account_snapshot
+    from backtester.margin.account_snapshot import account_snapshot
 
     rec = engine.rec
     idx = pd.to_datetime(np.asarray(rec["ts"], dtype="int64"), unit="ms", utc=True)

@@ -79,6 +79,7 @@ class RunConfig:
     end: int | None = None
     params: dict[str, Any] = field(default_factory=dict)
     compare_margin_modes: bool = False
+    tiers: str | dict[str, Any] | None = None
     run_id: str | None = None
     output_dir: str = "reports"
 
@@ -225,6 +226,18 @@ def _validate(key: str, value: Any) -> Any:
             raise ConfigError(msg) from None
     if key == "params":
         return _pairs(key, value)
+    if key == "tiers":
+        if isinstance(value, dict):
+            return value
+        path = Path(str(value))
+        if not path.is_file():
+            msg = f"tiers: file {path} not found (a JSON of symbol -> tier list, ccxt format)"
+            raise ConfigError(msg)
+        try:
+            return json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            msg = f"tiers: {path} is not valid JSON: {exc}"
+            raise ConfigError(msg) from None
     if key in ("stop_on_bankruptcy", "compare_margin_modes"):
         if isinstance(value, bool):
             return value

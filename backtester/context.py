@@ -32,6 +32,17 @@ __all__ = ["AccountView", "Bar", "Context", "OrderTicket", "PositionView"]
 logger = logging.getLogger("backtester.strategy")
 
 
+def _expiry_ms(value: int | str) -> int:
+    from backtester.timeutil import parse_utc_ms
+
+    if isinstance(value, int):
+        return value
+    text = str(value)
+    if len(text) == 6 and text.isdigit():  # YYMMDD, 08:00 UTC as in ccxt symbols
+        return parse_utc_ms(f"20{text[:2]}-{text[2:4]}-{text[4:]}T08:00")
+    return parse_utc_ms(text)
+
+
 @dataclass(frozen=True, slots=True)
 class Bar:
     """The last closed bar of an instrument (``ts_ms`` = open time)."""
@@ -207,6 +218,44 @@ class Context:
             raise ConfigError(msg)
         return Indicator(values, lambda: f.idx, name=name or getattr(func, "__name__", ""))
 
+    def chain(self, underlying: str, expiry: int | str | None = None) -> pd.DataFrame:
+        """Options on ``underlying`` listed now (optionally one expiry: ms, ``YYMMDD`` or a date).
+
+        One row per option: ``symbol``, ``expiry_ms``, ``strike``, ``option_type``, ``mark``
+        (premium currency), ``iv`` (fraction), ``underlying`` (index), and Black-76 greeks in
+        exchange conventions: ``delta`` (N(d1)), ``gamma`` (per USD), ``vega`` (per vol point),
+        ``theta`` (per calendar day), sorted by expiry, strike and type.
+        """
+        from backtester.pricing import black76
+
+        want = None if expiry is None else _expiry_ms(expiry)
+        now = self._e.now_ms
+        rows = []
+        for sym, f in sorted(self._e.feed.symbols.items()):
+            inst = f.instrument
+            if not inst.is_option or inst.base != underlying or f.idx < 0 or inst.is_expired(now):
+                continue
+            if want is not None and inst.expiry_ms != want:
+                continue
+            i = f.idx
+            iv = f.option_iv[i] if f.option_iv is not None else float("nan")
+            fwd = f.ic[i]
+            t = max((inst.expiry_ms or 0) - now, 0) / (365.0 * 86_400_000)
+            k = inst.strike or 0.0
+            call = inst.option_type is not None and inst.option_type.value == "call"
+            ok = iv == iv and iv > 0
+            rows.append({"symbol": sym, "expiry_ms": inst.expiry_ms, "strike": k,
+                         "option_type": "call" if call else "put", "mark": f.mc[i], "iv": iv,
+                         "underlying": fwd,
+                         "delta": float(black76.delta(fwd, k, t, iv, call)) if ok else np.nan,
+                         "gamma": float(black76.gamma(fwd, k, t, iv, call)) if ok else np.nan,
+                         "vega": float(black76.vega(fwd, k, t, iv, call)) if ok else np.nan,
+                         "theta": float(black76.theta(fwd, k, t, iv, call)) if ok else np.nan})
+        cols = ["symbol", "expiry_ms", "strike", "option_type", "mark", "iv", "underlying",
+                "delta", "gamma", "vega", "theta"]
+        out = pd.DataFrame(rows, columns=cols)
+        return out.sort_values(["expiry_ms", "strike", "option_type"]).reset_index(drop=True)
+
     # -- account --------------------------------------------------------------------------
     def position(self, symbol: str) -> PositionView:
         """The position in ``symbol`` (flat when none)."""
@@ -319,6 +368,11 @@ class Context:
     def set_leverage(self, symbol: str, leverage: float) -> None:
         """Set the leverage (initial margin = notional / leverage) of ``symbol``."""
         self._e.set_leverage(symbol, leverage)
+
+    def add_margin(self, symbol: str, amount: Decimal | float | str) -> None:
+        """Isolated mode: move ``amount`` (settle currency) from the pool to the position's
+        margin; a negative amount removes margin (not below the initial margin)."""
+        self._e.margin.adjust_isolated_margin(symbol, dec(amount))
 
     def record(self, **values: float) -> None:
         """Record user series at this bar (they appear in the results' ``records``)."""

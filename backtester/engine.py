@@ -89,6 +89,7 @@ class Engine:
         self._next_id = 1
         self.fills: list[Fill] = []
         self.order_log: list[dict[str, object]] = []
+        self._order_rec: dict[int, dict[str, object]] = {}
         self.rejections: list[OrderRejected] = []
         self.cancels: list[OrderCancelled] = []
         self.events: list[Any] = []
@@ -106,6 +107,11 @@ class Engine:
         self._expiries = sorted((f.instrument.expiry_ms, f.symbol) for f in feed.symbols.values()
                                 if f.instrument.expiry_ms is not None)
         self._funding_checked: set[str] = set()
+        # perps that need work every bar: no funding history (an error once held, unless
+        # funding='zero'), or a profile that accrues funding continuously (Deribit)
+        self._special = {s for s, f in feed.symbols.items() if f.instrument.is_perpetual and (
+            (not f.funding_ts and config.funding is FundingMode.HISTORY)
+            or (profile.funding_style == "continuous" and config.funding is FundingMode.HISTORY))}
 
     # -- lookups --------------------------------------------------------------------------
     def feed_of(self, symbol: str) -> SymbolFeed:
@@ -132,6 +138,7 @@ class Engine:
         margin = self.margin
         account = self.account
         rec = self.rec
+        special_funding = self._special
         for t, feeds in self.feed.steps:
             self.now_ms = t
             for f in feeds:
@@ -141,6 +148,8 @@ class Engine:
                 elif f.funding_ts and f.next_funding < len(f.funding_ts) \
                         and f.funding_ts[f.next_funding] < t:
                     self._funding(f, before_ms=t)
+                if f.symbol in special_funding:
+                    self._special_funding(f)
             if self._expiries and self._expiries[0][0] <= t:
                 self._expire(t)
             if account.positions:
@@ -150,6 +159,8 @@ class Engine:
             if self.stopped_reason is None:
                 try:
                     on_bar(self.ctx)
+                except (StrategyError, PhaseError, ConfigError, DataError):
+                    raise  # the engine's own errors already name what is wrong, as in _call
                 except Exception as exc:
                     raise StrategyError(strat.name, "on_bar", t, exc) from exc
             st = margin.state
@@ -323,6 +334,10 @@ class Engine:
 
     def _remove(self, order: Order, reason: str | None) -> None:
         self.orders.pop(order.id, None)
+        record = self._order_rec.get(order.id)
+        if record is not None:
+            record["status"] = "filled" if reason is None else f"cancelled: {reason}"
+            record["closed_ms"] = self.now_ms
         lst = self.by_symbol.get(order.symbol)
         if lst is not None and order in lst:
             lst.remove(order)
@@ -340,8 +355,24 @@ class Engine:
             self._pay_funding(f, stamps[j], f.funding_rate[j])
             j += 1
         f.next_funding = j
-        if f.instrument.is_perpetual and self.config.funding is FundingMode.HISTORY:
+
+    def _special_funding(self, f: SymbolFeed) -> None:
+        pos = self.account.positions.get(f.symbol)
+        if pos is None or pos.qty == 0:
+            return
+        if not f.funding_ts:
             self._check_funding_coverage(f)
+            return
+        # continuous accrual (Deribit): the 8-hour rate in force at the bar's open, pro rata
+        # for the bar's length, on the position held through the bar, at the bar's mark close
+        j = f.next_funding - 1
+        if j < 0:
+            return
+        i = f.idx
+        mark = f.mc[i]
+        rate = f.funding_rate[j] * f.tf_ms / (8 * 3_600_000)
+        self._book_funding(f, pos, self.now_ms, rate, mark, "mark" if not f.mark_missing[i]
+                           else "trade")
 
     def _check_funding_coverage(self, f: SymbolFeed) -> None:
         pos = self.account.positions.get(f.symbol)
@@ -355,9 +386,14 @@ class Engine:
 
     def _pay_funding(self, f: SymbolFeed, stamp: int, rate: float) -> None:
         pos = self.account.positions.get(f.symbol)
-        if self.config.funding is FundingMode.ZERO or pos is None or pos.qty == 0:
+        if self.config.funding is FundingMode.ZERO or pos is None or pos.qty == 0 \
+                or self.profile.funding_style == "continuous":
             return
         mark, source = self._funding_mark(f, stamp)
+        self._book_funding(f, pos, stamp, rate, mark, source)
+
+    def _book_funding(self, f: SymbolFeed, pos: Any, stamp: int, rate: float, mark: float,
+                      source: str) -> None:
         inst = f.instrument
         # payment = size x contract size x mark x rate (inverse: face / mark x rate, in coin);
         # a positive rate makes longs pay.
@@ -441,12 +477,17 @@ class Engine:
                       created_ms=self.now_ms, price=price, stop_price=stop_price, tif=tif,
                       is_reduce_only=reduce_only, is_post_only=post_only, tag=tag,
                       stop_loss=stop_loss, take_profit=take_profit, parent_id=parent_id)
-        self.order_log.append(order.as_dict())
+        record = order.as_dict()
+        record["status"] = "working"
+        record["closed_ms"] = None
+        self.order_log.append(record)
+        self._order_rec[oid] = record
         if check:
             rej = self._check(order)
             if rej is not None:
                 self.rejections.append(rej)
-                self.order_log[-1]["status"] = f"rejected: {rej.reason}"
+                record["status"] = f"rejected: {rej.reason}"
+                record["closed_ms"] = self.now_ms
                 return oid
         self.orders[oid] = order
         self.by_symbol.setdefault(symbol, []).append(order)
@@ -550,7 +591,7 @@ class Engine:
                            maintenance_margin=st.maintenance_margin,
                            margin_ratio=st.margin_ratio, available=st.available,
                            balances=dict(self.account.balances), status=st.status,
-                           greeks=dict(st.greeks))
+                           greeks=self.margin.greeks() if self.margin._holds_options() else {})
 
     def warn(self, message: str) -> None:
         """Record a warning for the results (and emit it as a BacktesterWarning)."""

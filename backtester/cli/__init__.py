@@ -51,7 +51,7 @@ def cli() -> None:
 
 def _register() -> None:
     # Each command lives in its own module; importing it registers it on ``cli``.
-    from backtester.cli import commands_run, commands_sweep  # noqa: F401
+    from backtester.cli import commands_data, commands_run, commands_sweep  # noqa: F401
 
 
 def main() -> None:

@@ -1,97 +1,254 @@
-"""Load a stored dataset by name for the engine."""
+"""Load a stored dataset by name for the engine: frames per kind and symbol, instruments, gaps.
+
+A dataset is one exchange folder of the store (``datasets/binanceusdm``); its instruments come
+from the ``markets.json`` snapshot taken by the fetch (point in time, expired instruments kept).
+"""
 
 from __future__ import annotations
 
-import warnings
+import logging
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from backtester.data.feed import MarketFrames
-from backtester.data.schema import Kind
-from backtester.data.store import Store
-from backtester.errors import BacktesterWarning, ConfigError, DataError
-from backtester.instruments import Instrument, instrument_from_ccxt, instrument_from_symbol
+from backtester.data.schema import CANDLE_KINDS, Kind, find_gaps
+from backtester.data.store import Store, StoredSeries
+from backtester.errors import ConfigError, DataError
+from backtester.instruments import (
+    Instrument,
+    InstrumentKind,
+    instrument_from_ccxt,
+    instrument_from_symbol,
+)
+from backtester.timeutil import ms_to_iso, timeframe_ms
 
-__all__ = ["Dataset", "load_dataset"]
+__all__ = ["Dataset", "list_datasets", "load_dataset"]
+
+logger = logging.getLogger(__name__)
+
+Frames = Mapping[str, pd.DataFrame]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Dataset:
-    """A stored dataset: instruments and per-symbol frames (mark/index/funding joined)."""
+    """A stored dataset, ready for the engine.
 
-    name: str
+    Every frame has a ``ts`` column (``datetime64[ms, UTC]``): the bar *open* for candles, the
+    event time (floored to the second) for funding, then the kind's columns — candles ``open
+    high low close volume`` (quote per unit; ``vol_index`` has no volume, values in vol
+    points), funding ``rate`` (a fraction per funding interval; positive: longs pay shorts),
+    option marks ``mark_price mark_iv underlying_price``.
+
+    Attributes
+    ----------
+    exchange
+        The dataset folder name (the ccxt exchange id for fetched data).
+    timeframe
+        The candle timeframe loaded.
+    instruments
+        Symbol → :class:`~backtester.instruments.Instrument` for every symbol with data.
+    ohlcv, mark, index, premium, funding, option_marks
+        Symbol → frame; a symbol missing from ``mark`` has no mark candles (see ``warnings``).
+    vol_index
+        Currency (``BTC``) → volatility-index candles (Deribit DVOL).
+    leverage_tiers
+        The raw ``leverage_tiers.json`` payload (``{"tiers": {symbol: [...]}, ...}``) or None.
+    gaps
+        ``(kind, symbol)`` → gap report dict (count, missing_bars, longest_ms, pct_missing, gaps)
+        for candle series, plus ``end_of_data`` when the fetch recorded one.
+    warnings
+        One line each: fallbacks the results must mention (e.g. trade candles used as marks).
+    """
+
     exchange: str
-    instruments: dict[str, Instrument]
-    frames: dict[str, MarketFrames]
-    vol_index: dict[str, pd.DataFrame] = field(default_factory=dict)
-    leverage_tiers: Any = None
-    warnings: list[str] = field(default_factory=list)
+    timeframe: str | None
+    instruments: Mapping[str, Instrument]
+    ohlcv: Frames = field(default_factory=dict)
+    mark: Frames = field(default_factory=dict)
+    index: Frames = field(default_factory=dict)
+    premium: Frames = field(default_factory=dict)
+    funding: Frames = field(default_factory=dict)
+    option_marks: Frames = field(default_factory=dict)
+    vol_index: Frames = field(default_factory=dict)
+    leverage_tiers: Mapping[str, Any] | None = None
+    gaps: Mapping[tuple[str, str], Mapping[str, Any]] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        """Symbols with trade candles or option marks, sorted."""
+        return tuple(sorted({*self.ohlcv, *self.option_marks}))
+
+    def frames(self, kind: Kind | str) -> Frames:
+        """Return the symbol → frame mapping of one kind."""
+        return dict(getattr(self, Kind(kind).value))
+
+
+def list_datasets(root: Path | str | None = None) -> list[str]:
+    """Names of the datasets (exchange folders) under ``root``."""
+    store = Store(root)
+    if not store.root.is_dir():
+        return []
+    return sorted(p.name for p in store.root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _pick_timeframe(series: list[StoredSeries], timeframe: str | None, name: str) -> str | None:
+    have = sorted({s.timeframe for s in series if s.kind is Kind.OHLCV and s.timeframe},
+                  key=timeframe_ms)
+    if timeframe is not None:
+        timeframe_ms(timeframe)
+        if have and timeframe not in have:
+            msg = f"dataset {name} has no {timeframe} candles (stored: {', '.join(have)})"
+            raise ConfigError(msg)
+        return timeframe
+    if len(have) > 1:
+        msg = f"dataset {name} holds several timeframes ({', '.join(have)}); choose one"
+        raise ConfigError(msg)
+    return have[0] if have else None
+
+
+def _trim(frame: pd.DataFrame, start_ms: int | None, end_ms: int | None) -> pd.DataFrame:
+    ts = frame["ts"].dt.as_unit("ms").astype("int64")
+    keep = pd.Series(True, index=frame.index)
+    if start_ms is not None:
+        keep &= ts >= start_ms
+    if end_ms is not None:
+        keep &= ts < end_ms
+    return frame.loc[keep].reset_index(drop=True)
+
+
+def _instruments(store: Store, name: str, symbols: Iterable[str],
+                 warnings: list[str]) -> dict[str, Instrument]:
+    markets: dict[str, Any] = {}
+    precision_mode = 4
+    if store.has_json(name, "markets"):
+        payload = store.read_json(name, "markets")
+        if isinstance(payload, dict) and isinstance(payload.get("markets"), dict):
+            markets = payload["markets"]
+            precision_mode = int(payload.get("precision_mode") or 4)
+        elif isinstance(payload, dict):
+            markets = payload
+    out: dict[str, Instrument] = {}
+    missing = []
+    for symbol in sorted(symbols):
+        market = markets.get(symbol)
+        if market is not None:
+            out[symbol] = instrument_from_ccxt(market, exchange=name, precision_mode=precision_mode)
+        else:
+            missing.append(symbol)
+            out[symbol] = instrument_from_symbol(symbol)
+    if missing:
+        warnings.append(f"no market snapshot for {', '.join(missing)} in {name}/markets.json: "
+                        "contract specs guessed from the symbol (contract size 1, default ticks)")
+    return out
+
+
+def _select(series: list[StoredSeries], wanted: set[str] | None,
+            tf: str | None) -> list[StoredSeries]:
+    chosen: list[StoredSeries] = []
+    vol: dict[str, StoredSeries] = {}
+    for s in series:
+        if s.kind is Kind.VOL_INDEX:
+            # one series per currency: the run's timeframe if stored, else the finest
+            best = vol.get(s.symbol)
+            if best is None or (best.timeframe != tf and (
+                    s.timeframe == tf or timeframe_ms(s.timeframe or "1d")
+                    < timeframe_ms(best.timeframe or "1d"))):
+                vol[s.symbol] = s
+            continue
+        if wanted is not None and s.symbol not in wanted:
+            continue
+        if s.kind is not Kind.FUNDING and tf is not None and s.timeframe != tf:
+            continue
+        chosen.append(s)
+    return chosen + sorted(vol.values(), key=lambda s: s.symbol)
 
 
 def load_dataset(name: str, *, root: Path | str | None = None,
-                 symbols: list[str] | None = None) -> Dataset:
-    """Load ``<root>/<name>``; the ``sample`` dataset is generated on first use."""
+                 symbols: Iterable[str] | None = None, timeframe: str | None = None,
+                 start_ms: int | None = None, end_ms: int | None = None) -> Dataset:
+    """Load the stored dataset ``name`` (an exchange folder of the store).
+
+    Parameters
+    ----------
+    root
+        The datasets folder (default ``$BACKTESTER_DATASETS`` or ``./datasets``).
+    symbols
+        Only these symbols (default: all stored). Volatility indices are always loaded.
+    timeframe
+        Candle timeframe; required when the dataset holds several.
+    start_ms, end_ms
+        Keep rows with ``start_ms <= ts < end_ms`` (int ms UTC).
+
+    Raises
+    ------
+    DataError
+        Unknown dataset, unreadable or invalid files, or a requested symbol without data.
+    ConfigError
+        Ambiguous or unknown timeframe.
+    """
     store = Store(root)
     if name == "sample":
         from backtester.data.sample import ensure_sample
 
-        ensure_sample(store.root)
-    folder = store.root / name
-    if not folder.is_dir():
-        known = sorted(p.name for p in store.root.glob("*") if p.is_dir()) \
-            if store.root.is_dir() else []
-        msg = (f"dataset {name!r} not found in {store.root} (datasets: "
-               f"{', '.join(known) or 'none'}); fetch it with 'backtester fetch'")
-        raise ConfigError(msg)
-    markets: dict[str, dict[str, Any]] = {}
-    try:
-        payload = store.read_json(name, "markets")
-        for m in payload.get("markets", payload if isinstance(payload, list) else []):
-            markets[m["symbol"]] = m
-    except DataError:
-        pass
-    tiers = None
-    try:
-        tiers = store.read_json(name, "leverage_tiers")
-    except DataError:
-        pass
-    by_kind: dict[tuple[str, Kind], Any] = {}
-    for s in store.list(name):
-        by_kind[(s.symbol, s.kind)] = s
-    wanted = sorted({sym for sym, kind in by_kind if kind is Kind.OHLCV})
-    if symbols is not None:
-        missing = [s for s in symbols if s not in wanted]
-        if missing:
-            msg = f"dataset {name!r} has no candles for {', '.join(missing)}"
-            raise ConfigError(msg)
-        wanted = list(symbols)
-    notes: list[str] = []
-    instruments: dict[str, Instrument] = {}
-    frames: dict[str, MarketFrames] = {}
-    for sym in wanted:
-        ohlcv = by_kind[(sym, Kind.OHLCV)]
-        if sym in markets:
-            instruments[sym] = instrument_from_ccxt(markets[sym], exchange=name)
-        else:
-            instruments[sym] = instrument_from_symbol(sym)
-            notes.append(f"{sym}: no market spec in markets.json; contract terms from the symbol")
-        tf = ohlcv.timeframe
-
-        def read(kind: Kind, tf: str | None = tf, sym: str = sym) -> pd.DataFrame | None:
-            if (sym, kind) not in by_kind:
-                return None
-            return store.read(name, kind, sym, by_kind[(sym, kind)].timeframe)
-
-        frames[sym] = MarketFrames(ohlcv=store.read(name, Kind.OHLCV, sym, tf), timeframe=tf,
-                                   mark=read(Kind.MARK), index=read(Kind.INDEX),
-                                   funding=read(Kind.FUNDING),
-                                   option_marks=read(Kind.OPTION_MARKS))
-    vol = {sym: store.read(name, Kind.VOL_INDEX, sym, by_kind[(sym, Kind.VOL_INDEX)].timeframe)
-           for sym, kind in by_kind if kind is Kind.VOL_INDEX}
-    for n in notes:
-        warnings.warn(n, BacktesterWarning, stacklevel=2)
-    return Dataset(name=name, exchange=name, instruments=instruments, frames=frames,
-                   vol_index=vol, leverage_tiers=tiers, warnings=notes)
+        ensure_sample(store.root)  # the synthetic sample is generated on first use
+    if not (store.root / name).is_dir():
+        have = list_datasets(store.root)
+        msg = (f"no dataset {name!r} in {store.root}"
+               + (f" (have: {', '.join(have)})" if have else "")
+               + f"; fetch it with `backtester fetch {name} SYMBOL ...`")
+        raise DataError(msg)
+    warnings = [q.message for q in store.scan(name)]
+    series = store.list(name)
+    wanted = set(symbols) if symbols is not None else None
+    tf = _pick_timeframe(series, timeframe, name)
+    frames: dict[Kind, dict[str, pd.DataFrame]] = {k: {} for k in Kind}
+    gaps: dict[tuple[str, str], dict[str, Any]] = {}
+    for s in _select(series, wanted, tf):
+        frame = _trim(store.read(name, s.kind, s.symbol, s.timeframe), start_ms, end_ms)
+        frames[s.kind][s.symbol] = frame
+        if s.kind in CANDLE_KINDS and s.timeframe:
+            ts = frame["ts"].dt.as_unit("ms").astype("int64").to_numpy()
+            gap = find_gaps(ts, timeframe_ms(s.timeframe))
+            report = gap.as_dict()
+            end_info = store.metadata(name, s.kind, s.symbol, s.timeframe).get("end_of_data")
+            if end_info:
+                report["end_of_data"] = end_info
+            gaps[(s.kind.value, s.symbol)] = report
+            if gap.count:
+                warnings.append(f"{s.kind} {s.symbol} {s.timeframe}: {gap.count} gap(s), "
+                                f"{gap.missing_bars} bars missing ({100 * gap.pct_missing:.2f}%)")
+    if wanted is not None:
+        absent = sorted(wanted - set(frames[Kind.OHLCV]) - set(frames[Kind.OPTION_MARKS]))
+        if absent:
+            msg = f"dataset {name} has no candles for {', '.join(absent)}"
+            raise DataError(msg)
+    with_data = {sym for k, d in frames.items() if k is not Kind.VOL_INDEX for sym in d}
+    instruments = _instruments(store, name, with_data, warnings)
+    for symbol in sorted(frames[Kind.OHLCV]):
+        inst = instruments[symbol]
+        if inst.kind is InstrumentKind.SPOT or inst.is_option:
+            continue
+        if symbol not in frames[Kind.MARK]:
+            warnings.append(f"mark candles missing for {symbol}: margin uses trade candles")
+        if inst.is_perpetual and symbol not in frames[Kind.FUNDING]:
+            warnings.append(f"funding history missing for {symbol}: runs need funding='zero' "
+                            "to proceed without it")
+    tiers = store.read_json(name, "leverage_tiers") if store.has_json(name, "leverage_tiers") \
+        else None
+    for w in warnings:
+        logger.warning(w)
+    span = ""
+    if frames[Kind.OHLCV]:
+        firsts = [f["ts"].iloc[0] for f in frames[Kind.OHLCV].values() if len(f)]
+        if firsts:
+            span = f" from {ms_to_iso(int(min(firsts).value // 10**6))}"
+    logger.info("loaded dataset %s%s: %d symbols", name, span, len(instruments))
+    return Dataset(exchange=name, timeframe=tf, instruments=instruments,
+                   ohlcv=frames[Kind.OHLCV], mark=frames[Kind.MARK], index=frames[Kind.INDEX],
+                   premium=frames[Kind.PREMIUM], funding=frames[Kind.FUNDING],
+                   option_marks=frames[Kind.OPTION_MARKS], vol_index=frames[Kind.VOL_INDEX],
+                   leverage_tiers=tiers, gaps=gaps, warnings=tuple(warnings))

@@ -82,7 +82,7 @@ class SymbolFeed:
         "n",
         "next_funding",
         "o",
-        "option_iv",
+        "option_iv", "mark_source",
         "symbol",
         "tf_ms",
         "timeframe",
@@ -139,7 +139,9 @@ class SymbolFeed:
             self.funding_rate = fund["rate"].astype("float64").tolist()
         self.next_funding = 0
         self.option_iv: list[float] | None = None
+        self.mark_source = "mark" if frames.mark is not None else "trade"
         if frames.option_marks is not None and len(frames.option_marks):
+            self.mark_source = "option_marks"
             om = validate_frame(frames.option_marks, Kind.OPTION_MARKS, symbol=sym,
                                 timeframe=None).set_index("ts")
             om.index = om.index.astype("int64")
@@ -157,6 +159,54 @@ class SymbolFeed:
                 self.mark_missing = (~ok).tolist()
                 self.has_mark = True
         self.idx = -1
+
+    def price_option(self, vol_index: pd.DataFrame | None) -> None:
+        """Give an option its implied vol per bar (and theoretical marks when it has none).
+
+        IV comes from ``option_marks.mark_iv`` where given, else it is solved from the mark
+        price; an option with neither option marks nor mark candles is priced with Black-76 from
+        the vol index of its underlying (level per bar) and the default smile, and its
+        ``mark_source`` says ``theoretical``. The forward is the underlying's index close; time
+        to expiry runs from each bar's close (365-day year).
+        """
+        from backtester.pricing import implied_vol, inverse_price, price
+        from backtester.pricing.surface import smile_vol
+
+        inst = self.instrument
+        a = self.arrays
+        fwd = a["index_close"]
+        t = np.maximum((inst.expiry_ms or 0) - (self.ts_np + self.tf_ms), 0) / (365.0 * 86_400_000)
+        is_call = inst.option_type is not None and inst.option_type.value == "call"
+        strike = float(inst.strike or 0.0)
+        if self.mark_source == "trade" and vol_index is not None and len(vol_index):
+            vi = validate_frame(vol_index, Kind.VOL_INDEX, symbol=f"{inst.base} vol index",
+                                timeframe=None) if "ts" in vol_index.columns else vol_index
+            vts = vi["ts"].astype("int64").to_numpy()
+            pos = np.clip(np.searchsorted(vts, self.ts_np, side="right") - 1, 0, len(vts) - 1)
+            level = vi["close"].to_numpy(dtype="float64")[pos]
+            iv = np.asarray(smile_vol(level, strike, fwd, t), dtype="float64")
+            pricer = price if inst.is_linear else inverse_price
+            for k, und in (("close", fwd), ("high", a["index_high"]), ("low", a["index_low"])):
+                a[f"mark_{k}"] = np.asarray(pricer(und, strike, t, iv, is_call), dtype="float64")
+            a["mark_open"] = np.concatenate([a["mark_close"][:1], a["mark_close"][:-1]])
+            if not is_call:  # a put is worth most at the underlying's low
+                a["mark_high"], a["mark_low"] = a["mark_low"], a["mark_high"]
+            self.mo, self.mh, self.ml, self.mc = (a[f"mark_{k}"].tolist() for k in
+                                                  ("open", "high", "low", "close"))
+            self.mark_source = "theoretical"
+            self.mark_fallback_bars = 0
+            self.mark_missing = [False] * self.n
+            self.option_iv = iv.tolist()
+            return
+        given = np.asarray(self.option_iv if self.option_iv is not None else
+                           [np.nan] * self.n, dtype="float64") / 100.0
+        missing = ~np.isfinite(given)
+        if missing.any():
+            solved = np.asarray(implied_vol(a["mark_close"][missing], fwd[missing], strike,
+                                            t[missing], is_call, is_inverse=not inst.is_linear),
+                                dtype="float64")
+            given[missing] = solved
+        self.option_iv = given.tolist()
 
     def use_underlying_index(self, under: SymbolFeed) -> None:
         """Take index candles from the underlying's feed (options quote a premium, not the
@@ -208,7 +258,8 @@ class Feed:
 
     @classmethod
     def build(cls, instruments: Mapping[str, Instrument], frames: Mapping[str, MarketFrames], *,
-              start_ms: int | None = None, end_ms: int | None = None) -> Feed:
+              start_ms: int | None = None, end_ms: int | None = None,
+              vol_index: Mapping[str, pd.DataFrame] | None = None) -> Feed:
         """Validate and align the data of every instrument and build the clock.
 
         ``start_ms``/``end_ms`` keep bars that open at or after start and before end.
@@ -250,6 +301,12 @@ class Feed:
             if feed.instrument.is_option and not feed.has_index and under is not None \
                     and under is not feed:
                 feed.use_underlying_index(under)
+            if feed.instrument.is_option:
+                vi = (vol_index or {}).get(feed.instrument.base)
+                feed.price_option(vi)
+                if feed.mark_source == "theoretical":
+                    notes.append(f"{feed.symbol}: no option marks; marks are theoretical "
+                                 f"(Black-76 on the {feed.instrument.base} vol index + smile)")
         return cls(symbols=symbols, steps=steps, index_feeds=index_feeds, warnings=notes)
 
     def reset(self) -> None:

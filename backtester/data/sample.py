@@ -231,6 +231,8 @@ def ensure_sample(root: Path | str | None = None, *, spec: SampleSpec | None = N
     for kind, symbol, tf, df in data["series"]:
         store.write(SAMPLE_NAME, kind, symbol, tf, df, metadata={"synthetic": True})
     store.write_json(SAMPLE_NAME, "markets", {"fetched": None, "synthetic": True,
-                                               "markets": data["markets"]})
+                                               "precision_mode": 4,
+                                               "markets": {m["symbol"]: m
+                                                           for m in data["markets"]}})
     store.write_json(SAMPLE_NAME, "manifest", data["info"])  # written last: marks completeness
     return store.root / SAMPLE_NAME

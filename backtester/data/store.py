@@ -25,15 +25,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from backtester.data.schema import (
+    CANDLE_KINDS,
     SCHEMA_VERSION,
     Kind,
+    find_gaps,
     symbol_from_slug,
     symbol_slug,
     validate_frame,
 )
 from backtester.errors import DataError
+from backtester.timeutil import timeframe_ms
 
-__all__ = ["Store", "StoredSeries", "atomic_write_bytes", "default_root"]
+__all__ = ["Quarantined", "Store", "StoredSeries", "atomic_write_bytes", "default_root"]
 
 _META_KEY = b"backtester"
 
@@ -56,6 +59,21 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Quarantined:
+    """A file moved aside because it could not be read (``path`` → ``moved_to``)."""
+
+    path: Path
+    moved_to: Path
+    reason: str
+
+    @property
+    def message(self) -> str:
+        """One line for the user: what was wrong and what was done."""
+        return (f"unreadable Parquet file {self.path} ({self.reason}); moved to {self.moved_to}: "
+                "fetch or import the series again")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -112,10 +130,13 @@ class Store:
         meta = {
             "schema_version": SCHEMA_VERSION, "exchange": exchange, "kind": kind.value,
             "symbol": symbol, "timeframe": timeframe, "rows": len(clean),
-            "first_ms": int(clean["ts"].iloc[0].value // 10**6) if len(clean) else None,
-            "last_ms": int(clean["ts"].iloc[-1].value // 10**6) if len(clean) else None,
         }
         meta.update(metadata or {})
+        # always describe the data actually written, whatever the caller's metadata said
+        meta.update(rows=len(clean), first_ms=_first_ms(clean), last_ms=_last_ms(clean))
+        if kind in CANDLE_KINDS and timeframe:
+            ts_ms = clean["ts"].dt.as_unit("ms").astype("int64").to_numpy()
+            meta["gaps"] = find_gaps(ts_ms, timeframe_ms(timeframe)).as_dict()
         schema_meta = dict(table.schema.metadata or {})
         schema_meta[_META_KEY] = json.dumps(meta, sort_keys=True, default=str).encode()
         table = table.replace_schema_metadata(schema_meta)
@@ -174,9 +195,43 @@ class Store:
         raw = meta.get(_META_KEY)
         return dict(json.loads(raw)) if raw else {}
 
+    def update_metadata(self, exchange: str, kind: Kind | str, symbol: str,
+                        timeframe: str | None, metadata: dict[str, Any]) -> Path:
+        """Merge ``metadata`` into a stored series' footer (rewrites the file atomically)."""
+        meta = dict(self.metadata(exchange, kind, symbol, timeframe))
+        meta.update(metadata)
+        frame = self.read(exchange, kind, symbol, timeframe)
+        return self.write(exchange, kind, symbol, timeframe, frame, metadata=meta)
+
+    def scan(self, exchange: str | None = None) -> list[Quarantined]:
+        """Quarantine every unreadable Parquet file (truncated, not Parquet) and stale temp files.
+
+        Run at start-up (fetch, data commands, dataset loading) so one bad file never aborts
+        every read. Returns what was moved; temp files left by a killed writer are deleted.
+        """
+        roots = [self.root / exchange] if exchange else [self.root]
+        moved: list[Quarantined] = []
+        for root in roots:
+            if not root.is_dir():
+                continue
+            for tmp in sorted(root.rglob(".*.parquet.tmp-*")):
+                tmp.unlink(missing_ok=True)
+            for path in sorted(root.rglob("*.parquet")):
+                try:
+                    pq.read_metadata(path)
+                except (pa.ArrowInvalid, OSError) as exc:
+                    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                    moved.append(Quarantined(path=path, moved_to=self.quarantine(path),
+                                             reason=reason))
+        return moved
+
     def quarantine(self, path: Path) -> Path:
         """Move an unreadable file aside (``<name>.corrupt``) and return its new path."""
         target = path.with_name(path.name + ".corrupt")
+        n = 1
+        while target.exists():  # keep earlier quarantined copies
+            target = path.with_name(f"{path.name}.corrupt-{n}")
+            n += 1
         path.replace(target)
         return target
 
@@ -215,6 +270,10 @@ class Store:
                                             default=str).encode())
         return path
 
+    def has_json(self, exchange: str, name: str) -> bool:
+        """True when ``<exchange>/<name>.json`` exists."""
+        return (self.root / exchange / f"{name}.json").exists()
+
     def read_json(self, exchange: str, name: str) -> Any:
         """Read ``<exchange>/<name>.json`` or raise a DataError naming it."""
         path = self.root / exchange / f"{name}.json"
@@ -226,3 +285,11 @@ class Store:
         except json.JSONDecodeError as exc:
             msg = f"{path} is not valid JSON: {exc}"
             raise DataError(msg) from exc
+
+
+def _first_ms(clean: pd.DataFrame) -> int | None:
+    return int(clean["ts"].iloc[0].value // 10**6) if len(clean) else None
+
+
+def _last_ms(clean: pd.DataFrame) -> int | None:
+    return int(clean["ts"].iloc[-1].value // 10**6) if len(clean) else None

@@ -295,7 +295,7 @@ def instrument_from_ccxt(market: dict[str, Any], *, exchange: str = "",
     option_type = market.get("optionType")
     lot = _tick(precision.get("amount"), precision_mode)
     is_linear = bool(market.get("linear", True)) if kind is not InstrumentKind.SPOT else True
-    if market.get("inverse"):
+    if market.get("inverse") and kind is not InstrumentKind.SPOT:
         is_linear = False
     return Instrument(
         symbol=symbol,
@@ -312,7 +312,7 @@ def instrument_from_ccxt(market: dict[str, Any], *, exchange: str = "",
         maker_rate=dec(market.get("maker") if market.get("maker") is not None else 0.0002),
         taker_rate=dec(market.get("taker") if market.get("taker") is not None else 0.0005),
         expiry_ms=expiry_ms,
-        strike=float(market["strike"]) if market.get("strike") is not None else None,
+        strike=float(market["strike"]) if market.get("strike") not in (None, "") else None,
         option_type=OptionType(option_type) if option_type else None,
         max_leverage=float(leverage_limits["max"]) if leverage_limits.get("max") else None,
         exchange=exchange,

@@ -55,11 +55,12 @@ _ASSUMPTIONS = (
     "days to expiry in the vol shock are floored at min_days_to_expiry (formula undefined at 0)",
     "maintenance = mm_factor × initial (relation not stated in the captured text ⚠)",
     "extended table dampener form is not published (⚠): pnl_ext = extended_table_factor · pnl "
-    "· min(1, |pnl| / extended_dampener) — the counted fraction grows with the size of the "
-    "loss, so the table bites on large far-OTM shorts only; dampener in coin for inverse "
-    "units, USD for linear",
-    "the extended table is evaluated only for risk units that hold options (it exists for "
-    "far-OTM short options; a futures-only unit uses the core grid) ⚠",
+    "/ (1 + |pnl| / extended_dampener) — a counted loss never exceeds the dampener (USD for "
+    "linear units, coin for inverse units), so a +500 % move on a linear short call cannot "
+    "demand several times the spot",
+    "the extended table counts only short options struck beyond the core grid "
+    "(|ln(K/F)| > price_range), the 'large far-OTM short options' it exists for; other "
+    "positions and futures-only units use the core grid ⚠",
     "futures and options of one underlying move by the same percentage (no basis shock)",
     "option scenario PnL is taken against the Black-76 value at the current forward and vol, "
     "not against the recorded mark",
@@ -323,6 +324,14 @@ def _label(move: float, vol: str) -> str:
     return f"{move * 100:+.0f}% vol {vol}"
 
 
+def _is_far_otm_short(pos: PortfolioPosition, spot: float, price_range: float) -> bool:
+    # the extended table exists for large far-OTM short options: strikes beyond the core grid
+    if pos.kind != "option" or pos.qty >= 0 or pos.strike is None:
+        return False
+    fwd = pos.forward or spot
+    return bool(abs(np.log(pos.strike / fwd)) > price_range)
+
+
 def portfolio_margin(positions: Sequence[PortfolioPosition], *,
                      underlying_prices: Mapping[str, float],
                      vols: Mapping[str, float | VolSurface] | None = None, time_ms: int,
@@ -373,11 +382,11 @@ def portfolio_margin(positions: Sequence[PortfolioPosition], *,
         for pos in members:
             core_pnl += _position_pnl(pos, spot=spot, moves=core, vol_columns=core_cols,
                                       time_ms=time_ms, vols=vols, params=p)
-            if has_options:
+            if has_options and _is_far_otm_short(pos, spot, p.price_range):
                 ext_raw += _position_pnl(pos, spot=spot, moves=ext, vol_columns=("up",),
                                          time_ms=time_ms, vols=vols, params=p)[:, 0]
         damp = p.extended_dampener_usd if currency == "USD" else p.extended_dampener_coin
-        ext_pnl = p.extended_table_factor * ext_raw * np.minimum(1.0, np.abs(ext_raw) / damp)
+        ext_pnl = p.extended_table_factor * ext_raw / (1.0 + np.abs(ext_raw) / damp)
         labels = [_label(m, c) for m in core for c in core_cols] + [_label(m, "up") for m in ext]
         flat = np.concatenate([core_pnl.ravel(), ext_pnl])
         worst = int(np.argmin(flat))

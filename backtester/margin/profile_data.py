@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from backtester.margin.portfolio import PortfolioParams
+
 __all__ = ["ProfileData", "SimpleTiers"]
 
 
@@ -55,9 +57,11 @@ class ProfileData:
     delivery_window_ms: int = 30 * 60_000
     haircuts: dict[str, float] = field(default_factory=dict)
     tiers: dict[str, SimpleTiers] = field(default_factory=dict)
+    funding_style: str = "discrete"  # discrete stamps, or continuous accrual (Deribit)
     option_margin_style: str = "linear"  # deribit | linear | bybit (backtester.margin.options)
     option_maintenance_rate: float = 0.075
     option_liquidation_fee_rate: float = 0.002
+    portfolio_params: PortfolioParams | None = None  # None: Deribit's published grid
     assumptions: tuple[str, ...] = ()
 
     def haircut(self, asset: str) -> float:

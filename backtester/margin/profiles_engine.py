@@ -27,7 +27,8 @@ _BASE: dict[str, dict[str, Any]] = {
             "haircuts": {"USDT": 1.0, "USDC": 1.0, "BTC": 0.95, "ETH": 0.95}},
     "deribit": {"quote_asset": "BTC", "default_collateral": Decimal(2), "default_leverage": 50.0,
                 "liquidation_style": "incremental", "liquidation_fee_rate": 0.005,
-                "option_margin_style": "deribit", "option_maintenance_rate": 0.075},
+                "option_margin_style": "deribit", "option_maintenance_rate": 0.075,
+                "funding_style": "continuous"},
 }
 _ASSUMPTIONS = ("call_level 0.8 (no exchange publishes a call level)",
                 "liquidation_slippage_rate 0.005 (unpublished)",
@@ -38,6 +39,7 @@ def tiers_from_ccxt(rows: Sequence[dict[str, Any]]) -> SimpleTiers:
     """Build tiers from ccxt leverage-tier rows (``minNotional``, ``maintenanceMarginRate``,
     ``maxLeverage``; ``info.cum`` when present, else the cum recursion
     ``cum_n = floor_n (MMR_n - MMR_n-1) + cum_n-1``)."""
+    rows = [_from_calculator(r) if "min_notional" in r else r for r in rows]
     rows = sorted(rows, key=lambda r: float(r["minNotional"]))
     floors, mmr, cum, lev = [], [], [], []
     prev_mmr, prev_cum = 0.0, 0.0
@@ -53,6 +55,13 @@ def tiers_from_ccxt(rows: Sequence[dict[str, Any]]) -> SimpleTiers:
         prev_mmr, prev_cum = m, c
     return SimpleTiers(floors=tuple(floors), mmr=tuple(mmr), cum=tuple(cum),
                        max_leverage=tuple(lev))
+
+
+def _from_calculator(row: dict[str, Any]) -> dict[str, Any]:
+    # the calculator's tier format (DESIGN §4): min_notional, mmr, maintenance_amount, ...
+    return {"minNotional": row["min_notional"], "maintenanceMarginRate": row["mmr"],
+            "maxLeverage": row.get("max_leverage"),
+            "info": {"cum": row.get("maintenance_amount")}}
 
 
 def engine_profile(name: str, *, tiers: Any = None,

@@ -27,6 +27,8 @@ from backtester.events import (
 )
 from backtester.instruments import OptionType
 from backtester.margin.options import option_requirements
+from backtester.margin.portfolio import PortfolioPosition, portfolio_margin
+from backtester.pricing import black76
 from backtester.numeric import ZERO, dec, to_money, to_price
 from backtester.orders import OrderRejected, RejectReason, Side
 
@@ -40,6 +42,7 @@ __all__ = ["MarginEngine", "MarginState"]
 
 _SCENARIOS = (0, 1, 2)  # mark low, mark high, mark close
 _INF = float("inf")
+_MS_PER_YEAR = 365.0 * 86_400_000
 
 
 @dataclass(slots=True, kw_only=True)
@@ -82,6 +85,7 @@ class MarginEngine:
         self.margin_calls = 0
         self.liquidations = 0
         self._in_call = False
+        self._liq_start_size: dict[str, Decimal] = {}
         self.state = self.evaluate_now()
 
     # -- prices ---------------------------------------------------------------------------
@@ -94,6 +98,70 @@ class MarginEngine:
             return 0.0 if f is None else f.io[0]
         i = f.idx
         return f.il[i] if which == 0 else f.ih[i] if which == 1 else f.ic[i]
+
+    def _mark(self, f: SymbolFeed, w: int) -> float:
+        # the leg's mark at scenario w (0 low, 1 high, 2 close of its underlying); options are
+        # repriced with Black-76 at the underlying's low/high at the bar's implied vol
+        i = f.idx
+        if w == 2:
+            return f.mc[i]
+        if f.option_iv is not None:
+            iv = f.option_iv[i]
+            if iv == iv and iv > 0:
+                inst = f.instrument
+                und = f.il[i] if w == 0 else f.ih[i]
+                t = max((inst.expiry_ms or 0) - self.e.now_ms, 0) / _MS_PER_YEAR
+                is_call = inst.option_type is OptionType.CALL
+                pricer = black76.price if inst.is_linear else black76.inverse_price
+                return float(pricer(und, inst.strike or 0.0, t, iv, is_call))
+        return f.ml[i] if w == 0 else f.mh[i]
+
+    def greeks(self) -> dict[str, float]:
+        """Account greeks per underlying at the current closes (only when options are held).
+
+        Keys ``<COIN>.delta`` (coins: options N(d1) x size plus futures/perps in coin terms),
+        ``<COIN>.gamma`` (per USD), ``<COIN>.vega`` (USD per vol point), ``<COIN>.theta`` (USD
+        per day) and, for coin-settled books, ``<COIN>.coin_delta`` — the premium-adjusted coin
+        exposure a hedge must offset.
+        """
+        out: dict[str, float] = {}
+        feeds = self.e.feed.symbols
+        for sym, pos in self.e.account.positions.items():
+            if pos.qty_f == 0.0:
+                continue
+            inst = pos.instrument
+            f = feeds[sym]
+            i = f.idx
+            b = inst.base
+            size = pos.qty_f * inst.cs
+            if inst.is_option:
+                iv = f.option_iv[i] if f.option_iv is not None else float("nan")
+                if not (iv == iv and iv > 0):
+                    continue
+                fwd = f.ic[i]
+                t = max((inst.expiry_ms or 0) - self.e.now_ms, 0) / _MS_PER_YEAR
+                k = inst.strike or 0.0
+                call = inst.option_type is OptionType.CALL
+                d = float(black76.delta(fwd, k, t, iv, call))
+                out[f"{b}.delta"] = out.get(f"{b}.delta", 0.0) + size * d
+                out[f"{b}.gamma"] = out.get(f"{b}.gamma", 0.0) + size * float(
+                    black76.gamma(fwd, k, t, iv, call))
+                out[f"{b}.vega"] = out.get(f"{b}.vega", 0.0) + size * float(
+                    black76.vega(fwd, k, t, iv, call))
+                out[f"{b}.theta"] = out.get(f"{b}.theta", 0.0) + size * float(
+                    black76.theta(fwd, k, t, iv, call))
+                if not inst.is_linear:
+                    out[f"{b}.coin_delta"] = out.get(f"{b}.coin_delta", 0.0) + size * float(
+                        black76.inverse_delta(fwd, k, t, iv, call))
+            else:
+                mark = f.mc[i]
+                coins = size if inst.is_linear else size / mark
+                out[f"{b}.delta"] = out.get(f"{b}.delta", 0.0) + coins
+                if not inst.is_linear:
+                    # an inverse contract's coin PnL: d/dP of N (1/E - 1/P) = N / P^2, in
+                    # coins per USD; times P it is the coin exposure N / P
+                    out[f"{b}.coin_delta"] = out.get(f"{b}.coin_delta", 0.0) + coins
+        return out
 
     # -- per position ---------------------------------------------------------------------
     def requirement(self, pos: Position, mark: float, und: float) -> tuple[float, float, float]:
@@ -165,7 +233,7 @@ class MarginEngine:
             inst = pos.instrument
             w = scenario_of.get(inst.base, 2) if scenario_of else 2
             i = f.idx
-            mark = f.ml[i] if w == 0 else f.mh[i] if w == 1 else f.mc[i]
+            mark = self._mark(f, w)
             und = f.il[i] if w == 0 else f.ih[i] if w == 1 else f.ic[i]
             px_settle = self.price_usd(inst.settle, scenario_of.get(inst.settle, 2)
                                        if scenario_of else 2)
@@ -183,6 +251,9 @@ class MarginEngine:
                 st.positions.append((sym, pos.qty_f, pos.entry_f, mark, value, notional,
                                      float(pos.isolated_margin) if pos.isolated_margin
                                      is not None else float("nan")))
+        if self.mode is MarginMode.PORTFOLIO and (im > 0.0 or mm > 0.0):
+            # requirements net across the pool: the grid's worst loss replaces the sum
+            im, mm = self._portfolio_requirement(scenario_of)
         st.wallet_balance = bal_usd
         st.unrealized_pnl = upnl
         st.equity = bal_usd + upnl
@@ -257,12 +328,58 @@ class MarginEngine:
                 continue
             f = feeds[sym]
             i = f.idx
-            mark = f.ml[i] if w == 0 else f.mh[i] if w == 1 else f.mc[i]
+            mark = self._mark(f, w)
             und = f.il[i] if w == 0 else f.ih[i] if w == 1 else f.ic[i]
             px_settle = px_g if inst.settle == group else self.price_usd(inst.settle)
+            if self.mode is MarginMode.PORTFOLIO:
+                excess += self.position_value(pos, mark, f) * px_settle
+                continue
             _, _, p_mm = self.requirement(pos, mark, und)
             excess += (self.position_value(pos, mark, f) - p_mm) * px_settle
+        if self.mode is MarginMode.PORTFOLIO:
+            excess -= self._portfolio_requirement({group: w}, only=group)[1]
         return excess
+
+    def _portfolio_requirement(self, scenario_of: dict[str, int] | None, *,
+                               only: str | None = None) -> tuple[float, float]:
+        """Portfolio margin (USD): the worst loss over the scenario grid of each underlying's
+        risk unit (Deribit-like, ``backtester.margin.portfolio``); maintenance a fraction of it."""
+        feeds = self.e.feed.symbols
+        book: list[PortfolioPosition] = []
+        prices: dict[str, float] = {}
+        for sym, pos in self.e.account.positions.items():
+            inst = pos.instrument
+            if pos.qty_f == 0.0 or (only is not None and inst.base != only):
+                continue
+            f = feeds[sym]
+            i = f.idx
+            w = scenario_of.get(inst.base, 2) if scenario_of else 2
+            und = f.il[i] if w == 0 else f.ih[i] if w == 1 else f.ic[i]
+            prices.setdefault(inst.base, und)
+            iv = f.option_iv[i] if f.option_iv is not None else None
+            book.append(PortfolioPosition(
+                symbol=sym, underlying=inst.base,
+                kind="option" if inst.is_option else (
+                    "perpetual" if inst.is_perpetual else "future"),
+                is_linear=inst.is_linear, qty=pos.qty_f, contract_size=inst.cs,
+                mark_price=self._mark(f, w),
+                strike=inst.strike, option_type=None if inst.option_type is None
+                else inst.option_type.value,  # type: ignore[arg-type]
+                expiry_ms=inst.expiry_ms, iv=iv if iv is not None and iv == iv else None,
+                forward=und if inst.is_option else None))
+        if not book:
+            return 0.0, 0.0
+        res = portfolio_margin(book, underlying_prices=prices, time_ms=self.e.now_ms,
+                               params=self.profile.portfolio_params)
+        im = sum(v * self._currency_usd(c, scenario_of) for c, v in res.initial_margin.items())
+        mm = sum(v * self._currency_usd(c, scenario_of)
+                 for c, v in res.maintenance_margin.items())
+        return im, mm
+
+    def _currency_usd(self, currency: str, scenario_of: dict[str, int] | None) -> float:
+        if currency == "USD":
+            return 1.0
+        return self.price_usd(currency, scenario_of.get(currency, 2) if scenario_of else 2)
 
     # -- the per-bar check ----------------------------------------------------------------
     def check(self, t: int) -> None:
@@ -286,7 +403,13 @@ class MarginEngine:
             self._in_call = True
         else:
             self._in_call = False
+        if self._holds_options():
+            st.greeks = self.greeks()
         self.state = st
+
+    def _holds_options(self) -> bool:
+        return any(p.qty_f != 0.0 and p.instrument.is_option
+                   for p in self.e.account.positions.values())
 
     # -- isolated margin ------------------------------------------------------------------
     def on_fill(self, pos: Position, old_qty: Decimal, price: Decimal) -> None:
@@ -311,9 +434,37 @@ class MarginEngine:
         add = to_money(inst.notional_exact(grown, price) / dec(pos.leverage))
         pos.isolated_margin = alloc + add
 
+    def adjust_isolated_margin(self, symbol: str, amount: Decimal) -> None:
+        """Add (positive) or remove (negative) margin of an isolated position.
+
+        Adding needs that much available margin; removing may not take the position's margin
+        below its initial margin at the current mark.
+        """
+        from backtester.errors import ConfigError
+
+        if self.mode is not MarginMode.ISOLATED:
+            msg = f"margin of {symbol} can only be adjusted in isolated mode"
+            raise ConfigError(msg)
+        pos = self.e.account.positions.get(symbol)
+        if pos is None or pos.qty == 0 or pos.isolated_margin is None:
+            msg = f"no isolated position in {symbol} to adjust"
+            raise ConfigError(msg)
+        f = self.e.feed.symbols[symbol]
+        px = self.price_usd(pos.instrument.settle)
+        if amount > 0 and float(amount) * px > self.evaluate_now().available + 1e-9:
+            msg = f"cannot add {amount} to {symbol}: more than the available margin"
+            raise ConfigError(msg)
+        if amount < 0:
+            _, im, _ = self.requirement(pos, f.mc[f.idx], f.ic[f.idx])
+            if float(pos.isolated_margin + amount) < im:
+                msg = (f"cannot remove {-amount} from {symbol}: its margin would fall below the "
+                       f"initial margin {im:.2f}")
+                raise ConfigError(msg)
+        pos.isolated_margin += amount
+
     def _position_excess(self, pos: Position, f: SymbolFeed, w: int) -> float:
         i = f.idx
-        mark = f.ml[i] if w == 0 else f.mh[i] if w == 1 else f.mc[i]
+        mark = self._mark(f, w)
         und = f.il[i] if w == 0 else f.ih[i] if w == 1 else f.ic[i]
         _, _, mm = self.requirement(pos, mark, und)
         return float(pos.isolated_margin or 0) + self.position_value(pos, mark, f) - mm
@@ -340,7 +491,7 @@ class MarginEngine:
                                          qty=Decimal(n), price=ZERO, fee=ZERO,
                                          realized_pnl=ZERO))
         i = f.idx
-        mark = f.ml[i] if w == 0 else f.mh[i] if w == 1 else f.mc[i]
+        mark = self._mark(f, w)
         alloc = pos.isolated_margin or ZERO
         flow: dict[str, Decimal] = {}
         settle = pos.instrument.settle
@@ -486,6 +637,7 @@ class MarginEngine:
             steps.append(LiquidationStep(action="cancel_orders", symbol="", qty=Decimal(n_orders),
                                          price=ZERO, fee=ZERO, realized_pnl=ZERO))
         scenario = self._trigger_scenario()
+        self._liq_start_size: dict[str, Decimal] = {}
         triggers: dict[str, float] = {}
         style = self.profile.liquidation_style
         flow: dict[str, Decimal] = {}
@@ -505,8 +657,8 @@ class MarginEngine:
         if bankrupt:
             e.stopped_reason = "bankrupt"
         self.liquidations += 1
-        ev = PositionLiquidated(ts_ms=t, scope="account" if self.mode is MarginMode.CROSS
-                                else "position", reason="maintenance margin >= margin balance",
+        ev = PositionLiquidated(ts_ms=t, scope="position" if self.mode is MarginMode.ISOLATED
+                                else "account", reason="maintenance margin >= margin balance",
                                 trigger_price=triggers, steps=tuple(steps),
                                 equity_before=before, equity_after=self.evaluate_now().equity,
                                 margin_ratio_before=st.margin_ratio, insurance_flow=flow,
@@ -535,7 +687,7 @@ class MarginEngine:
             f = self.e.feed.symbols[sym]
             w = scenario.get(pos.instrument.base, 2)
             i = f.idx
-            mark = f.ml[i] if w == 0 else f.mh[i] if w == 1 else f.mc[i]
+            mark = self._mark(f, w)
             und = f.il[i] if w == 0 else f.ih[i] if w == 1 else f.ic[i]
             _, _, mm = self.requirement(pos, mark, und)
             key = (1 if pos.instrument.is_option else 0, -mm * self.price_usd(
@@ -548,9 +700,10 @@ class MarginEngine:
         inst = pos.instrument
         size = abs(pos.qty)
         if style == "incremental":
-            step = max(inst.lot_size, (size / 10).quantize(inst.lot_size) if inst.lot_size > 0
-                       else size / 10)
-            return min(size, step)
+            # fixed slices of a tenth of the position held when the liquidation began
+            start = self._liq_start_size.setdefault(inst.symbol, size)
+            step = (start / 10).quantize(inst.lot_size) if inst.lot_size > 0 else start / 10
+            return min(size, max(step, inst.lot_size))
         if style == "tiered":
             tiers = self.profile.tiers.get(inst.symbol)
             if tiers is not None:

@@ -140,17 +140,28 @@ class IndexVolSurface:
 
     def vol(self, strike: _Real, forward: _Real, t_years: _Real) -> float | FloatArray:
         """Return the implied vol (fraction) at ``strike`` for ``forward`` and ``t_years``."""
-        p = self.params
-        k = np.asarray(strike, dtype=np.float64)
-        f = np.asarray(forward, dtype=np.float64)
-        if np.any(~(k > 0)) or np.any(~(f > 0)):
-            msg = "strike and forward must be > 0"
-            raise ConfigError(msg)
-        tau = np.maximum(np.asarray(t_years, dtype=np.float64), p.min_t_years)
-        z = np.log(k / f) / np.sqrt(tau)
-        atm = np.asarray(self.atm_vol(tau))
-        sigma = atm * (1.0 + p.skew * z + p.curvature * z * z)
-        return _out(np.clip(sigma, p.vol_floor, p.vol_cap))
+        return smile_vol(self.level_percent, strike, forward, t_years, self.params)
+
+
+def smile_vol(level_percent: _Real, strike: _Real, forward: _Real, t_years: _Real,
+              params: SmileParams = SmileParams()) -> float | FloatArray:
+    """Vectorized :meth:`IndexVolSurface.vol` where the index level may vary (one per bar).
+
+    ``vol = atm(t) * (1 + skew * z + curvature * z**2)``, ``z = ln(K/F) / sqrt(t)``,
+    ``atm(t) = level / 100 * (t / t_ref) ** term_power``, clipped to the floor and cap.
+    """
+    p = params
+    k = np.asarray(strike, dtype=np.float64)
+    f = np.asarray(forward, dtype=np.float64)
+    if np.any(~(k > 0)) or np.any(~(f > 0)):
+        msg = "strike and forward must be > 0"
+        raise ConfigError(msg)
+    tau = np.maximum(np.asarray(t_years, dtype=np.float64), p.min_t_years)
+    z = np.log(k / f) / np.sqrt(tau)
+    atm = np.asarray(level_percent, dtype=np.float64) / 100.0 * (tau / p.t_ref_years) ** \
+        p.term_power
+    sigma = atm * (1.0 + p.skew * z + p.curvature * z * z)
+    return _out(np.clip(sigma, p.vol_floor, p.vol_cap))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -116,3 +116,65 @@ def test_btc_collateral_and_long_eth_hit_together_when_btc_crashes():
     held = run_book(calm, "ETH/USDT:USDT=100", collateral={"BTC": 1}, mode="cross")
     assert held.metrics["liquidations"] == 0
     assert held.equity["margin_balance"].iloc[-1] == pytest.approx(14_500)
+
+
+class CallWatcher(Strategy):
+    """Opens 1 BTC long and counts margin calls; de-risks on the call."""
+
+    calls: int = 0
+
+    def on_bar(self, ctx):
+        if not getattr(self, "done", False):
+            self.done = True
+            ctx.set_leverage("BTC/USDT:USDT", 20)
+            ctx.buy("BTC/USDT:USDT", Decimal(1))
+
+    def on_margin_call(self, ctx, state):
+        type(self).calls += 1
+        type(self).ratio = state.margin_ratio
+        ctx.close("BTC/USDT:USDT", tag="de-risk")
+
+
+def test_margin_call_reaches_the_strategy_and_its_answer_fills_next_bar():
+    # Long 1 @ 50,000, collateral 2,800. At 47,500: MB = 2,800 - 2,500 = 300,
+    # MM = 0.5 % x 47,500 = 237.5 -> ratio 0.79 < 0.8: no call. At 47,450: MB = 250,
+    # MM = 237.25 -> ratio 0.949 >= 0.8: a margin call (not yet liquidation); the strategy closes
+    # and the close fills at the next open (47,450).
+    data = {"BTC/USDT:USDT": flat_bars([50_000.0] * 3 + [47_500.0, 47_450.0, 47_450.0, 47_450.0])}
+    CallWatcher.calls = 0
+    r = backtester.run(CallWatcher, data=data,
+                       instruments={"BTC/USDT:USDT": instrument_from_symbol("BTC/USDT:USDT",
+                                                                            **ZERO_FEES)},
+                       funding="zero", collateral={"USDT": 2_800}, margin_check="close",
+                       slippage_bps=0)
+    assert CallWatcher.calls == 1
+    assert CallWatcher.ratio == pytest.approx(237.25 / 250)
+    assert r.metrics["margin_calls"] == 1 and r.metrics["liquidations"] == 0
+    assert r.state["positions"] == []
+    assert Decimal(r.state["collateral_exact"]["USDT"]) == Decimal("2800") - Decimal("2550")
+
+
+class IsolatedTopUp(Strategy):
+    def on_bar(self, ctx):
+        step = getattr(self, "step", 0)
+        self.step = step + 1
+        if step == 0:
+            ctx.set_leverage("BTC/USDT:USDT", 20)
+            ctx.buy("BTC/USDT:USDT", Decimal(1))
+        elif step == 1:
+            ctx.add_margin("BTC/USDT:USDT", 1_000)
+
+
+def test_isolated_margin_can_be_topped_up_and_it_moves_the_liquidation():
+    # Isolated 1 BTC @ 50,000 at 20x: allocation 2,500. A fall to 47,700 loses 2,300:
+    # 2,500 - 2,300 = 200 < MM 238.5 -> liquidated without the top-up; with 1,000 added the
+    # position has 1,200 > 238.5 and survives.
+    data = {"BTC/USDT:USDT": flat_bars([50_000.0] * 4 + [47_700.0] * 2)}
+    kw = {"data": data, "funding": "zero", "collateral": {"USDT": 10_000}, "margin_mode":
+          "isolated", "margin_check": "close", "slippage_bps": 0,
+          "instruments": {"BTC/USDT:USDT": instrument_from_symbol("BTC/USDT:USDT", **ZERO_FEES)}}
+    topped = backtester.run(IsolatedTopUp, **kw)
+    assert topped.metrics["liquidations"] == 0
+    assert topped.state["positions"][0]["isolated_margin"] == pytest.approx(3_500)
+    plain = backtester.run(OpenAndHold, params={"legs": "BTC/USDT:USDT=1", "leverage": 20}, **kw)
+    assert plain.metrics["liquidations"] == 1

@@ -1,0 +1,211 @@
+"""``backtester fetch`` and ``backtester data list | inspect | validate | import``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from backtester.cli import cli, friendly_errors
+from backtester.data.schema import Kind
+from backtester.data.store import Store, StoredSeries
+from backtester.errors import ConfigError, DataError
+from backtester.timeutil import ms_to_iso, parse_utc_ms
+
+_KINDS = ", ".join(k.value for k in Kind)
+_datasets_option = click.option(
+    "--datasets", "datasets", type=click.Path(file_okay=False, path_type=Path), default=None,
+    help="Datasets folder (default: $BACKTESTER_DATASETS or ./datasets).")
+
+
+def _utc(value: str | None, flag: str) -> int | None:
+    if value is None:
+        return None
+    try:
+        return parse_utc_ms(value)
+    except ValueError as exc:
+        msg = f"{flag}: {exc}"
+        raise ConfigError(msg) from exc
+
+
+def _when(ms: int | None) -> str:
+    return ms_to_iso(ms) if ms is not None else "-"
+
+
+@cli.command("fetch")
+@click.argument("exchange")
+@click.argument("symbols", nargs=-1, required=True)
+@click.option("--kinds", default="ohlcv,mark,index,funding", show_default=True,
+              help=f"Comma-separated kinds: {_KINDS}.")
+@click.option("--timeframe", "-t", default="1h", show_default=True, help="Candle timeframe.")
+@click.option("--since", required=True, help="UTC start, e.g. 2024-01-01 or 2024-01-01T08:00.")
+@click.option("--until", default=None, help="UTC end, exclusive (default: now).")
+@click.option("--base-url", default=None,
+              help="Mirror/proxy: replaces scheme and host of every API URL, keeps the paths.")
+@click.option("--exchange-option", "exchange_options", multiple=True, metavar="KEY=VALUE",
+              help="Passed to the ccxt constructor (repeatable; dotted keys nest).")
+@click.option("--tiers-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Leverage tiers JSON (ccxt layout) when the exchange has no public endpoint.")
+@_datasets_option
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars or summary.")
+@friendly_errors
+def fetch_command(exchange: str, symbols: tuple[str, ...], kinds: str, timeframe: str,
+                  since: str, until: str | None, base_url: str | None,
+                  exchange_options: tuple[str, ...], tiers_file: Path | None,
+                  datasets: Path | None, quiet: bool) -> None:
+    """Download market data of SYMBOLS (ccxt symbols) from EXCHANGE into the store.
+
+    Resumes from the last stored row; safe to interrupt and rerun. API keys, when needed, are
+    read from BACKTESTER_<EXCHANGE>_API_KEY / _SECRET only.
+
+    \b
+    Example:
+      backtester fetch binanceusdm BTC/USDT:USDT --kinds ohlcv,mark,funding -t 1h --since 2024-01-01
+      backtester fetch deribit BTC --kinds vol_index -t 1d --since 2023-01-01
+    """
+    from backtester.data.fetch import fetch, parse_exchange_options
+
+    since_ms = _utc(since, "--since")
+    assert since_ms is not None  # required option
+    kind_list = [k.strip() for k in kinds.split(",") if k.strip()]
+    report = fetch(exchange, list(symbols), kinds=kind_list, timeframe=timeframe,
+                   since_ms=since_ms, until_ms=_utc(until, "--until"), store=Store(datasets),
+                   base_url=base_url, exchange_options=parse_exchange_options(exchange_options),
+                   tiers_file=tiers_file, quiet=quiet)
+    for w in report.warnings:
+        click.echo(f"warning: {w}", err=True)
+    if quiet:
+        return
+    for s in report.series:
+        click.echo(f"{s.label}: +{s.rows_added} rows in {s.pages} pages; stored "
+                   f"{_when(s.first_ms)} .. {_when(s.last_ms)}")
+    if report.markets_path is not None:
+        click.echo(f"markets: {report.markets_path}")
+    if report.tiers_path is not None:
+        click.echo(f"leverage tiers: {report.tiers_path}")
+
+
+@cli.group("data")
+def data_group() -> None:
+    """List, inspect, validate and import stored market data."""
+
+
+def _gap_text(meta: dict[str, object]) -> str:
+    gaps = meta.get("gaps")
+    text = ""
+    if isinstance(gaps, dict):
+        text = "no gaps" if not gaps.get("count") else (
+            f"{gaps['count']} gaps, {gaps['missing_bars']} bars missing "
+            f"({100 * float(gaps['pct_missing']):.2f}%)")  # type: ignore[arg-type]
+    end = meta.get("end_of_data")
+    if isinstance(end, dict):
+        text += f"; no data after {end.get('end_of_data')}"
+    return text
+
+
+def _line(store: Store, s: StoredSeries) -> str:
+    head = f"{s.exchange:<14} {s.kind.value:<12} {s.symbol:<28} {s.timeframe or '-':<6}"
+    if s.rows < 0:
+        return f"{head} UNREADABLE: run `backtester data validate`"
+    try:
+        meta = store.metadata(s.exchange, s.kind, s.symbol, s.timeframe)
+    except DataError:
+        meta = {}
+    return f"{head} {s.rows:>8} rows  {_when(s.first_ms)} .. {_when(s.last_ms)}  {_gap_text(meta)}"
+
+
+@data_group.command("list")
+@click.option("--exchange", default=None, help="Only this dataset/exchange.")
+@_datasets_option
+@friendly_errors
+def data_list(exchange: str | None, datasets: Path | None) -> None:
+    """List stored series with their ranges and gaps."""
+    store = Store(datasets)
+    series = store.list(exchange)
+    if not series:
+        click.echo(f"no data in {store.root}" + (f"/{exchange}" if exchange else ""))
+        return
+    for s in series:
+        click.echo(_line(store, s))
+
+
+@data_group.command("inspect")
+@click.argument("symbol")
+@click.option("--exchange", default=None, help="Only this dataset/exchange.")
+@_datasets_option
+@friendly_errors
+def data_inspect(symbol: str, exchange: str | None, datasets: Path | None) -> None:
+    """Show every stored series of SYMBOL: range, gaps, source, first and last rows."""
+    store = Store(datasets)
+    found = [s for s in store.list(exchange) if s.symbol == symbol]
+    if not found:
+        msg = f"no stored data for {symbol} in {store.root}; see `backtester data list`"
+        raise DataError(msg)
+    for s in found:
+        click.echo(_line(store, s))
+        meta = store.metadata(s.exchange, s.kind, s.symbol, s.timeframe)
+        for key in ("source", "fetched_at", "price_source"):
+            if meta.get(key):
+                click.echo(f"  {key}: {meta[key]}")
+        gaps = meta.get("gaps")
+        if isinstance(gaps, dict):
+            for a, b in gaps.get("gaps", [])[:5]:
+                click.echo(f"  gap: {a} .. {b}")
+        frame = store.read(s.exchange, s.kind, s.symbol, s.timeframe)
+        if len(frame):
+            click.echo("  " + frame.head(2).to_string(index=False).replace("\n", "\n  "))
+            click.echo("  " + frame.tail(1).to_string(index=False, header=False))
+    exchanges = sorted({s.exchange for s in found})
+    for ex in exchanges:
+        if store.has_json(ex, "markets"):
+            market = (store.read_json(ex, "markets").get("markets") or {}).get(symbol)
+            if market:
+                click.echo(f"  market ({ex}): type {market.get('type')}, contractSize "
+                           f"{market.get('contractSize')}, settle {market.get('settle')}")
+
+
+@data_group.command("validate")
+@click.option("--exchange", default=None, help="Only this dataset/exchange.")
+@_datasets_option
+@friendly_errors
+def data_validate(exchange: str | None, datasets: Path | None) -> None:
+    """Check every stored file; quarantine unreadable ones. Exit 1 if anything is wrong."""
+    store = Store(datasets)
+    problems = 0
+    for q in store.scan(exchange):
+        click.echo(f"quarantined: {q.message}", err=True)
+        problems += 1
+    series = store.list(exchange)
+    for s in series:
+        try:
+            store.read(s.exchange, s.kind, s.symbol, s.timeframe)
+        except DataError as exc:
+            click.echo(f"invalid: {s.path}: {exc}", err=True)
+            problems += 1
+    click.echo(f"{len(series)} files checked, {problems} problem(s)")
+    if problems:
+        sys.exit(1)
+
+
+@data_group.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--exchange", required=True, help="Dataset/exchange name to store under.")
+@click.option("--symbol", required=True, help="ccxt symbol, e.g. XRP/USDT:USDT.")
+@click.option("--kind", required=True, type=click.Choice([k.value for k in Kind]))
+@click.option("--timeframe", "-t", default=None, help="Candle timeframe (default: inferred).")
+@click.option("--assume-utc", is_flag=True, help="Read time-zone-less times as UTC.")
+@_datasets_option
+@friendly_errors
+def data_import(file: Path, exchange: str, symbol: str, kind: str, timeframe: str | None,
+                assume_utc: bool, datasets: Path | None) -> None:
+    """Import a CSV, freqtrade feather or JSON(.gz) file into the store."""
+    from backtester.data.importers import import_file
+
+    store = Store(datasets)
+    path = import_file(file, store=store, exchange=exchange, symbol=symbol, kind=kind,
+                       timeframe=timeframe, assume_utc=assume_utc)
+    k = Kind(kind)
+    meta = store.metadata(exchange, k, symbol, None if k is Kind.FUNDING else path.stem)
+    click.echo(f"imported {file.name} -> {path}: {meta.get('rows')} rows "
+               f"{_when(meta.get('first_ms'))} .. {_when(meta.get('last_ms'))}; {_gap_text(meta)}")

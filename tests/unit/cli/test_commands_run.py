@@ -1,0 +1,97 @@
+"""``backtester run`` and ``backtester demo`` through click's CliRunner."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from backtester.cli import _register, cli
+
+_register()
+REPO = Path(__file__).resolve().parents[3]
+PAIR = str(REPO / "strategies" / "hedged_pair.py")
+
+
+def _invoke(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def _one_error_line(stderr: str) -> str:
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("error: ")
+    assert "Traceback" not in stderr
+    return lines[0]
+
+
+def test_run_with_a_bad_parameter(tmp_path: Path) -> None:
+    code, _, err = _invoke("run", PAIR, "--dataset", "sample", "--datasets", str(tmp_path),
+                           "--param", "lookbak=5")
+    assert code == 2
+    assert "did you mean 'lookback'" in _one_error_line(err)
+
+
+def test_run_with_a_badly_typed_parameter(tmp_path: Path) -> None:
+    code, _, err = _invoke("run", PAIR, "--dataset", "sample", "--datasets", str(tmp_path),
+                           "--param", "lookback=many")
+    assert code == 2
+    assert "'lookback' expects int" in _one_error_line(err)
+
+
+def test_run_with_an_unknown_dataset(tmp_path: Path) -> None:
+    code, _, err = _invoke("run", PAIR, "--dataset", "nosuch", "--datasets", str(tmp_path),
+                           "--output-dir", str(tmp_path / "reports"))
+    assert code == 2
+    assert "no dataset 'nosuch'" in _one_error_line(err)
+
+
+def test_run_with_a_missing_strategy_file(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.py"
+    code, _, err = _invoke("run", str(missing), "--dataset", "sample", "--datasets",
+                           str(tmp_path))
+    assert code == 2
+    line = _one_error_line(err)
+    assert "nope.py" in line
+    assert "not found" in line
+
+
+def test_run_with_a_strategy_file_that_fails_to_import(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.py"
+    bad.write_text("import no_such_module_xyz\n")
+    code, _, err = _invoke("run", str(bad), "--dataset", "sample", "--datasets", str(tmp_path))
+    assert code == 2
+    assert "failed to import" in _one_error_line(err)
+
+
+def test_run_with_a_bad_flag_value(tmp_path: Path) -> None:
+    code, _, err = _invoke("run", PAIR, "--dataset", "sample", "--datasets", str(tmp_path),
+                           "--margin-mode", "sideways")
+    assert code == 2
+    assert "margin_mode" in _one_error_line(err)
+
+
+def test_demo_writes_a_results_folder(tmp_path: Path) -> None:
+    code, out, err = _invoke("demo", "--datasets", str(tmp_path / "ds"), "--output-dir",
+                             str(tmp_path / "reports"), "--quiet")
+    assert code == 0, err
+    folder = Path(out.strip().splitlines()[-1])
+    assert folder.parent == tmp_path / "reports"
+    for name in ("metrics.json", "state.json", "config.json", "equity.parquet",
+                 "trades.parquet", "journal.parquet", "positions.parquet"):
+        assert (folder / name).is_file(), name
+    config = json.loads((folder / "config.json").read_text())
+    assert config["is_synthetic"] is True
+    assert config["dataset"] == "sample"
+    warnings = json.loads((folder / "warnings.json").read_text())
+    assert any("synthetic" in w for w in warnings)
+
+
+@pytest.mark.parametrize("command", ["run", "demo"])
+def test_help_has_an_example(command: str) -> None:
+    code, out, _ = _invoke(command, "--help")
+    assert code == 0
+    assert "Example:" in out

@@ -1,0 +1,114 @@
+"""BacktestResult: frames, metrics and the run folder of DESIGN §8."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from backtester.results import compute_metrics
+from tests.builders import BTC, Scripted, bars, flat, run
+
+METRIC_KEYS = {"total_return", "cagr", "volatility", "sharpe", "sortino", "calmar",
+               "max_drawdown", "trades", "win_rate", "fees_paid", "funding_paid",
+               "liquidations", "margin_calls", "min_distance_to_liquidation",
+               "max_margin_ratio"}
+
+
+def _result() -> Any:
+    # buy 10 at bar 1's open (100), taker fee 10 x 100 x 0.0005 = 0.5; price then 110
+    rows = [(100, 100, 100, 100)] * 2 + [(110, 110, 110, 110)] * 3
+    strat = Scripted({0: lambda ctx: ctx.buy(BTC, 10), 1: lambda ctx: ctx.record(z=1.5)})
+    return run(strat, {BTC: bars(rows)})
+
+
+def test_equity_and_metrics_by_hand() -> None:
+    r = _result()
+    # step 0: 100,000; step 1 (after the fill, close 100): 99,999.5; then 10 x 10 gain:
+    # 100,099.5 -> total return 99.5 / 100,000 = 0.000995; drawdown -0.5 / 100,000
+    assert list(r.equity["equity"]) == pytest.approx([100_000, 99_999.5, 100_099.5,
+                                                      100_099.5, 100_099.5])
+    assert r.metrics["total_return"] == pytest.approx(0.000995)
+    assert r.metrics["max_drawdown"] == pytest.approx(-5e-6)
+    assert r.metrics["fees_paid"] == pytest.approx(0.5)
+    assert r.metrics["trades"] == 1
+    assert r.metrics["win_rate"] is None  # nothing closed
+    assert set(r.metrics) >= METRIC_KEYS
+
+
+def test_positions_per_bar_and_records() -> None:
+    r = _result()
+    pos = r.positions
+    assert list(pos["qty"]) == [10.0] * 4
+    assert list(pos["unrealized_pnl"]) == [0.0, 100.0, 100.0, 100.0]
+    assert r.records["z"].iloc[1] == 1.5
+
+
+def test_write_creates_the_design_files(tmp_path: Path) -> None:
+    r = _result()
+    out = r.write(tmp_path / "run1")
+    names = {p.name for p in out.iterdir()}
+    assert {"equity.parquet", "trades.parquet", "orders.parquet", "journal.parquet",
+            "positions.parquet", "metrics.json", "state.json", "config.json",
+            "events.json"} <= names
+    assert not [n for n in names if n.startswith(".") or "tmp" in n]
+
+    def no_nan(token: str) -> float:
+        raise AssertionError(f"metrics.json holds {token}")
+
+    metrics = json.loads((out / "metrics.json").read_text(), parse_constant=no_nan)
+    assert set(metrics) >= METRIC_KEYS
+    assert all(v is None or not isinstance(v, float) or math.isfinite(v)
+               for v in metrics.values())
+
+    state = json.loads((out / "state.json").read_text())
+    assert {"profile", "mode", "position_mode", "collateral", "prices", "positions"} <= set(state)
+    assert state["collateral"] == {"USDT": pytest.approx(99_999.5)}
+    assert state["prices"][BTC]["mark"] == 110.0
+    (p,) = state["positions"]
+    assert {"symbol", "side", "size", "entry_price", "leverage", "isolated_margin",
+            "instrument"} <= set(p)
+    assert (p["side"], p["size"], p["entry_price"]) == ("long", 10.0, 100.0)
+    assert p["instrument"]["type"] == "swap"
+    assert p["instrument"]["linear"] is True
+
+    config = json.loads((out / "config.json").read_text())
+    for key in ("config_hash", "data_fingerprint", "package_version"):
+        assert config[key]
+    trades = pd.read_parquet(out / "trades.parquet")
+    assert list(trades["qty_exact"]) == ["10"]
+    journal = pd.read_parquet(out / "journal.parquet")
+    assert list(journal["kind"]) == ["deposit", "fee"]
+
+
+def test_runs_are_deterministic() -> None:
+    a, b = _result(), _result()
+    assert a.meta["config_hash"] == b.meta["config_hash"]
+    assert a.meta["data_fingerprint"] == b.meta["data_fingerprint"]
+    pd.testing.assert_frame_equal(a.equity, b.equity)
+    assert a.state == b.state
+
+
+def test_metrics_of_a_wiped_out_or_flat_curve_have_no_nan() -> None:
+    idx = pd.date_range("2024-01-01", periods=3, freq="1D", tz="UTC")
+    empty = pd.DataFrame(columns=["realized_pnl"])
+    for values in ([100.0, 100.0, 100.0], [100.0, 50.0, 0.0]):
+        m = compute_metrics(pd.Series(values, index=idx), fills=empty, fees_paid=0.0,
+                            funding_paid=0.0, liquidations=0, margin_calls=0,
+                            min_distance=None, max_margin_ratio=None)
+        assert all(v is None or not isinstance(v, float) or math.isfinite(v)
+                   for v in m.values())
+        json.dumps(m, allow_nan=False)
+    assert m["is_wiped_out"] is True
+    assert m["max_drawdown"] == -1.0
+
+
+def test_rejected_run_still_writes(tmp_path: Path) -> None:
+    r = run(Scripted({0: lambda ctx: ctx.buy(BTC, 0)}), {BTC: flat(3)})
+    out = r.write(tmp_path / "r")
+    rej = pd.read_parquet(out / "rejections.parquet")
+    assert list(rej["reason"]) == ["qty_not_positive"]
