@@ -227,11 +227,9 @@ class Task:
 
 #: Per-process cache: (datasets_root, dataset, symbols) → (Dataset, {symbol: (open, close) ms}).
 _DATA_CACHE: dict[tuple[str | None, str, tuple[str, ...] | None], Any] = {}
-
-
-def _ts_ms(df: pd.DataFrame) -> np.ndarray:
-    col = df["ts"] if "ts" in df.columns else df.index.to_series()
-    return pd.to_datetime(col, utc=True).dt.as_unit("ms").astype("int64").to_numpy()
+#: Per-process cache of the last windows cut from a cached dataset (walk-forward reuses them).
+_WINDOW_CACHE: dict[tuple[Any, ...], Any] = {}
+_WINDOW_CACHE_SIZE = 4
 
 
 def cached_dataset(root: str | None, name: str,
@@ -240,42 +238,65 @@ def cached_dataset(root: str | None, name: str,
     span in ms (bars are stamped with their open time)."""
     key = (root, name, symbols)
     if key not in _DATA_CACHE:
+        from backtester.api import _dataset_frames
         from backtester.data.catalog import load_dataset
-
-        ds = load_dataset(name, root=root, symbols=list(symbols) if symbols else None)
         from backtester.timeutil import timeframe_ms
 
+        ds = load_dataset(name, root=root, symbols=list(symbols) if symbols else None)
         spans = {}
-        for sym, fr in ds.frames.items():
-            ts = _ts_ms(fr.ohlcv)
+        for sym, fr in _dataset_frames(ds).items():
+            ts = fr.ohlcv["ts"].dt.as_unit("ms").astype("int64").to_numpy()
             if len(ts):
-                tf = timeframe_ms(fr.timeframe) if fr.timeframe else int(np.diff(ts).min()) \
-                    if len(ts) > 1 else 0
+                tf = timeframe_ms(fr.timeframe) if fr.timeframe else \
+                    int(np.diff(ts).min()) if len(ts) > 1 else 0
                 spans[sym] = (int(ts.min()), int(ts.max()) + tf)
         _DATA_CACHE[key] = (ds, spans)
     return typing.cast(tuple[Any, dict[str, tuple[int, int]]], _DATA_CACHE[key])
 
 
-def _window_frames(task: Task) -> tuple[dict[str, Any], dict[str, Any]]:
+def _window(task: Task) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], Any]:
+    from dataclasses import replace
+
+    from backtester.api import _dataset_frames
+    from backtester.data.catalog import _trim
     from backtester.timeutil import parse_utc_ms
 
-    ds, spans = cached_dataset(task.datasets_root, task.dataset, task.symbols)
+    key = (task.datasets_root, task.dataset, task.symbols, task.start, task.end)
+    if key in _WINDOW_CACHE:
+        return typing.cast(tuple[dict[str, Any], dict[str, Any], dict[str, Any], Any],
+                           _WINDOW_CACHE[key])
+    ds, _ = cached_dataset(task.datasets_root, task.dataset, task.symbols)
     lo = parse_utc_ms(task.start) if task.start else None
     hi = parse_utc_ms(task.end) if task.end else None
-    # instruments without a bar in the window (options listed later, expired futures) are left
-    # out: the engine refuses an instrument with no bars
-    keep = [s for s, (a, b) in spans.items()
-            if (lo is None or b > lo) and (hi is None or a < hi)]
-    return {s: ds.frames[s] for s in keep}, {s: ds.instruments[s] for s in keep}
+    # cut every series exactly as load_dataset(start_ms=, end_ms=) does, then build the frames
+    # as backtester.run(dataset=...) does: the same inputs as a stand-alone run, minus the I/O
+    kinds = ("ohlcv", "mark", "index", "premium", "funding", "option_marks", "vol_index")
+    cut = replace(ds, **{k: {s: _trim(f, lo, hi) for s, f in getattr(ds, k).items()}
+                         for k in kinds})
+    frames = _dataset_frames(cut)  # instruments without data in the window are left out
+    instruments = {s: ds.instruments[s] for s in frames}
+    vol = {k.split("/")[0]: v for k, v in cut.vol_index.items()}
+    if len(_WINDOW_CACHE) >= _WINDOW_CACHE_SIZE:
+        _WINDOW_CACHE.pop(next(iter(_WINDOW_CACHE)))
+    _WINDOW_CACHE[key] = (frames, instruments, vol, ds.leverage_tiers)
+    return frames, instruments, vol, ds.leverage_tiers
 
 
 def run_full(task: Task) -> Any:
-    """Run the backtest of ``task`` on the cached data and return its full BacktestResult."""
+    """Run the backtest of ``task`` on the cached data and return its full BacktestResult.
+
+    Gives the same result as ``backtester.run(strategy, dataset=..., start=..., end=...)``
+    (the dataset's leverage tiers included) without reading the files again.
+    """
     from backtester.api import run
 
-    frames, instruments = _window_frames(task)
-    return run(task.strategy, data=frames, instruments=instruments, dataset=task.dataset,
-               start=task.start, end=task.end, params=dict(task.params), **task.run_keys)
+    frames, instruments, vol, tiers = _window(task)
+    keys = dict(task.run_keys)
+    if tiers is not None and "tiers" not in keys:
+        keys["tiers"] = dict(tiers)
+    return run(task.strategy, data=frames, instruments=instruments, vol_indexes=vol,
+               dataset=task.dataset, start=task.start, end=task.end, params=dict(task.params),
+               **keys)
 
 
 def run_task(task: Task) -> dict[str, Any]:

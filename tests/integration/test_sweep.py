@@ -17,7 +17,6 @@ import pandas as pd
 import pytest
 
 import backtester
-from backtester.data.catalog import load_dataset
 from backtester.data.sample import ensure_sample
 from backtester.sweep import METRICS, InProcessExecutor, SweepSpec, parse_grid, run_sweep
 from backtester.sweep_walk_forward import WalkForwardSpec, run_walk_forward
@@ -71,7 +70,7 @@ def _spec(root: str, grid: list[str], *, strategy: str = PAIR, **kw: Any) -> Swe
     cls = backtester.load_strategy(strategy)
     return SweepSpec(strategy=strategy, dataset="sample", grid=parse_grid(grid, cls.parameters),
                      datasets_root=root, start=kw.pop("start", START), end=kw.pop("end", END),
-                     symbols=SYMBOLS, **kw)
+                     symbols=kw.pop("symbols", SYMBOLS), **kw)
 
 
 def _same(a: pd.DataFrame, b: pd.DataFrame) -> None:
@@ -84,26 +83,25 @@ GRID = ["lookback=48,96", "entry_z=1.5,2.0"]
 
 def test_cluster_sweep_gives_the_same_rows_as_single_runs(
         datasets_root: str, cluster_executor: Executor, tmp_path: Path) -> None:
-    spec = _spec(datasets_root, GRID)
+    # every instrument of the sample (perps, futures, options), as a stand-alone run loads them
+    spec = _spec(datasets_root, GRID, symbols=None)
     result = run_sweep(spec, output_dir=tmp_path, executor=cluster_executor)
     table = pd.read_parquet(result.path / "results.parquet")
     assert list(table["run"]) == [0, 1, 2, 3]
     assert table[["param_lookback", "param_entry_z"]].to_numpy().tolist() == [
         [48, 1.5], [48, 2.0], [96, 1.5], [96, 2.0]]
     assert table["error"].isna().all()
-    ds = load_dataset("sample", root=datasets_root, symbols=list(SYMBOLS))
     for row in table.to_dict("records"):
-        alone = backtester.run(PAIR, data=ds.frames, instruments=ds.instruments,
-                               dataset="sample", start=START, end=END,
+        alone = backtester.run(PAIR, dataset="sample", datasets_root=datasets_root,
+                               start=START, end=END,
                                params={"lookback": row["param_lookback"],
                                        "entry_z": row["param_entry_z"]})
         for m in METRICS:
             expected = alone.metrics[m]
-            got = row[m]
             if expected is None:
-                assert pd.isna(got), m
+                assert pd.isna(row[m]), m
             else:
-                assert got == expected, m
+                assert row[m] == expected, m
     assert (result.path / "sweep.json").is_file()
     page = (result.path / "index.html").read_text()
     assert "sortTable" in page
