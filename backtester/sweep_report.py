@@ -107,8 +107,10 @@ def write_sweep_page(result: SweepResult, *, walk_forward: pd.DataFrame | None =
     names = list(spec.grid)
     table = result.table
     parts = [f"<h1>Sweep: {html.escape(spec.strategy)} on {html.escape(spec.dataset)}</h1>",
-             f"<p class='note'>{len(table)} grid runs, {int(table['error'].notna().sum())} failed; "
-             f"metric {html.escape(spec.metric)} "
+             "<p class='note'>"
+             + (f"{len(table)} runs, {int(table['error'].notna().sum())} failed; "
+                if walk_forward is None else "walk-forward; ")
+             + f"metric {html.escape(spec.metric)} "
              f"({'maximised' if spec.is_maximize else 'minimised'}); window "
              f"{html.escape(str(spec.start or 'start'))} to {html.escape(str(spec.end or 'end'))}"
              f"{'' if result.is_complete else '; INTERRUPTED: partial results'}."

@@ -252,6 +252,9 @@ def run_walk_forward(spec: SweepSpec, wf: WalkForwardSpec, *, out: Path,
     for col in table.columns:
         if col.startswith(("is_", "oos_")):
             table[col] = pd.to_numeric(table[col], errors="coerce").astype("float64")
+    for n in names:  # keep int parameters int although the overall row has none
+        if all(isinstance(v, int) and not isinstance(v, bool) for v in spec.grid[n]):
+            table[f"param_{n}"] = table[f"param_{n}"].astype("Int64")
     table["error"] = table.get("error", pd.Series(dtype="str")).astype("str")
     write_table(table, out / "walk_forward.parquet")
     eq_frame = equity.rename_axis("ts").reset_index()
