@@ -13,6 +13,7 @@ from backtester.errors import (
     StrategyError,
 )
 from backtester.instruments import Instrument, InstrumentKind, OptionType
+from backtester.margin.calculator import evaluate as margin
 from backtester.results import BacktestResult
 from backtester.strategy import Indicator, Strategy
 
@@ -34,5 +35,6 @@ __all__ = [
     "StrategyError",
     "__version__",
     "load_strategy",
+    "margin",
     "run",
 ]

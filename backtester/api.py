@@ -240,6 +240,12 @@ def _collect(engine: Engine, data_name: str, extra_warnings: list[str]) -> Backt
                                     EntryKind.LIQUIDATION_FEE)), Decimal(0)))
     funding = float(-acct.journal.total(EntryKind.FUNDING))
     equity["distance_to_liquidation"] = _distances(engine, equity.index)
+    if engine.greek_rec:
+        for name in ("delta", "gamma", "vega", "theta"):
+            col = np.full(len(equity), np.nan)
+            for step, totals, _ in engine.greek_rec:
+                col[step] = totals[name]
+            equity[name] = col
     dist = equity["distance_to_liquidation"].abs().replace([np.inf], np.nan).dropna()
     ratio = equity["margin_ratio"].replace([np.inf], np.nan).dropna()
     metrics = compute_metrics(equity["equity"], fills=fills, fees_paid=fees,
@@ -266,6 +272,7 @@ def _collect(engine: Engine, data_name: str, extra_warnings: list[str]) -> Backt
             "start": ms_to_iso(rec["ts"][0]) if n else None,
             "end": ms_to_iso(rec["ts"][-1]) if n else None,
             "mark_fallback_bars": {s: f.mark_fallback_bars for s, f in feed.symbols.items()},
+            "mark_source": {s: f.mark_source for s, f in feed.symbols.items()},
             "gaps": {s: f.gaps.as_dict() for s, f in feed.symbols.items()}}
     cfg = engine.config.as_dict()
     return BacktestResult(strategy=engine.strategy.name,

@@ -104,6 +104,7 @@ class Engine:
             "ts", "symbol", "qty", "entry_price", "mark", "unrealized_pnl", "notional",
             "isolated_margin")}
         self.stopped_reason: str | None = None
+        self.greek_rec: list[tuple[int, dict[str, float], dict[str, float]]] = []
         self._expiries = sorted((f.instrument.expiry_ms, f.symbol) for f in feed.symbols.values()
                                 if f.instrument.expiry_ms is not None)
         self._funding_checked: set[str] = set()
@@ -179,6 +180,8 @@ class Engine:
             rec["collateral_moving"].append(st.collateral_moving)
             if st.positions:
                 self._record_positions(t, st.positions)
+            if st.greeks:
+                self._record_greeks(len(rec["ts"]) - 1, st.greeks)
             if self.stopped_reason is not None and self.config.stop_on_bankruptcy:
                 break
         self.phase = "finish"
@@ -205,6 +208,22 @@ class Engine:
         for kind, event in pending:
             if self.stopped_reason is None:
                 self._call(f"on_{kind}", hooks[kind], event)
+
+    def _record_greeks(self, step: int, greeks: dict[str, float]) -> None:
+        # account greeks in USD terms, summed over underlyings: delta (USD per 100 % move of
+        # every underlying), gamma (USD change of delta per 1 % move), vega (USD per vol
+        # point), theta (USD per day); per-underlying detail stays in greeks_detail
+        totals = {"delta": 0.0, "gamma": 0.0, "vega": 0.0, "theta": 0.0}
+        for key, value in greeks.items():
+            coin, _, name = key.partition(".")
+            px = self.margin.price_usd(coin)
+            if name == "delta":
+                totals["delta"] += value * px
+            elif name == "gamma":
+                totals["gamma"] += value * px * px / 100.0
+            elif name in ("vega", "theta"):
+                totals[name] += value
+        self.greek_rec.append((step, totals, dict(greeks)))
 
     def _record_positions(self, t: int, positions: list[tuple[str, float, float, float, float,
                                                                  float, float]]) -> None:

@@ -121,7 +121,8 @@ class BacktestResult:
             self.comparison.to_csv(out / "comparison.csv", index=False)
         for name, payload in (("metrics", self.metrics), ("state", self.state),
                               ("events", self.events), ("warnings", self.warnings),
-                              ("config", {**self.config, **self.meta})):
+                              ("config", {**self.config, **{k: v for k, v in self.meta.items()
+                                                            if k != "alternative"}})):
             atomic_write_bytes(out / f"{name}.json",
                                json.dumps(payload, indent=2, sort_keys=True, default=str,
                                           allow_nan=False).encode())

@@ -51,7 +51,13 @@ def cli() -> None:
 
 def _register() -> None:
     # Each command lives in its own module; importing it registers it on ``cli``.
-    from backtester.cli import commands_data, commands_run, commands_sweep  # noqa: F401
+    from backtester.cli import (  # noqa: F401
+        commands_data,
+        commands_margin,
+        commands_report,
+        commands_run,
+        commands_sweep,
+    )
 
 
 def main() -> None:

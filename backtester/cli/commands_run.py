@@ -65,15 +65,14 @@ def run_and_write(strategy: Any, *, quiet: bool = False, **keys: Any) -> tuple[A
     run_id = keys.get("run_id") or (f"{result.strategy}-{result.meta['dataset']}-"
                                     f"{result.meta['config_hash'][:8]}")
     path = result.write(out_dir / run_id)
+    folders = [path]
     alt = result.meta.get("alternative")
     if alt is not None:
-        alt.write(path / f"alternative-{alt.config['margin_mode']}")
-    try:
-        from backtester.report import write_report
-    except ImportError:
-        write_report = None
-    if write_report is not None:
-        write_report(path)
+        folders.append(alt.write(path / f"alternative-{alt.config['margin_mode']}"))
+    from backtester.report import write_report
+
+    for folder in folders:
+        write_report(folder, datasets_root=keys.get("datasets_root"))
     return result, path
 
 

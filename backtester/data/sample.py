@@ -16,6 +16,7 @@ Everything made from it is labelled synthetic. The same seed always gives the sa
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +33,7 @@ from backtester.timeutil import MS_PER_DAY, MS_PER_HOUR, ms_to_iso, parse_utc_ms
 __all__ = ["SAMPLE_NAME", "SampleSpec", "ensure_sample", "generate_sample"]
 
 SAMPLE_NAME = "sample"
-_VERSION = 1
+_VERSION = 2  # bump when the generated data or its files change
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -226,7 +227,12 @@ def ensure_sample(root: Path | str | None = None, *, spec: SampleSpec | None = N
     store = Store(root)
     manifest = store.root / SAMPLE_NAME / "manifest.json"
     if manifest.exists():
-        return store.root / SAMPLE_NAME
+        try:
+            if json.loads(manifest.read_text()).get("version") == _VERSION:
+                return store.root / SAMPLE_NAME
+        except json.JSONDecodeError:
+            pass
+        manifest.unlink()  # an older (or broken) sample: generate it again
     data = generate_sample(spec)
     for kind, symbol, tf, df in data["series"]:
         store.write(SAMPLE_NAME, kind, symbol, tf, df, metadata={"synthetic": True})

@@ -55,9 +55,10 @@ _ASSUMPTIONS = (
     "days to expiry in the vol shock are floored at min_days_to_expiry (formula undefined at 0)",
     "maintenance = mm_factor × initial (relation not stated in the captured text ⚠)",
     "extended table dampener form is not published (⚠): pnl_ext = extended_table_factor · pnl "
-    "/ (1 + |pnl| / extended_dampener) — a counted loss never exceeds the dampener (USD for "
-    "linear units, coin for inverse units), so a +500 % move on a linear short call cannot "
-    "demand several times the spot",
+    "/ (1 + |pnl| / extended_dampener) — a counted loss never exceeds the dampener, so a +500 "
+    "% move on a short call cannot demand several times the spot; the USD dampener is used "
+    "for coin units too, converted at the spot (extended_dampener_coin is kept as data but "
+    "unused: 100,000 BTC would dampen nothing)",
     "the extended table counts only short options struck beyond the core grid "
     "(|ln(K/F)| > price_range), the 'large far-OTM short options' it exists for; other "
     "positions and futures-only units use the core grid ⚠",
@@ -385,7 +386,9 @@ def portfolio_margin(positions: Sequence[PortfolioPosition], *,
             if has_options and _is_far_otm_short(pos, spot, p.price_range):
                 ext_raw += _position_pnl(pos, spot=spot, moves=ext, vol_columns=("up",),
                                          time_ms=time_ms, vols=vols, params=p)[:, 0]
-        damp = p.extended_dampener_usd if currency == "USD" else p.extended_dampener_coin
+        # one USD bound for both unit kinds (the published coin value, 100,000 BTC, would not
+        # dampen anything): coin units use the USD dampener converted at the spot
+        damp = p.extended_dampener_usd if currency == "USD" else p.extended_dampener_usd / spot
         ext_pnl = p.extended_table_factor * ext_raw / (1.0 + np.abs(ext_raw) / damp)
         labels = [_label(m, c) for m in core for c in core_cols] + [_label(m, "up") for m in ext]
         flat = np.concatenate([core_pnl.ravel(), ext_pnl])

@@ -10,19 +10,29 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from backtester.margin.portfolio import PortfolioParams
+from backtester.margin.tiers import TierTable
 
 __all__ = ["ProfileData", "SimpleTiers"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SimpleTiers:
-    """Tiered brackets of one symbol: sorted floors (notional, settle currency), MMR, cum and
-    max leverage per tier. ``MM = notional * MMR(tier) - cum(tier)``."""
+    """The hot-path view of a :class:`~backtester.margin.tiers.TierTable`: sorted floors
+    (notional, settle currency), MMR, maintenance amount (``cum``) and max leverage per tier.
+    ``MM = notional * MMR(tier) - cum(tier)``. Build with :meth:`from_table`."""
 
     floors: tuple[float, ...]
     mmr: tuple[float, ...]
     cum: tuple[float, ...]
     max_leverage: tuple[float, ...]
+
+    @classmethod
+    def from_table(cls, table: TierTable) -> SimpleTiers:
+        """Take the floors, rates, amounts and leverages of a parsed tier table."""
+        t = table.tiers
+        return cls(floors=tuple(x.min_notional for x in t), mmr=tuple(x.mmr for x in t),
+                   cum=tuple(x.maintenance_amount for x in t),
+                   max_leverage=tuple(x.max_leverage for x in t))
 
     def index(self, notional: float) -> int:
         """0-based tier whose floor is the highest at or below ``notional``."""
@@ -50,6 +60,8 @@ class ProfileData:
     call_level: float = 0.8
     liquidation_style: str = "binance"
     liquidation_fee_rate: float = 0.005
+    liquidation_fee_rates: dict[str, float] = field(default_factory=dict)
+    daily_settlement_hour_utc: int | None = None
     liquidation_slippage_rate: float = 0.005
     default_mmr: float = 0.005
     option_fee_cap: Decimal = Decimal("0.125")
@@ -63,6 +75,11 @@ class ProfileData:
     option_liquidation_fee_rate: float = 0.002
     portfolio_params: PortfolioParams | None = None  # None: Deribit's published grid
     assumptions: tuple[str, ...] = ()
+
+    def liquidation_fee_for(self, underlying: str) -> float:
+        """Liquidation fee rate of a future/perp on ``underlying`` (per-coin override or the
+        profile's default)."""
+        return self.liquidation_fee_rates.get(underlying, self.liquidation_fee_rate)
 
     def haircut(self, asset: str) -> float:
         """Collateral ratio of ``asset`` (1.0 when the profile lists none)."""

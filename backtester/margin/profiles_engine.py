@@ -1,78 +1,61 @@
-"""Build the engine's :class:`ProfileData` for a profile name and a dataset's tier tables."""
+"""Build the engine's :class:`ProfileData` from a profile's JSON data and the run's tier tables.
+
+Tier tables come, in order of precedence, from the run configuration (``tiers``), the dataset's
+``leverage_tiers.json`` and the profile's own defaults. Every profile number comes from
+``backtester/margin/profiles/<name>.json`` (with its sources and assumptions).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
 from backtester.margin.profile_data import ProfileData, SimpleTiers
+from backtester.margin.profiles import load_profile
+from backtester.margin.tiers import TierTable
+from backtester.numeric import dec
 
-__all__ = ["engine_profile", "tiers_from_ccxt"]
+__all__ = ["engine_profile", "tier_table"]
 
-# Parameters per profile (margin-rules.md). Values marked in ``assumptions`` are not published.
-_BASE: dict[str, dict[str, Any]] = {
-    "binance-usdm": {"quote_asset": "USDT", "default_leverage": 20.0,
-                     "liquidation_style": "binance", "liquidation_fee_rate": 0.005,
-                     "haircuts": {"USDT": 1.0, "USDC": 1.0}},
-    "binance-coinm": {"quote_asset": "BTC", "default_collateral": Decimal(2),
-                      "default_leverage": 20.0, "liquidation_style": "binance",
-                      "liquidation_fee_rate": 0.005},
-    "bybit": {"quote_asset": "USDT", "default_leverage": 10.0, "liquidation_style": "tiered",
-              "liquidation_fee_rate": 0.0055,
-              "haircuts": {"USDT": 1.0, "USDC": 1.0, "BTC": 0.95, "ETH": 0.95},
-              "option_margin_style": "bybit", "option_maintenance_rate": 0.03},
-    "okx": {"quote_asset": "USDT", "default_leverage": 10.0, "liquidation_style": "tiered",
-            "liquidation_fee_rate": 0.005,
-            "haircuts": {"USDT": 1.0, "USDC": 1.0, "BTC": 0.95, "ETH": 0.95}},
-    "deribit": {"quote_asset": "BTC", "default_collateral": Decimal(2), "default_leverage": 50.0,
-                "liquidation_style": "incremental", "liquidation_fee_rate": 0.005,
-                "option_margin_style": "deribit", "option_maintenance_rate": 0.075,
-                "funding_style": "continuous"},
-}
-_ASSUMPTIONS = ("call_level 0.8 (no exchange publishes a call level)",
-                "liquidation_slippage_rate 0.005 (unpublished)",
-                "collateral haircuts 0.95 for BTC/ETH (illustrative)")
+_OPTION_STYLE = {"deribit": "deribit", "bybit": "bybit"}
 
 
-def tiers_from_ccxt(rows: Sequence[dict[str, Any]]) -> SimpleTiers:
-    """Build tiers from ccxt leverage-tier rows (``minNotional``, ``maintenanceMarginRate``,
-    ``maxLeverage``; ``info.cum`` when present, else the cum recursion
-    ``cum_n = floor_n (MMR_n - MMR_n-1) + cum_n-1``)."""
-    rows = [_from_calculator(r) if "min_notional" in r else r for r in rows]
-    rows = sorted(rows, key=lambda r: float(r["minNotional"]))
-    floors, mmr, cum, lev = [], [], [], []
-    prev_mmr, prev_cum = 0.0, 0.0
-    for r in rows:
-        fl = float(r["minNotional"])
-        m = float(r["maintenanceMarginRate"])
-        info = r.get("info") or {}
-        c = float(info["cum"]) if info.get("cum") is not None else fl * (m - prev_mmr) + prev_cum
-        floors.append(fl)
-        mmr.append(m)
-        cum.append(c)
-        lev.append(float(r.get("maxLeverage") or 1.0))
-        prev_mmr, prev_cum = m, c
-    return SimpleTiers(floors=tuple(floors), mmr=tuple(mmr), cum=tuple(cum),
-                       max_leverage=tuple(lev))
-
-
-def _from_calculator(row: dict[str, Any]) -> dict[str, Any]:
-    # the calculator's tier format (DESIGN §4): min_notional, mmr, maintenance_amount, ...
-    return {"minNotional": row["min_notional"], "maintenanceMarginRate": row["mmr"],
-            "maxLeverage": row.get("max_leverage"),
-            "info": {"cum": row.get("maintenance_amount")}}
+def tier_table(rows: Sequence[Mapping[str, Any]], *, where: str) -> TierTable:
+    """Parse tier rows in either the calculator's format (``min_notional``, ``mmr`` ...) or
+    ccxt's unified leverage tiers (``minNotional``, ``maintenanceMarginRate`` ...)."""
+    if rows and "min_notional" in rows[0]:
+        return TierTable.from_rows(list(rows), where=where)
+    return TierTable.from_ccxt(list(rows), where=where)
 
 
 def engine_profile(name: str, *, tiers: Any = None,
                    symbols: Sequence[str] = ()) -> ProfileData:
-    """Return the profile's engine parameters with tier tables for ``symbols`` where known."""
-    base = dict(_BASE.get(name, _BASE["bybit"]))
-    table: dict[str, SimpleTiers] = {}
-    if isinstance(tiers, dict):
+    """Return the engine parameters of profile ``name`` with tier tables for ``symbols``."""
+    prof = load_profile(name)
+    table: dict[str, SimpleTiers] = {s: SimpleTiers.from_table(t) for s, t in prof.tiers.items()
+                                     if s in symbols}
+    if isinstance(tiers, Mapping):
         src = tiers.get("tiers", tiers)
         for sym in symbols:
-            rows = src.get(sym) if isinstance(src, dict) else None
+            rows = src.get(sym) if isinstance(src, Mapping) else None
             if rows:
-                table[sym] = tiers_from_ccxt(rows)
-    return ProfileData(name=name, tiers=table, assumptions=_ASSUMPTIONS, **base)
+                table[sym] = SimpleTiers.from_table(tier_table(rows, where=f"tiers.{sym}"))
+    coin_pool = prof.valuation == "coin"
+    fee_cap = prof.option_fee_cap if prof.option_fee_cap is not None else 0.125
+    return ProfileData(
+        name=name, quote_asset="BTC" if coin_pool else "USDT",
+        default_collateral=Decimal(2) if coin_pool else Decimal(100_000),
+        default_leverage=prof.default_leverage, call_level=prof.call_level,
+        liquidation_style=prof.liquidation_style,
+        liquidation_fee_rate=prof.liquidation_fee_rate,
+        liquidation_fee_rates=dict(prof.liquidation_fee_rates),
+        liquidation_slippage_rate=prof.liquidation_slippage_rate,
+        option_fee_cap=dec(fee_cap), delivery_fee_rate=dec(prof.delivery_fee_rate),
+        delivery_window_ms=(prof.delivery_twap_minutes or 30) * 60_000,
+        haircuts=dict(prof.haircuts), tiers=table, funding_style=prof.funding_style,
+        daily_settlement_hour_utc=prof.daily_settlement_hour_utc,
+        option_margin_style=_OPTION_STYLE.get(name, "linear"),
+        option_maintenance_rate=0.03 if name == "bybit" else 0.075,
+        option_liquidation_fee_rate=prof.option_liquidation_fee_rate or 0.002,
+        assumptions=prof.assumptions)

@@ -36,7 +36,8 @@ class BuyOnce(Strategy):
 def test_future_settles_at_index_twap_with_delivery_fee():
     # 15-minute bars. Index closes: 50,000 until 07:30, then 51,000 (07:30 bar), 51,200
     # (07:45 bar). Delivery window 07:30-08:00 -> TWAP = (51,000 + 51,200) / 2 = 51,100.
-    # Long 2 @ 50,000: settlement PnL 2 x 1,100 = 2,200; delivery fee 0.02 % x 2 x 51,100 = 20.44.
+    # Long 2 @ 50,000: settlement PnL 2 x 1,100 = 2,200; Deribit's delivery fee 0.025 %
+    # (profiles/deribit.json) x 2 x 51,100 = 25.55.
     idx = pd.date_range("2025-01-03 00:00", "2025-01-03 09:45", freq="15min", tz="UTC")
     index_close = [50_000.0] * len(idx)
     i730 = list(idx).index(pd.Timestamp("2025-01-03 07:30", tz="UTC"))
@@ -48,16 +49,16 @@ def test_future_settles_at_index_twap_with_delivery_fee():
             FUT: MarketFrames(ohlcv=candles(fut_idx, [50_000.0] * len(fut_idx)), timeframe="15m")}
     insts = {s: instrument_from_symbol(s, **ZERO_FEES) for s in data}
     r = backtester.run(BuyOnce, data=data, instruments=insts, funding="zero", slippage_bps=0,
-                       collateral={"USDT": 100_000})
+                       collateral={"USDT": 100_000}, profile="deribit")
     exp = [e for e in r.events if e["event"] == "InstrumentExpired"]
     assert len(exp) == 1
     assert exp[0]["settlement_price"] == pytest.approx(51_100.0)
     assert exp[0]["price_source"] == "index_twap"
     assert exp[0]["pnl"] == Decimal("2200")
-    assert exp[0]["fee"] == Decimal("20.44")
+    assert exp[0]["fee"] == Decimal("25.55")
     assert r.state["positions"] == []
     assert Decimal(r.state["collateral_exact"]["USDT"]) == Decimal("100000") + Decimal(
-        "2200") - Decimal("20.44")
+        "2200") - Decimal("25.55")
 
 
 class Hedge(Strategy):

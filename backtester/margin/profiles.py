@@ -1,0 +1,240 @@
+"""Exchange profiles: every exchange parameter the margin layer uses, loaded as data.
+
+Each profile lives in ``backtester/margin/profiles/<name>.json``. Numbers carry their source tag
+from ``docs/margin-rules.md``; numbers not taken from a published source are listed in the
+profile's ``assumptions``. Rates are fractions (0.005 = 0.5 %); amounts are in the currency the
+field names.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from types import MappingProxyType
+from typing import Literal
+
+from backtester.errors import ConfigError
+from backtester.margin.tiers import TierTable
+
+__all__ = ["PROFILE_NAMES", "MarginRates", "Profile", "load_profile"]
+
+PROFILE_NAMES = ("binance-usdm", "binance-coinm", "bybit", "okx", "deribit")
+_DIR = Path(__file__).resolve().parent / "profiles"
+
+PoolRule = Literal["per_settle_asset", "per_coin", "usd", "per_currency"]
+Valuation = Literal["usd", "coin"]
+LiquidationStyle = Literal["binance", "tiered", "incremental"]
+FundingStyle = Literal["discrete", "continuous"]
+IsolatedFormula = Literal["binance", "bybit", "okx"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MarginRates:
+    """Size-dependent margin rates (Deribit standard margin, margin-rules §7.2 [DB2][DB5]).
+
+    ``rate = base + per_coin × size_coin`` where ``size_coin`` is the position size in coins of
+    the underlying. Example: BTC_USDC perp IM ``0.02 + 0.00005 × size``.
+    """
+
+    im_base: float
+    im_per_coin: float
+    mm_base: float
+    mm_per_coin: float
+
+    @classmethod
+    def from_json(cls, value: object, *, where: str) -> MarginRates:
+        """Parse ``{"im": [base, per_coin], "mm": [base, per_coin]}``."""
+        if not isinstance(value, Mapping) or set(value) != {"im", "mm"}:
+            msg = (f'{where}: expected {{"im": [base, per_coin], "mm": [base, per_coin]}}, '
+                   f"got {value!r}")
+            raise ConfigError(msg)
+        out: dict[str, float] = {}
+        for key in ("im", "mm"):
+            pair = value[key]
+            if (not isinstance(pair, list | tuple) or len(pair) != 2
+                    or not all(isinstance(x, int | float) and not isinstance(x, bool)
+                               and x >= 0 for x in pair)):
+                msg = (f"{where}.{key}: expected [base, per_coin] of two non-negative numbers, "
+                       f"got {pair!r}")
+                raise ConfigError(msg)
+            out[f"{key}_base"], out[f"{key}_per_coin"] = float(pair[0]), float(pair[1])
+        return cls(**out)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Profile:
+    """An exchange's margin parameters.
+
+    Parameters
+    ----------
+    name
+        Profile name (``binance-usdm`` …).
+    valuation
+        ``"usd"``: account amounts in USD (stablecoins at their index); ``"coin"``: in the one
+        coin of a single-coin pool.
+    pool
+        How collateral is pooled: ``per_settle_asset`` (Binance USDⓈ-M, one pool per settle
+        asset), ``per_coin`` (Binance COIN-M), ``usd`` (Bybit UTA / OKX multi-currency: one USD
+        pool with haircuts), ``per_currency`` (Deribit standard).
+    haircuts
+        Collateral ratio per asset (value = amount × index × ratio).
+    default_leverage, call_level
+        Leverage when none is chosen; maintenance / margin balance at which a call is raised.
+    liquidation_fee_rate, liquidation_fee_rates, option_liquidation_fee_rate
+        Fee on the liquidated notional: default, per underlying coin, and for options.
+    liquidation_slippage_rate
+        How far against the position a liquidation fills (capped at the bankruptcy price).
+    liquidation_style
+        ``binance`` (one IOC then takeover), ``tiered`` (step down risk tiers),
+        ``incremental`` (Deribit small steps).
+    isolated_formula
+        Which isolated liquidation-price formula applies (see :mod:`backtester.margin.prices`).
+    maker_rate, taker_rate
+        Default fee rates when the instrument gives none.
+    option_fee_rate, option_fee_cap
+        Option fee ``min(rate × index, cap × premium)`` per unit (Bybit 12.5 % cap, §5.4).
+    delivery_fee_rate, delivery_twap_minutes
+        Expiry delivery fee rate and the index TWAP window before expiry (Deribit 30 min).
+    daily_settlement_hour_utc
+        Hour of the daily settlement (Deribit 8) or None.
+    funding_style
+        ``discrete`` (paid at stamps) or ``continuous`` (Deribit).
+    has_exchange_margin_ratio
+        True when the exchange publishes its own ratio (OKX: equity / (MM + liquidation cost)).
+    margin_rates
+        Size-dependent rates per key (``"BTC"`` coin-settled, ``"BTC_USDC"`` linear).
+    tiers
+        Default tier tables per ccxt symbol.
+    assumptions
+        Every number in the profile not from a published source.
+    """
+
+    name: str
+    valuation: Valuation
+    pool: PoolRule
+    haircuts: Mapping[str, float]
+    default_leverage: float
+    call_level: float
+    liquidation_fee_rate: float
+    liquidation_fee_rates: Mapping[str, float] = field(default_factory=dict)
+    option_liquidation_fee_rate: float | None = None
+    liquidation_slippage_rate: float = 0.005
+    liquidation_style: LiquidationStyle = "binance"
+    isolated_formula: IsolatedFormula = "binance"
+    maker_rate: float = 0.0002
+    taker_rate: float = 0.0005
+    option_fee_rate: float | None = None
+    option_fee_cap: float | None = None
+    delivery_fee_rate: float = 0.0
+    delivery_twap_minutes: int | None = None
+    daily_settlement_hour_utc: int | None = None
+    funding_style: FundingStyle = "discrete"
+    has_exchange_margin_ratio: bool = False
+    margin_rates: Mapping[str, MarginRates] = field(default_factory=dict)
+    tiers: Mapping[str, TierTable] = field(default_factory=dict)
+    assumptions: tuple[str, ...] = ()
+
+    def liquidation_fee_rate_for(self, underlying: str, *, is_option: bool = False) -> float:
+        """Return the liquidation fee rate for a contract on ``underlying``."""
+        if is_option and self.option_liquidation_fee_rate is not None:
+            return self.option_liquidation_fee_rate
+        return self.liquidation_fee_rates.get(underlying, self.liquidation_fee_rate)
+
+    def margin_rates_for(self, base: str, settle: str) -> MarginRates | None:
+        """Return size-dependent rates for ``base`` settled in ``settle`` (None if none)."""
+        if settle != base:
+            rates = self.margin_rates.get(f"{base}_{settle}")
+            if rates is not None:
+                return rates
+            return None
+        return self.margin_rates.get(base)
+
+
+_SCALARS = {f.name for f in fields(Profile)} - {"name"}
+_DOC_KEYS = {"sources", "notes", "description"}
+
+
+def load_profile(name: str, overrides: Mapping[str, object] | None = None) -> Profile:
+    """Load a profile by name, applying ``overrides`` (field name → value).
+
+    Raises
+    ------
+    ConfigError
+        For an unknown profile or field, with a "did you mean" suggestion.
+
+    >>> load_profile("binance-usdm").default_leverage
+    20.0
+    """
+    if name not in PROFILE_NAMES:
+        msg = (f"profile: unknown profile {name!r}{_suggest(name, PROFILE_NAMES)}; "
+               f"expected one of {', '.join(PROFILE_NAMES)}")
+        raise ConfigError(msg)
+    path = _DIR / f"{name}.json"
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    data = {k: v for k, v in raw.items() if k not in _DOC_KEYS}
+    if overrides:
+        for key, value in overrides.items():
+            if key not in _SCALARS:
+                msg = f"profile override {key!r}: unknown field{_suggest(key, _SCALARS)}"
+                raise ConfigError(msg)
+            data[key] = value
+    return _build(name, data, str(path.name))
+
+
+def _build(name: str, data: dict[str, object], where: str) -> Profile:
+    for key in data:
+        if key not in _SCALARS and key != "name":
+            msg = f"{where}: unknown profile field {key!r}{_suggest(key, _SCALARS)}"
+            raise ConfigError(msg)
+    kwargs: dict[str, object] = {k: v for k, v in data.items() if k != "name"}
+    kwargs["haircuts"] = _rates(data.get("haircuts", {}), f"{where}: haircuts")
+    kwargs["liquidation_fee_rates"] = _rates(data.get("liquidation_fee_rates", {}),
+                                             f"{where}: liquidation_fee_rates")
+    kwargs["margin_rates"] = MappingProxyType({
+        str(k): v if isinstance(v, MarginRates) else
+        MarginRates.from_json(v, where=f"{where}: margin_rates.{k}")
+        for k, v in _mapping(data.get("margin_rates", {}), "margin_rates").items()})
+    kwargs["tiers"] = MappingProxyType({
+        str(k): v if isinstance(v, TierTable) else
+        TierTable.from_rows(v, where=f"{where}: tiers[{k!r}]")
+        for k, v in _mapping(data.get("tiers", {}), "tiers").items()})
+    kwargs["assumptions"] = tuple(str(a) for a in data.get("assumptions", ()) or ())  # type: ignore[attr-defined]
+    for key in ("default_leverage", "call_level", "liquidation_fee_rate",
+                "liquidation_slippage_rate", "maker_rate", "taker_rate", "delivery_fee_rate"):
+        if key in kwargs:
+            value = kwargs[key]
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                msg = f"{where}: {key} must be a number, got {value!r}"
+                raise ConfigError(msg)
+            kwargs[key] = float(value)
+    try:
+        return Profile(name=name, **kwargs)  # type: ignore[arg-type]
+    except TypeError as exc:
+        msg = f"{where}: {exc}"
+        raise ConfigError(msg) from exc
+
+
+def _rates(value: object, where: str) -> Mapping[str, float]:
+    out: dict[str, float] = {}
+    for k, v in _mapping(value, where).items():
+        if isinstance(v, bool) or not isinstance(v, int | float) or not 0.0 <= v <= 1.0:
+            msg = f"{where}.{k}: expected a rate in [0, 1], got {v!r}"
+            raise ConfigError(msg)
+        out[str(k)] = float(v)
+    return MappingProxyType(out)
+
+
+def _mapping(value: object, key: str) -> Mapping[str, object]:
+    if not isinstance(value, Mapping):
+        msg = f"profile field {key}: expected an object, got {value!r}"
+        raise ConfigError(msg)
+    return value
+
+
+def _suggest(word: str, choices: object) -> str:
+    near = difflib.get_close_matches(word, sorted(choices), n=1)  # type: ignore[call-overload]
+    return f" (did you mean {near[0]!r}?)" if near else ""
+

@@ -1,0 +1,104 @@
+"""Plotly figures of a run, as HTML fragments (plotly.js is inlined once by the page).
+
+Only ``go.Scatter`` (SVG) traces: ``Scattergl`` needs WebGL, which headless Chromium without
+a GPU does not provide (docs/ecosystem.md §4.3). Long series are downsampled to at most
+:data:`MAX_POINTS` points per trace, by bucket, keeping the bucket's last value (levels), its
+maximum (margin ratio) or minimum (distance to liquidation) so that peaks are not hidden; the
+chart title says so.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+__all__ = ["MAX_POINTS", "Downsampled", "downsample", "figure_html", "line_figure"]
+
+#: Largest number of points drawn per trace.
+MAX_POINTS = 5000
+
+_CONFIG = {"displaylogo": False, "responsive": True,
+           "plotlyServerURL": "", "toImageButtonOptions": {"format": "svg"}}
+
+Reduce = Literal["last", "max", "min"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Downsampled:
+    """A series reduced to at most ``max_points``; ``label`` says how (empty when intact)."""
+
+    series: pd.Series
+    label: str
+
+
+def downsample(series: pd.Series, *, max_points: int = MAX_POINTS,
+               how: Reduce = "last") -> Downsampled:
+    """Reduce ``series`` to at most ``max_points`` points by equal-count buckets.
+
+    Each bucket is represented by its last timestamp and its last, max or min value.
+
+    >>> s = pd.Series(range(10), index=pd.RangeIndex(10), dtype="float64")
+    >>> d = downsample(s, max_points=5, how="max")
+    >>> d.series.tolist(), d.label
+    ([1.0, 3.0, 5.0, 7.0, 9.0], 'downsampled 10→5 points, bucket max')
+    """
+    n = len(series)
+    if n <= max_points:
+        return Downsampled(series=series, label="")
+    size = math.ceil(n / max_points)
+    bucket = np.arange(n) // size
+    grouped = series.groupby(bucket)
+    values = getattr(grouped, how)()
+    index = series.index.to_series().groupby(bucket).last()
+    out = pd.Series(values.to_numpy(), index=pd.Index(index.to_numpy()), name=series.name)
+    return Downsampled(series=out, label=f"downsampled {n}→{len(out)} points, bucket {how}")
+
+
+def _title(text: str, labels: Sequence[str]) -> str:
+    suffix = next((lab for lab in labels if lab), "")
+    return f"{text} ({suffix})" if suffix else text
+
+
+def line_figure(series: Mapping[str, pd.Series], *, title: str, yaxis: str,
+                how: Reduce | Mapping[str, Reduce] = "last", percent: bool = False,
+                stacked: bool = False, hlines: Sequence[tuple[float, str, str]] = (),
+                markers: Sequence[tuple[str, Sequence[object], Sequence[float], str, str]] = (),
+                ) -> go.Figure:
+    """A time-series figure of several lines, downsampled, with levels and event markers.
+
+    ``hlines`` are ``(y, label, colour)``; ``markers`` are ``(name, xs, ys, symbol, colour)``.
+    """
+    fig = go.Figure()
+    labels = []
+    for name, s in series.items():
+        mode: Reduce = how if isinstance(how, str) else how.get(name, "last")
+        ds = downsample(s.astype("float64"), how=mode)
+        labels.append(ds.label)
+        fig.add_trace(go.Scatter(x=ds.series.index, y=ds.series.to_numpy(), name=name,
+                                 mode="lines", stackgroup="one" if stacked else None,
+                                 line={"width": 1.4}))
+    for y, label, colour in hlines:
+        fig.add_hline(y=y, line={"dash": "dash", "color": colour, "width": 1},
+                      annotation_text=label, annotation_position="top left")
+    for name, xs, ys, symbol, colour in markers:
+        if len(xs):
+            fig.add_trace(go.Scatter(x=list(xs), y=list(ys), name=name, mode="markers",
+                                     marker={"symbol": symbol, "size": 11, "color": colour,
+                                             "line": {"width": 1, "color": "black"}}))
+    fig.update_layout(title=_title(title, labels), template="plotly_white", height=380,
+                      margin={"l": 60, "r": 20, "t": 50, "b": 40},
+                      legend={"orientation": "h", "y": -0.15}, hovermode="x unified")
+    fig.update_yaxes(title_text=yaxis, tickformat=".1%" if percent else None)
+    return fig
+
+
+def figure_html(fig: go.Figure, div_id: str) -> str:
+    """Return the figure as a ``<div>`` + script fragment (no plotly.js, stable div id)."""
+    return str(fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id,
+                           config=_CONFIG))
