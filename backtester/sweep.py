@@ -594,15 +594,15 @@ def write_best(spec: SweepSpec, table: pd.DataFrame, out: Path, *, k: int) -> li
     paths = []
     top = select_best(table, spec.metric, is_maximize=spec.is_maximize, k=k)
     try:
-        from backtester.report import write_report  # type: ignore[attr-defined]
-    except ImportError:
-        write_report = None
+        from backtester.report import write_report
+    except ImportError:  # the report extra is optional
+        write_report = None  # type: ignore[assignment]
     for rank, row in enumerate(top.to_dict("records"), start=1):
         params = {n: _plain(row[f"param_{n}"]) for n in names}
         result = run_full(make_task(spec, int(row["run"]), params))
         path = result.write(out / "best" / f"{rank:02d}-{row['param_hash']}")
         if write_report is not None:
-            write_report(path)
+            write_report(path, datasets_root=spec.datasets_root)
         paths.append(path)
     return paths
 

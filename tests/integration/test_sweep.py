@@ -7,6 +7,7 @@ Every run is cut to two months of the synthetic sample (BTC and ETH perps only) 
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future
@@ -172,13 +173,13 @@ def test_interrupt_keeps_finished_rows_and_resume_runs_only_the_rest(
 
 def test_best_runs_get_full_result_folders(datasets_root: str, tmp_path: Path) -> None:
     spec = _spec(datasets_root, GRID, metric="total_return")
-    result = run_sweep(spec, output_dir=tmp_path, workers=1, best=2)
-    top = result.table.sort_values("total_return", ascending=False).head(2)
-    assert [p.name for p in result.best_paths] == [
-        f"{k:02d}-{h}" for k, h in enumerate(top["param_hash"], start=1)]
-    for p in result.best_paths:
-        assert (p / "equity.parquet").is_file()
-        assert (p / "metrics.json").is_file()
+    result = run_sweep(spec, output_dir=tmp_path, workers=1, best=1)
+    top = result.table.sort_values("total_return", ascending=False).iloc[0]
+    assert [p.name for p in result.best_paths] == [f"01-{top['param_hash']}"]
+    best = result.best_paths[0]
+    assert (best / "equity.parquet").is_file()
+    assert (best / "report.html").is_file()
+    assert json.loads((best / "metrics.json").read_text())["total_return"] == top["total_return"]
 
 
 def test_walk_forward_tests_after_training_and_stitches_oos_equity(
