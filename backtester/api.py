@@ -45,7 +45,8 @@ def load_strategy(spec: str | type[Strategy]) -> type[Strategy]:
         if not path.is_file():
             msg = f"strategy file {path} not found"
             raise ConfigError(msg)
-        mod_name = f"_backtester_strategy_{hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]}"
+        digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]
+        mod_name = f"_backtester_strategy_{digest}"
         spec_obj = importlib.util.spec_from_file_location(mod_name, path)
         if spec_obj is None or spec_obj.loader is None:
             msg = f"cannot load strategy file {path}"
@@ -269,8 +270,8 @@ def _collect(engine: Engine, data_name: str, extra_warnings: list[str]) -> Backt
             "config_hash": engine.config.config_hash(), "dataset": data_name,
             "is_synthetic": is_synthetic, "profile": engine.profile.name,
             "symbols": sorted(feed.symbols), "stopped_reason": engine.stopped_reason,
-            "start": ms_to_iso(rec["ts"][0]) if n else None,
-            "end": ms_to_iso(rec["ts"][-1]) if n else None,
+            "start": ms_to_iso(int(rec["ts"][0])) if n else None,
+            "end": ms_to_iso(int(rec["ts"][-1])) if n else None,
             "mark_fallback_bars": {s: f.mark_fallback_bars for s, f in feed.symbols.items()},
             "mark_source": {s: f.mark_source for s, f in feed.symbols.items()},
             "gaps": {s: f.gaps.as_dict() for s, f in feed.symbols.items()}}

@@ -124,7 +124,8 @@ def _number(key: str, value: Any, *, positive: bool = False) -> float:
         msg = f"{key}: expected a number, got {value!r}"
         raise ConfigError(msg) from None
     if x != x or (positive and x <= 0) or x < 0:
-        msg = f"{key}: expected a {'positive' if positive else 'non-negative'} number, got {value!r}"
+        kind = "positive" if positive else "non-negative"
+        msg = f"{key}: expected a {kind} number, got {value!r}"
         raise ConfigError(msg)
     return x
 
@@ -195,7 +196,7 @@ def _validate(key: str, value: Any) -> Any:
         out: dict[str, Decimal] = {}
         for asset, amount in _pairs(key, value).items():
             try:
-                d = dec(amount if not isinstance(amount, float) else amount)
+                d = dec(amount)
             except (ArithmeticError, ValueError):
                 msg = f"collateral.{asset}: expected an amount, got {amount!r}"
                 raise ConfigError(msg) from None

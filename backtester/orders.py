@@ -173,7 +173,8 @@ def _is_multiple(value: Decimal, step: Decimal) -> bool:
     return step <= 0 or (value % step) == 0
 
 
-def validate_order(order: Order, instrument: Instrument, *, ref_price: float) -> OrderRejected | None:
+def validate_order(order: Order, instrument: Instrument, *,
+                   ref_price: float) -> OrderRejected | None:
     """Check an order against the instrument's rules; return a rejection or None.
 
     ``ref_price`` (the last close) values the order for the minimum-notional check of market
@@ -204,10 +205,9 @@ def validate_order(order: Order, instrument: Instrument, *, ref_price: float) ->
                               f"{name} {px} is not a multiple of tick size {instrument.tick_size}"
                               f" for {sym}; round with ctx.round_price()")
     if instrument.min_notional > 0 and not order.is_reduce_only:
-        px = float(order.price) if order.price is not None else ref_price
-        if instrument.is_option:
-            px = ref_price
-        notional = instrument.notional_usd(float(order.qty), px)
+        value_px = ref_price if instrument.is_option or order.price is None \
+            else float(order.price)
+        notional = instrument.notional_usd(float(order.qty), value_px)
         if notional < float(instrument.min_notional):
             return reject(RejectReason.BELOW_MIN_NOTIONAL,
                           f"notional {notional:.2f} is below the minimum "

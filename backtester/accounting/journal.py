@@ -69,7 +69,8 @@ class Journal:
             out[e.asset] = out.get(e.asset, ZERO) + e.amount
         return out
 
-    def total(self, kind: EntryKind, asset: str | None = None, symbol: str | None = None) -> Decimal:
+    def total(self, kind: EntryKind, asset: str | None = None,
+              symbol: str | None = None) -> Decimal:
         """Sum the amounts of one kind (optionally one asset / one symbol)."""
         return sum((e.amount for e in self.entries if e.kind is kind
                     and (asset is None or e.asset == asset)

@@ -258,6 +258,10 @@ def _tick(value: Any, precision_mode: int) -> Decimal:
     return d
 
 
+def _rate(value: Any, default: float) -> Decimal:
+    return dec(float(value) if value is not None else default)
+
+
 def instrument_from_ccxt(market: dict[str, Any], *, exchange: str = "",
                          precision_mode: int = 4) -> Instrument:
     """Build an :class:`Instrument` from a ccxt unified market dict.
@@ -309,8 +313,8 @@ def instrument_from_ccxt(market: dict[str, Any], *, exchange: str = "",
         lot_size=lot,
         min_qty=dec(amount_limits.get("min") or 0),
         min_notional=dec(cost_limits.get("min") or 0),
-        maker_rate=dec(market.get("maker") if market.get("maker") is not None else 0.0002),
-        taker_rate=dec(market.get("taker") if market.get("taker") is not None else 0.0005),
+        maker_rate=_rate(market.get("maker"), 0.0002),
+        taker_rate=_rate(market.get("taker"), 0.0005),
         expiry_ms=expiry_ms,
         strike=float(market["strike"]) if market.get("strike") not in (None, "") else None,
         option_type=OptionType(option_type) if option_type else None,
@@ -321,14 +325,15 @@ def instrument_from_ccxt(market: dict[str, Any], *, exchange: str = "",
 
 def instrument_from_symbol(symbol: str, *, is_linear: bool | None = None,
                            expiry_hour_utc: int = 8, **overrides: Any) -> Instrument:
-    """Build an Instrument from the ccxt symbol grammar alone (``BASE/QUOTE:SETTLE[-YYMMDD[-K-C|P]]``).
+    """Build an Instrument from the ccxt symbol grammar ``BASE/QUOTE:SETTLE[-YYMMDD[-K-C|P]]``.
 
     Used for synthetic data and the calculator when no market catalog is at hand. ``is_linear``
     defaults to ``settle != base``. Dated instruments expire at ``expiry_hour_utc`` on the date.
     """
     m = _SYMBOL.match(symbol)
     if m is None:
-        msg = f"symbol {symbol!r} does not follow the ccxt grammar BASE/QUOTE:SETTLE[-YYMMDD[-K-C|P]]"
+        msg = (f"symbol {symbol!r} does not follow the ccxt grammar "
+               "BASE/QUOTE:SETTLE[-YYMMDD[-K-C|P]]")
         raise ConfigError(msg)
     base, quote = m.group("base"), m.group("quote")
     settle = m.group("settle") or quote

@@ -72,7 +72,7 @@ def test_correlated_crash_liquidates_cross_while_isolated_loses_only_the_weak_le
     # isolated wallet: 9,200 minus exactly the ETH allocation (no trading fees); the deficit
     # of 5,100 - 2,500 + liquidation fee is covered by the insurance fund
     assert Decimal(iso.state["collateral_exact"]["USDT"]) == Decimal("6700")
-    liq = [e for e in iso.events if e["event"] == "PositionLiquidated"][0]
+    liq = next(e for e in iso.events if e["event"] == "PositionLiquidated")
     assert liq["trigger_price"] == {"ETH/USDT:USDT": 1_990.0}
     assert any(s["action"] == "insurance_cover" for s in liq["steps"])
 
@@ -149,7 +149,8 @@ def test_margin_call_reaches_the_strategy_and_its_answer_fills_next_bar():
                        slippage_bps=0)
     assert CallWatcher.calls == 1
     assert CallWatcher.ratio == pytest.approx(237.25 / 250)
-    assert r.metrics["margin_calls"] == 1 and r.metrics["liquidations"] == 0
+    assert r.metrics["margin_calls"] == 1
+    assert r.metrics["liquidations"] == 0
     assert r.state["positions"] == []
     assert Decimal(r.state["collateral_exact"]["USDT"]) == Decimal("2800") - Decimal("2550")
 

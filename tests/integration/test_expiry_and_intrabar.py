@@ -84,7 +84,7 @@ def test_intrabar_check_moves_a_hedge_together(check):
     low = [50_000.0] * 3 + [40_000.0] + [50_000.0] * 2
     data = {PERP: candles(idx, close, low=low), "BTC/USDT:USDT-251226": candles(idx, close,
                                                                                 low=low)}
-    global FUT  # noqa: PLW0603 - the Hedge strategy reads the module-level symbol
+    global FUT
     old, FUT = FUT, "BTC/USDT:USDT-251226"
     try:
         insts = {s: instrument_from_symbol(s, **ZERO_FEES) for s in data}

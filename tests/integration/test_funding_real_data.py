@@ -70,7 +70,9 @@ def test_funding_paid_equals_rate_times_mark_times_size(shared_data: Path):
         # (each payment is booked to 1e-12 of a USDT)
         term = -QTY * Decimal(repr(float(px))) * Decimal(repr(float(rate)))
         expected += term.quantize(Decimal("1e-12"))
-    assert len(stamps) == 12 and sources.count("mark") == 5 and sources.count("trade") == 7
+    assert len(stamps) == 12
+    assert sources.count("mark") == 5
+    assert sources.count("trade") == 7
 
     paid = [e for e in result.events if e["event"] == "FundingPaid"]
     assert len(paid) == 12

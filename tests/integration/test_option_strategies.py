@@ -56,7 +56,8 @@ def test_covered_call_on_coin_collateral_collects_premium_and_settles(sample_roo
     r = backtester.run("strategies/covered_call.py", dataset="sample",
                        datasets_root=sample_root, collateral={"BTC": 2}, **WINDOW)
     calls = r.fills[r.fills["tag"] == "call"]
-    assert len(calls) >= 2 and (calls["qty"] < 0).all()
+    assert len(calls) >= 2
+    assert (calls["qty"] < 0).all()
     premium = r.journal[r.journal["kind"] == "option_premium"]
     assert all(Decimal(a) > 0 for a in premium["amount"])  # short premium credits the pool
     # an option expired mid-run and settled at its payoff: a call pays max(0, S - K) per coin
