@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import importlib
 import importlib.util
 import sys
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -86,39 +87,41 @@ def _frames(data: Mapping[str, pd.DataFrame | MarketFrames]) -> dict[str, Market
     return out
 
 
-def run(strategy: str | type[Strategy] | Strategy, *, dataset: str | None = None,
-        data: Mapping[str, pd.DataFrame | MarketFrames] | None = None,
-        instruments: Mapping[str, Instrument] | None = None,
-        vol_indexes: Mapping[str, pd.DataFrame] | None = None, config: RunConfig | None = None,
-        config_file: str | Path | None = None, datasets_root: str | Path | None = None,
-        **keys: Any) -> BacktestResult:
-    """Run a backtest and return its :class:`~backtester.results.BacktestResult`.
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PreparedRun:
+    """Everything a run needs, loaded and validated once; :func:`run_prepared` replays it
+    (with configuration updates, e.g. another margin mode or starting collateral)."""
 
-    Parameters
-    ----------
-    strategy
-        A Strategy subclass, an instance, or a spec ``file.py[:Class]`` / ``module:Class``.
-    dataset
-        Name of a stored dataset (``sample``, ``binanceusdm``, ...) under ``datasets_root``.
-    data
-        Instead of a dataset: symbol → DataFrame of candles (``ts`` column or DatetimeIndex,
-        tz-aware UTC) or :class:`~backtester.data.feed.MarketFrames` with mark/index/funding.
-    instruments
-        Instrument specs for ``data`` (default: from the symbol grammar).
-    vol_indexes
-        With ``data``: vol index candles per currency (``{"BTC": frame}``, DVOL-like levels in
-        percent) used to price options that have no marks.
-    **keys
-        Any run configuration key of DESIGN §7 (``margin_mode="isolated"``,
-        ``collateral={"USDT": 10_000}``, ``params={...}``, ...).
-    """
+    strategy_class: type[Strategy]
+    params: dict[str, Any]
+    template: Strategy | None
+    pristine: Strategy | None
+    feed: Feed
+    config: RunConfig
+    profile: Any
+    data_name: str
+    warnings: tuple[str, ...]
+
+
+def prepare(strategy: str | type[Strategy] | Strategy, *, dataset: str | None = None,
+            data: Mapping[str, pd.DataFrame | MarketFrames] | None = None,
+            instruments: Mapping[str, Instrument] | None = None,
+            vol_indexes: Mapping[str, pd.DataFrame] | None = None,
+            config: RunConfig | None = None, config_file: str | Path | None = None,
+            datasets_root: str | Path | None = None, **keys: Any) -> PreparedRun:
+    """Resolve the strategy, load and align the data and the profile; see :func:`run`."""
     cfg = load_config(config_file, base=config, dataset=dataset, **keys)
+    template: Strategy | None = None
     if isinstance(strategy, Strategy):
-        strat = strategy
-        if cfg.params:
-            strat = type(strategy)(**{**strategy.params(), **cfg.params})
+        cls = type(strategy)
+        params = {**strategy.params(), **cfg.params}
+        template = strategy
+        for name, value in cfg.params.items():  # validated like constructor parameters
+            setattr(template, name, getattr(cls(**{name: value}), name))
     else:
-        strat = load_strategy(strategy)(**cfg.params)
+        cls = load_strategy(strategy)
+        params = dict(cfg.params)
+        cls(**params)  # validate the parameters now ("did you mean")
     if data is None and cfg.dataset is None:
         msg = "give a dataset name (dataset='sample') or data={symbol: DataFrame}"
         raise ConfigError(msg)
@@ -146,16 +149,70 @@ def run(strategy: str | type[Strategy] | Strategy, *, dataset: str | None = None
     feed = Feed.build(insts, frames, start_ms=cfg.start, end_ms=cfg.end, vol_index=vol_index)
     profile = engine_profile(cfg.resolved_profile(), tiers=cfg.tiers or tiers_raw,
                              symbols=list(feed.symbols))
-    result = _run_once(strat, feed, cfg, profile, data_name, extra_warnings)
+    return PreparedRun(strategy_class=cls, params=params, template=template,
+                       pristine=None if template is None else copy.deepcopy(template), feed=feed,
+                       config=cfg,
+                       profile=profile, data_name=data_name, warnings=tuple(extra_warnings))
+
+
+def run_prepared(prep: PreparedRun, *, primary: bool = False, **updates: Any) -> BacktestResult:
+    """Run a prepared backtest once, with optional configuration ``updates``.
+
+    A strategy instance given by the caller runs itself in the ``primary`` run (so the caller
+    can inspect it); every other run gets a fresh copy of it as it was given.
+    """
+    cfg = prep.config.with_updates(**updates) if updates else prep.config
+    prep.feed.reset()
+    strat: Strategy
+    if prep.template is not None and prep.pristine is not None:
+        strat = prep.template if primary else copy.deepcopy(prep.pristine)
+    else:
+        strat = prep.strategy_class(**prep.params)
+    return _run_once(strat, prep.feed, cfg, prep.profile, prep.data_name, list(prep.warnings))
+
+
+def run(strategy: str | type[Strategy] | Strategy, *, dataset: str | None = None,
+        data: Mapping[str, pd.DataFrame | MarketFrames] | None = None,
+        instruments: Mapping[str, Instrument] | None = None,
+        vol_indexes: Mapping[str, pd.DataFrame] | None = None, config: RunConfig | None = None,
+        config_file: str | Path | None = None, datasets_root: str | Path | None = None,
+        **keys: Any) -> BacktestResult:
+    """Run a backtest and return its :class:`~backtester.results.BacktestResult`.
+
+    Parameters
+    ----------
+    strategy
+        A Strategy subclass, an instance, or a spec ``file.py[:Class]`` / ``module:Class``.
+    dataset
+        Name of a stored dataset (``sample``, ``binanceusdm``, ...) under ``datasets_root``.
+    data
+        Instead of a dataset: symbol → DataFrame of candles (``ts`` column or DatetimeIndex,
+        tz-aware UTC) or :class:`~backtester.data.feed.MarketFrames` with mark/index/funding.
+    instruments
+        Instrument specs for ``data`` (default: from the symbol grammar).
+    vol_indexes
+        With ``data``: vol index candles per currency (``{"BTC": frame}``, DVOL-like levels in
+        percent) used to price options that have no marks.
+    **keys
+        Any run configuration key of DESIGN §7 (``margin_mode="isolated"``,
+        ``collateral={"USDT": 10_000}``, ``params={...}``, ...). With
+        ``compare_margin_modes=True`` the other margin modes run too and
+        ``result.comparison`` compares them; ``survival_collateral=True`` adds, per mode, the
+        smallest starting collateral that avoids every liquidation (bisection to 1 %).
+    """
+    prep = prepare(strategy, dataset=dataset, data=data, instruments=instruments,
+                   vol_indexes=vol_indexes, config=config, config_file=config_file,
+                   datasets_root=datasets_root, **keys)
+    cfg = prep.config
+    result = run_prepared(prep, primary=True)
     if cfg.compare_margin_modes:
-        other = MarginMode.ISOLATED if cfg.margin_mode is MarginMode.CROSS else MarginMode.CROSS
-        feed.reset()
-        alt = _run_once(type(strat)(**strat.params()), feed, replace(cfg, margin_mode=other,
-                                                                     compare_margin_modes=False),
-                        profile, data_name, extra_warnings)
-        result.comparison = comparison_table({cfg.margin_mode.value: result,
-                                              other.value: alt})
-        result.meta["alternative"] = alt
+        from backtester.capital import compare_modes
+
+        compare_modes(prep, result)
+    elif cfg.survival_collateral:
+        from backtester.capital import survival_collateral
+
+        result.meta["survival_collateral"] = survival_collateral(prep, result).as_dict()
     return result
 
 
@@ -177,19 +234,6 @@ def _dataset_frames(ds: Any) -> dict[str, MarketFrames]:
                                 index=ds.index.get(sym), funding=ds.funding.get(sym),
                                 option_marks=marks)
     return out
-
-
-def comparison_table(results: Mapping[str, BacktestResult]) -> pd.DataFrame:
-    """One row per margin mode: return, drawdown, liquidations, fees, funding, distance."""
-    rows = []
-    for mode, r in results.items():
-        m = r.metrics
-        rows.append({"margin_mode": mode, "total_return": m["total_return"],
-                     "max_drawdown": m["max_drawdown"], "liquidations": m["liquidations"],
-                     "margin_calls": m["margin_calls"], "fees_paid": m["fees_paid"],
-                     "funding_paid": m["funding_paid"],
-                     "min_distance_to_liquidation": m["min_distance_to_liquidation"]})
-    return pd.DataFrame(rows)
 
 
 def _run_once(strat: Strategy, feed: Feed, cfg: RunConfig, profile: Any, data_name: str,
@@ -254,6 +298,19 @@ def _collect(engine: Engine, data_name: str, extra_warnings: list[str]) -> Backt
                               margin_calls=engine.margin.margin_calls,
                               min_distance=float(dist.min()) if len(dist) else None,
                               max_margin_ratio=float(ratio.max()) if len(ratio) else None)
+    from backtester.capital import capital_metrics, utilization_series
+
+    feeds = engine.feed.symbols
+    # traded notional in USD: futures at the fill price (inverse: their USD face); options at
+    # their premium value
+    traded = 0.0
+    for fill in engine.fills:
+        inst = feeds[fill.symbol].instrument
+        value = inst.notional_usd(abs(float(fill.qty)), float(fill.price))
+        traded += value * engine.margin.price_usd(inst.settle) if inst.is_option else value
+    metrics.update(capital_metrics(equity, traded_notional_usd=traded, fees_paid=fees,
+                                   funding_paid=funding))
+    equity["margin_utilization"], equity["idle_collateral"] = utilization_series(equity)
     feed = engine.feed
     fp = hashlib.sha256()
     for sym in sorted(feed.symbols):

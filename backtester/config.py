@@ -79,6 +79,7 @@ class RunConfig:
     end: int | None = None
     params: dict[str, Any] = field(default_factory=dict)
     compare_margin_modes: bool = False
+    survival_collateral: bool = False
     tiers: str | dict[str, Any] | None = None
     run_id: str | None = None
     output_dir: str = "reports"
@@ -239,7 +240,7 @@ def _validate(key: str, value: Any) -> Any:
         except json.JSONDecodeError as exc:
             msg = f"tiers: {path} is not valid JSON: {exc}"
             raise ConfigError(msg) from None
-    if key in ("stop_on_bankruptcy", "compare_margin_modes"):
+    if key in ("stop_on_bankruptcy", "compare_margin_modes", "survival_collateral"):
         if isinstance(value, bool):
             return value
         if str(value).lower() in ("true", "1", "yes", "false", "0", "no"):

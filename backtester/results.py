@@ -126,7 +126,7 @@ class BacktestResult:
         for name, payload in (("metrics", self.metrics), ("state", self.state),
                               ("events", self.events), ("warnings", self.warnings),
                               ("config", {**self.config, **{k: v for k, v in self.meta.items()
-                                                            if k not in ("alternative",
+                                                            if k not in ("alternatives",
                                                                          "final_margin")}})):
             atomic_write_bytes(out / f"{name}.json",
                                json.dumps(payload, indent=2, sort_keys=True, default=str,

@@ -83,9 +83,8 @@ def write_run(kind: str, base: Path) -> Path:
                                 collateral={"USDT": 3_000 if kind == "wipeout" else 100_000},
                                 params=params, compare_margin_modes=kind == "week")
     path = result.write(base / "runs" / kind)
-    alt = result.meta.get("alternative")
-    if alt is not None:
-        alt.write(path / f"alternative-{alt.config['margin_mode']}")
+    for mode, alt in result.meta.get("alternatives", {}).items():
+        alt.write(path / f"alternative-{mode}")
     assert math.isfinite(float(result.equity["equity"].iloc[-1]))
     return path
 

@@ -66,9 +66,8 @@ def run_and_write(strategy: Any, *, quiet: bool = False, **keys: Any) -> tuple[A
                                     f"{result.meta['config_hash'][:8]}")
     path = result.write(out_dir / run_id)
     folders = [path]
-    alt = result.meta.get("alternative")
-    if alt is not None:
-        folders.append(alt.write(path / f"alternative-{alt.config['margin_mode']}"))
+    for mode, alt in result.meta.get("alternatives", {}).items():
+        folders.append(alt.write(path / f"alternative-{mode}"))
     from backtester.report import write_report
 
     for folder in folders:
@@ -97,7 +96,9 @@ _OPTIONS = [
     click.option("--end", help="UTC end date."),
     click.option("--param", "params", multiple=True, help="Strategy parameter NAME=VALUE."),
     click.option("--compare-margin-modes", is_flag=True, default=None,
-                 help="Also run the other margin mode and compare."),
+                 help="Also run the other margin modes (cross, isolated, portfolio) and compare."),
+    click.option("--survival-collateral", is_flag=True, default=None,
+                 help="Find the smallest starting collateral with no liquidation (re-runs)."),
     click.option("--run-id", help="Results folder name under --output-dir."),
     click.option("--output-dir", default="reports", show_default=True),
     click.option("--datasets", "datasets_root", type=click.Path(file_okay=False),
