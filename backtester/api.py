@@ -262,8 +262,10 @@ def _collect(engine: Engine, data_name: str, extra_warnings: list[str]) -> Backt
     journal = pd.DataFrame([{
         "seq": e.seq, "ts": pd.Timestamp(e.ts_ms, unit="ms", tz="UTC"), "kind": e.kind.value,
         "asset": e.asset, "amount": str(e.amount), "balance_after": str(e.balance_after),
-        "symbol": e.symbol, "ref": e.ref} for e in engine.account.journal.entries],
-        columns=["seq", "ts", "kind", "asset", "amount", "balance_after", "symbol", "ref"])
+        "symbol": e.symbol, "ref": e.ref, "ledger": e.ledger}
+        for e in engine.account.journal.entries],
+        columns=["seq", "ts", "kind", "asset", "amount", "balance_after", "symbol", "ref",
+                 "ledger"])
     pr = engine.pos_rec
     positions = pd.DataFrame(pr)
     positions["ts"] = pd.to_datetime(np.asarray(pr["ts"], dtype="int64"), unit="ms", utc=True)

@@ -88,6 +88,9 @@ class Account:
         self.positions: dict[str, Position] = {}
         self.journal = Journal()
         self.insurance_fund: dict[str, Decimal] = {}
+        #: unsettled session PnL and funding per asset (daily-settlement profiles only)
+        self.session: dict[str, Decimal] = {}
+        self.session_kinds: frozenset[EntryKind] = frozenset()
         self.leverage: dict[str, float] = {}
         self.default_leverage = default_leverage
         for asset in sorted(collateral):
@@ -95,17 +98,35 @@ class Account:
 
     # -- booking --------------------------------------------------------------------------
     def book(self, ts_ms: int, kind: EntryKind, asset: str, amount: Decimal, *,
-             symbol: str = "", ref: str = "") -> Entry:
-        """Book ``amount`` (positive = credit) in ``asset`` and journal it."""
+             symbol: str = "", ref: str = "", ledger: str | None = None) -> Entry:
+        """Book ``amount`` (positive = credit) in ``asset`` and journal it.
+
+        Kinds in :attr:`session_kinds` (a daily-settlement profile's trade PnL and funding) go
+        to the session ledger unless ``ledger`` says otherwise.
+        """
         if not isinstance(amount, Decimal):
             msg = f"booked amounts must be Decimal, got {type(amount).__name__} for {kind}"
             raise InvariantError(msg)
-        balance = self.balances.get(asset, ZERO) + amount
-        self.balances[asset] = balance
+        if ledger is None:
+            ledger = "session" if kind in self.session_kinds else "wallet"
+        book = self.balances if ledger == "wallet" else self.session
+        balance = book.get(asset, ZERO) + amount
+        book[asset] = balance
         entry = Entry(seq=len(self.journal), ts_ms=ts_ms, kind=kind, asset=asset,
-                      amount=amount, balance_after=balance, symbol=symbol, ref=ref)
+                      amount=amount, balance_after=balance, symbol=symbol, ref=ref,
+                      ledger=ledger)
         self.journal.append(entry)
         return entry
+
+    def settle_session(self, ts_ms: int) -> dict[str, Decimal]:
+        """Move every session balance into the wallet (the daily settlement); return them."""
+        moved = {a: v for a, v in sorted(self.session.items()) if v != 0}
+        for asset, amount in moved.items():
+            self.book(ts_ms, EntryKind.SESSION_TRANSFER, asset, -amount, ref="daily settlement",
+                      ledger="session")
+            self.book(ts_ms, EntryKind.SESSION_TRANSFER, asset, amount, ref="daily settlement",
+                      ledger="wallet")
+        return moved
 
     def fund_insurance(self, asset: str, amount: Decimal) -> None:
         """Record an insurance-fund flow (positive: the fund receives; negative: it pays)."""
@@ -191,8 +212,10 @@ class Account:
 
     def check_replay(self) -> None:
         """Raise InvariantError unless the journal replays exactly to the balances."""
-        replayed = self.journal.replay()
-        for asset, bal in self.balances.items():
-            if replayed.get(asset, ZERO) != bal:
-                msg = f"journal replays {asset} to {replayed.get(asset)} but balance is {bal}"
-                raise InvariantError(msg)
+        for ledger, balances in (("wallet", self.balances), ("session", self.session)):
+            replayed = self.journal.replay(ledger)
+            for asset, bal in balances.items():
+                if replayed.get(asset, ZERO) != bal:
+                    msg = (f"journal replays {ledger} {asset} to {replayed.get(asset)} but "
+                           f"the balance is {bal}")
+                    raise InvariantError(msg)

@@ -27,6 +27,7 @@ class EntryKind(StrEnum):
     OPTION_PREMIUM = "option_premium"
     LIQUIDATION_FEE = "liquidation_fee"
     INSURANCE_COVER = "insurance_cover"
+    SESSION_TRANSFER = "session_transfer"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -34,7 +35,9 @@ class Entry:
     """One booked amount.
 
     ``amount`` is signed from the account's point of view (positive = credit) in ``asset``;
-    ``balance_after`` is the wallet balance of ``asset`` after the entry.
+    ``balance_after`` is the balance of ``asset`` in ``ledger`` after the entry. ``ledger`` is
+    ``wallet``, or ``session`` for profiles with a daily settlement (Deribit), whose session
+    PnL and funding reach the wallet only at the settlement (a ``session_transfer`` pair).
     """
 
     seq: int
@@ -45,6 +48,7 @@ class Entry:
     balance_after: Decimal
     symbol: str = ""
     ref: str = ""
+    ledger: str = "wallet"
 
 
 class Journal:
@@ -62,11 +66,12 @@ class Journal:
         """Append one entry (the account calls this; nothing else should)."""
         self.entries.append(entry)
 
-    def replay(self) -> dict[str, Decimal]:
-        """Return the balances obtained by summing every entry per asset."""
+    def replay(self, ledger: str = "wallet") -> dict[str, Decimal]:
+        """Return the balances of ``ledger`` obtained by summing its entries per asset."""
         out: dict[str, Decimal] = {}
         for e in self.entries:
-            out[e.asset] = out.get(e.asset, ZERO) + e.amount
+            if e.ledger == ledger:
+                out[e.asset] = out.get(e.asset, ZERO) + e.amount
         return out
 
     def total(self, kind: EntryKind, asset: str | None = None,

@@ -89,7 +89,7 @@ def test_journal_replays_to_balances_and_records_each_flow() -> None:
 def test_broken_replay_is_an_invariant_error() -> None:
     a = _acct()
     a.balances["USDT"] += D(1)  # simulate a bug: a balance changed outside book()
-    with pytest.raises(InvariantError, match="journal replays USDT"):
+    with pytest.raises(InvariantError, match="journal replays wallet USDT"):
         a.check_replay()
 
 
