@@ -133,6 +133,8 @@ def attribute(entries: Iterable[Entry], *, liquidity: Mapping[int, str] | None =
     cells: dict[str, dict[str, dict[str, Decimal]]] = {}
     for e in entries:
         wallet[e.asset] = wallet.get(e.asset, ZERO) + e.amount
+        if e.kind is EntryKind.SESSION_TRANSFER:
+            continue  # session -> wallet pairs (daily settlement) move money, they earn none
         comp = component_of(e, liq)
         if comp is None:
             deposits[e.asset] = deposits.get(e.asset, ZERO) + e.amount
@@ -172,7 +174,8 @@ def entries_from_frame(journal: pd.DataFrame) -> list[Entry]:
         out.append(Entry(seq=int(row.seq), ts_ms=int(ts.value // 1_000_000), kind=kind,
                          asset=str(row.asset), amount=amount, balance_after=balance,
                          symbol="" if pd.isna(row.symbol) else str(row.symbol),
-                         ref="" if pd.isna(row.ref) else str(row.ref)))
+                         ref="" if pd.isna(row.ref) else str(row.ref),
+                         ledger=str(getattr(row, "ledger", "wallet") or "wallet")))
     return out
 
 
