@@ -103,7 +103,8 @@ def test_no_entries_but_deposit_is_zero_change() -> None:
 def test_random_journals_sum_exactly() -> None:
     # Seeded random journals with awkward amounts (12 decimals) of every kind.
     rng = np.random.default_rng(42)
-    kinds = [k for k in EntryKind if k is not EntryKind.DEPOSIT]
+    # (session transfers come in pairs that cancel; they are not drawn singly here)
+    kinds = [k for k in EntryKind if k not in (EntryKind.DEPOSIT, EntryKind.SESSION_TRANSFER)]
     for _ in range(50):
         rows = [(EntryKind.DEPOSIT, "USDT", "1000", "", "initial")]
         for _ in range(int(rng.integers(0, 40))):
