@@ -13,7 +13,7 @@ is held (no theta, no expiry), and no strategy action happens along the path.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -148,7 +148,9 @@ def _z(confidence: float) -> float:
 def liquidation_probability(snapshot: Mapping[str, object], sample: ReturnSample, *,
                             n_paths: int, horizon_bars: int, seed: int,
                             block_bars: int | None = None, checkpoints: int = 4,
-                            confidence: float = 0.95) -> MonteCarloResult:
+                            confidence: float = 0.95,
+                            progress: Callable[[int, int], None] | None = None
+                            ) -> MonteCarloResult:
     """Estimate the probability that ``snapshot`` is liquidated within ``horizon_bars``.
 
     Parameters
@@ -167,6 +169,8 @@ def liquidation_probability(snapshot: Mapping[str, object], sample: ReturnSample
         How many evenly spaced bars of each path (the last one included) are evaluated.
     confidence
         Level of the Wilson score interval.
+    progress
+        Called as ``progress(paths_done, n_paths)`` after each chunk of paths.
     """
     if n_paths <= 0 or horizon_bars <= 0:
         msg = f"monte carlo: n_paths and horizon must be positive, got {n_paths}, {horizon_bars}"
@@ -179,7 +183,7 @@ def liquidation_probability(snapshot: Mapping[str, object], sample: ReturnSample
                   for i in range(max(1, checkpoints))})
     offsets = np.arange(block)
     liquidated = 0
-    chunk = 256
+    chunk = 64
     for start in range(0, n_paths, chunk):
         m = min(chunk, n_paths - start)
         starts = rng.integers(0, n - block + 1, size=(m, n_blocks))
@@ -192,6 +196,8 @@ def liquidation_probability(snapshot: Mapping[str, object], sample: ReturnSample
                 if evaluate(shocked).get("status") == "liquidate":
                     liquidated += 1
                     break
+        if progress is not None:
+            progress(start + m, n_paths)
     low, high = wilson_interval(liquidated, n_paths, confidence=confidence)
     return MonteCarloResult(n_paths=n_paths, liquidated_paths=liquidated,
                             probability=liquidated / n_paths, ci_low=low, ci_high=high,

@@ -146,11 +146,11 @@ def grid_scenarios(grid: Grid) -> list[Scenario]:
     for b in grid.btc:
         for v in grid.vol:
             moves = {"BTC": b}
-            label = [f"BTC {b:+.1%}"]
+            label = [f"BTC{b:+.4g}"]
             for asset, beta in sorted(grid.betas.items()):
                 moves[asset.upper()] = max(beta * b, -0.99)
-                label.append(f"{asset.upper()} {beta * b:+.1%}")
-            label.append(f"vol {v:+.0%}")
+                label.append(f"{asset.upper()}{beta * b:+.4g}")
+            label.append(f"vol{v:+.4g}")
             out.append(Scenario(name="grid " + " ".join(label), moves=MappingProxyType(moves),
                                 vol_moves=MappingProxyType({"*": v}) if v else _EMPTY,
                                 title=f"user grid (beta {dict(grid.betas)})",

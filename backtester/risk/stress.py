@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -279,7 +279,8 @@ def stress_test(source: str | Path | Mapping[str, object] | LoadedSnapshot, *,
                 scenarios: Sequence[str | Scenario] | None = None,
                 grid: Grid | None = None, monte_carlo: int = 0,
                 horizon: str | int = "7d", seed: int = 0, block_bars: int | None = None,
-                checkpoints: int = 4) -> StressReport:
+                checkpoints: int = 4,
+                progress: Callable[[int, int], None] | None = None) -> StressReport:
     """Stress an account and return a :class:`StressReport` (nothing is written).
 
     Parameters
@@ -295,7 +296,7 @@ def stress_test(source: str | Path | Mapping[str, object] | LoadedSnapshot, *,
         Number of Monte Carlo paths (0 = skip). Needs a run folder's ``positions.parquet``.
     horizon
         Monte Carlo horizon: a duration (``"7d"``, ``"12h"``) or a number of bars.
-    seed, block_bars, checkpoints
+    seed, block_bars, checkpoints, progress
         See :func:`backtester.risk.montecarlo.liquidation_probability`.
     """
     if isinstance(source, LoadedSnapshot):
@@ -336,7 +337,8 @@ def stress_test(source: str | Path | Mapping[str, object] | LoadedSnapshot, *,
             notes.append(f"monte carlo: no return history for {', '.join(missing)}; held still")
         mc = liquidation_probability(snap, sample, n_paths=monte_carlo,
                                      horizon_bars=_horizon_bars(horizon, sample.bar_ms),
-                                     seed=seed, block_bars=block_bars, checkpoints=checkpoints)
+                                     seed=seed, block_bars=block_bars, checkpoints=checkpoints,
+                                     progress=progress)
     distance = None if loaded.equity is None else distance_series(loaded.equity)
     source_name = (str(loaded.run_dir) if loaded.run_dir is not None
                    else str(source) if isinstance(source, str | Path) else "snapshot")
