@@ -42,6 +42,14 @@ def long_btc(collateral: float = 10_000.0) -> dict[str, Any]:
             "positions": [perp(BTC, "long", 1, 50_000.0)]}
 
 
+def prices(snapshot: dict[str, object]) -> Any:
+    return snapshot["prices"]
+
+
+def first_position(out: dict[str, object]) -> Any:
+    return out["positions"][0]  # type: ignore[index]
+
+
 # --- shocks on a linear perp long -------------------------------------------------------------
 
 def test_linear_perp_long_after_minus_10_and_minus_30_percent() -> None:
@@ -65,9 +73,9 @@ def test_shock_moves_every_price_of_the_asset_and_leaves_input_alone() -> None:
     snap["prices"][ETH] = {"mark": 2_000.0, "index": 2_001.0}
     before = copy.deepcopy(snap)
     out = shock(snap, {"BTC": -0.2})
-    assert out["prices"][BTC] == {"mark": 40_000.0, "index": 40_000.0}
-    assert out["prices"][ETH] == {"mark": 2_000.0, "index": 2_001.0}   # not named: still
-    assert shock(snap, {"*": -0.5})["prices"][ETH]["mark"] == 1_000.0     # "*": every asset
+    assert prices(out)[BTC] == {"mark": 40_000.0, "index": 40_000.0}
+    assert prices(out)[ETH] == {"mark": 2_000.0, "index": 2_001.0}   # not named: still
+    assert prices(shock(snap, {"*": -0.5}))[ETH]["mark"] == 1_000.0   # "*": every asset
     assert snap == before
     with pytest.raises(ConfigError, match=r"moves\.BTC: expected a finite move above -1"):
         shock(snap, {"BTC": -1.0})
@@ -83,7 +91,7 @@ def test_smallest_uniform_crash_equals_the_hand_computed_liquidation_move() -> N
     assert move == pytest.approx(expected, abs=0.001)
     assert move <= expected                # the liquidating side of the bracket
     # the calculator's own liquidation price says the same
-    lp = evaluate(snap)["positions"][0]["liquidation_price"]
+    lp = first_position(evaluate(snap))["liquidation_price"]
     assert lp / 50_000.0 - 1.0 == pytest.approx(expected, abs=1e-9)
     assert smallest_crash(snap, ["BTC"]) == pytest.approx(move)
 
@@ -162,7 +170,7 @@ def test_isolated_positions_liquidate_when_their_price_is_crossed() -> None:
     snap = long_btc()
     snap["mode"] = "isolated"
     snap["positions"][0]["isolated_margin"] = 5_000.0
-    lp = evaluate(snap)["positions"][0]["liquidation_price"]
+    lp = first_position(evaluate(snap))["liquidation_price"]
     assert 45_000.0 < lp < 47_500.0            # about entry - margin + MM: ~45,2xx
     assert liquidated_positions(shock(snap, {"BTC": -0.10})) == (f"{BTC} long",)
     assert liquidated_positions(shock(snap, {"BTC": -0.05})) == ()
@@ -174,21 +182,22 @@ def test_options_repriced_with_black76_at_shocked_underlying_and_vol() -> None:
     call = "BTC/USDC:USDC-250328-66000-C"
     t = years_between(parse_utc_ms("2025-03-01"), parse_utc_ms("2025-03-28T08:00:00Z"))
     mark = price(60_000.0, 66_000.0, t, 0.6, True)
-    snap = {"profile": "bybit", "time": "2025-03-01T00:00:00Z", "collateral": {"USDC": 50_000.0},
+    snap: dict[str, Any] = {
+        "profile": "bybit", "time": "2025-03-01T00:00:00Z", "collateral": {"USDC": 50_000.0},
             "prices": {call: {"mark": mark, "underlying": 60_000.0, "iv": 0.6}},
             "positions": [{"symbol": call, "side": "long", "size": 1, "entry_price": mark,
                            "instrument": {"type": "option"}}]}
-    out = shock(snap, {"BTC": -0.1}, {"BTC": 0.5})["prices"][call]
+    out = prices(shock(snap, {"BTC": -0.1}, {"BTC": 0.5}))[call]
     # underlying 54,000, vol 0.6 x 1.5 = 0.9
     assert out["underlying"] == pytest.approx(54_000.0)
     assert out["iv"] == pytest.approx(0.9)
     assert out["mark"] == pytest.approx(price(54_000.0, 66_000.0, t, 0.9, True), rel=1e-9)
     # without iv it is solved from the mark: same answer
-    del snap["prices"][call]["iv"]
-    solved = shock(snap, {"BTC": -0.1}, {"BTC": 0.5})["prices"][call]
+    del prices(snap)[call]["iv"]
+    solved = prices(shock(snap, {"BTC": -0.1}, {"BTC": 0.5}))[call]
     assert solved["mark"] == pytest.approx(out["mark"], rel=1e-6)
     # no shock: mark unchanged
-    assert shock(snap, {})["prices"][call]["mark"] == pytest.approx(mark, rel=1e-9)
+    assert prices(shock(snap, {}))[call]["mark"] == pytest.approx(mark, rel=1e-9)
 
 
 def test_short_strangle_with_delta_hedge_is_hurt_less_on_a_crash() -> None:
@@ -198,7 +207,8 @@ def test_short_strangle_with_delta_hedge_is_hurt_less_on_a_crash() -> None:
     t = years_between(parse_utc_ms("2025-03-01"), parse_utc_ms("2025-03-28T08:00:00Z"))
     c, p = "BTC/USDC:USDC-250328-66000-C", "BTC/USDC:USDC-250328-54000-P"
     cm, pm = price(60_000.0, 66_000.0, t, 0.6, True), price(60_000.0, 54_000.0, t, 0.6, False)
-    base = {"profile": "okx", "time": "2025-03-01T00:00:00Z", "collateral": {"USDC": 30_000.0},
+    base: dict[str, Any] = {
+            "profile": "okx", "time": "2025-03-01T00:00:00Z", "collateral": {"USDC": 30_000.0},
             "prices": {c: {"mark": cm, "underlying": 60_000.0, "iv": 0.6},
                        p: {"mark": pm, "underlying": 60_000.0, "iv": 0.6},
                        "BTC/USDC:USDC": {"mark": 60_000.0, "index": 60_000.0}},
