@@ -46,6 +46,7 @@ from backtester.risk.shock import (
 from backtester.timeutil import ms_to_iso, timeframe_ms
 
 __all__ = [
+    "LIQUIDATION_RULE",
     "CrashResult",
     "DistanceSeries",
     "Grid",
@@ -61,6 +62,14 @@ __all__ = [
     "smallest_crash",
     "stress_test",
 ]
+
+
+#: How ``liquidated`` lists are decided (see :func:`backtester.risk.shock.liquidated_positions`).
+LIQUIDATION_RULE = (
+    "cross/portfolio: when the status is liquidate, whole positions are closed at mark in the "
+    "engine's order (perps and futures before options, then the largest maintenance margin) "
+    "until the account is no longer liquidating; isolated: positions whose liquidation price "
+    "is crossed by their mark. Fees, slippage and partial slices are not modelled.")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -136,6 +145,7 @@ class StressReport:
             "distance_to_liquidation": None,
             "monte_carlo": None if self.monte_carlo is None else _clean(asdict(self.monte_carlo)),
             "notes": list(self.notes),
+            "liquidation_rule": LIQUIDATION_RULE,
         }
         if self.distance is not None:
             minimum = self.distance.minimum
