@@ -15,6 +15,7 @@ from backtester.errors import (
 from backtester.instruments import Instrument, InstrumentKind, OptionType
 from backtester.margin.calculator import evaluate as margin
 from backtester.results import BacktestResult
+from backtester.risk.stress import stress_test
 from backtester.strategy import Indicator, Strategy
 
 __version__ = "0.1.0"
@@ -37,4 +38,5 @@ __all__ = [
     "load_strategy",
     "margin",
     "run",
+    "stress_test",
 ]

@@ -56,6 +56,7 @@ def _register() -> None:
         commands_margin,
         commands_report,
         commands_run,
+        commands_stress,
         commands_sweep,
     )
 

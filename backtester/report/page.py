@@ -8,10 +8,13 @@ offline. Every section is a ``<section id=...>`` listed in
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
+from typing import Any
 
 from backtester.data.store import atomic_write_bytes
+from backtester.errors import DataError
 from backtester.report import sections as sec
 from backtester.report._html import CSS, RESIZE_JS, SORT_JS, esc, note
 from backtester.report._load import benchmark_prices, load_run
@@ -73,7 +76,12 @@ def write_report(run_dir: str | Path, *, benchmark: str | None = None,
         "comparison": sec.comparison(run),
         "warnings": _warnings_html(sec.warnings_panel(run)),
     }
-    html = _page(title, run.config, bodies)
+    sections = list(sec.SECTION_IDS)
+    for sid, head, file in sec.OPTIONAL_SECTION_IDS:
+        if (path / file).exists():
+            bodies[sid] = {"stress": sec.stress}[sid](_read_json(path / file))
+            sections.insert(len(sections) - 1, (sid, head))  # before "warnings"
+    html = _page(title, run.config, bodies, sections)
     out = path / "report.html"
     atomic_write_bytes(out, html.encode("utf-8"))
     log.info("report written to %s", out)
@@ -86,13 +94,23 @@ def _warnings_html(items: list[str]) -> str:
     return '<ul class="warn">' + "".join(f"<li>{esc(w)}</li>" for w in items) + "</ul>"
 
 
-def _page(title: str, config: dict[str, object], bodies: dict[str, str]) -> str:
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        msg = f"unreadable run file {path}: {exc}"
+        raise DataError(msg) from exc
+    return data if isinstance(data, dict) else {}
+
+
+def _page(title: str, config: dict[str, object], bodies: dict[str, str],
+          sections: list[tuple[str, str]]) -> str:
     from plotly.offline import get_plotlyjs
 
     synthetic = " — SYNTHETIC DATA" if config.get("is_synthetic") else ""
-    nav = "".join(f'<a href="#{sid}">{esc(head)}</a>' for sid, head in sec.SECTION_IDS)
+    nav = "".join(f'<a href="#{sid}">{esc(head)}</a>' for sid, head in sections)
     body = "".join(f'<section id="{sid}"><h2>{esc(head)}</h2>{bodies[sid]}</section>'
-                   for sid, head in sec.SECTION_IDS)
+                   for sid, head in sections)
     meta = (f"config {esc(config.get('config_hash', '?'))} · data "
             f"{esc(config.get('data_fingerprint', '?'))} · backtester "
             f"{esc(config.get('package_version', '?'))}")

@@ -13,7 +13,7 @@ from backtester.report._load import RunData
 from backtester.report.attribution import COMPONENTS, AssetAttribution
 from backtester.report.charts import figure_html, line_figure
 
-__all__ = ["SECTION_IDS"]
+__all__ = ["OPTIONAL_SECTION_IDS", "SECTION_IDS"]
 
 #: ``(id, heading)`` of every section, in page order; each is always present.
 SECTION_IDS = (
@@ -29,6 +29,12 @@ SECTION_IDS = (
     ("rejections", "Rejections"),
     ("comparison", "Cross vs isolated"),
     ("warnings", "Warnings"),
+)
+
+#: ``(id, heading, file)`` of sections shown only when the run folder holds ``file``; they
+#: come before ``warnings`` in page order.
+OPTIONAL_SECTION_IDS = (
+    ("stress", "Stress tests", "stress.json"),
 )
 
 _PERCENT_METRICS = {"total_return", "cagr", "volatility", "max_drawdown", "win_rate",
@@ -348,3 +354,40 @@ def warnings_panel(run: RunData) -> list[str]:
             items.append(f"option marks: {len(opts)} option(s) were held; their marks come from "
                          "the dataset's option_marks (see mark fallback for bars without one)")
     return items
+
+
+def stress(data: dict[str, Any]) -> str:
+    """Render ``stress.json`` (``backtester stress RUN_DIR``): scenarios, smallest crash, MC."""
+    ccy = str(data.get("valuation_currency") or "")
+    rows = [{"scenario": s.get("name"), f"equity ({ccy})": s.get("equity"),
+             "change": s.get("equity_change"), "margin ratio": s.get("margin_ratio"),
+             "status": s.get("status"),
+             "liquidated positions": ", ".join(s.get("liquidated") or []) or "none"}
+            for s in data.get("scenarios") or [] if isinstance(s, dict)]
+
+    def crash(key: str) -> str:
+        c = data.get(key)
+        if not isinstance(c, dict):
+            return "n/a"
+        return "none down to -99%" if c.get("move") is None else fmt(c["move"], percent=True)
+
+    items = [("smallest uniform crash that liquidates", crash("smallest_crash"), "bad"),
+             ("smallest BTC-only crash", crash("smallest_btc_crash"), "")]
+    dist = data.get("distance_to_liquidation")
+    if isinstance(dist, dict):
+        items.append(("closest distance during the run", fmt(dist.get("minimum"), percent=True),
+                      ""))
+    mc = data.get("monte_carlo")
+    if isinstance(mc, dict):
+        items.append(("liquidation probability (Monte Carlo)",
+                      f"{fmt(mc.get('probability'), percent=True)} "
+                      f"[{fmt(mc.get('ci_low'), percent=True)}, "
+                      f"{fmt(mc.get('ci_high'), percent=True)}]", "bad"))
+    parts = [cards(items),
+             table(pd.DataFrame(rows), percent=("margin ratio",), table_id="stress-table")]
+    if isinstance(mc, dict):
+        parts.append(note(f"{mc.get('n_paths')} paths over {mc.get('horizon_bars')} bars, "
+                          f"blocks of {mc.get('block_bars')} bars, seed {mc.get('seed')}, "
+                          f"{fmt(mc.get('confidence'), percent=True)} Wilson interval"))
+    parts.extend(note(str(n)) for n in data.get("notes") or [])
+    return "".join(parts)

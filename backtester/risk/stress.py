@@ -1,0 +1,361 @@
+"""Stress testing: correlated shocks, smallest liquidating crash, distance, Monte Carlo.
+
+``stress_test(source)`` reads an account — a run folder (its ``state.json``, plus
+``positions.parquet`` for the Monte Carlo and ``equity.parquet`` for the per-bar distance to
+liquidation) or a calculator snapshot (a ``SNAPSHOT.json`` path or a mapping) — and answers:
+
+* named historical scenarios (``scenarios.json``) and user grids: equity, margin state and
+  which positions the profile would liquidate after each shock (:mod:`backtester.risk.shock`);
+* the smallest uniform crash of every asset that liquidates the account, and of BTC alone;
+* the distance to liquidation at every bar of the run (``equity.parquet``);
+* the liquidation probability over a horizon from block-bootstrapped paths
+  (:mod:`backtester.risk.montecarlo`).
+
+Amounts are in the calculator's valuation currency; moves are fractions (``-0.1`` = −10 %).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from backtester.errors import ConfigError, DataError
+from backtester.margin.calculator import evaluate
+from backtester.margin.profiles import load_profile
+from backtester.margin.profiles_engine import engine_profile
+from backtester.risk.montecarlo import (
+    MonteCarloResult,
+    liquidation_probability,
+    returns_from_positions,
+)
+from backtester.risk.scenarios import Grid, Scenario, grid_scenarios, load_scenarios
+from backtester.risk.shock import (
+    ShockResult,
+    assets_of,
+    judge,
+    liquidated_positions,
+    shock,
+    smallest_crash,
+)
+from backtester.timeutil import ms_to_iso, timeframe_ms
+
+__all__ = [
+    "LIQUIDATION_RULE",
+    "CrashResult",
+    "DistanceSeries",
+    "Grid",
+    "LoadedSnapshot",
+    "MonteCarloResult",
+    "Scenario",
+    "ShockResult",
+    "StressReport",
+    "liquidated_positions",
+    "load_scenarios",
+    "load_snapshot",
+    "shock",
+    "smallest_crash",
+    "stress_test",
+]
+
+
+#: How ``liquidated`` lists are decided (see :func:`backtester.risk.shock.liquidated_positions`).
+LIQUIDATION_RULE = (
+    "cross/portfolio: when the status is liquidate, whole positions are closed at mark in the "
+    "engine's order (perps and futures before options, then the largest maintenance margin) "
+    "until the account is no longer liquidating; isolated: positions whose liquidation price "
+    "is crossed by their mark. Fees, slippage and partial slices are not modelled.")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoadedSnapshot:
+    """An account to stress: the calculator ``snapshot`` and, for a run folder, its frames.
+
+    ``notes`` says what was filled in (e.g. the engine's default tier for a symbol whose
+    state.json entry has no tier table).
+    """
+
+    snapshot: Mapping[str, object]
+    run_dir: Path | None = None
+    positions: pd.DataFrame | None = None
+    equity: pd.DataFrame | None = None
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CrashResult:
+    """Smallest uniform fall of ``assets`` that liquidates the account.
+
+    ``move`` is negative (``-0.0955`` = a 9.55 % fall), 0.0 when already liquidating, None when
+    no fall down to −99 % liquidates; ``liquidated`` are the positions liquidated at ``move``.
+    """
+
+    assets: tuple[str, ...]
+    move: float | None
+    liquidated: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DistanceSeries:
+    """Distance to liquidation per bar (signed uniform move; inf = none in range)."""
+
+    ts_ms: tuple[int, ...]
+    distance: tuple[float, ...]
+
+    @property
+    def minimum(self) -> float | None:
+        """The smallest absolute distance (signed), None when no bar has a finite one."""
+        finite = [d for d in self.distance if math.isfinite(d)]
+        return min(finite, key=abs) if finite else None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StressReport:
+    """Everything :func:`stress_test` found (see the module docstring)."""
+
+    source: str
+    profile: str
+    mode: str
+    time: str | None
+    valuation_currency: str
+    equity: float
+    status: str
+    scenarios: tuple[ShockResult, ...]
+    smallest_crash: CrashResult
+    smallest_btc_crash: CrashResult | None
+    distance: DistanceSeries | None
+    monte_carlo: MonteCarloResult | None
+    notes: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, object]:
+        """Return a JSON-ready dict (inf and NaN become null; times as ISO 8601 UTC)."""
+        out: dict[str, object] = {
+            "source": self.source, "profile": self.profile, "mode": self.mode,
+            "time": self.time, "valuation_currency": self.valuation_currency,
+            "equity": self.equity, "status": self.status,
+            "scenarios": [_clean(asdict(s)) for s in self.scenarios],
+            "smallest_crash": _clean(asdict(self.smallest_crash)),
+            "smallest_btc_crash": (None if self.smallest_btc_crash is None
+                                   else _clean(asdict(self.smallest_btc_crash))),
+            "distance_to_liquidation": None,
+            "monte_carlo": None if self.monte_carlo is None else _clean(asdict(self.monte_carlo)),
+            "notes": list(self.notes),
+            "liquidation_rule": LIQUIDATION_RULE,
+        }
+        if self.distance is not None:
+            minimum = self.distance.minimum
+            at = (None if minimum is None
+                  else self.distance.ts_ms[self.distance.distance.index(minimum)])
+            out["distance_to_liquidation"] = {
+                "minimum": minimum, "minimum_time": None if at is None else ms_to_iso(at),
+                "series": [[ms_to_iso(t), _finite(d)]
+                           for t, d in zip(self.distance.ts_ms, self.distance.distance,
+                                           strict=True)]}
+        return out
+
+    def write(self, path: str | Path) -> Path:
+        """Write :meth:`to_json` to ``path`` (a file, or ``stress.json`` in a folder)."""
+        target = Path(path)
+        if target.is_dir():
+            target = target / "stress.json"
+        target.write_text(json.dumps(self.to_json(), indent=2), encoding="utf-8")
+        return target
+
+
+def _finite(x: object) -> object:
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def _clean(obj: object) -> object:
+    if isinstance(obj, Mapping):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_clean(v) for v in obj]
+    return _finite(obj)
+
+
+def _read_json(path: Path) -> dict[str, object]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        msg = f"{path}: not valid JSON ({exc})"
+        raise ConfigError(msg) from None
+    if not isinstance(data, dict):
+        msg = f"{path}: expected a JSON object (a margin snapshot, DESIGN §4)"
+        raise ConfigError(msg)
+    return data
+
+
+def _fill_default_tiers(snapshot: dict[str, object]) -> list[str]:
+    # the engine margins a symbol without a tier table at the profile's default maintenance
+    # rate; a run's state.json omits the table then, so give the calculator the same rate
+    name = snapshot.get("profile")
+    positions = snapshot.get("positions")
+    if not isinstance(name, str) or not isinstance(positions, list):
+        return []
+    try:
+        profile = load_profile(name)
+        default_mmr = engine_profile(name).default_mmr
+    except ConfigError:
+        return []
+    notes = []
+    for pos in positions:
+        if not isinstance(pos, dict) or pos.get("tiers") is not None:
+            continue
+        inst = pos.get("instrument") if isinstance(pos.get("instrument"), dict) else {}
+        assert isinstance(inst, dict)
+        sym = str(pos.get("symbol"))
+        if (inst.get("type") == "option" or inst.get("margin_rates") is not None
+                or sym in profile.tiers):
+            continue
+        pos["tiers"] = [{"min_notional": 0.0, "max_notional": 1e18, "mmr": default_mmr,
+                         "maintenance_amount": 0.0, "max_leverage": 1.0 / default_mmr}]
+        notes.append(f"{sym}: no tier table in state.json; using the engine's default "
+                     f"maintenance rate {default_mmr:g}")
+    return notes
+
+
+def load_snapshot(path: str | Path) -> LoadedSnapshot:
+    """Read a run folder (``state.json`` + frames) or a calculator ``SNAPSHOT.json``.
+
+    Raises
+    ------
+    ConfigError
+        When the file is not a JSON object; DataError when a run folder lacks state.json.
+    """
+    p = Path(path)
+    if p.is_dir():
+        state = p / "state.json"
+        if not state.exists():
+            msg = (f"{p}: no state.json; give a run folder written by 'backtester run' or a "
+                   "SNAPSHOT.json")
+            raise DataError(msg)
+        snap = _read_json(state)
+        notes = _fill_default_tiers(snap)
+        frames = {}
+        for name in ("positions", "equity"):
+            f = p / f"{name}.parquet"
+            frames[name] = pd.read_parquet(f) if f.exists() else None
+        return LoadedSnapshot(snapshot=snap, run_dir=p, positions=frames["positions"],
+                              equity=frames["equity"], notes=tuple(notes))
+    if not p.exists():
+        msg = f"{p}: no such run folder or snapshot file"
+        raise ConfigError(msg)
+    snap = _read_json(p)
+    return LoadedSnapshot(snapshot=snap, notes=tuple(_fill_default_tiers(snap)))
+
+
+def distance_series(equity: pd.DataFrame) -> DistanceSeries | None:
+    """Read the per-bar distance to liquidation written by the run (``equity.parquet``)."""
+    if "distance_to_liquidation" not in equity.columns:
+        return None
+    frame = equity.reset_index() if "ts" not in equity.columns else equity
+    ts = pd.to_datetime(frame["ts"], utc=True).dt.tz_localize(None).to_numpy()
+    ts_ms = ts.astype("datetime64[ms]").astype(np.int64)
+    dist = frame["distance_to_liquidation"].to_numpy(dtype=np.float64)
+    return DistanceSeries(ts_ms=tuple(int(t) for t in ts_ms),
+                          distance=tuple(float(d) for d in dist))
+
+
+def _horizon_bars(horizon: str | int, bar_ms: int) -> int:
+    if isinstance(horizon, int):
+        return horizon
+    try:
+        ms = timeframe_ms(horizon)
+    except ValueError:
+        msg = (f"horizon: expected a duration such as '7d', '12h' or a number of bars, "
+               f"got {horizon!r}")
+        raise ConfigError(msg) from None
+    return max(1, round(ms / bar_ms))
+
+
+def _crash(snapshot: Mapping[str, object], assets: tuple[str, ...]) -> CrashResult:
+    move = smallest_crash(snapshot, assets)
+    liquidated: tuple[str, ...] = ()
+    if move is not None:
+        shocked = shock(snapshot, dict.fromkeys(assets, move))
+        liquidated = liquidated_positions(shocked)
+    return CrashResult(assets=assets, move=move, liquidated=liquidated)
+
+
+def stress_test(source: str | Path | Mapping[str, object] | LoadedSnapshot, *,
+                scenarios: Sequence[str | Scenario] | None = None,
+                grid: Grid | None = None, monte_carlo: int = 0,
+                horizon: str | int = "7d", seed: int = 0, block_bars: int | None = None,
+                checkpoints: int = 4,
+                progress: Callable[[int, int], None] | None = None) -> StressReport:
+    """Stress an account and return a :class:`StressReport` (nothing is written).
+
+    Parameters
+    ----------
+    source
+        A run folder, a ``SNAPSHOT.json`` path, a snapshot mapping or a :class:`LoadedSnapshot`.
+    scenarios
+        Names from ``scenarios.json`` or :class:`Scenario` objects; None runs every named
+        scenario, ``[]`` none.
+    grid
+        A user grid (BTC moves × betas × vol moves), appended after the named scenarios.
+    monte_carlo
+        Number of Monte Carlo paths (0 = skip). Needs a run folder's ``positions.parquet``.
+    horizon
+        Monte Carlo horizon: a duration (``"7d"``, ``"12h"``) or a number of bars.
+    seed, block_bars, checkpoints, progress
+        See :func:`backtester.risk.montecarlo.liquidation_probability`.
+    """
+    if isinstance(source, LoadedSnapshot):
+        loaded = source
+    elif isinstance(source, Mapping):
+        loaded = LoadedSnapshot(snapshot=dict(source))
+    else:
+        loaded = load_snapshot(source)
+    snap = loaded.snapshot
+    base = evaluate(snap)
+    base_equity = float(base["margin_balance"])  # type: ignore[arg-type]
+    named = load_scenarios()
+    chosen: list[Scenario] = []
+    for s in (named.values() if scenarios is None else scenarios):
+        if isinstance(s, Scenario):
+            chosen.append(s)
+        elif s in named:
+            chosen.append(named[s])
+        else:
+            msg = f"scenario {s!r}: unknown; expected one of {', '.join(sorted(named))}"
+            raise ConfigError(msg)
+    if grid is not None:
+        chosen.extend(grid_scenarios(grid))
+    results = tuple(judge(snap, name=s.name, moves=s.moves, vol_moves=s.vol_moves,
+                          base_equity=base_equity) for s in chosen)
+    assets = assets_of(snap)
+    btc = _crash(snap, ("BTC",)) if "BTC" in assets and len(assets) > 1 else None
+    notes = list(loaded.notes)
+    mc = None
+    if monte_carlo > 0:
+        if loaded.positions is None:
+            msg = ("monte carlo: needs a run folder with positions.parquet (the run's own "
+                   "returns); a snapshot alone has no history")
+            raise ConfigError(msg)
+        sample = returns_from_positions(loaded.positions)
+        missing = [a for a in assets if a not in sample.assets]
+        if missing:
+            notes.append(f"monte carlo: no return history for {', '.join(missing)}; held still")
+        mc = liquidation_probability(snap, sample, n_paths=monte_carlo,
+                                     horizon_bars=_horizon_bars(horizon, sample.bar_ms),
+                                     seed=seed, block_bars=block_bars, checkpoints=checkpoints,
+                                     progress=progress)
+    distance = None if loaded.equity is None else distance_series(loaded.equity)
+    source_name = (str(loaded.run_dir) if loaded.run_dir is not None
+                   else str(source) if isinstance(source, str | Path) else "snapshot")
+    return StressReport(source=source_name, profile=str(snap.get("profile")),
+                        mode=str(snap.get("mode") or "cross"),
+                        time=None if snap.get("time") is None else str(snap.get("time")),
+                        valuation_currency=str(base["valuation_currency"]),
+                        equity=base_equity, status=str(base["status"]), scenarios=results,
+                        smallest_crash=_crash(snap, assets), smallest_btc_crash=btc,
+                        distance=distance, monte_carlo=mc, notes=tuple(notes))
