@@ -40,6 +40,11 @@ def account_snapshot(engine: Engine) -> dict[str, Any]:
             entry["instrument"]["option_type"] = inst.option_type.value if inst.option_type \
                 else None
         tiers = engine.profile.tiers.get(sym)
+        if tiers is None and not inst.is_option:
+            # no tier table: the engine charged the profile's default maintenance rate
+            entry["tiers"] = [{"min_notional": 0.0, "max_notional": 1e18,
+                               "mmr": engine.profile.default_mmr, "maintenance_amount": 0.0,
+                               "max_leverage": 1000.0}]
         if tiers is not None:
             entry["tiers"] = [{"min_notional": tiers.floors[k],
                                "max_notional": tiers.caps[k] if tiers.caps else (
