@@ -66,6 +66,21 @@ def test_funding_carry_is_delta_neutral_while_held_and_exits_when_funding_flips(
     assert r.metrics["liquidations"] == 0
 
 
+def test_funding_carry_rolls_the_future_leg_a_week_before_expiry(sample_root: Path):
+    # never exit on funding (exit_apr far below any rate): the hedge must be rolled instead
+    r = _run("strategies/funding_carry.py", sample_root, "2025-05-01", "2025-07-01",
+             params={"exit_apr": -10.0, "allow_reverse": False})
+    rolls = r.fills[r.fills["tag"] == "roll"]
+    assert list(rolls["symbol"]) == ["BTC/USDT:USDT-250627", "BTC/USDT:USDT-250926"]
+    assert rolls["qty"].sum() == 0  # the same coins moved from one expiry to the next
+    # 2025-06-20 10:00 is 6 days 22 hours before the 06-27 08:00 expiry (roll_days = 7)
+    assert rolls["ts"].iloc[0] == pd.Timestamp("2025-06-20 10:00", tz="UTC")
+    rec = r.records
+    held = rec[(rec["perp_coins"] != 0) | (rec["future_coins"] != 0)]
+    assert (held["perp_coins"] + held["future_coins"]).abs().max() < 1e-9
+    assert (r.fills["symbol"] == "BTC/USDT:USDT").sum() == 1  # the perp leg never moved
+
+
 # -- calendar basis -------------------------------------------------------------------------
 def test_calendar_basis_holds_to_expiry_and_the_basis_converges(sample_root: Path):
     r = _run("strategies/calendar_basis.py", sample_root, "2025-05-20", "2025-07-01")
