@@ -217,3 +217,50 @@ def test_margin_guard_de_risks_before_the_exchange_liquidates(sample_root: Path)
     assert (cuts["qty"] < 0).all()  # reduce-only sells of the long
     assert guarded.metrics["liquidations"] == 0
     assert guarded.equity["equity"].iloc[-1] > 1_000
+
+
+# -- risk controls through the engine ---------------------------------------------------------
+class ControlledLong(Strategy):
+    """Ask for 10x BTC; the controls allow 2x and bracket the position with 3 % exits."""
+
+    def on_start(self, ctx):
+        from backtester.risk import PositionLimits, RiskControls
+
+        self.risk = RiskControls(limits=PositionLimits(max_qty=5.0), max_leverage=2.0)
+        self.sent: list[float] = []
+
+    def on_bar(self, ctx):
+        self.risk.apply(ctx)
+        pos = ctx.position("BTC/USDT:USDT")
+        ctx.record(leverage=abs(pos.notional) / ctx.account.equity)
+        if pos.is_flat and not ctx.open_orders():
+            if self.sent and len(self.sent) >= 3:
+                return
+            want = ctx.contracts_for("BTC/USDT:USDT", notional=10 * ctx.account.equity)
+            qty = self.risk.order(ctx, "BTC/USDT:USDT", want, tag="entry")
+            self.sent.append(float(qty))
+        elif not pos.is_flat and not ctx.open_orders():
+            self.risk.exits(ctx, "BTC/USDT:USDT", stop_pct=0.03, take_pct=0.03)
+
+
+def test_risk_controls_cap_leverage_and_bracket_exits_in_a_run(sample_root: Path):
+    r = _run(ControlledLong, sample_root, "2025-03-01", "2025-03-08")
+    entries = r.fills[r.fills["tag"] == "entry"]
+    assert len(entries) == 3
+    # 2x of ~100k equity at ~85-95k BTC is ~2.2 BTC, well under the 5-contract limit
+    assert entries["qty"].abs().max() < 5.0
+    lev = r.records["leverage"]
+    assert lev.max() < 2.1  # the 10x request was cut to 2x (plus drift before the next bar)
+    assert lev.max() > 1.8
+    exits = r.fills[r.fills["tag"].isin(["stop_loss", "take_profit"])]
+    assert len(exits) == 3  # every position left through one of its two exits
+    # one cancels the other: the sibling of each filled exit was cancelled, none filled twice
+    cancelled = r.orders[r.orders["tag"].isin(["stop_loss", "take_profit"])
+                         & r.orders["status"].str.startswith("cancelled")]
+    assert len(cancelled) == 3
+    for _, f in exits.iterrows():
+        entry = entries[entries["ts"] < f["ts"]].iloc[-1]
+        move = f["price"] / entry["price"] - 1.0
+        # the stop sells about 3 % below the entry, the take profit about 3 % above
+        target = -0.03 if f["tag"] == "stop_loss" else 0.03
+        assert move == pytest.approx(target, abs=0.01)
