@@ -6,13 +6,15 @@ from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 
 import backtester
-from backtester import Strategy
+from backtester import BacktestResult, Strategy
+from backtester.context import Context
 from backtester.risk import MarginGuard
 from strategies.hedged_pair import HedgedPair
 
@@ -28,14 +30,15 @@ def sample_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def _run(strategy, root: Path, start: str, end: str, **keys):
+def _run(strategy: str | type[Strategy], root: Path, start: str, end: str,
+         **keys: Any) -> BacktestResult:
     return backtester.run(strategy, dataset="sample", datasets_root=root, start=start, end=end,
                           **keys)
 
 
 # -- funding carry --------------------------------------------------------------------------
 def test_funding_carry_is_delta_neutral_while_held_and_exits_when_funding_flips(
-        sample_root: Path):
+        sample_root: Path) -> None:
     r = _run("strategies/funding_carry.py", sample_root, "2025-05-01", "2025-07-01")
     rec = r.records
     held = rec[(rec["perp_coins"] != 0) | (rec["future_coins"] != 0)]
@@ -66,7 +69,7 @@ def test_funding_carry_is_delta_neutral_while_held_and_exits_when_funding_flips(
     assert r.metrics["liquidations"] == 0
 
 
-def test_funding_carry_rolls_the_future_leg_a_week_before_expiry(sample_root: Path):
+def test_funding_carry_rolls_the_future_leg_a_week_before_expiry(sample_root: Path) -> None:
     # never exit on funding (exit_apr far below any rate): the hedge must be rolled instead
     r = _run("strategies/funding_carry.py", sample_root, "2025-05-01", "2025-07-01",
              params={"exit_apr": -10.0, "allow_reverse": False})
@@ -82,7 +85,7 @@ def test_funding_carry_rolls_the_future_leg_a_week_before_expiry(sample_root: Pa
 
 
 # -- calendar basis -------------------------------------------------------------------------
-def test_calendar_basis_holds_to_expiry_and_the_basis_converges(sample_root: Path):
+def test_calendar_basis_holds_to_expiry_and_the_basis_converges(sample_root: Path) -> None:
     r = _run("strategies/calendar_basis.py", sample_root, "2025-05-20", "2025-07-01")
     fut = "BTC/USDT:USDT-250627"
     entry = r.fills[(r.fills["tag"] == "basis") & (r.fills["symbol"] == fut)].iloc[0]
@@ -108,7 +111,7 @@ def test_calendar_basis_holds_to_expiry_and_the_basis_converges(sample_root: Pat
 
 # -- volatility-targeted trend --------------------------------------------------------------
 def test_vol_target_leverage_falls_when_vol_rises_and_is_cut_when_correlation_is_high(
-        sample_root: Path):
+        sample_root: Path) -> None:
     r = _run("strategies/vol_target_trend.py", sample_root, "2025-06-20", "2025-08-01")
     rec = r.records.dropna(subset=["leverage"])
     before = rec.loc["2025-07-17":"2025-07-19 23:00", "leverage"].mean()
@@ -131,7 +134,7 @@ def test_vol_target_leverage_falls_when_vol_rises_and_is_cut_when_correlation_is
 class PairThroughCrash(HedgedPair):
     """The hedged pair entered once (at the first z-score) and held through the crash."""
 
-    def on_bar(self, ctx):
+    def on_bar(self, ctx: Context) -> None:
         if getattr(self, "entered", False):
             return
         super().on_bar(ctx)
@@ -146,7 +149,7 @@ class LegAlone(Strategy):
     leverage: float = 10.0
     start_ms: int = 0
 
-    def on_bar(self, ctx):
+    def on_bar(self, ctx: Context) -> None:
         if getattr(self, "entered", False) or ctx.now < self.start_ms:
             return
         ctx.set_leverage(self.symbol, self.leverage)
@@ -155,7 +158,7 @@ class LegAlone(Strategy):
 
 
 def test_pair_survives_the_crash_in_cross_margin_where_its_weak_leg_alone_is_liquidated(
-        sample_root: Path):
+        sample_root: Path) -> None:
     window = ("2025-07-12", "2025-07-23")
     pair = {"entry_z": 0.0, "exit_z": 0.0, "lookback": 48, "notional_usd": 50_000.0,
             "leverage": 10.0}
@@ -189,11 +192,11 @@ class LeveragedLong(Strategy):
     notional_usd: float = 40_000.0
     de_risk_at: float = 0.0
 
-    def on_start(self, ctx):
+    def on_start(self, ctx: Context) -> None:
         self.guard = MarginGuard(de_risk_at=self.de_risk_at) if self.de_risk_at > 0 else None
         self.entered = False
 
-    def on_bar(self, ctx):
+    def on_bar(self, ctx: Context) -> None:
         if self.guard is not None:
             self.guard(ctx)
         ctx.record(margin_ratio=ctx.account.margin_ratio)
@@ -204,9 +207,9 @@ class LeveragedLong(Strategy):
             self.entered = True
 
 
-def test_margin_guard_de_risks_before_the_exchange_liquidates(sample_root: Path):
+def test_margin_guard_de_risks_before_the_exchange_liquidates(sample_root: Path) -> None:
     window = ("2025-07-17", "2025-07-23")
-    keys = {"collateral": {"USDT": 10_000}}
+    keys: dict[str, Any] = {"collateral": {"USDT": 10_000}}
     bare = _run(LeveragedLong, sample_root, *window, **keys)
     guarded = _run(LeveragedLong, sample_root, *window, params={"de_risk_at": 0.05}, **keys)
     assert bare.metrics["liquidations"] == 1
@@ -223,13 +226,13 @@ def test_margin_guard_de_risks_before_the_exchange_liquidates(sample_root: Path)
 class ControlledLong(Strategy):
     """Ask for 10x BTC; the controls allow 2x and bracket the position with 3 % exits."""
 
-    def on_start(self, ctx):
+    def on_start(self, ctx: Context) -> None:
         from backtester.risk import PositionLimits, RiskControls
 
         self.risk = RiskControls(limits=PositionLimits(max_qty=5.0), max_leverage=2.0)
         self.sent: list[float] = []
 
-    def on_bar(self, ctx):
+    def on_bar(self, ctx: Context) -> None:
         self.risk.apply(ctx)
         pos = ctx.position("BTC/USDT:USDT")
         ctx.record(leverage=abs(pos.notional) / ctx.account.equity)
@@ -243,7 +246,7 @@ class ControlledLong(Strategy):
             self.risk.exits(ctx, "BTC/USDT:USDT", stop_pct=0.03, take_pct=0.03)
 
 
-def test_risk_controls_cap_leverage_and_bracket_exits_in_a_run(sample_root: Path):
+def test_risk_controls_cap_leverage_and_bracket_exits_in_a_run(sample_root: Path) -> None:
     r = _run(ControlledLong, sample_root, "2025-03-01", "2025-03-08")
     entries = r.fills[r.fills["tag"] == "entry"]
     assert len(entries) == 3

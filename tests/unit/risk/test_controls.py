@@ -82,7 +82,7 @@ def ctx_(**kw: Any) -> Any:
     return FakeCtx(prices={BTC: 40_000.0, ETH: 2_000.0}, **kw)
 
 
-def test_position_limits_clip_by_contracts_and_notional():
+def test_position_limits_clip_by_contracts_and_notional() -> None:
     ctx = ctx_(qty={BTC: 0.2})
     # max 0.5 BTC contracts and 16,000 USD = 0.4 BTC at 40,000: the tighter cap is 0.4;
     # holding 0.2, a buy of 1.0 may add 0.2
@@ -95,7 +95,7 @@ def test_position_limits_clip_by_contracts_and_notional():
     assert lim.clip(ctx, BTC, -0.1) == Decimal("-0.1")
 
 
-def test_position_limits_beyond_the_cap_allow_nothing_more_on_that_side():
+def test_position_limits_beyond_the_cap_allow_nothing_more_on_that_side() -> None:
     ctx = ctx_(qty={BTC: 0.6})
     lim = PositionLimits(max_qty=0.5)
     assert lim.clip(ctx, BTC, 0.1) == 0
@@ -103,7 +103,7 @@ def test_position_limits_beyond_the_cap_allow_nothing_more_on_that_side():
     assert lim.clip(ctx, BTC, -0.3) == Decimal("-0.3")
 
 
-def test_position_limits_per_symbol_override():
+def test_position_limits_per_symbol_override() -> None:
     ctx = ctx_()
     lim = PositionLimits(max_qty=1.0, per_symbol={ETH: PositionLimits(max_notional_usd=5_000)})
     # ETH: 5,000 / 2,000 = 2.5 contracts
@@ -111,12 +111,12 @@ def test_position_limits_per_symbol_override():
     assert lim.clip(ctx, BTC, 3) == Decimal("1.0")
 
 
-def test_position_limits_reject_negative_caps():
+def test_position_limits_reject_negative_caps() -> None:
     with pytest.raises(ConfigError, match="max_qty"):
         PositionLimits(max_qty=-1)
 
 
-def test_limit_leverage_cuts_to_the_headroom():
+def test_limit_leverage_cuts_to_the_headroom() -> None:
     # equity 10,000; gross = 0.5 BTC x 40,000 + 5 ETH x 2,000 = 30,000; max 4x: headroom 10,000
     ctx = ctx_(qty={BTC: 0.5, ETH: 5.0})
     assert gross_notional_usd(ctx) == pytest.approx(30_000.0)
@@ -131,7 +131,7 @@ def test_limit_leverage_cuts_to_the_headroom():
     assert limit_leverage(ctx, ETH, 1, max_leverage=3.0) == 0
 
 
-def test_risk_controls_size_applies_limits_then_leverage():
+def test_risk_controls_size_applies_limits_then_leverage() -> None:
     ctx = ctx_(qty={ETH: 5.0})
     # limit 0.3 BTC; leverage 2x of 10,000 = 20,000 - 10,000 held = 10,000 = 0.25 BTC
     rc = RiskControls(limits=PositionLimits(max_qty=0.3), max_leverage=2.0)
@@ -141,7 +141,7 @@ def test_risk_controls_size_applies_limits_then_leverage():
     assert ctx.orders[-1]["side"] is Side.BUY
 
 
-def test_attach_exits_places_reduce_only_stop_and_take_profit_around_entry():
+def test_attach_exits_places_reduce_only_stop_and_take_profit_around_entry() -> None:
     ctx = ctx_(qty={BTC: -0.3}, entry={BTC: 40_000.0})
     b = attach_exits(ctx, BTC, stop_pct=0.05, take_pct=0.10)
     assert b is not None
@@ -161,7 +161,7 @@ def test_attach_exits_places_reduce_only_stop_and_take_profit_around_entry():
     assert attach_exits(ctx_(), BTC, stop_pct=0.05) is None  # flat: nothing to protect
 
 
-def test_risk_controls_apply_cancels_the_sibling_once_one_exit_is_gone():
+def test_risk_controls_apply_cancels_the_sibling_once_one_exit_is_gone() -> None:
     ctx = ctx_(qty={BTC: 0.3}, entry={BTC: 40_000.0})
     rc = RiskControls()
     b = rc.exits(ctx, BTC, stop_pct=0.02, take_pct=0.04)
@@ -175,7 +175,7 @@ def test_risk_controls_apply_cancels_the_sibling_once_one_exit_is_gone():
     assert rc.brackets == []
 
 
-def test_margin_guard_cuts_pro_rata_at_the_level_and_waits_a_bar():
+def test_margin_guard_cuts_pro_rata_at_the_level_and_waits_a_bar() -> None:
     ctx = ctx_(qty={BTC: 0.5, ETH: -3.0}, margin_ratio=0.59)
     guard = MarginGuard(de_risk_at=0.6, reduce_fraction=0.5)
     assert guard(ctx) == 0
@@ -193,7 +193,7 @@ def test_margin_guard_cuts_pro_rata_at_the_level_and_waits_a_bar():
     assert guard.actions == 2
 
 
-def test_margin_guard_largest_mode_cuts_only_the_largest_notional():
+def test_margin_guard_largest_mode_cuts_only_the_largest_notional() -> None:
     # BTC 0.5 x 40,000 = 20,000 > ETH 3 x 2,000 = 6,000
     ctx = ctx_(qty={BTC: 0.5, ETH: -3.0}, margin_ratio=0.9)
     assert MarginGuard(mode="largest", reduce_fraction=1.0)(ctx) == 1
@@ -201,7 +201,7 @@ def test_margin_guard_largest_mode_cuts_only_the_largest_notional():
     assert ctx.orders[0]["qty"] == Decimal("0.5")
 
 
-def test_margin_guard_validates_its_levels():
+def test_margin_guard_validates_its_levels() -> None:
     with pytest.raises(ConfigError, match="de_risk_at"):
         MarginGuard(de_risk_at=1.2)
     with pytest.raises(ConfigError, match="reduce_fraction"):
