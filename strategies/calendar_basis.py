@@ -70,6 +70,14 @@ class CalendarBasis(Strategy):
             self.settled.append(event.symbol)
             self.future, self.side = None, 0
 
+    def on_liquidation(self, ctx, event):
+        # one leg is gone: close the other rather than hold a naked position
+        ctx.close(self.perp, tag="liquidated_leg")
+        if self.future is not None:
+            ctx.close(self.future, tag="liquidated_leg")
+            self.settled.append(self.future)
+        self.future, self.side = None, 0
+
     def _candidate(self, ctx) -> tuple[str, float] | None:
         base = self.perp + "-"
         perp_px = ctx.price(self.perp)

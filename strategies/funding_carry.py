@@ -107,6 +107,10 @@ class FundingCarry(Strategy):
             ctx.close(self.future, tag=tag)
         self.future, self.side = None, 0
 
+    def on_liquidation(self, ctx, event):
+        # one leg is gone: the rest is a naked position, not a carry trade any more
+        self._exit(ctx, "liquidated_leg")
+
     def on_expiry(self, ctx, event):
         if event.symbol == self.future:  # should not happen (rolled before), but stay safe
             self._exit(ctx, "expired")

@@ -4,7 +4,7 @@ Every control reads the market and the account through the strategy's context (s
 :mod:`backtester.context`) and acts only through ordinary orders, so what it does is visible in
 the fills (tags ``risk_guard``, ``stop_loss``, ``take_profit``)::
 
-    from backtester.risk import RiskControls, PositionLimits
+    from backtester.risk import MarginGuard, PositionLimits, RiskControls
 
     class MyStrategy(Strategy):
         def on_start(self, ctx):
@@ -239,8 +239,8 @@ class MarginGuard:
     reduce_fraction: float = 0.5
     mode: Literal["pro_rata", "largest"] = "pro_rata"
     cooldown_bars: int = 1
-    actions: int = 0
-    _wait: int = 0
+    actions: int = field(default=0, init=False)
+    _wait: int = field(default=0, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not 0 < self.de_risk_at < 1:
@@ -297,7 +297,7 @@ class RiskControls:
     limits: PositionLimits | None = None
     max_leverage: float | None = None
     guard: MarginGuard | None = None
-    brackets: list[ExitBracket] = field(default_factory=list)
+    brackets: list[ExitBracket] = field(default_factory=list, init=False)
 
     def size(self, ctx: Context, symbol: str, qty: Decimal | float | str) -> Decimal:
         """Return the signed order ``qty`` (contracts) allowed by the limits and leverage."""
