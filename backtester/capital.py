@@ -117,10 +117,12 @@ def survival_collateral(prep: PreparedRun, base: BacktestResult, *,
                         tolerance: float = 0.01) -> Survival:
     """Find, by re-running the backtest, the smallest starting collateral with no liquidation.
 
-    The starting balances are scaled together by ``k``; ``k`` is bracketed by doubling or
-    halving from 1 and then bisected until ``(hi - lo) / hi <= tolerance``. Liquidation counts
-    need not be monotonic in ``k`` for an arbitrary strategy (sizing may follow equity); the
-    result is the boundary the bisection finds, as exchanges' own calculators would.
+    The starting balances are scaled together by ``k`` (in isolated mode each position's
+    allocation too, ``margin_scale = k``); the re-runs keep the run's trades by admitting
+    orders without the initial-margin check, so only maintenance decides. ``k`` is bracketed by
+    doubling or halving from 1 and then bisected until ``(hi - lo) / hi <= tolerance``.
+    Liquidation counts need not be monotonic in ``k`` for an arbitrary strategy (sizing may
+    follow equity); the result is the boundary the bisection finds.
     """
     from backtester.api import run_prepared
 
@@ -133,11 +135,13 @@ def survival_collateral(prep: PreparedRun, base: BacktestResult, *,
         nonlocal runs
         runs += 1
         coll = {a: str(v * _dec(k)) for a, v in start.items()}
-        r = run_prepared(prep, margin_mode=mode, collateral=coll)
+        scale = k if mode is MarginMode.ISOLATED else 1.0
+        r = run_prepared(prep, margin_mode=mode, collateral=coll, check_initial_margin=False,
+                         margin_scale=scale, compare_margin_modes=False,
+                         survival_collateral=False)
         return bool(r.metrics["liquidations"])
 
-    base_liq = bool(base.metrics["liquidations"]) if base.config.get(
-        "margin_mode") == mode.value else liquidated(1.0)
+    base_liq = liquidated(1.0)
     lo, hi = (1.0, None) if base_liq else (None, 1.0)
     k = 1.0
     bounded = True

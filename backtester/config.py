@@ -80,6 +80,11 @@ class RunConfig:
     params: dict[str, Any] = field(default_factory=dict)
     compare_margin_modes: bool = False
     survival_collateral: bool = False
+    #: initial-margin admission of new orders (off only in survival-collateral re-runs, which
+    #: must keep the run's trades while the collateral shrinks)
+    check_initial_margin: bool = True
+    #: isolated mode: each position's allocation is ``initial margin x margin_scale``
+    margin_scale: float = 1.0
     tiers: str | dict[str, Any] | None = None
     run_id: str | None = None
     output_dir: str = "reports"
@@ -214,8 +219,8 @@ def _validate(key: str, value: Any) -> Any:
         return {sym: _number(f"leverage.{sym}", lev, positive=True)
                 for sym, lev in _pairs(key, value).items()}
     if key in ("call_level", "slippage_bps", "volume_impact", "liquidation_slippage_bps",
-               "default_leverage"):
-        x = _number(key, value, positive=key == "default_leverage")
+               "default_leverage", "margin_scale"):
+        x = _number(key, value, positive=key in ("default_leverage", "margin_scale"))
         if key == "call_level" and not 0 < x <= 1:
             msg = f"call_level: expected a fraction in (0, 1], got {value!r}"
             raise ConfigError(msg)
@@ -240,7 +245,8 @@ def _validate(key: str, value: Any) -> Any:
         except json.JSONDecodeError as exc:
             msg = f"tiers: {path} is not valid JSON: {exc}"
             raise ConfigError(msg) from None
-    if key in ("stop_on_bankruptcy", "compare_margin_modes", "survival_collateral"):
+    if key in ("stop_on_bankruptcy", "compare_margin_modes", "survival_collateral",
+               "check_initial_margin"):
         if isinstance(value, bool):
             return value
         if str(value).lower() in ("true", "1", "yes", "false", "0", "no"):
