@@ -220,7 +220,9 @@ def _collect(engine: Engine, data_name: str, extra_warnings: list[str]) -> Backt
         "symbol": e.symbol, "ref": e.ref} for e in engine.account.journal.entries],
         columns=["seq", "ts", "kind", "asset", "amount", "balance_after", "symbol", "ref"])
     pr = engine.pos_rec
-    positions = pd.DataFrame(pr)
+    # compact arrays become numpy columns; empty series stay lists (object columns, as before)
+    positions = pd.DataFrame({k: np.asarray(v) if len(v) and not isinstance(v, list)
+                              else list(v) for k, v in pr.items()})
     positions["ts"] = pd.to_datetime(np.asarray(pr["ts"], dtype="int64"), unit="ms", utc=True)
     orders = pd.DataFrame(engine.order_log)
     if "status" not in orders.columns:
@@ -289,15 +291,17 @@ def _distances(engine: Engine, index: pd.Index) -> np.ndarray:
 
     pr = engine.pos_rec
     rec = engine.rec
-    step_of = {t: k for k, t in enumerate(rec["ts"])}
     syms = sorted(engine.feed.symbols)
     sid = {s: k for k, s in enumerate(syms)}
     insts = [engine.feed.symbols[s].instrument for s in syms]
     ids = np.asarray([sid[s] for s in pr["symbol"]], dtype="int64")
+    # the recorded steps are strictly increasing and every position row is at one of them
+    bar = np.searchsorted(np.asarray(rec["ts"], dtype="int64"),
+                          np.asarray(pr["ts"], dtype="int64")).astype("int64")
     rows = BookRows(
-        n_bars=len(index), bar=np.asarray([step_of[t] for t in pr["ts"]], dtype="int64"),
+        n_bars=len(index), bar=bar,
         qty=np.asarray(pr["qty"], dtype="float64"),
-        cs=np.asarray([insts[i].cs for i in ids], dtype="float64"),
+        cs=np.asarray([inst.cs for inst in insts], dtype="float64")[ids],
         entry=np.asarray(pr["entry_price"], dtype="float64"),
         mark=np.asarray(pr["mark"], dtype="float64"),
         is_linear=np.asarray([insts[i].is_linear for i in ids], dtype=bool),
