@@ -108,6 +108,7 @@ class Engine:
         self.rec: dict[str, Any] = {k: array("q" if k == "ts" else "d") for k in _REC_KEYS}
         self.pos_rec: dict[str, Any] = {
             k: [] if k == "symbol" else array("q" if k == "ts" else "d") for k in _POS_KEYS}
+        self._pos_appenders = tuple(self.pos_rec[k].append for k in _POS_KEYS)
         self.stopped_reason: str | None = None
         self.greek_rec: list[tuple[int, dict[str, float], dict[str, float]]] = []
         self._expiries = sorted((f.instrument.expiry_ms, f.symbol) for f in feed.symbols.values()
@@ -235,16 +236,16 @@ class Engine:
 
     def _record_positions(self, t: int, positions: list[tuple[str, float, float, float, float,
                                                                  float, float]]) -> None:
-        pr = self.pos_rec
+        a_ts, a_sym, a_qty, a_entry, a_mark, a_upnl, a_notional, a_iso = self._pos_appenders
         for sym, qty, entry, mark, upnl, notional, iso in positions:
-            pr["ts"].append(t)
-            pr["symbol"].append(sym)
-            pr["qty"].append(qty)
-            pr["entry_price"].append(entry)
-            pr["mark"].append(mark)
-            pr["unrealized_pnl"].append(upnl)
-            pr["notional"].append(notional)
-            pr["isolated_margin"].append(iso)
+            a_ts(t)
+            a_sym(sym)
+            a_qty(qty)
+            a_entry(entry)
+            a_mark(mark)
+            a_upnl(upnl)
+            a_notional(notional)
+            a_iso(iso)
 
     # -- execution ------------------------------------------------------------------------
     def _execute(self, f: SymbolFeed) -> None:

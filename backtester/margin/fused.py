@@ -27,21 +27,38 @@ if TYPE_CHECKING:
 
 __all__ = ["LegConstants", "fused_state"]
 
-_STABLES = frozenset({"USD", "USDT", "USDC", "BUSD", "FDUSD", "DAI"})
+_STABLES = frozenset({"USD", "USDT", "USDC", "BUSD", "FDUSD", "DAI"})  # Feed.is_stable
 
 
-LegConstants = tuple["SymbolFeed", float, bool, str, str, Callable[[float], float] | None]
+LegConstants = tuple["SymbolFeed", float, bool, str, str, Callable[[float], float] | None, bool]
+_MISSING = object()
+_ONES = (1.0, 1.0, 1.0)
 
 
 def _leg(me: MarginEngine, sym: str, pos: Position) -> LegConstants | None:
-    # per-symbol constants: feed, contract size, linear?, base, settle, maintenance function
+    # per-symbol constants: feed, contract size, linear?, base, settle, maintenance function,
+    # settle is a stablecoin
     inst = pos.instrument
     f = me.e.feed.symbols[sym]
     if inst.is_option or f.option_iv is not None:
         return None
     tiers = me.profile.tiers.get(inst.symbol)
     return (f, inst.cs, bool(inst.is_linear), inst.base, inst.settle,
-            tiers.maintenance if tiers is not None else None)
+            tiers.maintenance if tiers is not None else None, inst.settle in _STABLES)
+
+
+def _px3(asset: str, index_feeds: dict[str, SymbolFeed]) -> tuple[float, float, float]:
+    # MarginEngine.price_usd(asset, 0 / 1 / 2)
+    if asset in _STABLES:
+        return _ONES
+    g = index_feeds.get(asset)
+    if g is None:
+        return (0.0, 0.0, 0.0)
+    j = g.idx
+    if j < 0:
+        v = g.io[0]
+        return (v, v, v)
+    return (g.il[j], g.ih[j], g.ic[j])
 
 
 def fused_state(me: MarginEngine, *, intrabar: bool) -> MarginState | None:
@@ -53,18 +70,18 @@ def fused_state(me: MarginEngine, *, intrabar: bool) -> MarginState | None:
     acct = e.account
     cache = me._legs
     default_mmr = me.profile.default_mmr
+    index_feeds = e.feed.index_feeds
     legs = []
     for sym, pos in acct.positions.items():
         q = pos.qty_f
         if q == 0.0:
             continue
-        if sym in cache:
-            c = cache[sym]
-        else:
+        c = cache.get(sym, _MISSING)
+        if c is _MISSING:
             c = cache[sym] = _leg(me, sym, pos)
         if c is None:
             return None
-        f, cs, lin, base, settle, mfun = c
+        f, cs, lin, base, settle, mfun, stable = c  # type: ignore[misc]
         i = f.idx
         entry = pos.entry_f
         aq = abs(q) * cs
@@ -80,115 +97,102 @@ def fused_state(me: MarginEngine, *, intrabar: bool) -> MarginState | None:
                 usd = aq
             mm = mfun(notional) if mfun is not None else notional * default_mmr
             vals.append((mark, value, notional, mm, usd))
-        legs.append((sym, pos, base, settle, q, entry, vals))
-
-    feed = e.feed
-    index_feeds = feed.index_feeds
-    prices: dict[str, tuple[float, float, float]] = {}
-
-    def px3(asset: str) -> tuple[float, float, float]:
-        # price_usd(asset, 0/1/2)
-        p = prices.get(asset)
-        if p is None:
-            if asset in _STABLES:
-                p = (1.0, 1.0, 1.0)
-            else:
-                g = index_feeds.get(asset)
-                if g is None:
-                    p = (0.0, 0.0, 0.0)
-                elif g.idx < 0:
-                    v = g.io[0]
-                    p = (v, v, v)
-                else:
-                    j = g.idx
-                    p = (g.il[j], g.ih[j], g.ic[j])
-            prices[asset] = p
-        return p
+        legs.append((sym, pos, base, settle, q, entry, vals,
+                     _ONES if stable else _px3(settle, index_feeds)))
 
     balances = acct.balances
     haircut = me.profile.haircut
-    order_im = me._order_im()
+    order_im = me._order_im() if e.orders else 0.0
     inf = _state._INF
-    new_state = _state.MarginState
 
     scenario: dict[str, int] = {}
     if intrabar:
         groups = {leg[2] for leg in legs}
-        groups |= {a for a, b in balances.items() if b != 0 and a not in _STABLES}
+        for a, b in balances.items():
+            if b != 0 and a not in _STABLES:
+                groups.add(a)
         if not groups:
             return fused_state(me, intrabar=False)
         for g in sorted(groups):
-            pg = px3(g)
+            pg = _px3(g, index_feeds)
             best_w, best_excess = 2, inf
             bal = balances.get(g)
             for w in (0, 1, 2):
+                # MarginEngine._group_excess(g, w)
                 px_g = pg[w]
                 excess = 0.0
                 if bal is not None:
                     b = float(bal)
                     excess += b * px_g * (haircut(g) if b > 0 else 1.0)
-                for _, _, base, settle, _, _, vals in legs:
-                    if base != g:
+                for leg in legs:
+                    if leg[2] != g:
                         continue
-                    px_settle = px_g if settle == g else px3(settle)[2]
-                    _, value, _, p_mm, _ = vals[w]
+                    px_settle = px_g if leg[3] == g else leg[7][2]
+                    _, value, _, p_mm, _ = leg[6][w]
                     excess += (value - p_mm) * px_settle
                 if excess < best_excess:
                     best_w, best_excess = w, excess
             scenario[g] = best_w
 
-    def evaluate(scen: dict[str, int] | None) -> MarginState:
-        # MarginEngine._evaluate for a cross book of futures/perps
-        st = new_state()
-        bal_usd = mb_coll = fixed = moving = 0.0
-        for asset, bal in balances.items():
-            w = scen.get(asset, 2) if scen else 2
-            px = px3(asset)[w]
-            b = float(bal)
-            bal_usd += b * px
-            v = b * px * (haircut(asset) if b > 0 else 1.0)
-            mb_coll += v
-            if asset in _STABLES:
-                fixed += v
-            else:
-                moving += v
-        upnl = im = mm = gross = net = 0.0
-        rows = st.positions
-        for sym, pos, base, settle, q, entry, vals in legs:
-            w = scen.get(base, 2) if scen else 2
-            mark, value, notional, p_mm, usd = vals[w if intrabar else 0]
-            px_settle = px3(settle)[scen.get(settle, 2) if scen else 2]
-            p_im = notional / pos.leverage
-            upnl += value * px_settle
-            im += p_im * px_settle
-            mm += p_mm * px_settle
-            gross += usd
-            net += usd if q > 0 else -usd
-            if scen is None:
-                rows.append((sym, q, entry, mark, value, notional,
-                             float(pos.isolated_margin) if pos.isolated_margin is not None
-                             else float("nan")))
-        st.collateral_fixed = fixed
-        st.collateral_moving = moving
-        st.wallet_balance = bal_usd
-        st.unrealized_pnl = upnl
-        st.equity = bal_usd + upnl
-        mb = st.margin_balance = mb_coll + upnl
-        st.initial_margin = im
-        st.maintenance_margin = mm
+    # MarginEngine._evaluate at the closes and (intrabar) at the worst scenario, in one pass:
+    # the same terms summed in the same order as the general code
+    st = _state.MarginState()
+    bal_usd = mb_coll = fixed = moving = mb_coll_s = 0.0
+    for asset, bal in balances.items():
+        p = _px3(asset, index_feeds)
+        b = float(bal)
+        h = haircut(asset) if b > 0 else 1.0
+        px = p[2]
+        bal_usd += b * px
+        v = b * px * h
+        mb_coll += v
+        if asset in _STABLES:
+            fixed += v
+        else:
+            moving += v
+        if intrabar:
+            w = scenario.get(asset, 2)
+            mb_coll_s += v if w == 2 else b * p[w] * h
+    upnl = im = mm = gross = net = 0.0
+    upnl_s = im_s = mm_s = 0.0
+    rows = st.positions
+    k_close = 2 if intrabar else 0
+    for sym, pos, base, settle, q, entry, vals, sp in legs:
+        lev = pos.leverage
+        mark, value, notional, p_mm, usd = vals[k_close]
+        px_settle = sp[2]
+        upnl += value * px_settle
+        im += notional / lev * px_settle
+        mm += p_mm * px_settle
+        gross += usd
+        net += usd if q > 0 else -usd
+        rows.append((sym, q, entry, mark, value, notional,
+                     float(pos.isolated_margin) if pos.isolated_margin is not None
+                     else float("nan")))
+        if intrabar:
+            _, value, notional, p_mm, _ = vals[scenario.get(base, 2)]
+            px_settle = sp[scenario.get(settle, 2)]
+            upnl_s += value * px_settle
+            im_s += notional / lev * px_settle
+            mm_s += p_mm * px_settle
+    st.collateral_fixed = fixed
+    st.collateral_moving = moving
+    st.wallet_balance = bal_usd
+    st.unrealized_pnl = upnl
+    st.equity = bal_usd + upnl
+    mb = st.margin_balance = mb_coll + upnl
+    st.initial_margin = im
+    st.maintenance_margin = mm
+    ratio = st.margin_ratio = mm / mb if mb > 0 else (inf if mm > 0 else 0.0)
+    st.available = mb - im - order_im
+    st.gross_exposure = gross
+    st.net_exposure = net
+    call = me.call_level
+    if intrabar:
+        # the worst scenario's margin balance, requirement, ratio and status (as _worst)
+        mb = st.margin_balance = mb_coll_s + upnl_s
+        mm = st.maintenance_margin = mm_s
         ratio = st.margin_ratio = mm / mb if mb > 0 else (inf if mm > 0 else 0.0)
-        st.available = mb - im - order_im
-        st.gross_exposure = gross
-        st.net_exposure = net
-        st.status = ("liquidate" if mm > 0 and mb <= mm else
-                     "call" if ratio >= me.call_level else "ok")
-        return st
-
-    close = evaluate(None)
-    if not intrabar:
-        return close
-    st = evaluate(scenario)
-    close.margin_balance, close.maintenance_margin = st.margin_balance, st.maintenance_margin
-    close.margin_ratio, close.status = st.margin_ratio, st.status
-    close.available = min(close.available, st.available)
-    return close
+        st.available = min(st.available, mb - im_s - order_im)
+    st.status = "liquidate" if mm > 0 and mb <= mm else "call" if ratio >= call else "ok"
+    return st

@@ -93,6 +93,7 @@ class MarginEngine:
         self._in_call = False
         self._liq_start_size: dict[str, Decimal] = {}
         self._legs: dict[str, LegConstants | None] = {}
+        self._option_free = False
         self.state = self.evaluate_now()
 
     # -- prices ---------------------------------------------------------------------------
@@ -208,7 +209,9 @@ class MarginEngine:
 
     # -- evaluation -----------------------------------------------------------------------
     def _fused(self, *, intrabar: bool) -> MarginState | None:
-        return fused_state(self, intrabar=intrabar)
+        st = fused_state(self, intrabar=intrabar)
+        self._option_free = st is not None  # the fused pass only takes books without options
+        return st
 
     def evaluate_now(self) -> MarginState:
         """Evaluate at the current closes (no intrabar extremes)."""
@@ -422,7 +425,7 @@ class MarginEngine:
             self._in_call = True
         else:
             self._in_call = False
-        if self._holds_options():
+        if not self._option_free and self._holds_options():
             st.greeks = self.greeks()
         self.state = st
 
