@@ -107,7 +107,15 @@ def fused_state(me: MarginEngine, *, intrabar: bool) -> MarginState | None:
 
     scenario: dict[str, int] = {}
     if intrabar:
-        groups = {leg[2] for leg in legs}
+        by_group: dict[str, list[tuple[str, tuple[float, float, float], list[tuple[
+            float, float, float, float, float]]]]] = {}
+        for leg in legs:
+            g = leg[2]
+            lst = by_group.get(g)
+            if lst is None:
+                lst = by_group[g] = []
+            lst.append((leg[3], leg[7], leg[6]))
+        groups = set(by_group)
         for a, b in balances.items():
             if b != 0 and a not in _STABLES:
                 groups.add(a)
@@ -117,18 +125,17 @@ def fused_state(me: MarginEngine, *, intrabar: bool) -> MarginState | None:
             pg = _px3(g, index_feeds)
             best_w, best_excess = 2, inf
             bal = balances.get(g)
+            members = by_group.get(g, ())
             for w in (0, 1, 2):
-                # MarginEngine._group_excess(g, w)
+                # MarginEngine._group_excess(g, w): the group's legs in the account's order
                 px_g = pg[w]
                 excess = 0.0
                 if bal is not None:
                     b = float(bal)
                     excess += b * px_g * (haircut(g) if b > 0 else 1.0)
-                for leg in legs:
-                    if leg[2] != g:
-                        continue
-                    px_settle = px_g if leg[3] == g else leg[7][2]
-                    _, value, _, p_mm, _ = leg[6][w]
+                for settle, sp, vals in members:
+                    px_settle = px_g if settle == g else sp[2]
+                    _, value, _, p_mm, _ = vals[w]
                     excess += (value - p_mm) * px_settle
                 if excess < best_excess:
                     best_w, best_excess = w, excess

@@ -94,6 +94,7 @@ class MarginEngine:
         self._liq_start_size: dict[str, Decimal] = {}
         self._legs: dict[str, LegConstants | None] = {}
         self._option_free = False
+        self._fuse = self._fast_path and self.mode is MarginMode.CROSS
         self.state = self.evaluate_now()
 
     # -- prices ---------------------------------------------------------------------------
@@ -215,7 +216,7 @@ class MarginEngine:
 
     def evaluate_now(self) -> MarginState:
         """Evaluate at the current closes (no intrabar extremes)."""
-        if self._fast_path and self.mode is MarginMode.CROSS:
+        if self._fuse:
             st = self._fused(intrabar=False)
             if st is not None:
                 return st
@@ -311,10 +312,13 @@ class MarginEngine:
 
     def _worst(self) -> MarginState:
         # group legs and collateral by underlying; take each group's worst of low/high/close
-        if self._fast_path and self.mode is MarginMode.CROSS:
+        if self._fuse:
             fused = self._fused(intrabar=True)
             if fused is not None:
                 return fused
+        return self._worst_general()
+
+    def _worst_general(self) -> MarginState:
         acct = self.e.account
         groups: set[str] = {p.instrument.base for p in acct.positions.values() if p.qty_f != 0.0}
         groups |= {a for a, b in acct.balances.items() if b != 0 and not self.e.feed.is_stable(a)}
@@ -409,7 +413,10 @@ class MarginEngine:
         if self.mode is MarginMode.ISOLATED:
             self._check_isolated(t)
             return
-        st = self._worst() if self.intrabar else self.evaluate_now()
+        st = fused_state(self, intrabar=self.intrabar) if self._fuse else None
+        self._option_free = st is not None
+        if st is None:
+            st = self._worst_general() if self.intrabar else self._evaluate(scenario_of=None)
         if st.status == "liquidate":
             self._liquidate(t, st)
             st = self._worst() if self.intrabar else self.evaluate_now()
