@@ -31,7 +31,6 @@ _STABLES = frozenset({"USD", "USDT", "USDC", "BUSD", "FDUSD", "DAI"})  # Feed.is
 
 
 LegConstants = tuple["SymbolFeed", float, bool, str, str, Callable[[float], float] | None, bool]
-_MISSING = object()
 _ONES = (1.0, 1.0, 1.0)
 
 
@@ -76,12 +75,14 @@ def fused_state(me: MarginEngine, *, intrabar: bool) -> MarginState | None:
         q = pos.qty_f
         if q == 0.0:
             continue
-        c = cache.get(sym, _MISSING)
-        if c is _MISSING:
-            c = cache[sym] = _leg(me, sym, pos)
+        c = cache.get(sym)
         if c is None:
-            return None
-        f, cs, lin, base, settle, mfun, stable = c  # type: ignore[misc]
+            if sym in cache:
+                return None  # not eligible
+            c = cache[sym] = _leg(me, sym, pos)
+            if c is None:
+                return None
+        f, cs, lin, base, settle, mfun, stable = c
         i = f.idx
         entry = pos.entry_f
         aq = abs(q) * cs
@@ -116,8 +117,8 @@ def fused_state(me: MarginEngine, *, intrabar: bool) -> MarginState | None:
                 lst = by_group[g] = []
             lst.append((leg[3], leg[7], leg[6]))
         groups = set(by_group)
-        for a, b in balances.items():
-            if b != 0 and a not in _STABLES:
+        for a, amount in balances.items():
+            if amount != 0 and a not in _STABLES:
                 groups.add(a)
         if not groups:
             return fused_state(me, intrabar=False)
