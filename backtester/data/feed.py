@@ -64,15 +64,18 @@ def _floats(a: np.ndarray) -> array[float]:
 
 def _lists(arrays: dict[str, np.ndarray], keys: tuple[str, ...]) -> list[array[float]]:
     # one float sequence per numpy array; arrays shared between keys (mark or index candles
-    # that fall back to the trade candles) share one sequence
-    done: dict[int, array[float]] = {}
+    # that fall back to the trade candles) share one sequence, and the numpy arrays become
+    # views of the sequences (one copy of the data; nothing writes into either in place)
+    done: dict[int, tuple[array[float], np.ndarray]] = {}
     out = []
     for k in keys:
         a = arrays[k]
-        seq = done.get(id(a))
-        if seq is None:
-            seq = done[id(a)] = _floats(a)
-        out.append(seq)
+        hit = done.get(id(a))
+        if hit is None:
+            seq = _floats(a)
+            hit = done[id(a)] = (seq, np.frombuffer(seq, dtype="float64"))
+        out.append(hit[0])
+        arrays[k] = hit[1]
     return out
 
 
@@ -98,6 +101,7 @@ class SymbolFeed:
         "l",
         "mark_fallback_bars",
         "mark_missing",
+        "mark_source",
         "mc",
         "mh",
         "ml",
@@ -105,7 +109,7 @@ class SymbolFeed:
         "n",
         "next_funding",
         "o",
-        "option_iv", "mark_source",
+        "option_iv",
         "symbol",
         "tf_ms",
         "timeframe",

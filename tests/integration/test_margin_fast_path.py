@@ -73,7 +73,8 @@ class RandomTrader(Strategy):
             ctx.record(score=float(self.rng.random()))
 
 
-def _run(seed: int, *, fast: bool, margin_check: str, collateral: dict[str, float]):
+def _run(seed: int, *, fast: bool, margin_check: str, collateral: dict[str, float],
+         margin_mode: str = "cross"):
     rng = np.random.default_rng(seed)
     n = 300
     data = {}
@@ -88,6 +89,7 @@ def _run(seed: int, *, fast: bool, margin_check: str, collateral: dict[str, floa
     try:
         return backtester.run(RandomTrader, data=data, instruments=insts, funding="zero",
                               collateral=collateral, margin_check=margin_check,
+                              margin_mode=margin_mode,
                               slippage_bps=2, params={"seed": seed, "size": 1.0 + seed % 4})
     finally:
         MarginEngine._fast_path = old
