@@ -30,20 +30,22 @@ __all__ = ["LegConstants", "fused_state"]
 _STABLES = frozenset({"USD", "USDT", "USDC", "BUSD", "FDUSD", "DAI"})  # Feed.is_stable
 
 
-LegConstants = tuple["SymbolFeed", float, bool, str, str, Callable[[float], float] | None, bool]
+LegConstants = tuple["SymbolFeed", float, bool, str, str, Callable[[float], float] | None, bool,
+                     bool]
 _ONES = (1.0, 1.0, 1.0)
 
 
 def _leg(me: MarginEngine, sym: str, pos: Position) -> LegConstants | None:
     # per-symbol constants: feed, contract size, linear?, base, settle, maintenance function,
-    # settle is a stablecoin
+    # settle is a stablecoin, "plain" (stablecoin-settled on a coin that is not a stablecoin)
     inst = pos.instrument
     f = me.e.feed.symbols[sym]
     if inst.is_option or f.option_iv is not None:
         return None
     tiers = me.profile.tiers.get(inst.symbol)
     return (f, inst.cs, bool(inst.is_linear), inst.base, inst.settle,
-            tiers.maintenance if tiers is not None else None, inst.settle in _STABLES)
+            tiers.maintenance if tiers is not None else None, inst.settle in _STABLES,
+            inst.settle in _STABLES and inst.base not in _STABLES)
 
 
 def _px3(asset: str, index_feeds: dict[str, SymbolFeed]) -> tuple[float, float, float]:
@@ -71,6 +73,7 @@ def fused_state(me: MarginEngine, *, intrabar: bool) -> MarginState | None:
     default_mmr = me.profile.default_mmr
     index_feeds = e.feed.index_feeds
     legs = []
+    plain = True
     for sym, pos in acct.positions.items():
         q = pos.qty_f
         if q == 0.0:
@@ -82,7 +85,8 @@ def fused_state(me: MarginEngine, *, intrabar: bool) -> MarginState | None:
             c = cache[sym] = _leg(me, sym, pos)
             if c is None:
                 return None
-        f, cs, lin, base, settle, mfun, stable = c
+        f, cs, lin, base, settle, mfun, stable, is_plain = c
+        plain = plain and is_plain
         i = f.idx
         entry = pos.entry_f
         aq = abs(q) * cs
@@ -105,6 +109,12 @@ def fused_state(me: MarginEngine, *, intrabar: bool) -> MarginState | None:
     haircut = me.profile.haircut
     order_im = me._order_im() if e.orders else 0.0
     inf = _state._INF
+    if plain:
+        for a in balances:
+            if a not in _STABLES:
+                break
+        else:
+            return _plain_state(me, legs, intrabar=intrabar, order_im=order_im)
 
     scenario: dict[str, int] = {}
     if intrabar:
@@ -203,4 +213,78 @@ def fused_state(me: MarginEngine, *, intrabar: bool) -> MarginState | None:
         ratio = st.margin_ratio = mm / mb if mb > 0 else (inf if mm > 0 else 0.0)
         st.available = min(st.available, mb - im_s - order_im)
     st.status = "liquidate" if mm > 0 and mb <= mm else "call" if ratio >= call else "ok"
+    return st
+
+
+def _plain_state(me: MarginEngine, legs: list, *, intrabar: bool,  # type: ignore[type-arg]
+                 order_im: float) -> MarginState:
+    # fused_state for a book whose legs all settle in stablecoins, on coins that are not
+    # stablecoins, with only stablecoin balances: every USD price involved is 1.0 exactly, so
+    # "x * 1.0" is "x" and the coin groups hold no balance; the sums keep the general order
+    inf = _state._INF
+    haircut = me.profile.haircut
+    st = _state.MarginState()
+    bal_usd = mb_coll = 0.0
+    for asset, bal in me.e.account.balances.items():
+        b = float(bal)
+        bal_usd += b
+        v = b * (haircut(asset) if b > 0 else 1.0)
+        mb_coll += v
+    st.collateral_fixed = mb_coll
+    scenario: dict[str, int] = {}
+    if intrabar:
+        # MarginEngine._group_excess per coin group and scenario, legs in the account's order
+        sums: dict[str, list[float]] = {}
+        for leg in legs:
+            vals = leg[6]
+            acc = sums.get(leg[2])
+            if acc is None:
+                acc = sums[leg[2]] = [0.0, 0.0, 0.0]
+            for w in (0, 1, 2):
+                x = vals[w]
+                acc[w] += x[1] - x[3]
+        for g, acc in sums.items():
+            best_w, best_excess = 2, inf
+            for w in (0, 1, 2):
+                if acc[w] < best_excess:
+                    best_w, best_excess = w, acc[w]
+            scenario[g] = best_w
+    upnl = im = mm = gross = net = 0.0
+    upnl_s = im_s = mm_s = 0.0
+    rows = st.positions
+    k_close = 2 if intrabar else 0
+    nan = float("nan")
+    for sym, pos, base, _, q, entry, vals, _ in legs:
+        lev = pos.leverage
+        mark, value, notional, p_mm, usd = vals[k_close]
+        upnl += value
+        im += notional / lev
+        mm += p_mm
+        gross += usd
+        net += usd if q > 0 else -usd
+        iso = pos.isolated_margin
+        rows.append((sym, q, entry, mark, value, notional,
+                     float(iso) if iso is not None else nan))
+        if intrabar:
+            _, value, notional, p_mm, _ = vals[scenario[base]]
+            upnl_s += value
+            im_s += notional / lev
+            mm_s += p_mm
+    st.wallet_balance = bal_usd
+    st.unrealized_pnl = upnl
+    st.equity = bal_usd + upnl
+    mb = st.margin_balance = mb_coll + upnl
+    st.initial_margin = im
+    st.maintenance_margin = mm
+    ratio = st.margin_ratio = mm / mb if mb > 0 else (inf if mm > 0 else 0.0)
+    st.available = mb - im - order_im
+    st.gross_exposure = gross
+    st.net_exposure = net
+    if intrabar:
+        mb = st.margin_balance = mb_coll + upnl_s
+        mm = st.maintenance_margin = mm_s
+        ratio = st.margin_ratio = mm / mb if mb > 0 else (inf if mm > 0 else 0.0)
+        st.available = min(st.available, mb - im_s - order_im)
+    st.status = ("liquidate" if mm > 0 and mb <= mm else
+                 "call" if ratio >= me.call_level else "ok")
     return st
