@@ -149,6 +149,9 @@ class Engine:
         # the recorders of _REC_KEYS[1:] in order, bound once
         (a_ts, a_eq, a_wal, a_upnl, a_mb, a_im, a_mm, a_ratio, a_av, a_gross, a_net, a_fix,
          a_mov) = (rec[k].append for k in _REC_KEYS)
+        (p_ts, p_sym, p_qty, p_entry, p_mark, p_upnl, p_notional,
+         p_iso) = self._pos_appenders
+        ctx = self.ctx
         for t, feeds in self.feed.steps:
             self.now_ms = t
             for f in feeds:
@@ -158,7 +161,7 @@ class Engine:
                 elif f.funding_ts and f.next_funding < len(f.funding_ts) \
                         and f.funding_ts[f.next_funding] < t:
                     self._funding(f, before_ms=t)
-                if f.symbol in special_funding:
+                if special_funding and f.symbol in special_funding:
                     self._special_funding(f)
             if self._expiries and self._expiries[0][0] <= t:
                 self._expire(t)
@@ -168,7 +171,7 @@ class Engine:
                 self._deliver()
             if self.stopped_reason is None:
                 try:
-                    on_bar(self.ctx)
+                    on_bar(ctx)
                 except (StrategyError, PhaseError, ConfigError, DataError):
                     raise  # the engine's own errors already name what is wrong, as in _call
                 except Exception as exc:
@@ -187,8 +190,16 @@ class Engine:
             a_net(st.net_exposure)
             a_fix(st.collateral_fixed)
             a_mov(st.collateral_moving)
-            if st.positions:
-                self._record_positions(t, st.positions)
+            for sym, qty, entry, mark, upnl, notional, iso in st.positions:
+                # as _record_positions, inlined
+                p_ts(t)
+                p_sym(sym)
+                p_qty(qty)
+                p_entry(entry)
+                p_mark(mark)
+                p_upnl(upnl)
+                p_notional(notional)
+                p_iso(iso)
             if st.greeks:
                 self._record_greeks(len(rec["ts"]) - 1, st.greeks)
             if self.stopped_reason is not None and self.config.stop_on_bankruptcy:
