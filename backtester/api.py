@@ -29,6 +29,8 @@ from backtester.timeutil import ms_to_iso
 
 __all__ = ["load_strategy", "run"]
 
+_DISTANCE_BLOCK = 32_768  # bars per block of the distance-to-liquidation search
+
 
 def load_strategy(spec: str | type[Strategy]) -> type[Strategy]:
     """Resolve ``path/to/file.py[:Class]`` or ``package.module:Class`` to a Strategy class.
@@ -249,8 +251,9 @@ def _collect(engine: Engine, data_name: str, extra_warnings: list[str]) -> Backt
 
     rec = engine.rec
     idx = pd.to_datetime(np.asarray(rec["ts"], dtype="int64"), unit="ms", utc=True)
+    # columns are views of the engine's recording arrays (no second copy)
     equity = pd.DataFrame({k: np.asarray(v, dtype="float64") for k, v in rec.items()
-                           if k != "ts"}, index=pd.Index(idx, name="ts"))
+                           if k != "ts"}, index=pd.Index(idx, name="ts"), copy=False)
     fills = pd.DataFrame([{
         "ts": pd.Timestamp(f.ts_ms, unit="ms", tz="UTC"), "order_id": f.order_id,
         "symbol": f.symbol, "qty": float(f.qty), "price": float(f.price), "fee": float(f.fee),
@@ -267,7 +270,9 @@ def _collect(engine: Engine, data_name: str, extra_warnings: list[str]) -> Backt
         columns=["seq", "ts", "kind", "asset", "amount", "balance_after", "symbol", "ref",
                  "ledger"])
     pr = engine.pos_rec
-    positions = pd.DataFrame(pr)
+    # compact arrays become numpy columns; empty series stay lists (object columns, as before)
+    positions = pd.DataFrame({k: np.asarray(v) if len(v) and not isinstance(v, list)
+                              else list(v) for k, v in pr.items()}, copy=False)
     positions["ts"] = pd.to_datetime(np.asarray(pr["ts"], dtype="int64"), unit="ms", utc=True)
     orders = pd.DataFrame(engine.order_log)
     if "status" not in orders.columns:
@@ -358,26 +363,41 @@ def _distances(engine: Engine, index: pd.Index) -> np.ndarray:
 
     pr = engine.pos_rec
     rec = engine.rec
-    step_of = {t: k for k, t in enumerate(rec["ts"])}
     syms = sorted(engine.feed.symbols)
     sid = {s: k for k, s in enumerate(syms)}
     insts = [engine.feed.symbols[s].instrument for s in syms]
     ids = np.asarray([sid[s] for s in pr["symbol"]], dtype="int64")
-    rows = BookRows(
-        n_bars=len(index), bar=np.asarray([step_of[t] for t in pr["ts"]], dtype="int64"),
-        qty=np.asarray(pr["qty"], dtype="float64"),
-        cs=np.asarray([insts[i].cs for i in ids], dtype="float64"),
-        entry=np.asarray(pr["entry_price"], dtype="float64"),
-        mark=np.asarray(pr["mark"], dtype="float64"),
-        is_linear=np.asarray([insts[i].is_linear for i in ids], dtype=bool),
-        is_option=np.asarray([insts[i].is_option for i in ids], dtype=bool),
-        symbol_id=ids, isolated_margin=np.asarray(pr["isolated_margin"], dtype="float64"),
-        collateral_fixed=np.asarray(rec["collateral_fixed"], dtype="float64"),
-        collateral_moving=np.asarray(rec["collateral_moving"], dtype="float64"))
+    # the recorded steps are strictly increasing and every position row is at one of them
+    bar = np.searchsorted(np.asarray(rec["ts"], dtype="int64"),
+                          np.asarray(pr["ts"], dtype="int64")).astype("int64")
+    cs = np.asarray([inst.cs for inst in insts], dtype="float64")
+    lin = np.asarray([inst.is_linear for inst in insts], dtype=bool)
+    opt = np.asarray([inst.is_option for inst in insts], dtype=bool)
+    qty = np.asarray(pr["qty"], dtype="float64")
+    entry = np.asarray(pr["entry_price"], dtype="float64")
+    mark = np.asarray(pr["mark"], dtype="float64")
+    iso = np.asarray(pr["isolated_margin"], dtype="float64")
+    fixed = np.asarray(rec["collateral_fixed"], dtype="float64")
+    moving = np.asarray(rec["collateral_moving"], dtype="float64")
     tiers = {sid[s]: t for s, t in engine.profile.tiers.items() if s in sid}
-    return distance_to_liquidation(rows, tiers=tiers, default_mmr=engine.profile.default_mmr,
-                                   isolated=engine.config.margin_mode is MarginMode.ISOLATED)
-
+    isolated = engine.config.margin_mode is MarginMode.ISOLATED
+    n = len(index)
+    # each bar's distance depends on that bar's rows only: blocks of bars give the same
+    # numbers with a fraction of the temporary memory (rows are in bar order)
+    out = []
+    for a in range(0, max(n, 1), _DISTANCE_BLOCK):
+        b = min(a + _DISTANCE_BLOCK, n)
+        r0, r1 = np.searchsorted(bar, [a, b])
+        sel = slice(int(r0), int(r1))
+        k = ids[sel]
+        rows = BookRows(n_bars=b - a, bar=bar[sel] - a, qty=qty[sel], cs=cs[k],
+                        entry=entry[sel], mark=mark[sel], is_linear=lin[k], is_option=opt[k],
+                        symbol_id=k, isolated_margin=iso[sel], collateral_fixed=fixed[a:b],
+                        collateral_moving=moving[a:b])
+        out.append(distance_to_liquidation(rows, tiers=tiers,
+                                           default_mmr=engine.profile.default_mmr,
+                                           isolated=isolated))
+    return np.concatenate(out) if out else np.full(n, np.inf)
 
 def _event_dict(ev: Any) -> dict[str, Any]:
     from dataclasses import asdict

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from array import array
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +54,12 @@ if TYPE_CHECKING:
     from backtester.strategy import Strategy
 
 __all__ = ["Engine"]
+
+_REC_KEYS = ("ts", "equity", "wallet", "unrealized_pnl", "margin_balance", "initial_margin",
+             "maintenance_margin", "margin_ratio", "available", "gross_exposure", "net_exposure",
+             "collateral_fixed", "collateral_moving")
+_POS_KEYS = ("ts", "symbol", "qty", "entry_price", "mark", "unrealized_pnl", "notional",
+             "isolated_margin")
 
 logger = logging.getLogger(__name__)
 
@@ -96,13 +103,12 @@ class Engine:
         self.pending: list[tuple[str, Any]] = []
         self.warnings: list[str] = list(feed.warnings)
         self.user_records: dict[str, list[float]] = {}
-        self.rec: dict[str, list[float]] = {k: [] for k in (
-            "ts", "equity", "wallet", "unrealized_pnl", "margin_balance", "initial_margin",
-            "maintenance_margin", "margin_ratio", "available", "gross_exposure", "net_exposure",
-            "collateral_fixed", "collateral_moving")}
-        self.pos_rec: dict[str, list[Any]] = {k: [] for k in (
-            "ts", "symbol", "qty", "entry_price", "mark", "unrealized_pnl", "notional",
-            "isolated_margin")}
+        # per-step and per-position series in compact arrays (8 bytes a value); "symbol" is a
+        # list of (shared) strings
+        self.rec: dict[str, Any] = {k: array("q" if k == "ts" else "d") for k in _REC_KEYS}
+        self.pos_rec: dict[str, Any] = {
+            k: [] if k == "symbol" else array("q" if k == "ts" else "d") for k in _POS_KEYS}
+        self._pos_appenders = tuple(self.pos_rec[k].append for k in _POS_KEYS)
         self.stopped_reason: str | None = None
         self.greek_rec: list[tuple[int, dict[str, float], dict[str, float]]] = []
         self._expiries = sorted((f.instrument.expiry_ms, f.symbol) for f in feed.symbols.values()
@@ -140,6 +146,12 @@ class Engine:
         account = self.account
         rec = self.rec
         special_funding = self._special
+        # the recorders of _REC_KEYS[1:] in order, bound once
+        (a_ts, a_eq, a_wal, a_upnl, a_mb, a_im, a_mm, a_ratio, a_av, a_gross, a_net, a_fix,
+         a_mov) = (rec[k].append for k in _REC_KEYS)
+        (p_ts, p_sym, p_qty, p_entry, p_mark, p_upnl, p_notional,
+         p_iso) = self._pos_appenders
+        ctx = self.ctx
         for t, feeds in self.feed.steps:
             self.now_ms = t
             for f in feeds:
@@ -149,7 +161,7 @@ class Engine:
                 elif f.funding_ts and f.next_funding < len(f.funding_ts) \
                         and f.funding_ts[f.next_funding] < t:
                     self._funding(f, before_ms=t)
-                if f.symbol in special_funding:
+                if special_funding and f.symbol in special_funding:
                     self._special_funding(f)
             if self._expiries and self._expiries[0][0] <= t:
                 self._expire(t)
@@ -159,27 +171,35 @@ class Engine:
                 self._deliver()
             if self.stopped_reason is None:
                 try:
-                    on_bar(self.ctx)
+                    on_bar(ctx)
                 except (StrategyError, PhaseError, ConfigError, DataError):
                     raise  # the engine's own errors already name what is wrong, as in _call
                 except Exception as exc:
                     raise StrategyError(strat.name, "on_bar", t, exc) from exc
             st = margin.state
-            rec["ts"].append(t)
-            rec["equity"].append(st.equity)
-            rec["wallet"].append(st.wallet_balance)
-            rec["unrealized_pnl"].append(st.unrealized_pnl)
-            rec["margin_balance"].append(st.margin_balance)
-            rec["initial_margin"].append(st.initial_margin)
-            rec["maintenance_margin"].append(st.maintenance_margin)
-            rec["margin_ratio"].append(st.margin_ratio)
-            rec["available"].append(st.available)
-            rec["gross_exposure"].append(st.gross_exposure)
-            rec["net_exposure"].append(st.net_exposure)
-            rec["collateral_fixed"].append(st.collateral_fixed)
-            rec["collateral_moving"].append(st.collateral_moving)
-            if st.positions:
-                self._record_positions(t, st.positions)
+            a_ts(t)
+            a_eq(st.equity)
+            a_wal(st.wallet_balance)
+            a_upnl(st.unrealized_pnl)
+            a_mb(st.margin_balance)
+            a_im(st.initial_margin)
+            a_mm(st.maintenance_margin)
+            a_ratio(st.margin_ratio)
+            a_av(st.available)
+            a_gross(st.gross_exposure)
+            a_net(st.net_exposure)
+            a_fix(st.collateral_fixed)
+            a_mov(st.collateral_moving)
+            for sym, qty, entry, mark, upnl, notional, iso in st.positions:
+                # as _record_positions, inlined
+                p_ts(t)
+                p_sym(sym)
+                p_qty(qty)
+                p_entry(entry)
+                p_mark(mark)
+                p_upnl(upnl)
+                p_notional(notional)
+                p_iso(iso)
             if st.greeks:
                 self._record_greeks(len(rec["ts"]) - 1, st.greeks)
             if self.stopped_reason is not None and self.config.stop_on_bankruptcy:
@@ -227,16 +247,16 @@ class Engine:
 
     def _record_positions(self, t: int, positions: list[tuple[str, float, float, float, float,
                                                                  float, float]]) -> None:
-        pr = self.pos_rec
+        a_ts, a_sym, a_qty, a_entry, a_mark, a_upnl, a_notional, a_iso = self._pos_appenders
         for sym, qty, entry, mark, upnl, notional, iso in positions:
-            pr["ts"].append(t)
-            pr["symbol"].append(sym)
-            pr["qty"].append(qty)
-            pr["entry_price"].append(entry)
-            pr["mark"].append(mark)
-            pr["unrealized_pnl"].append(upnl)
-            pr["notional"].append(notional)
-            pr["isolated_margin"].append(iso)
+            a_ts(t)
+            a_sym(sym)
+            a_qty(qty)
+            a_entry(entry)
+            a_mark(mark)
+            a_upnl(upnl)
+            a_notional(notional)
+            a_iso(iso)
 
     # -- execution ------------------------------------------------------------------------
     def _execute(self, f: SymbolFeed) -> None:

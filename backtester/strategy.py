@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import difflib
 import typing
+from array import array
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -137,6 +138,12 @@ def _coerce(strategy: str, name: str, typ: Any, value: Any) -> Any:
     return value
 
 
+def _floats(values: np.ndarray) -> array[float]:
+    out: array[float] = array("d")
+    out.frombytes(np.ascontiguousarray(values).tobytes())
+    return out
+
+
 class Indicator:
     """A precomputed series revealed bar by bar.
 
@@ -149,7 +156,9 @@ class Indicator:
 
     def __init__(self, values: np.ndarray, cursor: Callable[[], int], *, name: str = "") -> None:
         self._values = values
-        self._list: list[float] = values.tolist()
+        # scalar access for now / [-k]: a compact copy (8 bytes a value) for float64 series
+        self._list: Sequence[float] = (_floats(values) if values.dtype == np.float64
+                                       and values.ndim == 1 else values.tolist())
         self._cursor = cursor
         self.name = name
 

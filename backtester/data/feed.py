@@ -9,7 +9,8 @@ used and counted (``mark_fallback_bars``) so the results can say so.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from array import array
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -54,8 +55,33 @@ def _infer_timeframe(ts_ms: np.ndarray, symbol: str) -> str:
     raise DataError(msg)
 
 
+def _floats(a: np.ndarray) -> array[float]:
+    # a compact float sequence with fast scalar access (8 bytes a value, no float objects)
+    out: array[float] = array("d")
+    out.frombytes(np.ascontiguousarray(a, dtype="float64").tobytes())
+    return out
+
+
+def _lists(arrays: dict[str, np.ndarray], keys: tuple[str, ...]) -> list[array[float]]:
+    # one float sequence per numpy array; arrays shared between keys (mark or index candles
+    # that fall back to the trade candles) share one sequence, and the numpy arrays become
+    # views of the sequences (one copy of the data; nothing writes into either in place)
+    done: dict[int, tuple[array[float], np.ndarray]] = {}
+    out = []
+    for k in keys:
+        a = arrays[k]
+        hit = done.get(id(a))
+        if hit is None:
+            seq = _floats(a)
+            hit = done[id(a)] = (seq, np.frombuffer(seq, dtype="float64"))
+        out.append(hit[0])
+        arrays[k] = hit[1]
+    return out
+
+
 class SymbolFeed:
-    """One instrument's bars as Python lists (fast scalar access) and its cursor ``idx``."""
+    """One instrument's bars as compact float sequences (fast scalar access) and its cursor
+    ``idx``. Mark and index candles that fall back to the trade candles share their storage."""
 
     __slots__ = (
         "arrays",
@@ -75,6 +101,7 @@ class SymbolFeed:
         "l",
         "mark_fallback_bars",
         "mark_missing",
+        "mark_source",
         "mc",
         "mh",
         "ml",
@@ -82,7 +109,7 @@ class SymbolFeed:
         "n",
         "next_funding",
         "o",
-        "option_iv", "mark_source",
+        "option_iv",
         "symbol",
         "tf_ms",
         "timeframe",
@@ -109,7 +136,8 @@ class SymbolFeed:
         self.tf_ms = timeframe_ms(tf)
         ts = ohlcv["ts"].astype("int64").to_numpy()
         self.ts_np = ts
-        self.ts = ts.tolist()
+        self.ts: array[int] = array("q")
+        self.ts.frombytes(np.ascontiguousarray(ts, dtype="int64").tobytes())
         self.n = len(ts)
         arrays = {k: ohlcv[k].to_numpy(dtype="float64") for k in
                   ("open", "high", "low", "close", "volume")}
@@ -125,12 +153,10 @@ class SymbolFeed:
             for k, v in aligned.items():
                 arrays[f"{prefix}_{k}"] = v
         self.arrays = arrays
-        self.o, self.h, self.l, self.c, self.v = (arrays[k].tolist() for k in
-                                                  ("open", "high", "low", "close", "volume"))
-        self.mo, self.mh, self.ml, self.mc = (arrays[f"mark_{k}"].tolist() for k in
-                                              ("open", "high", "low", "close"))
-        self.io, self.ih, self.il, self.ic = (arrays[f"index_{k}"].tolist() for k in
-                                              ("open", "high", "low", "close"))
+        (self.o, self.h, self.l, self.c, self.v, self.mo, self.mh, self.ml, self.mc,
+         self.io, self.ih, self.il, self.ic) = _lists(arrays, (
+             "open", "high", "low", "close", "volume", "mark_open", "mark_high", "mark_low",
+             "mark_close", "index_open", "index_high", "index_low", "index_close"))
         self.funding_ts: list[int] = []
         self.funding_rate: list[float] = []
         if frames.funding is not None and len(frames.funding):
@@ -153,8 +179,8 @@ class SymbolFeed:
                 arrays["mark_close"] = mc
                 arrays["mark_high"] = np.maximum(arrays["mark_high"], mc)
                 arrays["mark_low"] = np.minimum(arrays["mark_low"], mc)
-                self.mc, self.mh, self.ml = (arrays[k].tolist() for k in
-                                             ("mark_close", "mark_high", "mark_low"))
+                self.mc, self.mh, self.ml = _lists(arrays, ("mark_close", "mark_high",
+                                                            "mark_low"))
                 self.mark_fallback_bars = int((~ok).sum())
                 self.mark_missing = (~ok).tolist()
                 self.has_mark = True
@@ -191,8 +217,8 @@ class SymbolFeed:
             a["mark_open"] = np.concatenate([a["mark_close"][:1], a["mark_close"][:-1]])
             if not is_call:  # a put is worth most at the underlying's low
                 a["mark_high"], a["mark_low"] = a["mark_low"], a["mark_high"]
-            self.mo, self.mh, self.ml, self.mc = (a[f"mark_{k}"].tolist() for k in
-                                                  ("open", "high", "low", "close"))
+            self.mo, self.mh, self.ml, self.mc = _lists(a, ("mark_open", "mark_high",
+                                                            "mark_low", "mark_close"))
             self.mark_source = "theoretical"
             self.mark_fallback_bars = 0
             self.mark_missing = [False] * self.n
@@ -215,8 +241,8 @@ class SymbolFeed:
         pos = np.clip(pos, 0, under.n - 1)
         for k in ("open", "high", "low", "close"):
             self.arrays[f"index_{k}"] = under.arrays[f"index_{k}"][pos]
-        self.io, self.ih, self.il, self.ic = (self.arrays[f"index_{k}"].tolist() for k in
-                                              ("open", "high", "low", "close"))
+        self.io, self.ih, self.il, self.ic = _lists(self.arrays, (
+            "index_open", "index_high", "index_low", "index_close"))
         self.has_index = True
 
     def _align(self, frame: pd.DataFrame | None, kind: Kind, ts: np.ndarray, tf: str,
@@ -225,8 +251,9 @@ class SymbolFeed:
         if frame is None:
             if kind is Kind.MARK:
                 self.mark_fallback_bars = len(ts)
+            # shared, not copied: nothing writes into these arrays in place
             return {k: (arrays[k] if kind is Kind.MARK or not self.has_mark
-                        else arrays[f"mark_{k}"]).copy() for k in cols}
+                        else arrays[f"mark_{k}"]) for k in cols}
         clean = validate_frame(frame, kind, symbol=self.instrument.symbol, timeframe=tf)
         clean = clean.set_index(clean["ts"].astype("int64"))
         out: dict[str, np.ndarray] = {}
@@ -243,16 +270,79 @@ class SymbolFeed:
         return out
 
 
+class Clock:
+    """The clock steps as a compact sequence of ``(close_ms, advancing feeds)``.
+
+    Stored as an int64 array of step times and a group id per step; steps that advance the
+    same feeds share one tuple (a single-timeframe run has one group).
+    """
+
+    __slots__ = ("groups", "ids", "times")
+
+    def __init__(self, times: array[int], ids: array[int],
+                 groups: list[tuple[SymbolFeed, ...]]) -> None:
+        self.times = times
+        self.ids = ids
+        self.groups = groups
+
+    @classmethod
+    def build(cls, feeds: list[SymbolFeed]) -> Clock:
+        """Steps at every bar close of ``feeds``; the feeds of a step keep the order given."""
+        if not feeds:
+            return cls(array("q"), array("B"), [])
+        closes = np.concatenate([f.ts_np + f.tf_ms for f in feeds])
+        owner = np.concatenate([np.full(f.n, k, dtype="int64") for k, f in enumerate(feeds)])
+        order = np.argsort(closes, kind="stable")  # ties keep the feeds' order
+        closes, owner = closes[order], owner[order]
+        times, starts = np.unique(closes, return_index=True)
+        if len(feeds) <= 63:
+            # membership bit mask per step (exact), then one id per distinct mask
+            masks = np.bitwise_or.reduceat(np.left_shift(np.int64(1), owner), starts)
+            uniq, first, inv = np.unique(masks, return_index=True, return_inverse=True)
+            ends = np.append(starts[1:], len(owner))
+            groups = [tuple(feeds[k] for k in owner[starts[j]:ends[j]]) for j in first]
+            ids = inv.reshape(-1)
+            del uniq
+        else:
+            ends = np.append(starts[1:], len(owner))
+            memo: dict[tuple[int, ...], int] = {}
+            id_list = []
+            for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
+                key = tuple(owner[a:b].tolist())
+                id_list.append(memo.setdefault(key, len(memo)))
+            groups = [tuple(feeds[k] for k in key) for key in memo]
+            ids = np.asarray(id_list, dtype="int64")
+        t_arr: array[int] = array("q")
+        t_arr.frombytes(np.ascontiguousarray(times, dtype="int64").tobytes())
+        code = "B" if len(groups) <= 256 else "q"
+        i_arr: array[int] = array(code)
+        i_arr.frombytes(ids.astype("uint8" if code == "B" else "int64").tobytes())
+        return cls(t_arr, i_arr, groups)
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    def __bool__(self) -> bool:
+        return len(self.times) > 0
+
+    def __getitem__(self, k: int) -> tuple[int, tuple[SymbolFeed, ...]]:
+        return self.times[k], self.groups[self.ids[k]]
+
+    def __iter__(self) -> Iterator[tuple[int, tuple[SymbolFeed, ...]]]:
+        return zip(self.times, map(self.groups.__getitem__, self.ids), strict=True)
+
+
 @dataclass(slots=True)
 class Feed:
     """Every instrument's :class:`SymbolFeed` and the clock that drives them.
 
-    ``steps`` is a list of ``(close_ms, advancing feeds)``; ``index_feeds`` maps a coin to the
-    feed whose index prices value it as collateral (stablecoins are worth 1 USD).
+    ``steps`` is a :class:`Clock` (a sequence of ``(close_ms, advancing feeds)``);
+    ``index_feeds`` maps a coin to the feed whose index prices value it as collateral
+    (stablecoins are worth 1 USD).
     """
 
     symbols: dict[str, SymbolFeed]
-    steps: list[tuple[int, tuple[SymbolFeed, ...]]] = field(default_factory=list)
+    steps: Clock = field(default_factory=lambda: Clock(array("q"), array("B"), []))
     index_feeds: dict[str, SymbolFeed] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
@@ -284,12 +374,7 @@ class Feed:
         if not symbols:
             msg = "no market data: give at least one instrument's candles"
             raise DataError(msg)
-        by_close: dict[int, list[SymbolFeed]] = {}
-        for feed in symbols.values():
-            tf = feed.tf_ms
-            for t in feed.ts:
-                by_close.setdefault(t + tf, []).append(feed)
-        steps = [(t, tuple(by_close[t])) for t in sorted(by_close)]
+        steps = Clock.build(list(symbols.values()))
         index_feeds: dict[str, SymbolFeed] = {}
         # prefer perpetuals, then futures, for a coin's index price
         rank = {"perpetual": 0, "future": 1, "spot": 2, "option": 3}

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import partial
 from typing import TYPE_CHECKING
 
 from backtester.accounting import EntryKind, Position
@@ -26,11 +27,12 @@ from backtester.events import (
     PositionLiquidated,
 )
 from backtester.instruments import OptionType
+from backtester.margin.fused import LegConstants, fused_state
 from backtester.margin.options import option_requirements
 from backtester.margin.portfolio import PortfolioPosition, portfolio_margin
-from backtester.pricing import black76
 from backtester.numeric import ZERO, dec, to_money, to_price
 from backtester.orders import OrderRejected, RejectReason, Side
+from backtester.pricing import black76
 
 if TYPE_CHECKING:
     from backtester.data.feed import SymbolFeed
@@ -71,6 +73,10 @@ class MarginState:
 class MarginEngine:
     """Evaluates the account each bar and runs the profile's liquidation process."""
 
+    #: private switch: evaluate cross books without options in one fused pass (bit-identical
+    #: to the general evaluation; tests compare both)
+    _fast_path = True
+
     def __init__(self, engine: Engine, *, profile: ProfileData) -> None:
         self.e = engine
         self.profile = profile
@@ -86,6 +92,9 @@ class MarginEngine:
         self.liquidations = 0
         self._in_call = False
         self._liq_start_size: dict[str, Decimal] = {}
+        self._legs: dict[str, LegConstants | None] = {}
+        self._option_free = False
+        self._fuse = self._fast_path and self.mode is MarginMode.CROSS
         self.state = self.evaluate_now()
 
     # -- prices ---------------------------------------------------------------------------
@@ -175,7 +184,8 @@ class MarginEngine:
         notional = inst.notional(q, mark)
         im = notional / pos.leverage
         tiers = self.profile.tiers.get(inst.symbol)
-        mm = tiers.maintenance(notional) if tiers is not None else notional * self.profile.default_mmr
+        mm = (tiers.maintenance(notional) if tiers is not None
+              else notional * self.profile.default_mmr)
         return notional, im, mm
 
     def _short_option(self, pos: Position, mark: float, und: float) -> tuple[float, float, float]:
@@ -199,8 +209,17 @@ class MarginEngine:
         return inst.pnl(pos.qty_f, pos.entry_f, mark)
 
     # -- evaluation -----------------------------------------------------------------------
+    def _fused(self, *, intrabar: bool) -> MarginState | None:
+        st = fused_state(self, intrabar=intrabar)
+        self._option_free = st is not None  # the fused pass only takes books without options
+        return st
+
     def evaluate_now(self) -> MarginState:
         """Evaluate at the current closes (no intrabar extremes)."""
+        if self._fuse:
+            st = self._fused(intrabar=False)
+            if st is not None:
+                return st
         return self._evaluate(scenario_of=None)
 
     def _evaluate(self, scenario_of: dict[str, int] | None) -> MarginState:
@@ -293,6 +312,13 @@ class MarginEngine:
 
     def _worst(self) -> MarginState:
         # group legs and collateral by underlying; take each group's worst of low/high/close
+        if self._fuse:
+            fused = self._fused(intrabar=True)
+            if fused is not None:
+                return fused
+        return self._worst_general()
+
+    def _worst_general(self) -> MarginState:
         acct = self.e.account
         groups: set[str] = {p.instrument.base for p in acct.positions.values() if p.qty_f != 0.0}
         groups |= {a for a, b in acct.balances.items() if b != 0 and not self.e.feed.is_stable(a)}
@@ -387,7 +413,10 @@ class MarginEngine:
         if self.mode is MarginMode.ISOLATED:
             self._check_isolated(t)
             return
-        st = self._worst() if self.intrabar else self.evaluate_now()
+        st = fused_state(self, intrabar=self.intrabar) if self._fuse else None
+        self._option_free = st is not None
+        if st is None:
+            st = self._worst_general() if self.intrabar else self._evaluate(scenario_of=None)
         if st.status == "liquidate":
             self._liquidate(t, st)
             st = self._worst() if self.intrabar else self.evaluate_now()
@@ -403,7 +432,7 @@ class MarginEngine:
             self._in_call = True
         else:
             self._in_call = False
-        if self._holds_options():
+        if not self._option_free and self._holds_options():
             st.greeks = self.greeks()
         self.state = st
 
@@ -490,7 +519,6 @@ class MarginEngine:
             steps.append(LiquidationStep(action="cancel_orders", symbol=pos.symbol,
                                          qty=Decimal(n), price=ZERO, fee=ZERO,
                                          realized_pnl=ZERO))
-        i = f.idx
         mark = self._mark(f, w)
         alloc = pos.isolated_margin or ZERO
         flow: dict[str, Decimal] = {}
@@ -629,7 +657,6 @@ class MarginEngine:
         """Cancel orders, then reduce by the profile's rule until healthy; fees to the
         insurance fund; a deficit below zero is covered by the fund and recorded."""
         e = self.e
-        acct = e.account
         before = st.equity
         steps: list[LiquidationStep] = []
         n_orders = e.cancel(None, symbol=None, reason="liquidation")
@@ -637,7 +664,7 @@ class MarginEngine:
             steps.append(LiquidationStep(action="cancel_orders", symbol="", qty=Decimal(n_orders),
                                          price=ZERO, fee=ZERO, realized_pnl=ZERO))
         scenario = self._trigger_scenario()
-        self._liq_start_size: dict[str, Decimal] = {}
+        self._liq_start_size = {}
         triggers: dict[str, float] = {}
         style = self.profile.liquidation_style
         flow: dict[str, Decimal] = {}
@@ -674,7 +701,7 @@ class MarginEngine:
         groups = {p.instrument.base for p in acct.positions.values() if p.qty_f != 0.0}
         out = {}
         for g in groups:
-            out[g] = min(_SCENARIOS, key=lambda w, g=g: self._group_excess(g, w))
+            out[g] = min(_SCENARIOS, key=partial(self._group_excess, g))
         return out
 
     def _pick_victim(self, scenario: dict[str, int]) -> tuple[Position, SymbolFeed, float] | None:
