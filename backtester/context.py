@@ -335,10 +335,11 @@ class Context:
                           tif=tif, reduce_only=reduce_only, post_only=post_only, tag=tag,
                           stop_loss=stop_loss, take_profit=take_profit)
 
-    def target(self, symbol: str, qty: Decimal | float | str, *, tag: str = "") -> OrderTicket | None:
+    def target(self, symbol: str, qty: Decimal | float | str, *,
+               tag: str = "") -> OrderTicket | None:
         """Trade to a signed position of ``qty`` contracts with one market order (None if
         already there)."""
-        want = dec(qty) if not isinstance(qty, float) else dec(qty)
+        want = dec(qty)
         have = self._e.account.position(self.instrument(symbol)).qty
         delta = want - have
         if delta == 0:

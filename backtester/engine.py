@@ -111,6 +111,14 @@ class Engine:
         self._pos_appenders = tuple(self.pos_rec[k].append for k in _POS_KEYS)
         self.stopped_reason: str | None = None
         self.greek_rec: list[tuple[int, dict[str, float], dict[str, float]]] = []
+        hour = profile.daily_settlement_hour_utc
+        start = feed.steps[0][0] if len(feed.steps) else 0
+        # the first settlement time after the run's first close (never, without one)
+        self._next_settlement = (start - start % 86_400_000 + hour * 3_600_000 + (
+            86_400_000 if start % 86_400_000 > hour * 3_600_000 else 0)) if hour is not None \
+            else 2**62
+        if hour is not None:
+            self.account.session_kinds = frozenset({EntryKind.TRADE_PNL, EntryKind.FUNDING})
         self._expiries = sorted((f.instrument.expiry_ms, f.symbol) for f in feed.symbols.values()
                                 if f.instrument.expiry_ms is not None)
         self._funding_checked: set[str] = set()
@@ -129,7 +137,8 @@ class Engine:
 
             close = difflib.get_close_matches(symbol, list(self.feed.symbols), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            msg = f"unknown symbol {symbol!r}{hint} (symbols: {', '.join(sorted(self.feed.symbols))})"
+            known = ", ".join(sorted(self.feed.symbols))
+            msg = f"unknown symbol {symbol!r}{hint} (symbols: {known})"
             raise ConfigError(msg)
         return f
 
@@ -165,6 +174,8 @@ class Engine:
                     self._special_funding(f)
             if self._expiries and self._expiries[0][0] <= t:
                 self._expire(t)
+            if t >= self._next_settlement:
+                self._daily_settlement(t)
             if account.positions:
                 margin.check(t)
             if self.pending:
@@ -269,10 +280,10 @@ class Engine:
             if order.created_ms > bar_open:
                 continue  # submitted after this bar opened: eligible from the next bar
             m = match_order(order, path)
-            if order.tif is not TimeInForce.GTC and order.order_type is not OrderType.MARKET:
-                if m is None or m.t > 0.0:
-                    expired_ioc.append(order)
-                    continue
+            if order.tif is not TimeInForce.GTC and order.order_type is not OrderType.MARKET \
+                    and (m is None or m.t > 0.0):
+                expired_ioc.append(order)
+                continue
             if m is not None:
                 matches.append((m.t, order.id, order, m))
         matches.sort(key=lambda x: (x[0], x[1]))
@@ -462,6 +473,30 @@ class Engine:
             j = 0
         return f.mc[j], "trade" if f.mark_missing[j] else "mark"
 
+    def _daily_settlement(self, t: int) -> None:
+        # Deribit-style session settlement at hh:00 UTC: each future's unrealized PnL at the
+        # mark is realized into the session (its entry price becomes the settlement mark), then
+        # the session's PnL and funding move into the wallet. Intraday they count in equity only.
+        day = 86_400_000
+        stamp = self._next_settlement
+        while self._next_settlement <= t:
+            self._next_settlement += day
+        acct = self.account
+        for sym, pos in sorted(acct.positions.items()):
+            inst = pos.instrument
+            if pos.qty == 0 or inst.is_option:
+                continue
+            f = self.feed.symbols[sym]
+            mark = dec(f.mc[f.idx])
+            pnl = inst.pnl_exact(pos.qty, pos.entry_price, mark)
+            if pnl != 0:
+                acct.book(stamp, EntryKind.TRADE_PNL, inst.settle, pnl, symbol=sym,
+                          ref="daily settlement")
+                pos.realized_pnl += pnl
+            pos.entry_price = mark
+            pos.entry_f = float(mark)
+        acct.settle_session(stamp)
+
     def _expire(self, t: int) -> None:
         while self._expiries and self._expiries[0][0] <= t:
             expiry_ms, sym = self._expiries.pop(0)
@@ -566,6 +601,8 @@ class Engine:
                           f"reduce the position {have}")
         if order.is_reduce_only:
             return None  # reduce-only orders are always admitted
+        if not self.config.check_initial_margin:
+            return None  # survival re-runs keep the run's trades whatever the collateral
         return self.margin.admit(order, f)
 
     def cancel(self, order_id: int | None, *, symbol: str | None, reason: str) -> int:

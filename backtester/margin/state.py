@@ -94,7 +94,9 @@ class MarginEngine:
         self._liq_start_size: dict[str, Decimal] = {}
         self._legs: dict[str, LegConstants | None] = {}
         self._option_free = False
-        self._fuse = self._fast_path and self.mode is MarginMode.CROSS
+        # the fused pass knows neither session ledgers (daily settlement) nor options
+        self._fuse = self._fast_path and self.mode is MarginMode.CROSS \
+            and profile.daily_settlement_hour_utc is None
         self.state = self.evaluate_now()
 
     # -- prices ---------------------------------------------------------------------------
@@ -240,6 +242,11 @@ class MarginEngine:
                 st.collateral_fixed += v
             else:
                 st.collateral_moving += v
+        session = 0.0  # unsettled session PnL and funding (daily-settlement profiles)
+        for asset, bal in acct.session.items():
+            if bal:
+                session += float(bal) * self.price_usd(
+                    asset, scenario_of.get(asset, 2) if scenario_of else 2)
         upnl = 0.0
         im = mm = 0.0
         gross = net = 0.0
@@ -275,8 +282,8 @@ class MarginEngine:
             im, mm = self._portfolio_requirement(scenario_of)
         st.wallet_balance = bal_usd
         st.unrealized_pnl = upnl
-        st.equity = bal_usd + upnl
-        st.margin_balance = mb_coll + upnl
+        st.equity = bal_usd + session + upnl
+        st.margin_balance = mb_coll + session + upnl
         st.initial_margin = im
         st.maintenance_margin = mm
         st.margin_ratio = mm / st.margin_balance if st.margin_balance > 0 else (
@@ -367,13 +374,22 @@ class MarginEngine:
         return excess
 
     def _portfolio_requirement(self, scenario_of: dict[str, int] | None, *,
-                               only: str | None = None) -> tuple[float, float]:
+                               only: str | None = None,
+                               extra: tuple[str, float] | None = None) -> tuple[float, float]:
         """Portfolio margin (USD): the worst loss over the scenario grid of each underlying's
-        risk unit (Deribit-like, ``backtester.margin.portfolio``); maintenance a fraction of it."""
+        risk unit (Deribit-like, ``backtester.margin.portfolio``); maintenance a fraction of it.
+        ``extra`` = (symbol, signed contracts) adds a hypothetical trade (order admission)."""
         feeds = self.e.feed.symbols
         book: list[PortfolioPosition] = []
         prices: dict[str, float] = {}
-        for sym, pos in self.e.account.positions.items():
+        held = dict(self.e.account.positions.items())
+        if extra is not None:
+            sym, dq = extra
+            base = held.get(sym)
+            probe = _probe(None, feeds[sym].instrument, (base.qty_f if base else 0.0) + dq)
+            probe.entry_f = base.entry_f if base else feeds[sym].mc[feeds[sym].idx]
+            held[sym] = probe
+        for sym, pos in held.items():
             inst = pos.instrument
             if pos.qty_f == 0.0 or (only is not None and inst.base != only):
                 continue
@@ -460,7 +476,8 @@ class MarginEngine:
         else:
             alloc = ZERO  # opened or flipped: the old allocation went with the closed part
             grown = abs(new)
-        add = to_money(inst.notional_exact(grown, price) / dec(pos.leverage))
+        add = to_money(inst.notional_exact(grown, price) / dec(pos.leverage)
+                       * dec(self.e.config.margin_scale))
         pos.isolated_margin = alloc + add
 
     def adjust_isolated_margin(self, symbol: str, amount: Decimal) -> None:
@@ -588,6 +605,12 @@ class MarginEngine:
                                 f"a notional of {notional_after:,.2f} on {order.symbol}")
             need = inst.notional(increase, px) / lev
         need_usd = need * self.price_usd(inst.settle)
+        if self.mode is MarginMode.PORTFOLIO:
+            # requirements net in portfolio mode: the order needs what it adds to the grid's
+            # worst loss (a hedge may need nothing)
+            before, _ = self._portfolio_requirement(None)
+            after, _ = self._portfolio_requirement(None, extra=(order.symbol, q))
+            need_usd = max(0.0, after - before)
         avail = self.evaluate_now().available
         if need_usd > avail + 1e-9:
             return OrderRejected(
@@ -757,7 +780,7 @@ class MarginEngine:
         notional = inst.notional_exact(qty, price) if not inst.is_option else to_money(
             abs(qty) * inst.contract_size * price)
         rate = (self.profile.option_liquidation_fee_rate if inst.is_option
-                else self.profile.liquidation_fee_rate)
+                else self.profile.liquidation_fee_for(inst.base))
         fee = to_money(notional * dec(rate))
         realized = self.e.account.apply_fill(t, inst, signed, price, fee,
                                              ref="liquidation", fee_kind=EntryKind.LIQUIDATION_FEE)
