@@ -292,12 +292,19 @@ def _collect(engine: Engine, data_name: str, extra_warnings: list[str]) -> Backt
                                     EntryKind.LIQUIDATION_FEE)), Decimal(0)))
     funding = float(-acct.journal.total(EntryKind.FUNDING))
     equity["distance_to_liquidation"] = _distances(engine, equity.index)
+    metrics_extra: dict[str, Any] = {}
     if engine.greek_rec:
-        for name in ("delta", "gamma", "vega", "theta"):
+        for name in ("delta", "gamma", "vega", "theta", "portfolio_initial_margin"):
             col = np.full(len(equity), np.nan)
             for step, totals, _ in engine.greek_rec:
                 col[step] = totals[name]
             equity[name] = col
+        pim = equity["portfolio_initial_margin"].to_numpy()
+        held = np.isfinite(pim) & (equity["initial_margin"].to_numpy() > 0)
+        if held.any():
+            # standard (summed) vs portfolio (netted) requirement of the same book
+            metrics_extra["portfolio_to_standard_margin"] = float(
+                pim[held].mean() / equity["initial_margin"].to_numpy()[held].mean())
     dist = equity["distance_to_liquidation"].abs().replace([np.inf], np.nan).dropna()
     ratio = equity["margin_ratio"].replace([np.inf], np.nan).dropna()
     metrics = compute_metrics(equity["equity"], fills=fills, fees_paid=fees,
@@ -317,6 +324,7 @@ def _collect(engine: Engine, data_name: str, extra_warnings: list[str]) -> Backt
         traded += value * engine.margin.price_usd(inst.settle) if inst.is_option else value
     metrics.update(capital_metrics(equity, traded_notional_usd=traded, fees_paid=fees,
                                    funding_paid=funding))
+    metrics.update(metrics_extra)
     equity["margin_utilization"], equity["idle_collateral"] = utilization_series(equity)
     feed = engine.feed
     fp = hashlib.sha256()

@@ -176,6 +176,18 @@ def survival_collateral(prep: PreparedRun, base: BacktestResult, *,
                     is_bounded=bounded)
 
 
+def _usd(prep: PreparedRun, s: Survival) -> float:
+    # value of the survival collateral at the first bar's index prices
+    total = 0.0
+    for asset, amount in s.collateral.items():
+        if prep.feed.is_stable(asset):
+            total += amount
+        else:
+            f = prep.feed.index_feeds.get(asset)
+            total += amount * (float(f.arrays["index_close"][0]) if f is not None else 0.0)
+    return total
+
+
 def _dec(x: float) -> Any:
     from backtester.numeric import dec
 
@@ -208,6 +220,7 @@ def compare_modes(prep: PreparedRun, result: BacktestResult) -> None:
                      "return_on_average_margin": m.get("return_on_average_margin"),
                      "average_initial_margin": m.get("average_initial_margin"),
                      "survival_collateral_scale": None if s is None else s.scale,
+                     "survival_collateral_usd": None if s is None else _usd(prep, s),
                      "min_distance_to_liquidation": m["min_distance_to_liquidation"],
                      "fees_paid": m["fees_paid"], "funding_paid": m["funding_paid"]})
     result.comparison = pd.DataFrame(rows)

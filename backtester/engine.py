@@ -244,7 +244,8 @@ class Engine:
         # account greeks in USD terms, summed over underlyings: delta (USD per 100 % move of
         # every underlying), gamma (USD change of delta per 1 % move), vega (USD per vol
         # point), theta (USD per day); per-underlying detail stays in greeks_detail
-        totals = {"delta": 0.0, "gamma": 0.0, "vega": 0.0, "theta": 0.0}
+        totals = {"delta": 0.0, "gamma": 0.0, "vega": 0.0, "theta": 0.0,
+                  "portfolio_initial_margin": greeks.pop("portfolio_initial_margin", float("nan"))}
         for key, value in greeks.items():
             coin, _, name = key.partition(".")
             px = self.margin.price_usd(coin)

@@ -13,9 +13,12 @@ from backtester.cli import cli, friendly_errors
 
 _HEADLINE = ("total_return", "cagr", "sharpe", "sortino", "max_drawdown", "trades", "win_rate",
              "fees_paid", "funding_paid", "liquidations", "margin_calls",
-             "min_distance_to_liquidation", "max_margin_ratio")
+             "min_distance_to_liquidation", "max_margin_ratio", "return_on_average_margin",
+             "return_on_peak_margin", "margin_utilization_mean", "idle_collateral_mean",
+             "capital_velocity", "fee_drag", "funding_drag")
 _PERCENT = {"total_return", "cagr", "max_drawdown", "win_rate", "min_distance_to_liquidation",
-            "max_margin_ratio"}
+            "max_margin_ratio", "return_on_average_margin", "return_on_peak_margin",
+            "margin_utilization_mean", "fee_drag", "funding_drag"}
 
 
 def _fmt(key: str, value: Any) -> str:

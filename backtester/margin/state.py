@@ -450,6 +450,10 @@ class MarginEngine:
             self._in_call = False
         if not self._option_free and self._holds_options():
             st.greeks = self.greeks()
+            if self.mode is not MarginMode.PORTFOLIO:
+                # what the same book would need under portfolio margin (where requirements
+                # net), beside the standard requirement, for the capital-efficiency report
+                st.greeks["portfolio_initial_margin"] = self._portfolio_requirement(None)[0]
         self.state = st
 
     def _holds_options(self) -> bool:
