@@ -22,7 +22,7 @@ _PERCENT = {"total_return", "cagr", "max_drawdown", "win_rate", "min_distance_to
 
 
 def _fmt(key: str, value: Any) -> str:
-    if value is None:
+    if value is None or (isinstance(value, float) and value != value):
         return "—"
     if key in _PERCENT and isinstance(value, float):
         return f"{value:.2%}"
@@ -45,11 +45,16 @@ def print_summary(result: Any, path: Path, *, console: Console | None = None) ->
         table.add_row(key, _fmt(key, result.metrics.get(key)))
     console.print(table)
     if result.comparison is not None:
+        # one column per margin mode, one row per measure (fits a terminal)
+        cmp = result.comparison.set_index("margin_mode")
         cmp_table = Table(title="margin modes compared")
-        for col in result.comparison.columns:
-            cmp_table.add_column(col)
-        for row in result.comparison.itertuples(index=False):
-            cmp_table.add_row(*[_fmt(c, v) for c, v in zip(result.comparison.columns, row)])
+        cmp_table.add_column("measure")
+        for mode in cmp.index:
+            cmp_table.add_column(str(mode), justify="right")
+        for col in cmp.columns:
+            key = "total_return" if col == "return_on_average_margin" else col
+            cmp_table.add_row(col, *[_fmt(key if key in _PERCENT else col, cmp.loc[m, col])
+                                     for m in cmp.index])
         console.print(cmp_table)
     for w in result.warnings[:5]:
         console.print(f"[yellow]warning:[/yellow] {w}")
