@@ -80,6 +80,9 @@ class RunConfig:
     params: dict[str, Any] = field(default_factory=dict)
     compare_margin_modes: bool = False
     survival_collateral: bool = False
+    #: a liquidation deficit is borne by auto-deleveraging (recorded as ``adl``) instead of
+    #: the insurance fund
+    adl: bool = False
     #: initial-margin admission of new orders (off only in survival-collateral re-runs, which
     #: must keep the run's trades while the collateral shrinks)
     check_initial_margin: bool = True
@@ -246,7 +249,7 @@ def _validate(key: str, value: Any) -> Any:
             msg = f"tiers: {path} is not valid JSON: {exc}"
             raise ConfigError(msg) from None
     if key in ("stop_on_bankruptcy", "compare_margin_modes", "survival_collateral",
-               "check_initial_margin"):
+               "check_initial_margin", "adl"):
         if isinstance(value, bool):
             return value
         if str(value).lower() in ("true", "1", "yes", "false", "0", "no"):

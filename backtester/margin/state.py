@@ -92,6 +92,7 @@ class MarginEngine:
         self.liquidations = 0
         self._in_call = False
         self._liq_start_size: dict[str, Decimal] = {}
+        self._taken_over = False
         self._legs: dict[str, LegConstants | None] = {}
         self._option_free = False
         # the fused pass knows neither session ledgers (daily settlement) nor options
@@ -547,16 +548,12 @@ class MarginEngine:
         bal_before = e.account.balances.get(settle, ZERO)
         self._close_slice(t, pos, f, abs(pos.qty), mark, steps, flow,
                           bankruptcy=self._isolated_bankruptcy(pos, alloc))
+        self._taken_over = False  # a position's margin, not the account, was exhausted
         lost = bal_before - e.account.balances.get(settle, ZERO)
         if lost > alloc:
             # losses are capped at the isolated margin: the fund covers the rest
-            cover = lost - alloc
-            e.account.book(t, EntryKind.INSURANCE_COVER, settle, cover, symbol=pos.symbol,
-                           ref="isolated deficit")
-            e.account.fund_insurance(settle, -cover)
-            flow[settle] = flow.get(settle, ZERO) - cover
-            steps.append(LiquidationStep(action="insurance_cover", symbol=pos.symbol, qty=ZERO,
-                                         price=ZERO, fee=ZERO, realized_pnl=cover))
+            self.absorb_deficit(t, settle, lost - alloc, steps, flow, symbol=pos.symbol,
+                                ref="isolated deficit")
         pos.isolated_margin = None
         self.liquidations += 1
         ev = PositionLiquidated(ts_ms=t, scope="position", reason="isolated margin + PnL <= "
@@ -775,23 +772,47 @@ class MarginEngine:
                      bankruptcy: float | None = None) -> None:
         inst = pos.instrument
         is_long = pos.qty > 0
-        px = mark * (1.0 - self.liq_slippage) if is_long else mark * (1.0 + self.liq_slippage)
+        market = mark * (1.0 - self.liq_slippage) if is_long else mark * (1.0 + self.liq_slippage)
         bp = bankruptcy if bankruptcy is not None else self.bankruptcy_price(pos, mark)
-        if bp is not None and bp > 0:
-            px = max(px, bp) if is_long else min(px, bp)
+        # a liquidation order fills at the triggering mark moved against the position; when
+        # that is beyond the bankruptcy price the position is taken over at the bankruptcy
+        # price and the insurance fund (or ADL) bears the difference (DESIGN §2)
+        is_takeover = bp is not None and bp > 0 and (market < bp if is_long else market > bp)
+        px = bp if is_takeover and bp is not None else market
         price = to_price(max(px, float(inst.tick_size)), inst.tick_size)
         signed = -qty if is_long else qty
-        notional = inst.notional_exact(qty, price) if not inst.is_option else to_money(
-            abs(qty) * inst.contract_size * price)
-        rate = (self.profile.option_liquidation_fee_rate if inst.is_option
-                else self.profile.liquidation_fee_for(inst.base))
-        fee = to_money(notional * dec(rate))
-        realized = self.e.account.apply_fill(t, inst, signed, price, fee,
-                                             ref="liquidation", fee_kind=EntryKind.LIQUIDATION_FEE)
-        self.e.account.fund_insurance(inst.settle, fee)
-        flow[inst.settle] = flow.get(inst.settle, ZERO) + fee
-        steps.append(LiquidationStep(action="liquidation_order", symbol=inst.symbol, qty=signed,
-                                     price=price, fee=fee, realized_pnl=realized))
+        acct = self.e.account
+        realized = acct.apply_fill(t, inst, signed, price, ZERO, ref="liquidation")
+        fee = ZERO
+        if not is_takeover:
+            notional = inst.notional_exact(qty, price) if not inst.is_option else to_money(
+                abs(qty) * inst.contract_size * price)
+            rate = (self.profile.option_liquidation_fee_rate if inst.is_option
+                    else self.profile.liquidation_fee_for(inst.base))
+            # the fee takes at most what margin is left: it never bankrupts the account
+            left = self.evaluate_now().margin_balance / max(self.price_usd(inst.settle), 1e-300)
+            fee = min(to_money(notional * dec(rate)), max(ZERO, to_money(max(left, 0.0))))
+            if fee > 0:
+                acct.book(t, EntryKind.LIQUIDATION_FEE, inst.settle, -fee, symbol=inst.symbol,
+                          ref="liquidation")
+                pos.fees += fee
+                acct.fund_insurance(inst.settle, fee)
+                flow[inst.settle] = flow.get(inst.settle, ZERO) + fee
+        steps.append(LiquidationStep(action="takeover" if is_takeover else "liquidation_order",
+                                     symbol=inst.symbol, qty=signed, price=price, fee=fee,
+                                     realized_pnl=realized))
+        if is_takeover:
+            # what closing at the market would have cost beyond the bankruptcy price
+            gap = abs(inst.pnl_exact(signed, dec(market), price)) if not inst.is_option \
+                else to_money(abs(qty) * inst.contract_size * abs(dec(market) - price))
+            if gap > 0:
+                if self.e.config.adl:
+                    steps.append(LiquidationStep(action="adl", symbol=inst.symbol, qty=ZERO,
+                                                 price=price, fee=ZERO, realized_pnl=gap))
+                else:
+                    acct.fund_insurance(inst.settle, -gap)
+                    flow[inst.settle] = flow.get(inst.settle, ZERO) - gap
+            self._taken_over = True
         from backtester.orders import Fill
 
         fill = Fill(ts_ms=t, order_id=0, symbol=inst.symbol, qty=signed, price=price, fee=fee,
@@ -819,6 +840,22 @@ class MarginEngine:
             p = 1.0 / inv if inv > 0 else _INF
         return p if p > 0 else None
 
+    def absorb_deficit(self, t: int, asset: str, amount: Decimal,
+                       steps: list[LiquidationStep], flow: dict[str, Decimal], *, symbol: str,
+                       ref: str) -> None:
+        """Credit ``amount`` (> 0) of a deficit back to the account and record who bore it:
+        the insurance fund (``insurance_cover``), or — with the run key ``adl`` — the opposite
+        side's profitable positions by auto-deleveraging (``adl``; the fund is untouched)."""
+        is_adl = self.e.config.adl
+        self.e.account.book(t, EntryKind.INSURANCE_COVER, asset, amount, symbol=symbol,
+                            ref="auto-deleveraging" if is_adl else ref)
+        if not is_adl:
+            self.e.account.fund_insurance(asset, -amount)
+            flow[asset] = flow.get(asset, ZERO) - amount
+        steps.append(LiquidationStep(action="adl" if is_adl else "insurance_cover",
+                                     symbol=symbol, qty=ZERO, price=ZERO, fee=ZERO,
+                                     realized_pnl=amount))
+
     def _cover_deficit(self, t: int, steps: list[LiquidationStep],
                        flow: dict[str, Decimal]) -> bool:
         acct = self.e.account
@@ -827,13 +864,13 @@ class MarginEngine:
             bal = acct.balances[asset]
             if bal < 0 and not any(p.qty != 0 and p.instrument.settle == asset
                                    for p in acct.positions.values()):
-                # the insurance fund absorbs the deficit; the wallet never goes negative silently
-                acct.book(t, EntryKind.INSURANCE_COVER, asset, -bal, ref="bankruptcy")
-                acct.fund_insurance(asset, bal)
-                flow[asset] = flow.get(asset, ZERO) + bal
-                steps.append(LiquidationStep(action="insurance_cover", symbol="", qty=ZERO,
-                                             price=ZERO, fee=ZERO, realized_pnl=-bal))
+                # the deficit is absorbed (insurance fund, or auto-deleveraging when the run
+                # says so) and recorded; the wallet never goes negative silently
+                self.absorb_deficit(t, asset, -bal, steps, flow, symbol="", ref="bankruptcy")
                 bankrupt = True
+        if self._taken_over:
+            self._taken_over = False
+            bankrupt = True
         if bankrupt and self.evaluate_now().equity <= 0:
             return True
         return bankrupt and all(p.qty == 0 for p in acct.positions.values())

@@ -74,7 +74,11 @@ def test_correlated_crash_liquidates_cross_while_isolated_loses_only_the_weak_le
     assert Decimal(iso.state["collateral_exact"]["USDT"]) == Decimal("6700")
     liq = next(e for e in iso.events if e["event"] == "PositionLiquidated")
     assert liq["trigger_price"] == {"ETH/USDT:USDT": 1_990.0}
-    assert any(s["action"] == "insurance_cover" for s in liq["steps"])
+    # the mark (1,990) is beyond the leg's bankruptcy price (2,500 - 2,500 / 10 = 2,250): the
+    # position is taken over at 2,250 and the fund bears (2,250 - 1,990 x 0.995) x 10
+    (takeover,) = [s for s in liq["steps"] if s["action"] == "takeover"]
+    assert takeover["price"] == Decimal("2250")
+    assert liq["insurance_flow"]["USDT"] == -(Decimal("2250") - Decimal("1980.05")) * 10
 
 
 def test_hedged_book_survives_crash_in_cross_but_isolated_liquidates_a_leg():
@@ -179,3 +183,26 @@ def test_isolated_margin_can_be_topped_up_and_it_moves_the_liquidation():
     assert topped.state["positions"][0]["isolated_margin"] == pytest.approx(3_500)
     plain = backtester.run(OpenAndHold, params={"legs": "BTC/USDT:USDT=1", "leverage": 20}, **kw)
     assert plain.metrics["liquidations"] == 1
+
+
+@pytest.mark.parametrize("adl", [False, True])
+def test_a_bankrupt_deficit_is_recorded_as_insurance_cover_or_adl(adl):
+    # Long 1 BTC @ 50,000 at 20x with 2,600 collateral; the price gaps to 45,000 in one bar.
+    # Bankruptcy price 50,000 - 2,600 = 47,400: the market (45,000 less 0.5 % slippage =
+    # 44,775) is beyond it, so the position is taken over at 47,400: the account ends at 0 and
+    # the gap (47,400 - 44,775) x 1 = 2,625 is borne by the insurance fund (or, with adl=True,
+    # by auto-deleveraging: the fund is untouched).
+    data = {"BTC/USDT:USDT": flat_bars([50_000.0] * 3 + [45_000.0] * 3)}
+    r = backtester.run(OpenAndHold, data=data,
+                       instruments={"BTC/USDT:USDT": instrument_from_symbol("BTC/USDT:USDT",
+                                                                            **ZERO_FEES)},
+                       funding="zero", collateral={"USDT": 2_600}, margin_check="close",
+                       slippage_bps=0, adl=adl, params={"legs": "BTC/USDT:USDT=1",
+                                                        "leverage": 20})
+    liq = next(e for e in r.events if e["event"] == "PositionLiquidated")
+    assert liq["is_bankrupt"]
+    actions = [s["action"] for s in liq["steps"]]
+    assert actions == (["takeover", "adl"] if adl else ["takeover"])
+    assert Decimal(r.state["collateral_exact"]["USDT"]) == Decimal(0)
+    assert liq["insurance_flow"].get("USDT", Decimal(0)) == (Decimal(0) if adl
+                                                              else Decimal("-2625"))
