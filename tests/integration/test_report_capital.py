@@ -64,7 +64,9 @@ def test_week_metrics_are_formatted_from_metrics_json(runs: dict[str, Path]) -> 
     assert f"{fmt(m['peak_initial_margin'])} USD" in body
     # the run compared margin modes: its capital columns are shown, survival was not asked for
     assert "Capital by margin mode" in body
-    assert "isolated" in body and "portfolio" in body
+    modes = body.split("Capital by margin mode")[1]
+    assert '<td data-v="isolated">isolated</td>' in modes
+    assert '<td data-v="portfolio">portfolio</td>' in modes
     assert "survival collateral not computed" in body
 
 
