@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-__all__ = ["MAX_POINTS", "Downsampled", "downsample", "figure_html", "line_figure"]
+__all__ = ["MAX_POINTS", "Downsampled", "downsample", "figure_html", "histogram_figure",
+           "line_figure"]
 
 #: Largest number of points drawn per trace.
 MAX_POINTS = 5000
@@ -95,6 +96,25 @@ def line_figure(series: Mapping[str, pd.Series], *, title: str, yaxis: str,
                       margin={"l": 60, "r": 20, "t": 50, "b": 40},
                       legend={"orientation": "h", "y": -0.15}, hovermode="x unified")
     fig.update_yaxes(title_text=yaxis, tickformat=".1%" if percent else None)
+    return fig
+
+
+def histogram_figure(values: pd.Series, *, title: str, xaxis: str, bins: int = 40,
+                     percent: bool = False) -> go.Figure:
+    """Distribution of the finite ``values``, binned here (``bins`` equal-width bars, count =
+    number of steps), so that the page holds ``bins`` bars whatever the run length."""
+    v = values.astype("float64").to_numpy()
+    v = v[np.isfinite(v)]
+    fig = go.Figure()
+    if len(v):
+        counts, edges = np.histogram(v, bins=bins)
+        fig.add_trace(go.Bar(x=(edges[:-1] + edges[1:]) / 2.0, y=counts,
+                             width=np.diff(edges), name=xaxis, marker={"color": "#2b59c3"}))
+    fig.update_layout(title=f"{title} ({len(v):,} steps)", template="plotly_white", height=340,
+                      margin={"l": 60, "r": 20, "t": 50, "b": 40}, bargap=0.02,
+                      showlegend=False)
+    fig.update_xaxes(title_text=xaxis, tickformat=".0%" if percent else None)
+    fig.update_yaxes(title_text="steps")
     return fig
 
 

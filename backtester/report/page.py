@@ -19,6 +19,7 @@ from backtester.report import sections as sec
 from backtester.report._html import CSS, RESIZE_JS, SORT_JS, esc, note
 from backtester.report._load import benchmark_prices, load_run
 from backtester.report.attribution import attribution_from_frames
+from backtester.report.capital import capital as capital_section
 from backtester.report.tearsheet import tearsheet
 
 __all__ = ["PLOTLYJS_BEGIN", "PLOTLYJS_END", "write_report"]
@@ -66,6 +67,7 @@ def write_report(run_dir: str | Path, *, benchmark: str | None = None,
         "summary": sec.summary(run, attribution),
         "tearsheet": sec.tearsheet_section(ts_html, ts_note),
         "margin": sec.margin(run),
+        "capital": capital_section(run),
         "liquidations": sec.liquidations(run),
         "attribution": sec.attribution_section(run, attribution),
         "exposure": sec.exposure(run),

@@ -20,6 +20,7 @@ SECTION_IDS = (
     ("summary", "Summary"),
     ("tearsheet", "Performance tearsheet (quantstats)"),
     ("margin", "Margin dashboard"),
+    ("capital", "Capital efficiency"),
     ("liquidations", "Liquidation timeline"),
     ("attribution", "PnL attribution"),
     ("exposure", "Exposure and leverage"),
