@@ -338,6 +338,11 @@ def _collect(engine: Engine, data_name: str, extra_warnings: list[str]) -> Backt
     warn = list(dict.fromkeys(engine.warnings + extra_warnings))
     if is_synthetic:
         warn.insert(0, "synthetic data: the sample dataset is generated, not market history")
+    if engine.config.margin_mode is MarginMode.PORTFOLIO:
+        from backtester.margin.portfolio import PortfolioParams
+
+        params = engine.profile.portfolio_params or PortfolioParams()
+        warn.extend(f"portfolio margin assumption: {a}" for a in params.assumptions)
     meta = {"data_fingerprint": fp.hexdigest()[:16], "package_version": __version__,
             "config_hash": engine.config.config_hash(), "dataset": data_name,
             "is_synthetic": is_synthetic, "profile": engine.profile.name,
