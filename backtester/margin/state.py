@@ -15,22 +15,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
-from functools import partial
 from typing import TYPE_CHECKING
 
 from backtester.accounting import EntryKind, Position
 from backtester.config import MarginCheck, MarginMode
 from backtester.events import (
     InstrumentExpired,
-    LiquidationStep,
     MarginCalled,
-    PositionLiquidated,
 )
 from backtester.instruments import OptionType
 from backtester.margin.fused import LegConstants, fused_state
+from backtester.margin.liquidation import LiquidationMixin
 from backtester.margin.options import option_requirements
 from backtester.margin.portfolio import PortfolioPosition, portfolio_margin
-from backtester.numeric import ZERO, dec, to_money, to_price
+from backtester.numeric import ZERO, dec, to_money
 from backtester.orders import OrderRejected, RejectReason, Side
 from backtester.pricing import black76
 
@@ -70,7 +68,7 @@ class MarginState:
     greeks: dict[str, float] = field(default_factory=dict)
 
 
-class MarginEngine:
+class MarginEngine(LiquidationMixin):
     """Evaluates the account each bar and runs the profile's liquidation process."""
 
     #: private switch: evaluate cross books without options in one fused pass (bit-identical
@@ -461,123 +459,6 @@ class MarginEngine:
         return any(p.qty_f != 0.0 and p.instrument.is_option
                    for p in self.e.account.positions.values())
 
-    # -- isolated margin ------------------------------------------------------------------
-    def on_fill(self, pos: Position, old_qty: Decimal, price: Decimal) -> None:
-        """Isolated mode: allocate initial margin to a position that grows, release it
-        pro rata when it shrinks (the released margin returns to the pool)."""
-        if self.mode is not MarginMode.ISOLATED or pos.instrument.is_option:
-            return
-        new = pos.qty
-        inst = pos.instrument
-        alloc = pos.isolated_margin or ZERO
-        if new == 0:
-            pos.isolated_margin = None
-            return
-        if old_qty != 0 and (old_qty > 0) == (new > 0):
-            if abs(new) < abs(old_qty):
-                pos.isolated_margin = to_money(alloc * abs(new) / abs(old_qty))
-                return
-            grown = abs(new) - abs(old_qty)
-        else:
-            alloc = ZERO  # opened or flipped: the old allocation went with the closed part
-            grown = abs(new)
-        add = to_money(inst.notional_exact(grown, price) / dec(pos.leverage)
-                       * dec(self.e.config.margin_scale))
-        pos.isolated_margin = alloc + add
-
-    def adjust_isolated_margin(self, symbol: str, amount: Decimal) -> None:
-        """Add (positive) or remove (negative) margin of an isolated position.
-
-        Adding needs that much available margin; removing may not take the position's margin
-        below its initial margin at the current mark.
-        """
-        from backtester.errors import ConfigError
-
-        if self.mode is not MarginMode.ISOLATED:
-            msg = f"margin of {symbol} can only be adjusted in isolated mode"
-            raise ConfigError(msg)
-        pos = self.e.account.positions.get(symbol)
-        if pos is None or pos.qty == 0 or pos.isolated_margin is None:
-            msg = f"no isolated position in {symbol} to adjust"
-            raise ConfigError(msg)
-        f = self.e.feed.symbols[symbol]
-        px = self.price_usd(pos.instrument.settle)
-        if amount > 0 and float(amount) * px > self.evaluate_now().available + 1e-9:
-            msg = f"cannot add {amount} to {symbol}: more than the available margin"
-            raise ConfigError(msg)
-        if amount < 0:
-            _, im, _ = self.requirement(pos, f.mc[f.idx], f.ic[f.idx])
-            if float(pos.isolated_margin + amount) < im:
-                msg = (f"cannot remove {-amount} from {symbol}: its margin would fall below the "
-                       f"initial margin {im:.2f}")
-                raise ConfigError(msg)
-        pos.isolated_margin += amount
-
-    def _position_excess(self, pos: Position, f: SymbolFeed, w: int) -> float:
-        i = f.idx
-        mark = self._mark(f, w)
-        und = f.il[i] if w == 0 else f.ih[i] if w == 1 else f.ic[i]
-        _, _, mm = self.requirement(pos, mark, und)
-        return float(pos.isolated_margin or 0) + self.position_value(pos, mark, f) - mm
-
-    def _check_isolated(self, t: int) -> None:
-        feeds = self.e.feed.symbols
-        for sym, pos in sorted(self.e.account.positions.items()):
-            if pos.qty == 0 or pos.instrument.is_option:
-                continue
-            f = feeds[sym]
-            ws = _SCENARIOS if self.intrabar else (2,)
-            w = min(ws, key=lambda w: self._position_excess(pos, f, w))
-            if self._position_excess(pos, f, w) <= 0:
-                self._liquidate_isolated(t, pos, f, w)
-        self.state = self.evaluate_now()
-
-    def _liquidate_isolated(self, t: int, pos: Position, f: SymbolFeed, w: int) -> None:
-        e = self.e
-        before = self.evaluate_now()
-        steps: list[LiquidationStep] = []
-        n = e.cancel(None, symbol=pos.symbol, reason="liquidation")
-        if n:
-            steps.append(LiquidationStep(action="cancel_orders", symbol=pos.symbol,
-                                         qty=Decimal(n), price=ZERO, fee=ZERO,
-                                         realized_pnl=ZERO))
-        mark = self._mark(f, w)
-        alloc = pos.isolated_margin or ZERO
-        flow: dict[str, Decimal] = {}
-        settle = pos.instrument.settle
-        bal_before = e.account.balances.get(settle, ZERO)
-        self._close_slice(t, pos, f, abs(pos.qty), mark, steps, flow,
-                          bankruptcy=self._isolated_bankruptcy(pos, alloc))
-        self._taken_over = False  # a position's margin, not the account, was exhausted
-        lost = bal_before - e.account.balances.get(settle, ZERO)
-        if lost > alloc:
-            # losses are capped at the isolated margin: the fund covers the rest
-            self.absorb_deficit(t, settle, lost - alloc, steps, flow, symbol=pos.symbol,
-                                ref="isolated deficit")
-        pos.isolated_margin = None
-        self.liquidations += 1
-        ev = PositionLiquidated(ts_ms=t, scope="position", reason="isolated margin + PnL <= "
-                                "maintenance margin", trigger_price={pos.symbol: mark},
-                                steps=tuple(steps), equity_before=before.equity,
-                                equity_after=self.evaluate_now().equity,
-                                margin_ratio_before=before.margin_ratio, insurance_flow=flow,
-                                is_bankrupt=False)
-        e.events.append(ev)
-        e.pending.append(("liquidation", ev))
-
-    @staticmethod
-    def _isolated_bankruptcy(pos: Position, alloc: Decimal) -> float | None:
-        # the price at which the isolated margin is exhausted: margin + PnL(P) = 0
-        inst = pos.instrument
-        q = pos.qty_f * inst.cs
-        m = float(alloc)
-        if inst.is_linear:
-            p = pos.entry_f - m / q
-        else:
-            inv = 1.0 / pos.entry_f + m / q
-            p = 1.0 / inv if inv > 0 else _INF
-        return p if p > 0 else None
-
     # -- admission ------------------------------------------------------------------------
     def admit(self, order: Order, f: SymbolFeed) -> OrderRejected | None:
         """Initial-margin check of a new (not reduce-only) order against available margin."""
@@ -675,206 +556,6 @@ class MarginEngine:
         if g.idx >= 0:
             return g.ic[g.idx], "index" if g.has_index else "trade"
         return f.mc[max(f.idx, 0)], "mark"
-
-    # -- liquidation ----------------------------------------------------------------------
-    def _liquidate(self, t: int, st: MarginState) -> None:
-        """Cancel orders, then reduce by the profile's rule until healthy; fees to the
-        insurance fund; a deficit below zero is covered by the fund and recorded."""
-        e = self.e
-        before = st.equity
-        steps: list[LiquidationStep] = []
-        n_orders = e.cancel(None, symbol=None, reason="liquidation")
-        if n_orders:
-            steps.append(LiquidationStep(action="cancel_orders", symbol="", qty=Decimal(n_orders),
-                                         price=ZERO, fee=ZERO, realized_pnl=ZERO))
-        scenario = self._trigger_scenario()
-        self._liq_start_size = {}
-        triggers: dict[str, float] = {}
-        style = self.profile.liquidation_style
-        flow: dict[str, Decimal] = {}
-        for _ in range(10_000):
-            cur = self._evaluate(scenario) if self.intrabar else self.evaluate_now()
-            if cur.status != "liquidate":
-                break
-            victim = self._pick_victim(scenario)
-            if victim is None:
-                break
-            pos, f, mark = victim
-            triggers[pos.symbol] = mark
-            qty = self._slice(pos, mark, style)
-            self._close_slice(t, pos, f, qty, mark, steps, flow)
-        after = self.evaluate_now()
-        bankrupt = self._cover_deficit(t, steps, flow)
-        if bankrupt:
-            e.stopped_reason = "bankrupt"
-        self.liquidations += 1
-        ev = PositionLiquidated(ts_ms=t, scope="position" if self.mode is MarginMode.ISOLATED
-                                else "account", reason="maintenance margin >= margin balance",
-                                trigger_price=triggers, steps=tuple(steps),
-                                equity_before=before, equity_after=self.evaluate_now().equity,
-                                margin_ratio_before=st.margin_ratio, insurance_flow=flow,
-                                is_bankrupt=bankrupt)
-        del after
-        e.events.append(ev)
-        e.pending.append(("liquidation", ev))
-
-    def _trigger_scenario(self) -> dict[str, int]:
-        if not self.intrabar:
-            return {}
-        acct = self.e.account
-        groups = {p.instrument.base for p in acct.positions.values() if p.qty_f != 0.0}
-        out = {}
-        for g in groups:
-            out[g] = min(_SCENARIOS, key=partial(self._group_excess, g))
-        return out
-
-    def _pick_victim(self, scenario: dict[str, int]) -> tuple[Position, SymbolFeed, float] | None:
-        # futures before options (Deribit), then the largest maintenance requirement
-        best = None
-        best_key: tuple[int, float] = (2, -1.0)
-        for sym, pos in sorted(self.e.account.positions.items()):
-            if pos.qty_f == 0.0:
-                continue
-            f = self.e.feed.symbols[sym]
-            w = scenario.get(pos.instrument.base, 2)
-            i = f.idx
-            mark = self._mark(f, w)
-            und = f.il[i] if w == 0 else f.ih[i] if w == 1 else f.ic[i]
-            _, _, mm = self.requirement(pos, mark, und)
-            key = (1 if pos.instrument.is_option else 0, -mm * self.price_usd(
-                pos.instrument.settle))
-            if best is None or key < best_key:
-                best, best_key = (pos, f, mark), key
-        return best
-
-    def _slice(self, pos: Position, mark: float, style: str) -> Decimal:
-        inst = pos.instrument
-        size = abs(pos.qty)
-        if style == "incremental":
-            # fixed slices of a tenth of the position held when the liquidation began
-            start = self._liq_start_size.setdefault(inst.symbol, size)
-            step = (start / 10).quantize(inst.lot_size) if inst.lot_size > 0 else start / 10
-            return min(size, max(step, inst.lot_size))
-        if style == "tiered":
-            tiers = self.profile.tiers.get(inst.symbol)
-            if tiers is not None:
-                notional = inst.notional(pos.qty_f, mark)
-                i = tiers.index(notional)
-                if i > 0:
-                    floor = tiers.floors[i]
-                    keep = floor / max(notional, 1e-300) * float(size)
-                    cut = size - dec(keep).quantize(inst.lot_size) if inst.lot_size > 0 else size
-                    return max(min(size, cut), inst.lot_size if inst.lot_size > 0 else size)
-        return size
-
-    def _close_slice(self, t: int, pos: Position, f: SymbolFeed, qty: Decimal, mark: float,
-                     steps: list[LiquidationStep], flow: dict[str, Decimal], *,
-                     bankruptcy: float | None = None) -> None:
-        inst = pos.instrument
-        is_long = pos.qty > 0
-        market = mark * (1.0 - self.liq_slippage) if is_long else mark * (1.0 + self.liq_slippage)
-        bp = bankruptcy if bankruptcy is not None else self.bankruptcy_price(pos, mark)
-        # a liquidation order fills at the triggering mark moved against the position; when
-        # that is beyond the bankruptcy price the position is taken over at the bankruptcy
-        # price and the insurance fund (or ADL) bears the difference (DESIGN §2)
-        is_takeover = bp is not None and bp > 0 and (market < bp if is_long else market > bp)
-        px = bp if is_takeover and bp is not None else market
-        price = to_price(max(px, float(inst.tick_size)), inst.tick_size)
-        signed = -qty if is_long else qty
-        acct = self.e.account
-        realized = acct.apply_fill(t, inst, signed, price, ZERO, ref="liquidation")
-        fee = ZERO
-        if not is_takeover:
-            notional = inst.notional_exact(qty, price) if not inst.is_option else to_money(
-                abs(qty) * inst.contract_size * price)
-            rate = (self.profile.option_liquidation_fee_rate if inst.is_option
-                    else self.profile.liquidation_fee_for(inst.base))
-            # the fee takes at most what margin is left: it never bankrupts the account
-            left = self.evaluate_now().margin_balance / max(self.price_usd(inst.settle), 1e-300)
-            fee = min(to_money(notional * dec(rate)), max(ZERO, to_money(max(left, 0.0))))
-            if fee > 0:
-                acct.book(t, EntryKind.LIQUIDATION_FEE, inst.settle, -fee, symbol=inst.symbol,
-                          ref="liquidation")
-                pos.fees += fee
-                acct.fund_insurance(inst.settle, fee)
-                flow[inst.settle] = flow.get(inst.settle, ZERO) + fee
-        steps.append(LiquidationStep(action="takeover" if is_takeover else "liquidation_order",
-                                     symbol=inst.symbol, qty=signed, price=price, fee=fee,
-                                     realized_pnl=realized))
-        if is_takeover:
-            # what closing at the market would have cost beyond the bankruptcy price
-            gap = abs(inst.pnl_exact(signed, dec(market), price)) if not inst.is_option \
-                else to_money(abs(qty) * inst.contract_size * abs(dec(market) - price))
-            if gap > 0:
-                if self.e.config.adl:
-                    steps.append(LiquidationStep(action="adl", symbol=inst.symbol, qty=ZERO,
-                                                 price=price, fee=ZERO, realized_pnl=gap))
-                else:
-                    acct.fund_insurance(inst.settle, -gap)
-                    flow[inst.settle] = flow.get(inst.settle, ZERO) - gap
-            self._taken_over = True
-        from backtester.orders import Fill
-
-        fill = Fill(ts_ms=t, order_id=0, symbol=inst.symbol, qty=signed, price=price, fee=fee,
-                    fee_asset=inst.settle, liquidity="liquidation", realized_pnl=realized,
-                    tag="liquidation")
-        self.e.fills.append(fill)
-
-    def bankruptcy_price(self, pos: Position, mark: float) -> float | None:
-        """Price of ``pos`` at which the account's margin balance is zero, other positions
-        and collateral held at their current values (None when there is none)."""
-        st = self.evaluate_now()
-        inst = pos.instrument
-        px_settle = self.price_usd(inst.settle)
-        if px_settle <= 0 or inst.is_option:
-            return None
-        own = self.position_value(pos, mark) * px_settle
-        rest = st.margin_balance - own  # margin balance without this position's PnL
-        q = pos.qty_f * inst.cs
-        if inst.is_linear:
-            # rest + q (P - entry) * px = 0
-            p = pos.entry_f - rest / (q * px_settle)
-        else:
-            # rest + q (1/entry - 1/P) * px = 0  ->  1/P = 1/entry + rest / (q px)
-            inv = 1.0 / pos.entry_f + rest / (q * px_settle)
-            p = 1.0 / inv if inv > 0 else _INF
-        return p if p > 0 else None
-
-    def absorb_deficit(self, t: int, asset: str, amount: Decimal,
-                       steps: list[LiquidationStep], flow: dict[str, Decimal], *, symbol: str,
-                       ref: str) -> None:
-        """Credit ``amount`` (> 0) of a deficit back to the account and record who bore it:
-        the insurance fund (``insurance_cover``), or — with the run key ``adl`` — the opposite
-        side's profitable positions by auto-deleveraging (``adl``; the fund is untouched)."""
-        is_adl = self.e.config.adl
-        self.e.account.book(t, EntryKind.INSURANCE_COVER, asset, amount, symbol=symbol,
-                            ref="auto-deleveraging" if is_adl else ref)
-        if not is_adl:
-            self.e.account.fund_insurance(asset, -amount)
-            flow[asset] = flow.get(asset, ZERO) - amount
-        steps.append(LiquidationStep(action="adl" if is_adl else "insurance_cover",
-                                     symbol=symbol, qty=ZERO, price=ZERO, fee=ZERO,
-                                     realized_pnl=amount))
-
-    def _cover_deficit(self, t: int, steps: list[LiquidationStep],
-                       flow: dict[str, Decimal]) -> bool:
-        acct = self.e.account
-        bankrupt = False
-        for asset in sorted(acct.balances):
-            bal = acct.balances[asset]
-            if bal < 0 and not any(p.qty != 0 and p.instrument.settle == asset
-                                   for p in acct.positions.values()):
-                # the deficit is absorbed (insurance fund, or auto-deleveraging when the run
-                # says so) and recorded; the wallet never goes negative silently
-                self.absorb_deficit(t, asset, -bal, steps, flow, symbol="", ref="bankruptcy")
-                bankrupt = True
-        if self._taken_over:
-            self._taken_over = False
-            bankrupt = True
-        if bankrupt and self.evaluate_now().equity <= 0:
-            return True
-        return bankrupt and all(p.qty == 0 for p in acct.positions.values())
-
 
 def _probe(pos: Position | None, inst: object, qty: float) -> Position:
     from backtester.accounting import Position as P
