@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from backtester._version import __version__
 from backtester.api import load_strategy, run
 from backtester.errors import (
     BacktesterError,
@@ -17,8 +18,6 @@ from backtester.margin.calculator import evaluate as margin
 from backtester.results import BacktestResult
 from backtester.risk.stress import stress_test
 from backtester.strategy import Indicator, Strategy
-
-__version__ = "0.1.0"
 
 __all__ = [
     "BacktestResult",

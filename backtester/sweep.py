@@ -238,8 +238,8 @@ def cached_dataset(root: str | None, name: str,
     span in ms (bars are stamped with their open time)."""
     key = (root, name, symbols)
     if key not in _DATA_CACHE:
-        from backtester.api import _dataset_frames
         from backtester.data.catalog import load_dataset
+        from backtester.runner import _dataset_frames
         from backtester.timeutil import timeframe_ms
 
         ds = load_dataset(name, root=root, symbols=list(symbols) if symbols else None)
@@ -257,8 +257,8 @@ def cached_dataset(root: str | None, name: str,
 def _window(task: Task) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], Any]:
     from dataclasses import replace
 
-    from backtester.api import _dataset_frames
     from backtester.data.catalog import _trim
+    from backtester.runner import _dataset_frames
     from backtester.timeutil import parse_utc_ms
 
     key = (task.datasets_root, task.dataset, task.symbols, task.start, task.end)

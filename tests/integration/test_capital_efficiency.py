@@ -10,8 +10,8 @@ import pytest
 import backtester
 from backtester import Strategy
 from backtester.api import prepare
-from backtester.capital import survival_collateral
 from backtester.instruments import instrument_from_symbol
+from backtester.modes import survival_collateral
 
 PERP = "BTC/USDT:USDT"
 FUT = "BTC/USDT:USDT-251226"

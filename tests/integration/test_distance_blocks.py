@@ -1,6 +1,6 @@
 """Distance to liquidation computed in blocks of bars equals the one-block computation.
 
-``backtester.api`` searches the distance in blocks of bars to bound temporary memory; each
+``backtester.runner`` searches the distance in blocks of bars to bound temporary memory; each
 bar's distance depends only on that bar's positions and collateral, so any block size must
 give identical numbers (bit for bit).
 """
@@ -13,10 +13,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import backtester  # noqa: F401  (registers backtester.api)
+import backtester  # noqa: F401  (registers backtester.runner)
 from tests.integration.test_margin_fast_path import _run
 
-api = sys.modules["backtester.api"]
+api = sys.modules["backtester.runner"]
 
 
 @pytest.mark.parametrize("mode", ["cross", "isolated"])
