@@ -88,7 +88,12 @@ def fetch_command(exchange: str, symbols: tuple[str, ...], kinds: str, timeframe
 
 @cli.group("data")
 def data_group() -> None:
-    """List, inspect, validate and import stored market data."""
+    """List, inspect, validate and import stored market data.
+
+    \b
+    Example:
+      backtester data list --exchange binanceusdm
+    """
 
 
 def _gap_text(meta: dict[str, object]) -> str:
@@ -120,7 +125,12 @@ def _line(store: Store, s: StoredSeries) -> str:
 @_datasets_option
 @friendly_errors
 def data_list(exchange: str | None, datasets: Path | None) -> None:
-    """List stored series with their ranges and gaps."""
+    """List stored series with their ranges and gaps.
+
+    \b
+    Example:
+      backtester data list --exchange binanceusdm
+    """
     store = Store(datasets)
     series = store.list(exchange)
     if not series:
@@ -136,7 +146,12 @@ def data_list(exchange: str | None, datasets: Path | None) -> None:
 @_datasets_option
 @friendly_errors
 def data_inspect(symbol: str, exchange: str | None, datasets: Path | None) -> None:
-    """Show every stored series of SYMBOL: range, gaps, source, first and last rows."""
+    """Show every stored series of SYMBOL: range, gaps, source, first and last rows.
+
+    \b
+    Example:
+      backtester data inspect BTC/USDT:USDT --exchange binanceusdm
+    """
     store = Store(datasets)
     found = [s for s in store.list(exchange) if s.symbol == symbol]
     if not found:
@@ -170,7 +185,12 @@ def data_inspect(symbol: str, exchange: str | None, datasets: Path | None) -> No
 @_datasets_option
 @friendly_errors
 def data_validate(exchange: str | None, datasets: Path | None) -> None:
-    """Check every stored file; quarantine unreadable ones. Exit 1 if anything is wrong."""
+    """Check every stored file; quarantine unreadable ones. Exit 1 if anything is wrong.
+
+    \b
+    Example:
+      backtester data validate --exchange binanceusdm
+    """
     store = Store(datasets)
     problems = 0
     for q in store.scan(exchange):
@@ -199,7 +219,13 @@ def data_validate(exchange: str | None, datasets: Path | None) -> None:
 @friendly_errors
 def data_import(file: Path, exchange: str, symbol: str, kind: str, timeframe: str | None,
                 assume_utc: bool, datasets: Path | None) -> None:
-    """Import a CSV, freqtrade feather or JSON(.gz) file into the store."""
+    """Import a CSV, freqtrade feather or JSON(.gz) file into the store.
+
+    \b
+    Example:
+      backtester data import XRP_USDT_USDT-5m-futures.feather --exchange binanceusdm \\
+          --symbol XRP/USDT:USDT --kind ohlcv
+    """
     from backtester.data.importers import import_file
 
     store = Store(datasets)
