@@ -232,6 +232,7 @@ def _collect(engine: Engine, data_name: str, extra_warnings: list[str]) -> Backt
     # compact arrays become numpy columns; empty series stay lists (object columns, as before)
     positions = pd.DataFrame({k: np.asarray(v) if len(v) and not isinstance(v, list)
                               else list(v) for k, v in pr.items()}, copy=False)
+    _position_greeks(engine, positions)
     positions["ts"] = pd.to_datetime(np.asarray(pr["ts"], dtype="int64"), unit="ms", utc=True)
     orders = pd.DataFrame(engine.order_log)
     if "status" not in orders.columns:
@@ -370,6 +371,48 @@ def _distances(engine: Engine, index: pd.Index) -> np.ndarray:
                                            default_mmr=engine.profile.default_mmr,
                                            isolated=isolated))
     return np.concatenate(out) if out else np.full(n, np.inf)
+
+def _position_greeks(engine: Engine, positions: pd.DataFrame) -> None:
+    """Add per-position greeks to the positions frame, in exchange conventions: ``delta``
+    (coins: N(d1) x size for options, the size in coins for futures), ``gamma`` (per USD),
+    ``vega`` (USD per vol point) and ``theta`` (USD per day); 0 for futures except delta.
+    Options are valued with Black-76 at their bar's implied vol and the underlying's index."""
+    from backtester.pricing import black76
+
+    n = len(positions)
+    out = {k: np.zeros(n) for k in ("delta", "gamma", "vega", "theta")}
+    if n:
+        ts = np.asarray(positions["ts"], dtype="int64")
+        qty = np.asarray(positions["qty"], dtype="float64")
+        mark = np.asarray(positions["mark"], dtype="float64")
+        symbols = np.asarray(positions["symbol"], dtype=object)
+        for sym in sorted(set(symbols.tolist())):
+            sel = symbols == sym
+            f = engine.feed.symbols[sym]
+            inst = f.instrument
+            size = qty[sel] * inst.cs
+            if not inst.is_option:
+                out["delta"][sel] = size if inst.is_linear else size / mark[sel]
+                continue
+            # the bar that closed at each recorded step
+            i = np.clip(np.searchsorted(f.ts_np + f.tf_ms, ts[sel], side="right") - 1, 0,
+                        f.n - 1)
+            iv = np.asarray(f.option_iv if f.option_iv is not None else [np.nan] * f.n,
+                            dtype="float64")[i]
+            fwd = f.arrays["index_close"][i]
+            t = np.maximum((inst.expiry_ms or 0) - ts[sel], 0) / (365.0 * 86_400_000)
+            call = inst.option_type is not None and inst.option_type.value == "call"
+            k = float(inst.strike or 0.0)
+            ok = np.isfinite(iv) & (iv > 0)
+            for name, fn in (("delta", black76.delta), ("gamma", black76.gamma),
+                             ("vega", black76.vega), ("theta", black76.theta)):
+                vals = np.full(int(sel.sum()), np.nan)
+                if ok.any():
+                    vals[ok] = np.asarray(fn(fwd[ok], k, t[ok], iv[ok], call)) * size[ok]
+                out[name][sel] = vals
+    for name, values in out.items():
+        positions[name] = values
+
 
 def _event_dict(ev: Any) -> dict[str, Any]:
     from dataclasses import asdict

@@ -36,6 +36,15 @@ def test_delta_hedged_strangle_stays_delta_neutral_and_settles(sample_root: Path
     assert len(opt_expiries) >= 4  # two legs per monthly cycle
     hedges = r.fills[r.fills["tag"] == "hedge"]
     assert len(hedges) > 10
+    # per-position greeks (positions.parquet) add up to the account delta the strategy saw
+    by_step = r.positions.groupby("ts")["delta"].sum()
+    seen = r.records["delta"].dropna()
+    common = seen.index.intersection(by_step.index)
+    assert len(common) > 1000
+    assert (by_step[common] - seen[common]).abs().max() < 1e-9
+    options = r.positions[r.positions["symbol"].str.endswith(("-C", "-P"))]
+    assert (options["gamma"] < 0).all()  # short options: short gamma
+    assert (options["theta"] > 0).all()  # ... and collect theta
 
 
 class HoldPerp(Strategy):
