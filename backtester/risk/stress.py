@@ -27,8 +27,6 @@ import pandas as pd
 
 from backtester.errors import ConfigError, DataError
 from backtester.margin.calculator import evaluate
-from backtester.margin.profiles import load_profile
-from backtester.margin.profiles_engine import engine_profile
 from backtester.risk.montecarlo import (
     MonteCarloResult,
     liquidation_probability,
@@ -76,8 +74,8 @@ LIQUIDATION_RULE = (
 class LoadedSnapshot:
     """An account to stress: the calculator ``snapshot`` and, for a run folder, its frames.
 
-    ``notes`` says what was filled in (e.g. the engine's default tier for a symbol whose
-    state.json entry has no tier table).
+    ``notes`` carries remarks about the loaded account into the report (none are added when
+    loading: a run's state.json already holds every tier table the engine used).
     """
 
     snapshot: Mapping[str, object]
@@ -193,35 +191,6 @@ def _read_json(path: Path) -> dict[str, object]:
     return data
 
 
-def _fill_default_tiers(snapshot: dict[str, object]) -> list[str]:
-    # the engine margins a symbol without a tier table at the profile's default maintenance
-    # rate; a run's state.json omits the table then, so give the calculator the same rate
-    name = snapshot.get("profile")
-    positions = snapshot.get("positions")
-    if not isinstance(name, str) or not isinstance(positions, list):
-        return []
-    try:
-        profile = load_profile(name)
-        default_mmr = engine_profile(name).default_mmr
-    except ConfigError:
-        return []
-    notes = []
-    for pos in positions:
-        if not isinstance(pos, dict) or pos.get("tiers") is not None:
-            continue
-        inst = pos.get("instrument") if isinstance(pos.get("instrument"), dict) else {}
-        assert isinstance(inst, dict)
-        sym = str(pos.get("symbol"))
-        if (inst.get("type") == "option" or inst.get("margin_rates") is not None
-                or sym in profile.tiers):
-            continue
-        pos["tiers"] = [{"min_notional": 0.0, "max_notional": 1e18, "mmr": default_mmr,
-                         "maintenance_amount": 0.0, "max_leverage": 1.0 / default_mmr}]
-        notes.append(f"{sym}: no tier table in state.json; using the engine's default "
-                     f"maintenance rate {default_mmr:g}")
-    return notes
-
-
 def load_snapshot(path: str | Path) -> LoadedSnapshot:
     """Read a run folder (``state.json`` + frames) or a calculator ``SNAPSHOT.json``.
 
@@ -238,18 +207,17 @@ def load_snapshot(path: str | Path) -> LoadedSnapshot:
                    "SNAPSHOT.json")
             raise DataError(msg)
         snap = _read_json(state)
-        notes = _fill_default_tiers(snap)
         frames = {}
         for name in ("positions", "equity"):
             f = p / f"{name}.parquet"
             frames[name] = pd.read_parquet(f) if f.exists() else None
         return LoadedSnapshot(snapshot=snap, run_dir=p, positions=frames["positions"],
-                              equity=frames["equity"], notes=tuple(notes))
+                              equity=frames["equity"])
     if not p.exists():
         msg = f"{p}: no such run folder or snapshot file"
         raise ConfigError(msg)
     snap = _read_json(p)
-    return LoadedSnapshot(snapshot=snap, notes=tuple(_fill_default_tiers(snap)))
+    return LoadedSnapshot(snapshot=snap)
 
 
 def distance_series(equity: pd.DataFrame) -> DistanceSeries | None:
