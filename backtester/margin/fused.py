@@ -195,6 +195,17 @@ def fused_state(me: MarginEngine, *, intrabar: bool) -> MarginState | None:
             mm_s += p_mm * px_settle
     st.collateral_fixed = fixed
     st.collateral_moving = moving
+    return _finish(st, bal_usd=bal_usd, mb_coll=mb_coll, upnl=upnl, im=im, mm=mm, gross=gross,
+                   net=net, order_im=order_im, call_level=me.call_level,
+                   worst=(mb_coll_s + upnl_s, mm_s, im_s) if intrabar else None)
+
+
+def _finish(st: MarginState, *, bal_usd: float, mb_coll: float, upnl: float, im: float,
+            mm: float, gross: float, net: float, order_im: float, call_level: float,
+            worst: tuple[float, float, float] | None) -> MarginState:
+    # the account totals of MarginEngine._evaluate at the closes; with ``worst`` (margin
+    # balance, maintenance, initial margin at the worst scenario) the check's values (as _worst)
+    inf = _state._INF
     st.wallet_balance = bal_usd
     st.unrealized_pnl = upnl
     st.equity = bal_usd + upnl
@@ -205,14 +216,13 @@ def fused_state(me: MarginEngine, *, intrabar: bool) -> MarginState | None:
     st.available = mb - im - order_im
     st.gross_exposure = gross
     st.net_exposure = net
-    call = me.call_level
-    if intrabar:
-        # the worst scenario's margin balance, requirement, ratio and status (as _worst)
-        mb = st.margin_balance = mb_coll_s + upnl_s
-        mm = st.maintenance_margin = mm_s
+    if worst is not None:
+        mb, mm, im_s = worst
+        st.margin_balance = mb
+        st.maintenance_margin = mm
         ratio = st.margin_ratio = mm / mb if mb > 0 else (inf if mm > 0 else 0.0)
         st.available = min(st.available, mb - im_s - order_im)
-    st.status = "liquidate" if mm > 0 and mb <= mm else "call" if ratio >= call else "ok"
+    st.status = "liquidate" if mm > 0 and mb <= mm else "call" if ratio >= call_level else "ok"
     return st
 
 
@@ -270,21 +280,6 @@ def _plain_state(me: MarginEngine, legs: list, *, intrabar: bool,  # type: ignor
             upnl_s += value
             im_s += notional / lev
             mm_s += p_mm
-    st.wallet_balance = bal_usd
-    st.unrealized_pnl = upnl
-    st.equity = bal_usd + upnl
-    mb = st.margin_balance = mb_coll + upnl
-    st.initial_margin = im
-    st.maintenance_margin = mm
-    ratio = st.margin_ratio = mm / mb if mb > 0 else (inf if mm > 0 else 0.0)
-    st.available = mb - im - order_im
-    st.gross_exposure = gross
-    st.net_exposure = net
-    if intrabar:
-        mb = st.margin_balance = mb_coll + upnl_s
-        mm = st.maintenance_margin = mm_s
-        ratio = st.margin_ratio = mm / mb if mb > 0 else (inf if mm > 0 else 0.0)
-        st.available = min(st.available, mb - im_s - order_im)
-    st.status = ("liquidate" if mm > 0 and mb <= mm else
-                 "call" if ratio >= me.call_level else "ok")
-    return st
+    return _finish(st, bal_usd=bal_usd, mb_coll=mb_coll, upnl=upnl, im=im, mm=mm, gross=gross,
+                   net=net, order_im=order_im, call_level=me.call_level,
+                   worst=(mb_coll + upnl_s, mm_s, im_s) if intrabar else None)
