@@ -44,9 +44,11 @@ __all__ = [
     "DEFAULT_MAINTENANCE_RATE",
     "OptionRequirement",
     "OptionStyle",
+    "default_maintenance_rate",
     "option_fee",
     "option_requirement",
     "option_requirements",
+    "style_for_profile",
 ]
 
 OptionStyle = Literal["deribit", "linear", "bybit"]
@@ -214,6 +216,21 @@ def option_fee(*, index: float, option_price: float, qty: float, taker_rate: flo
     return min(taker_rate * index, cap_rate * option_price) * abs(qty) * contract_size
 
 
+def style_for_profile(name: str) -> OptionStyle:
+    """The standard option-margin formula of a profile: ``deribit`` (coin-settled §7.3),
+    ``bybit`` (USDC §5.4), else the linear Bit.com form."""
+    if name == "deribit":
+        return "deribit"
+    if name == "bybit":
+        return "bybit"
+    return "linear"
+
+
+def default_maintenance_rate(style: OptionStyle) -> float:
+    """The short-option maintenance rate of a formula: Bybit's ``f`` or Deribit/Bit.com 7.5 %."""
+    return DEFAULT_BYBIT_MAINTENANCE_RATE if style == "bybit" else DEFAULT_MAINTENANCE_RATE
+
+
 def option_requirement(instrument: Instrument, qty: float, *, mark: float,
                        underlying_price: float | None, iv: float | None, ts_ms: int | None,
                        profile: Profile,
@@ -229,8 +246,7 @@ def option_requirement(instrument: Instrument, qty: float, *, mark: float,
     if underlying_price is None or instrument.strike is None or instrument.option_type is None:
         msg = f"{instrument.symbol}: options need a strike, a type and prices.underlying"
         raise ConfigError(msg)
-    style: OptionStyle = {"deribit": "deribit", "bybit": "bybit"}.get(  # type: ignore[assignment]
-        profile.name, "linear")
+    style = style_for_profile(profile.name)
     om = dict(option_margin or {})
     return option_requirements(style=style, option_type=instrument.option_type.value,
                                strike=float(instrument.strike), underlying=underlying_price,

@@ -11,6 +11,11 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
+from backtester.margin.options import (
+    DEFAULT_BYBIT_LIQUIDATION_FEE_RATE,
+    default_maintenance_rate,
+    style_for_profile,
+)
 from backtester.margin.profile_data import ProfileData, SimpleTiers
 from backtester.margin.profiles import load_profile
 from backtester.margin.tiers import TierTable
@@ -18,7 +23,6 @@ from backtester.numeric import dec
 
 __all__ = ["engine_profile", "tier_table"]
 
-_OPTION_STYLE = {"deribit": "deribit", "bybit": "bybit"}
 
 
 def tier_table(rows: Sequence[Mapping[str, Any]], *, where: str) -> TierTable:
@@ -42,6 +46,7 @@ def engine_profile(name: str, *, tiers: Any = None,
             if rows:
                 table[sym] = SimpleTiers.from_table(tier_table(rows, where=f"tiers.{sym}"))
     coin_pool = prof.valuation == "coin"
+    style = style_for_profile(name)
     fee_cap = prof.option_fee_cap if prof.option_fee_cap is not None else 0.125
     return ProfileData(
         name=name, quote_asset="BTC" if coin_pool else "USDT",
@@ -55,7 +60,8 @@ def engine_profile(name: str, *, tiers: Any = None,
         delivery_window_ms=(prof.delivery_twap_minutes or 30) * 60_000,
         haircuts=dict(prof.haircuts), tiers=table, funding_style=prof.funding_style,
         daily_settlement_hour_utc=prof.daily_settlement_hour_utc,
-        option_margin_style=_OPTION_STYLE.get(name, "linear"),
-        option_maintenance_rate=0.03 if name == "bybit" else 0.075,
-        option_liquidation_fee_rate=prof.option_liquidation_fee_rate or 0.002,
+        option_margin_style=style,
+        option_maintenance_rate=default_maintenance_rate(style),
+        option_liquidation_fee_rate=prof.option_liquidation_fee_rate
+        or DEFAULT_BYBIT_LIQUIDATION_FEE_RATE,
         assumptions=prof.assumptions)
