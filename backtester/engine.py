@@ -35,6 +35,7 @@ from backtester.errors import (
 )
 from backtester.events import FundingPaid
 from backtester.execution import BarPath, Match, SlippageModel, match_order
+from backtester.margin.quiet import QuietStretch
 from backtester.margin.state import MarginEngine
 from backtester.numeric import ZERO, dec, to_money, to_price
 from backtester.orders import (
@@ -105,7 +106,10 @@ class Engine:
         self.user_records: dict[str, list[float]] = {}
         # per-step and per-position series in compact arrays (8 bytes a value); "symbol" is a
         # list of (shared) strings
-        self.rec: dict[str, Any] = {k: array("q" if k == "ts" else "d") for k in _REC_KEYS}
+        # the account series are written by step (quiet steps are filled in after the loop)
+        self.rec: dict[str, Any] = {k: _zeros(len(feed.steps)) for k in _REC_KEYS[1:]}
+        self.rec["ts"] = array("q", feed.steps.times)
+        self.step = -1  # the clock step being processed
         self.pos_rec: dict[str, Any] = {
             k: [] if k == "symbol" else array("q" if k == "ts" else "d") for k in _POS_KEYS}
         self._pos_appenders = tuple(self.pos_rec[k].append for k in _POS_KEYS)
@@ -156,12 +160,16 @@ class Engine:
         rec = self.rec
         special_funding = self._special
         # the recorders of _REC_KEYS[1:] in order, bound once
-        (a_ts, a_eq, a_wal, a_upnl, a_mb, a_im, a_mm, a_ratio, a_av, a_gross, a_net, a_fix,
-         a_mov) = (rec[k].append for k in _REC_KEYS)
+        (a_eq, a_wal, a_upnl, a_mb, a_im, a_mm, a_ratio, a_av, a_gross, a_net, a_fix,
+         a_mov) = (rec[k] for k in _REC_KEYS[1:])
         (p_ts, p_sym, p_qty, p_entry, p_mark, p_upnl, p_notional,
          p_iso) = self._pos_appenders
         ctx = self.ctx
+        margin.quiet = QuietStretch(margin, enabled=margin._quiet_path)
+        s = -1
         for t, feeds in self.feed.steps:
+            s += 1
+            self.step = s
             self.now_ms = t
             for f in feeds:
                 f.idx += 1
@@ -176,8 +184,7 @@ class Engine:
                 self._expire(t)
             if t >= self._next_settlement:
                 self._daily_settlement(t)
-            if account.positions:
-                margin.check(t)
+            quiet = margin.check(t) if account.positions else False
             if self.pending:
                 self._deliver()
             if self.stopped_reason is None:
@@ -187,20 +194,21 @@ class Engine:
                     raise  # the engine's own errors already name what is wrong, as in _call
                 except Exception as exc:
                     raise StrategyError(strat.name, "on_bar", t, exc) from exc
+            if quiet:
+                continue  # healthy without an evaluation: the state is rebuilt after the loop
             st = margin.state
-            a_ts(t)
-            a_eq(st.equity)
-            a_wal(st.wallet_balance)
-            a_upnl(st.unrealized_pnl)
-            a_mb(st.margin_balance)
-            a_im(st.initial_margin)
-            a_mm(st.maintenance_margin)
-            a_ratio(st.margin_ratio)
-            a_av(st.available)
-            a_gross(st.gross_exposure)
-            a_net(st.net_exposure)
-            a_fix(st.collateral_fixed)
-            a_mov(st.collateral_moving)
+            a_eq[s] = st.equity
+            a_wal[s] = st.wallet_balance
+            a_upnl[s] = st.unrealized_pnl
+            a_mb[s] = st.margin_balance
+            a_im[s] = st.initial_margin
+            a_mm[s] = st.maintenance_margin
+            a_ratio[s] = st.margin_ratio
+            a_av[s] = st.available
+            a_gross[s] = st.gross_exposure
+            a_net[s] = st.net_exposure
+            a_fix[s] = st.collateral_fixed
+            a_mov[s] = st.collateral_moving
             for sym, qty, entry, mark, upnl, notional, iso in st.positions:
                 # as _record_positions, inlined
                 p_ts(t)
@@ -212,12 +220,21 @@ class Engine:
                 p_notional(notional)
                 p_iso(iso)
             if st.greeks:
-                self._record_greeks(len(rec["ts"]) - 1, st.greeks)
+                self._record_greeks(s, st.greeks)
             if self.stopped_reason is not None and self.config.stop_on_bankruptcy:
                 break
+        self._finish_records(s + 1)
         self.phase = "finish"
         self._call("on_finish", strat.on_finish, None)
         account.check_replay()
+
+    def _finish_records(self, n_done: int) -> None:
+        # fill in the quiet steps, then drop the steps a stopped run did not reach
+        if self.margin.quiet is not None:
+            self.margin.quiet.flush(n_done, self.rec, self.pos_rec)
+        for a in self.rec.values():
+            del a[n_done:]
+        self.step = n_done  # records from on_finish fall after the last step (dropped)
 
     def _call(self, hook: str, func: Any, arg: Any) -> None:
         try:
@@ -629,7 +646,7 @@ class Engine:
 
     def record_user(self, values: dict[str, float]) -> None:
         """Store user series values for the current step."""
-        n = len(self.rec["ts"])  # the current step is recorded after on_bar
+        n = max(self.step, 0)  # the current step is recorded after on_bar
         for k, v in values.items():
             series = self.user_records.setdefault(k, [])
             if len(series) < n:
@@ -674,6 +691,12 @@ class Engine:
         """Record a warning for the results (and emit it as a BacktesterWarning)."""
         self.warnings.append(message)
         warnings.warn(message, BacktesterWarning, stacklevel=2)
+
+
+def _zeros(n: int) -> array[float]:
+    out: array[float] = array("d")
+    out.frombytes(bytes(8 * n))
+    return out
 
 
 def _as_decimal(name: str, value: Decimal | float | str | int) -> Decimal:

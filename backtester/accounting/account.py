@@ -93,6 +93,9 @@ class Account:
         self.session_kinds: frozenset[EntryKind] = frozenset()
         self.leverage: dict[str, float] = {}
         self.default_leverage = default_leverage
+        #: bumped by every change of balances, positions or leverage (the margin engine's
+        #: quiet stretches hold while it stands still)
+        self.version = 0
         for asset in sorted(collateral):
             self.book(start_ms, EntryKind.DEPOSIT, asset, collateral[asset], ref="initial")
 
@@ -110,6 +113,7 @@ class Account:
         if ledger is None:
             ledger = "session" if kind in self.session_kinds else "wallet"
         book = self.balances if ledger == "wallet" else self.session
+        self.version += 1
         balance = book.get(asset, ZERO) + amount
         book[asset] = balance
         entry = Entry(seq=len(self.journal), ts_ms=ts_ms, kind=kind, asset=asset,
@@ -148,6 +152,7 @@ class Account:
             msg = f"leverage for {symbol} must be positive, got {leverage}"
             raise InvariantError(msg)
         self.leverage[symbol] = leverage
+        self.version += 1
         pos = self.positions.get(symbol)
         if pos is not None:
             pos.leverage = leverage
@@ -184,8 +189,8 @@ class Account:
             pos.fees += fee
         return realized
 
-    @staticmethod
-    def _net(pos: Position, qty: Decimal, price: Decimal) -> None:
+    def _net(self, pos: Position, qty: Decimal, price: Decimal) -> None:
+        self.version += 1
         old = pos.qty
         new = old + qty
         inst = pos.instrument

@@ -28,6 +28,7 @@ from backtester.margin.fused import LegConstants, fused_state
 from backtester.margin.liquidation import LiquidationMixin
 from backtester.margin.options import option_requirements
 from backtester.margin.portfolio import PortfolioPosition, portfolio_margin
+from backtester.margin.quiet import QuietStretch
 from backtester.numeric import ZERO, dec, to_money
 from backtester.orders import OrderRejected, RejectReason, Side
 from backtester.pricing import black76
@@ -74,6 +75,9 @@ class MarginEngine(LiquidationMixin):
     #: private switch: evaluate cross books without options in one fused pass (bit-identical
     #: to the general evaluation; tests compare both)
     _fast_path = True
+    #: private switch: skip the evaluation of bars that provably stay healthy and rebuild
+    #: their states after the run (``backtester.margin.quiet``; bit-identical, tested)
+    _quiet_path = True
 
     def __init__(self, engine: Engine, *, profile: ProfileData) -> None:
         self.e = engine
@@ -96,6 +100,7 @@ class MarginEngine(LiquidationMixin):
         # the fused pass knows neither session ledgers (daily settlement) nor options
         self._fuse = self._fast_path and self.mode is MarginMode.CROSS \
             and profile.daily_settlement_hour_utc is None
+        self.quiet: QuietStretch | None = None  # set by the engine when its loop starts
         self.state = self.evaluate_now()
 
     # -- prices ---------------------------------------------------------------------------
@@ -423,11 +428,19 @@ class MarginEngine(LiquidationMixin):
         return self.price_usd(currency, scenario_of.get(currency, 2) if scenario_of else 2)
 
     # -- the per-bar check ----------------------------------------------------------------
-    def check(self, t: int) -> None:
-        """Evaluate the account at ``t``; raise a margin call or liquidate as the profile says."""
+    def check(self, t: int) -> bool:
+        """Evaluate the account at ``t``; raise a margin call or liquidate as the profile says.
+
+        Returns True when the bar was found healthy without an evaluation (a quiet stretch,
+        ``backtester.margin.quiet``): its state is rebuilt after the run, not in :attr:`state`.
+        """
+        quiet = self.quiet
+        if quiet is not None and quiet.holds():
+            self._in_call = False
+            return True
         if self.mode is MarginMode.ISOLATED:
             self._check_isolated(t)
-            return
+            return False
         st = fused_state(self, intrabar=self.intrabar) if self._fuse else None
         self._option_free = st is not None
         if st is None:
@@ -454,6 +467,7 @@ class MarginEngine(LiquidationMixin):
                 # net), beside the standard requirement, for the capital-efficiency report
                 st.greeks["portfolio_initial_margin"] = self._portfolio_requirement(None)[0]
         self.state = st
+        return False
 
     def _holds_options(self) -> bool:
         return any(p.qty_f != 0.0 and p.instrument.is_option

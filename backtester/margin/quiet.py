@@ -1,0 +1,387 @@
+"""Quiet stretches: skip the per-bar margin evaluation while the account provably stays healthy.
+
+Between two changes of the account (a fill, a fee, funding, a leverage change) a cross book of
+perpetuals and futures is a fixed function of the mark prices. For such a book this module
+gives every leg a price band around its current mark and bounds, over the whole band, what the
+margin check compares: ``call_level × margin balance − maintenance margin`` is at least
+``call_level × collateral + Σ_legs (call_level × lowest PnL in the band − maintenance margin
+at the band's largest notional)``. While that bound is positive and every leg's mark low, high
+and close stay inside its band, the check's outcome is "ok" whatever the exact numbers are, so
+the bar loop only compares each leg's marks with its band. A bar outside a band, a change of
+the account or a bound too close to the call level goes through the exact evaluation.
+
+The states of the skipped bars are not lost: :meth:`QuietStretch.flush` rebuilds them
+afterwards, vectorized over all quiet bars, with the fused evaluation's float operations in its
+order, so the recorded equity, margins and position rows are bit-identical to evaluating every
+bar (``tests/integration/test_quiet_stretches.py`` runs books both ways).
+
+Eligible books: cross mode, no working orders, no options or implied vols, one leg per
+underlying, every leg settled in the one stablecoin that is the only collateral asset held,
+tier tables whose maintenance margin does not fall as the notional grows, a call level in
+``(0, 1]``, and no perpetual that needs work every bar (continuous funding, missing funding).
+"""
+
+from __future__ import annotations
+
+from array import array
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from backtester.config import MarginMode
+
+if TYPE_CHECKING:
+    from backtester.data.feed import SymbolFeed
+    from backtester.margin.profile_data import SimpleTiers
+    from backtester.margin.state import MarginEngine
+
+__all__ = ["QuietStretch"]
+
+_STABLES = frozenset({"USD", "USDT", "USDC", "BUSD", "FDUSD", "DAI"})  # Feed.is_stable
+_BANDS = (0.02, 0.005, 0.00125)  # half-widths tried, as fractions of the mark
+_RETRY_STEPS = 8  # after a failed arming with the account unchanged, re-try this much later
+_SLACK = 1e-9  # relative margin that covers float rounding in the exact evaluation
+
+
+class _Leg:
+    # one armed position: its constants, band [lo, hi] on the mark and the bound over the band
+    __slots__ = ("aq", "bound", "cs", "entry", "f", "hi", "hi_seq", "is_linear", "lev", "lo",
+                 "lo_seq", "q", "qcs", "scale", "sym", "tiers")
+
+    def __init__(self, sym: str, f: SymbolFeed, q: float, entry: float, lev: float, cs: float,
+                 is_linear: bool, tiers: SimpleTiers | None, intrabar: bool) -> None:
+        self.sym = sym
+        self.f = f
+        self.q = q
+        self.entry = entry
+        self.lev = lev
+        self.cs = cs
+        self.is_linear = is_linear
+        self.tiers = tiers
+        self.qcs = q * cs
+        self.aq = abs(q) * cs
+        self.lo_seq = f.ml if intrabar else f.mc
+        self.hi_seq = f.mh if intrabar else f.mc
+        self.lo = self.hi = self.bound = self.scale = 0.0
+
+
+class QuietStretch:
+    """The quiet-stretch shortcut of one :class:`~backtester.margin.state.MarginEngine`.
+
+    :meth:`holds` is asked at every check; True means the bar's outcome is "ok" and its state
+    is rebuilt by :meth:`flush` after the run.
+    """
+
+    def __init__(self, me: MarginEngine, *, enabled: bool) -> None:
+        self.me = me
+        e = me.e
+        self.intrabar = me.intrabar
+        self.call = me.call_level
+        self.default_mmr = me.profile.default_mmr
+        self.enabled = (enabled and me._fuse and me.mode is MarginMode.CROSS
+                        and 0.0 < self.call <= 1.0 and not e._special)
+        self.armed = False
+        self.version = -1
+        self.legs: list[_Leg] = []
+        self.by_symbol: dict[str, _Leg] = {}
+        self.retry_version = -1
+        self.retry_at = 0
+        self.seg_start = -1
+        self.payload: tuple[float, float, tuple[_Leg, ...]] | None = None
+        #: (first step, end step, (wallet USD, collateral USD, legs)) of each quiet stretch
+        self.segments: list[tuple[int, int, tuple[float, float, tuple[_Leg, ...]]]] = []
+        self._feed_ok: dict[str, bool] = {}
+        self._tiers_ok: dict[str, bool] = {}
+
+    # -- per bar --------------------------------------------------------------------------
+    def holds(self) -> bool:
+        """True when the account is provably healthy at this bar (no evaluation needed)."""
+        e = self.me.e
+        if self.armed and not e.orders and e.account.version == self.version:
+            for leg in self.legs:
+                i = leg.f.idx
+                if leg.lo_seq[i] < leg.lo or leg.hi_seq[i] > leg.hi:
+                    break
+            else:
+                return True
+        return self._arm()
+
+    def _disarm(self) -> bool:
+        if self.armed:
+            self.armed = False
+            self._close(self.me.e.step)
+        return False
+
+    def _close(self, end: int) -> None:
+        if self.payload is not None and end > self.seg_start:
+            self.segments.append((self.seg_start, end, self.payload))
+        self.payload = None
+
+    def _arm(self) -> bool:
+        me = self.me
+        e = me.e
+        acct = e.account
+        step = e.step
+        if not self.enabled or e.orders or (acct.version == self.retry_version
+                                            and step < self.retry_at):
+            return self._disarm()
+        pool = None
+        bal_usd = mb_coll = 0.0
+        haircut = me.profile.haircut
+        for asset, bal in acct.balances.items():  # as fused._plain_state, term for term
+            if asset not in _STABLES:
+                return self._fail()
+            b = float(bal)
+            if b != 0.0:
+                if pool is not None and pool != asset:
+                    return self._fail()
+                pool = asset
+            bal_usd += b
+            mb_coll += b * (haircut(asset) if b > 0 else 1.0)
+        legs: list[_Leg] = []
+        bases: set[str] = set()
+        tiers_of = me.profile.tiers
+        for sym, pos in acct.positions.items():
+            q = pos.qty_f
+            if q == 0.0:
+                continue
+            inst = pos.instrument
+            f = e.feed.symbols[sym]
+            if inst.is_option or f.option_iv is not None or inst.settle != pool \
+                    or inst.base in _STABLES or inst.base in bases or not self._eligible(f):
+                return self._fail()
+            bases.add(inst.base)
+            leg = self.by_symbol.get(sym)
+            if leg is None or leg.q != q or leg.entry != pos.entry_f or leg.lev != pos.leverage:
+                leg = _Leg(sym, f, q, pos.entry_f, pos.leverage, inst.cs, bool(inst.is_linear),
+                           tiers_of.get(sym), self.intrabar)
+                leg.lo = leg.hi = float("nan")  # no band yet
+                self.by_symbol[sym] = leg
+            legs.append(leg)
+        if not legs:
+            return self._fail()
+        base = self.call * mb_coll
+        for half in (None, *_BANDS):
+            total = base
+            scale = abs(base)
+            for leg in legs:
+                i = leg.f.idx
+                if half is not None or not (leg.lo <= leg.lo_seq[i] and leg.hi_seq[i] <= leg.hi):
+                    self._band(leg, leg.f.mc[i], _BANDS[0] if half is None else half)
+                total += leg.bound
+                scale += leg.scale
+            if total > _SLACK * scale:
+                break
+        else:
+            return self._fail()
+        self._close(step)
+        self.armed = True
+        self.version = acct.version
+        self.legs = legs
+        self.seg_start = step
+        self.payload = (bal_usd, mb_coll, tuple(legs))
+        return True
+
+    def _fail(self) -> bool:
+        self.retry_version = self.me.e.account.version
+        self.retry_at = self.me.e.step + _RETRY_STEPS
+        return self._disarm()
+
+    def _band(self, leg: _Leg, mark: float, half: float) -> None:
+        # the band [mark (1 - half), mark (1 + half)] and the bound of call x PnL - MM over it
+        lo = mark * (1.0 - half)
+        hi = mark * (1.0 + half)
+        i = leg.f.idx
+        lo = min(lo, leg.lo_seq[i])  # the current bar is always inside its band
+        hi = max(hi, leg.hi_seq[i])
+        if leg.is_linear:
+            value = leg.qcs * ((lo if leg.q > 0 else hi) - leg.entry)
+            notional = leg.aq * hi
+        else:
+            value = leg.qcs * (1.0 / leg.entry - 1.0 / (lo if leg.q > 0 else hi))
+            notional = leg.aq / lo
+        t = leg.tiers
+        mm = t.maintenance(notional) if t is not None else notional * self.default_mmr
+        leg.lo, leg.hi = lo, hi
+        leg.bound = self.call * value - mm
+        leg.scale = abs(self.call * value) + abs(mm)
+
+    def _eligible(self, f: SymbolFeed) -> bool:
+        # marks that keep low <= close <= high (every scenario inside [low, high]) and a tier
+        # table whose maintenance margin never falls as the notional grows
+        ok = self._feed_ok.get(f.symbol)
+        if ok is None:
+            ml = np.frombuffer(f.ml, dtype="float64")
+            mh = np.frombuffer(f.mh, dtype="float64")
+            mc = np.frombuffer(f.mc, dtype="float64")
+            ok = bool(np.all(ml <= mc) and np.all(mc <= mh) and np.all(ml > 0.0))
+            t = self.me.profile.tiers.get(f.symbol)
+            ok = ok and (t is None or _monotone(t)) and self.default_mmr >= 0.0
+            self._feed_ok[f.symbol] = ok
+        return ok
+
+    # -- after the run --------------------------------------------------------------------
+    def flush(self, n_steps: int, rec: dict[str, Any],
+              pos_rec: dict[str, Any]) -> None:
+        """Write the states of every quiet bar into ``rec`` (arrays indexed by step) and merge
+        their position rows into ``pos_rec`` (rows in step order)."""
+        if self.armed:
+            self.armed = False
+            self._close(n_steps)
+        segs = [(a, min(b, n_steps), p) for a, b, p in self.segments if a < n_steps]
+        self.segments = []
+        if not segs:
+            return
+        cols, rows = _rebuild(segs, self, np.frombuffer(rec["ts"], dtype="int64"))
+        steps = cols.pop("_steps")
+        for k, v in cols.items():
+            np.frombuffer(rec[k], dtype="float64")[steps] = v
+        _merge_rows(pos_rec, rows)
+
+
+def _monotone(t: SimpleTiers) -> bool:
+    # maintenance = notional x rate - amount, per tier: non-decreasing inside each tier
+    # (rate >= 0) and across each floor (the next tier starts no lower than this one ends)
+    if any(r < 0.0 for r in t.mmr):
+        return False
+    for k in range(1, len(t.floors)):
+        x = t.floors[k]
+        left = x * t.mmr[k - 1] - t.cum[k - 1]
+        right = x * t.mmr[k] - t.cum[k]
+        if right < left - 1e-9 * max(1.0, abs(left)):
+            return False
+    return True
+
+
+def _maintenance(t: SimpleTiers | None, notional: np.ndarray, default_mmr: float) -> np.ndarray:
+    # SimpleTiers.maintenance elementwise: the highest tier whose floor is at or below
+    if t is None:
+        return notional * default_mmr
+    k = np.searchsorted(np.asarray(t.floors[1:], dtype="float64"), notional, side="right")
+    return notional * np.asarray(t.mmr, dtype="float64")[k] - np.asarray(t.cum,
+                                                                         dtype="float64")[k]
+
+
+def _rebuild(segs: list[tuple[int, int, tuple[float, float, tuple[_Leg, ...]]]],
+             qs: QuietStretch, times: np.ndarray) -> tuple[dict[str, np.ndarray],
+                                                           dict[str, Any]]:
+    # every quiet step's state, as fused._plain_state computes it for one step, vectorized
+    lens = np.asarray([b - a for a, b, _ in segs], dtype="int64")
+    steps = np.concatenate([np.arange(a, b, dtype="int64") for a, b, _ in segs])
+    seg_of = np.repeat(np.arange(len(segs)), lens)
+    bal_usd = np.asarray([p[0] for _, _, p in segs], dtype="float64")[seg_of]
+    mb_coll = np.asarray([p[1] for _, _, p in segs], dtype="float64")[seg_of]
+    order = list(qs.me.e.account.positions)  # insertion order, as the evaluation sums legs
+    slots = sorted({leg.sym for _, _, p in segs for leg in p[2]}, key=order.index)
+    n = len(steps)
+    t_steps = times[steps]
+    zero = np.zeros(n)
+    upnl, im, mm, gross, net = zero.copy(), zero.copy(), zero.copy(), zero.copy(), zero.copy()
+    upnl_s, im_s, mm_s = zero.copy(), zero.copy(), zero.copy()
+    per_slot = []
+    with np.errstate(all="ignore"):
+        for sym in slots:
+            q = np.zeros(len(segs))
+            entry = np.zeros(len(segs))
+            lev = np.ones(len(segs))
+            f = None
+            cs, is_linear, tiers = 1.0, True, None
+            for j, (_, _, p) in enumerate(segs):
+                for leg in p[2]:
+                    if leg.sym == sym:
+                        q[j], entry[j], lev[j] = leg.q, leg.entry, leg.lev
+                        f, cs, is_linear, tiers = leg.f, leg.cs, leg.is_linear, leg.tiers
+            assert f is not None
+            q, entry, lev = q[seg_of], entry[seg_of], lev[seg_of]
+            on = q != 0.0
+            idx = np.searchsorted(f.ts_np + f.tf_ms, t_steps, side="right") - 1
+            qcs = q * cs
+            aq = np.abs(q) * cs
+            marks = ((np.frombuffer(f.ml, dtype="float64")[idx],
+                      np.frombuffer(f.mh, dtype="float64")[idx],
+                      np.frombuffer(f.mc, dtype="float64")[idx]) if qs.intrabar
+                     else (np.frombuffer(f.mc, dtype="float64")[idx],))
+            vals = []
+            for m in marks:
+                if is_linear:
+                    notional = aq * m
+                    value = qcs * (m - entry)
+                    usd = aq * m
+                else:
+                    notional = aq / m
+                    value = qcs * (1.0 / entry - 1.0 / m)
+                    usd = aq
+                vals.append((m, value, notional, _maintenance(tiers, notional, qs.default_mmr),
+                             usd))
+            mark, value, notional, p_mm, usd = vals[-1]
+            upnl += np.where(on, value, 0.0)
+            im += np.where(on, notional / lev, 0.0)
+            mm += np.where(on, p_mm, 0.0)
+            gross += np.where(on, usd, 0.0)
+            net += np.where(on, np.where(q > 0, usd, -usd), 0.0)
+            if qs.intrabar:
+                # the group's worst of low / high / close: first strictly smallest excess
+                best = np.full(n, np.inf)
+                pick = np.full(n, 2)
+                for w in (0, 1, 2):
+                    excess = 0.0 + (vals[w][1] - vals[w][3])
+                    better = excess < best
+                    pick = np.where(better, w, pick)
+                    best = np.where(better, excess, best)
+                sel = [pick == w for w in (0, 1, 2)]
+
+                def chosen(k: int, sel: list[np.ndarray] = sel,
+                           vals: list[Any] = vals) -> np.ndarray:
+                    return np.select(sel, [vals[0][k], vals[1][k], vals[2][k]])
+
+                upnl_s += np.where(on, chosen(1), 0.0)
+                im_s += np.where(on, chosen(2) / lev, 0.0)
+                mm_s += np.where(on, chosen(3), 0.0)
+            per_slot.append((sym, on, q, entry, mark, value, notional))
+        inf = np.inf
+        equity = bal_usd + upnl
+        mb = mb_coll + upnl
+        ratio = np.where(mb > 0, mm / mb, np.where(mm > 0, inf, 0.0))
+        available = mb - im - 0.0
+        if qs.intrabar:
+            mb_w = mb_coll + upnl_s
+            ratio = np.where(mb_w > 0, mm_s / mb_w, np.where(mm_s > 0, inf, 0.0))
+            other = mb_w - im_s - 0.0
+            available = np.where(other < available, other, available)
+            mb, mm_out = mb_w, mm_s
+        else:
+            mm_out = mm
+    cols = {"_steps": steps, "equity": equity, "wallet": bal_usd, "unrealized_pnl": upnl,
+            "margin_balance": mb, "initial_margin": im, "maintenance_margin": mm_out,
+            "margin_ratio": ratio, "available": available, "gross_exposure": gross,
+            "net_exposure": net, "collateral_fixed": mb_coll, "collateral_moving": zero}
+    # position rows: step-major, legs in the account's order
+    on_m = np.stack([s[1] for s in per_slot], axis=1)
+    r, c = np.nonzero(on_m)
+
+    def take(k: int) -> np.ndarray:
+        return np.stack([s[k] for s in per_slot], axis=1)[r, c]
+
+    names = np.asarray([s[0] for s in per_slot], dtype=object)
+    rows = {"ts": t_steps[r], "symbol": names[c], "qty": take(2), "entry_price": take(3),
+            "mark": take(4), "unrealized_pnl": take(5), "notional": take(6),
+            "isolated_margin": np.full(len(r), np.nan)}
+    return cols, rows
+
+
+def _merge_rows(pos_rec: dict[str, Any], rows: dict[str, Any]) -> None:
+    # exact rows and quiet rows never share a step: a stable sort on the time interleaves them
+    ts = np.concatenate([np.frombuffer(pos_rec["ts"], dtype="int64"), rows["ts"]])
+    order = np.argsort(ts, kind="stable")
+    for k, old in pos_rec.items():
+        if k == "symbol":
+            merged = np.concatenate([np.asarray(old, dtype=object), rows[k]])[order]
+            pos_rec[k] = merged.tolist()
+            continue
+        code = "q" if k == "ts" else "d"
+        dtype = "int64" if k == "ts" else "float64"
+        merged = np.concatenate([np.frombuffer(old, dtype=dtype) if len(old) else
+                                 np.empty(0, dtype=dtype), rows[k]])[order]
+        out: array[Any] = array(code)
+        out.frombytes(np.ascontiguousarray(merged, dtype=dtype).tobytes())
+        pos_rec[k] = out
