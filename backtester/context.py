@@ -216,7 +216,7 @@ class Context:
             msg = (f"indicator {name or getattr(func, '__name__', '')!r} returned shape "
                    f"{values.shape}, expected ({f.n},) for {symbol}")
             raise ConfigError(msg)
-        return Indicator(values, lambda: f.idx, name=name or getattr(func, "__name__", ""))
+        return Indicator(values, f, name=name or getattr(func, "__name__", ""))
 
     def chain(self, underlying: str, expiry: int | str | None = None) -> pd.DataFrame:
         """Options on ``underlying`` listed now (optionally one expiry: ms, ``YYMMDD`` or a date).
@@ -374,6 +374,30 @@ class Context:
         """Isolated mode: move ``amount`` (settle currency) from the pool to the position's
         margin; a negative amount removes margin (not below the initial margin)."""
         self._e.margin.adjust_isolated_margin(symbol, dec(amount))
+
+    def wake_on(self, *signals: Indicator) -> None:
+        """Call ``on_bar`` only at bars where one of ``signals`` is true (non-zero, not NaN).
+
+        For strategies that act on precomputed events (a crossover, a rebalance date, an
+        entry filter): the engine still processes every bar — fills, funding, expiries, the
+        margin check and liquidations, recording, and the ``on_fill`` / ``on_funding`` /
+        ``on_margin_call`` / ``on_liquidation`` / ``on_expiry`` hooks — but calls ``on_bar``
+        only at the clock steps where a signal's symbol closes a bar whose signal value is
+        non-zero. Without it ``on_bar`` runs at every step. Call from ``on_start``.
+
+        Parameters
+        ----------
+        signals
+            Indicators made with :meth:`indicator` (their symbols may differ).
+        """
+        if self._e.phase != "start":
+            msg = "ctx.wake_on() is for on_start"
+            raise PhaseError(msg)
+        for sig in signals:
+            if not isinstance(sig, Indicator) or not hasattr(sig._src, "ts_np"):
+                msg = f"wake_on takes indicators made with ctx.indicator(), got {sig!r}"
+                raise ConfigError(msg)
+        self._e.wake_signals.extend(signals)
 
     def record(self, **values: float) -> None:
         """Record user series at this bar (they appear in the results' ``records``)."""

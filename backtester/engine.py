@@ -22,6 +22,8 @@ from array import array
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from backtester.accounting import Account, EntryKind
 from backtester.config import FillMode, FundingMode, RunConfig
 from backtester.context import AccountView, Context, OrderTicket, PositionView
@@ -110,6 +112,8 @@ class Engine:
         self.rec: dict[str, Any] = {k: _zeros(len(feed.steps)) for k in _REC_KEYS[1:]}
         self.rec["ts"] = array("q", feed.steps.times)
         self.step = -1  # the clock step being processed
+        #: indicators given to ctx.wake_on (empty: on_bar runs at every step)
+        self.wake_signals: list[Any] = []
         self.pos_rec: dict[str, Any] = {
             k: [] if k == "symbol" else array("q" if k == "ts" else "d") for k in _POS_KEYS}
         self._pos_appenders = tuple(self.pos_rec[k].append for k in _POS_KEYS)
@@ -166,6 +170,7 @@ class Engine:
          p_iso) = self._pos_appenders
         ctx = self.ctx
         margin.quiet = QuietStretch(margin, enabled=margin._quiet_path)
+        wake = self._wake_steps()
         s = -1
         for t, feeds in self.feed.steps:
             s += 1
@@ -187,7 +192,7 @@ class Engine:
             quiet = margin.check(t) if account.positions else False
             if self.pending:
                 self._deliver()
-            if self.stopped_reason is None:
+            if self.stopped_reason is None and (wake is None or wake[s]):
                 try:
                     on_bar(ctx)
                 except (StrategyError, PhaseError, ConfigError, DataError):
@@ -227,6 +232,23 @@ class Engine:
         self.phase = "finish"
         self._call("on_finish", strat.on_finish, None)
         account.check_replay()
+
+    def _wake_steps(self) -> bytearray | None:
+        # per clock step: 1 where a wake_on signal's symbol closes a bar with a true value
+        if not self.wake_signals:
+            return None
+        times = np.frombuffer(self.feed.steps.times, dtype="int64")
+        on = np.zeros(len(times), dtype=bool)
+        for sig in self.wake_signals:
+            f = sig._src
+            idx = np.searchsorted(f.ts_np + f.tf_ms, times, side="right") - 1
+            moved = np.empty(len(idx), dtype=bool)
+            moved[:1] = idx[:1] >= 0
+            moved[1:] = idx[1:] != idx[:-1]
+            values = np.asarray(sig._values, dtype="float64")
+            true = np.nan_to_num(values, nan=0.0) != 0.0
+            on |= moved & true[np.clip(idx, 0, None)]
+        return bytearray(on.astype("uint8").tobytes())
 
     def _finish_records(self, n_done: int) -> None:
         # fill in the quiet steps, then drop the steps a stopped run did not reach

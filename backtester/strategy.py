@@ -150,45 +150,71 @@ class Indicator:
     ``ind.now`` is the value at the last closed bar of its symbol; ``ind[-1]`` the one before,
     ``ind[0]`` the same as ``now``; ``ind.values`` the array up to now. Nothing after "now" is
     reachable.
+
+    Parameters
+    ----------
+    values
+        One value per bar of the symbol.
+    cursor
+        What says which bar is the last closed one: an object with an ``idx`` attribute (the
+        symbol's feed; -1 before its first bar) or a callable returning that index.
+    name
+        Label used in messages.
     """
 
-    __slots__ = ("_cursor", "_list", "_values", "name")
+    __slots__ = ("_list", "_src", "_values", "name")
 
-    def __init__(self, values: np.ndarray, cursor: Callable[[], int], *, name: str = "") -> None:
+    def __init__(self, values: np.ndarray, cursor: Callable[[], int] | Any, *,
+                 name: str = "") -> None:
         self._values = values
-        # scalar access for now / [-k]: a compact copy (8 bytes a value) for float64 series
-        self._list: Sequence[float] = (_floats(values) if values.dtype == np.float64
-                                       and values.ndim == 1 else values.tolist())
-        self._cursor = cursor
+        # scalar access for now / [-k]: a compact copy (8 bytes a value) for float64 series,
+        # with one NaN after the last value, which index -1 (before the first bar) reads
+        if values.dtype == np.float64 and values.ndim == 1:
+            self._list: Any = _floats(values)
+            self._list.append(float("nan"))
+        else:
+            self._list = [*values.tolist(), float("nan")]
+        self._src = cursor if hasattr(cursor, "idx") else _CallCursor(cursor)
         self.name = name
 
     @property
     def now(self) -> float:
         """Value at the last closed bar (NaN before the first bar)."""
-        i = self._cursor()
-        return self._list[i] if i >= 0 else float("nan")
+        return self._list[self._src.idx]  # type: ignore[no-any-return]
 
     def __getitem__(self, back: int) -> float:
         if back > 0:
             msg = f"indicator {self.name!r}: index {back} looks into the future; use 0 or -k"
             raise IndexError(msg)
-        i = self._cursor() + back
+        i = self._src.idx + back
         if i < 0:
             return float("nan")
-        return self._list[i]
+        return self._list[i]  # type: ignore[no-any-return]
 
     @property
     def values(self) -> np.ndarray:
         """Values up to and including now (a read-only view)."""
-        v = self._values[: self._cursor() + 1]
+        v = self._values[: self._src.idx + 1]
         v.flags.writeable = False
         return v
 
     def __len__(self) -> int:
-        return self._cursor() + 1
+        return int(self._src.idx) + 1
 
     def __repr__(self) -> str:
         return f"Indicator({self.name!r}, now={self.now})"
+
+
+class _CallCursor:
+    # adapts a callable cursor to the ``idx`` attribute Indicator reads
+    __slots__ = ("_func",)
+
+    def __init__(self, func: Callable[[], int]) -> None:
+        self._func = func
+
+    @property
+    def idx(self) -> int:
+        return self._func()
 
 
 def hook_names() -> Sequence[str]:

@@ -39,7 +39,7 @@ import workloads
 
 
 def run_one(name: str, *, margin_check: str, use_tracemalloc: bool = False,
-            profile: bool = False) -> dict[str, Any]:
+            profile: bool = False, wake: bool = False) -> dict[str, Any]:
     """Run workload ``name`` once on our engine and return the measurements."""
     import backtester
     from backtester.engine import Engine
@@ -60,6 +60,8 @@ def run_one(name: str, *, margin_check: str, use_tracemalloc: bool = False,
     kwargs: dict[str, Any] = {"data": data, "instruments": insts, "funding": "zero",
                               "collateral": {"USDT": 1_000_000}, "slippage_bps": 0,
                               "margin_check": margin_check}
+    if wake and w.strategy == "sma":
+        kwargs["params"] = {"wake": True}
     prof = None
     if use_tracemalloc:
         import tracemalloc
@@ -91,7 +93,9 @@ def run_one(name: str, *, margin_check: str, use_tracemalloc: bool = False,
         st.sort_stats("tottime").print_stats(25)
         st.sort_stats("cumulative").print_stats(25)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    return {"framework": "backtester", "workload": name, "margin_check": margin_check,
+    label = "backtester" + (" (wake_on)" if wake else "") + (
+        f" (margin {margin_check})" if margin_check != "intrabar" else "")
+    return {"framework": label, "workload": name, "margin_check": margin_check,
             "instrument_bars": w.instrument_bars, "step_s": step, "loop_s": loop.get("s"),
             "bars_per_s": w.instrument_bars / step, "cpu_s": cpu,
             "cpu_bars_per_s": w.instrument_bars / cpu,
@@ -101,19 +105,19 @@ def run_one(name: str, *, margin_check: str, use_tracemalloc: bool = False,
             "final_equity": float(res.equity["equity"].iloc[-1])}
 
 
-def run_all(names: list[str], margin_check: str) -> list[dict[str, Any]]:
+def run_all(names: list[str], margin_check: str, *, wake: bool = False) -> list[dict[str, Any]]:
     """Run each workload in its own child process (for whole-process time and peak RSS)."""
     rows = []
     for name in names:
+        if wake and workloads.WORKLOADS[name].strategy != "sma":
+            continue
         t0 = time.perf_counter()
         out = subprocess.run([sys.executable, __file__, "--workload", name, "--json",
-                              "--margin-check", margin_check], capture_output=True, text=True,
-                             check=True, env=os.environ.copy())
+                              "--margin-check", margin_check, *(["--wake"] if wake else [])],
+                             capture_output=True, text=True, check=True, env=os.environ.copy())
         elapsed = time.perf_counter() - t0
         row = json.loads(out.stdout.strip().splitlines()[-1])
         row["process_s"] = elapsed
-        if margin_check != "intrabar":
-            row["framework"] = f"backtester (margin {margin_check})"
         rows.append(row)
     return rows
 
@@ -124,15 +128,18 @@ def main() -> None:
     ap.add_argument("--workload", choices=sorted(workloads.WORKLOADS), default="W1")
     ap.add_argument("--all", action="store_true", help="W0, W1, W2 each in a child process")
     ap.add_argument("--margin-check", choices=("intrabar", "close"), default="intrabar")
+    ap.add_argument("--wake", action="store_true",
+                    help="the SMA strategy declares its crossovers with ctx.wake_on (on_bar "
+                         "runs only there; same trades)")
     ap.add_argument("--json", action="store_true", help="print JSON lines only")
     ap.add_argument("--tracemalloc", action="store_true", help="also report tracemalloc peak")
     ap.add_argument("--profile", action="store_true", help="cProfile the run (to stderr)")
     a = ap.parse_args()
     if a.all:
-        rows = run_all(sorted(workloads.WORKLOADS), a.margin_check)
+        rows = run_all(sorted(workloads.WORKLOADS), a.margin_check, wake=a.wake)
     else:
         rows = [run_one(a.workload, margin_check=a.margin_check,
-                        use_tracemalloc=a.tracemalloc, profile=a.profile)]
+                        use_tracemalloc=a.tracemalloc, profile=a.profile, wake=a.wake)]
     for r in rows:
         if a.json:
             print(json.dumps(r))

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["FAST", "QTY", "SLOW", "WORKLOADS", "Workload", "format_table", "gbm_bars",
-           "sma", "symbols_for", "workload_data"]
+           "sma", "sma_flips", "symbols_for", "workload_data"]
 
 FAST = 20
 SLOW = 50
@@ -117,6 +117,21 @@ def sma(x: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
+def sma_flips(x: np.ndarray, fast: int, slow: int) -> np.ndarray:
+    """1.0 at the bars where the SMA reversal's side changes (and at its first side), else 0.
+
+    The side at a bar is long when SMA ``fast`` > SMA ``slow``, short otherwise, once the slow
+    SMA exists; computed from closes up to each bar only.
+    """
+    f = sma(x, fast)
+    s = sma(x, slow)
+    valid = ~np.isnan(s)
+    want = np.where(f > s, 1.0, -1.0)
+    prev_want = np.concatenate([[0.0], want[:-1]])
+    prev_valid = np.concatenate([[False], valid[:-1]])
+    return (valid & (~prev_valid | (want != prev_want))).astype("float64")
+
+
 def format_table(rows: list[dict[str, Any]]) -> str:
     """Markdown table: framework, workload, instrument-bars/s, ratio vs backtesting.py, ..."""
     ref = {r["workload"]: r["bars_per_s"] for r in rows
@@ -177,12 +192,15 @@ if _Strategy is not None:
         """W1/W2: always in market, long ``qty`` when SMA fast > SMA slow, short otherwise.
 
         The side held is remembered in the strategy, so an order is sent only on a cross
-        (the same as the peers' strategies).
+        (the same as the peers' strategies). With ``wake=True`` the strategy also declares its
+        crossovers (:func:`sma_flips`) with ``ctx.wake_on``, so ``on_bar`` runs only at them;
+        the decisions, orders and fills are the same.
         """
 
         fast: int = FAST
         slow: int = SLOW
         qty: float = QTY
+        wake: bool = False
 
         def on_start(self, ctx: Any) -> None:
             self.legs = []
@@ -191,6 +209,9 @@ if _Strategy is not None:
                 f = ctx.indicator(sma, close, self.fast, symbol=sym, name="fast")
                 s = ctx.indicator(sma, close, self.slow, symbol=sym, name="slow")
                 self.legs.append([sym, f, s, 0])
+                if self.wake:
+                    ctx.wake_on(ctx.indicator(sma_flips, close, self.fast, self.slow,
+                                              symbol=sym, name="flips"))
             self.q = Decimal(str(self.qty))
 
         def on_bar(self, ctx: Any) -> None:

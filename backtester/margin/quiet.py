@@ -91,6 +91,7 @@ class QuietStretch:
         #: (first step, end step, (wallet USD, collateral USD, legs)) of each quiet stretch
         self.segments: list[tuple[int, int, tuple[float, float, tuple[_Leg, ...]]]] = []
         self._feed_ok: dict[str, bool] = {}
+        self._static: dict[str, Any] = {}
         self._tiers_ok: dict[str, bool] = {}
 
     # -- per bar --------------------------------------------------------------------------
@@ -140,40 +141,47 @@ class QuietStretch:
             mb_coll += b * (haircut(asset) if b > 0 else 1.0)
         legs: list[_Leg] = []
         bases: set[str] = set()
-        tiers_of = me.profile.tiers
+        static = self._static
+        by_symbol = self.by_symbol
+        base = self.call * mb_coll
+        total = base
+        scale = abs(base)
         for sym, pos in acct.positions.items():
             q = pos.qty_f
             if q == 0.0:
                 continue
-            inst = pos.instrument
-            f = e.feed.symbols[sym]
-            if inst.is_option or f.option_iv is not None or inst.settle != pool \
-                    or inst.base in _STABLES or inst.base in bases or not self._eligible(f):
+            st = static.get(sym)
+            if st is None:
+                st = static[sym] = self._static_of(sym, pos)
+            if st is None or st[1] != pool or st[0] in bases:
                 return self._fail()
-            bases.add(inst.base)
-            leg = self.by_symbol.get(sym)
+            bases.add(st[0])
+            leg = by_symbol.get(sym)
             if leg is None or leg.q != q or leg.entry != pos.entry_f or leg.lev != pos.leverage:
-                leg = _Leg(sym, f, q, pos.entry_f, pos.leverage, inst.cs, bool(inst.is_linear),
-                           tiers_of.get(sym), self.intrabar)
-                leg.lo = leg.hi = float("nan")  # no band yet
-                self.by_symbol[sym] = leg
+                leg = by_symbol[sym] = _Leg(sym, st[2], q, pos.entry_f, pos.leverage, st[3],
+                                            st[4], st[5], self.intrabar)
+                self._band(leg, _BANDS[0])
+            else:
+                i = leg.f.idx
+                if not (leg.lo <= leg.lo_seq[i] and leg.hi_seq[i] <= leg.hi):
+                    self._band(leg, _BANDS[0])
+            total += leg.bound
+            scale += leg.scale
             legs.append(leg)
         if not legs:
             return self._fail()
-        base = self.call * mb_coll
-        for half in (None, *_BANDS):
-            total = base
-            scale = abs(base)
-            for leg in legs:
-                i = leg.f.idx
-                if half is not None or not (leg.lo <= leg.lo_seq[i] and leg.hi_seq[i] <= leg.hi):
-                    self._band(leg, leg.f.mc[i], _BANDS[0] if half is None else half)
-                total += leg.bound
-                scale += leg.scale
-            if total > _SLACK * scale:
-                break
-        else:
-            return self._fail()
+        if not total > _SLACK * scale:
+            for half in _BANDS[1:]:  # narrower bands, closer to the current marks
+                total = base
+                scale = abs(base)
+                for leg in legs:
+                    self._band(leg, half)
+                    total += leg.bound
+                    scale += leg.scale
+                if total > _SLACK * scale:
+                    break
+            else:
+                return self._fail()
         self._close(step)
         self.armed = True
         self.version = acct.version
@@ -182,16 +190,29 @@ class QuietStretch:
         self.payload = (bal_usd, mb_coll, tuple(legs))
         return True
 
+    def _static_of(self, sym: str, pos: Any) -> tuple[str, str, SymbolFeed, float, bool,
+                                                     SimpleTiers | None] | None:
+        # (base, settle, feed, contract size, linear?, tiers) of an eligible instrument
+        inst = pos.instrument
+        f = self.me.e.feed.symbols[sym]
+        if inst.is_option or f.option_iv is not None or inst.base in _STABLES \
+                or inst.settle not in _STABLES or not self._eligible(f):
+            return None
+        return (inst.base, inst.settle, f, inst.cs, bool(inst.is_linear),
+                self.me.profile.tiers.get(sym))
+
     def _fail(self) -> bool:
         self.retry_version = self.me.e.account.version
         self.retry_at = self.me.e.step + _RETRY_STEPS
         return self._disarm()
 
-    def _band(self, leg: _Leg, mark: float, half: float) -> None:
-        # the band [mark (1 - half), mark (1 + half)] and the bound of call x PnL - MM over it
+    def _band(self, leg: _Leg, half: float) -> None:
+        # the band [mark (1 - half), mark (1 + half)] around the mark close and the bound of
+        # call x PnL - MM over it
+        i = leg.f.idx
+        mark = leg.f.mc[i]
         lo = mark * (1.0 - half)
         hi = mark * (1.0 + half)
-        i = leg.f.idx
         lo = min(lo, leg.lo_seq[i])  # the current bar is always inside its band
         hi = max(hi, leg.hi_seq[i])
         if leg.is_linear:
