@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import warnings
 from array import array
+from bisect import bisect_left, bisect_right
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -170,10 +171,20 @@ class Engine:
          p_iso) = self._pos_appenders
         ctx = self.ctx
         margin.quiet = QuietStretch(margin, enabled=margin._quiet_path)
+        quiet_holds = margin.quiet.holds
         wake = self._wake_steps()
+        clock = self.feed.steps
+        times, ids, groups = clock.times, clock.ids, clock.groups
+        n = len(times)
+        # with wake_on, runs of steps where nothing can happen are skipped (every feed must
+        # advance at every step, so a feed's bar index is the step index)
+        can_skip = wake is not None and len(groups) == 1 \
+            and len(groups[0]) == len(self.feed.symbols)
         s = -1
-        for t, feeds in self.feed.steps:
+        while s + 1 < n:
             s += 1
+            t = times[s]
+            feeds = groups[ids[s]]
             self.step = s
             self.now_ms = t
             for f in feeds:
@@ -189,7 +200,7 @@ class Engine:
                 self._expire(t)
             if t >= self._next_settlement:
                 self._daily_settlement(t)
-            quiet = margin.check(t) if account.positions else False
+            quiet = (quiet_holds() or margin.check(t)) if account.positions else False
             if self.pending:
                 self._deliver()
             if self.stopped_reason is None and (wake is None or wake[s]):
@@ -200,7 +211,11 @@ class Engine:
                 except Exception as exc:
                     raise StrategyError(strat.name, "on_bar", t, exc) from exc
             if quiet:
-                continue  # healthy without an evaluation: the state is rebuilt after the loop
+                # healthy without an evaluation: the state is rebuilt after the loop
+                if can_skip and not self.pending and not self.orders \
+                        and self.stopped_reason is None:
+                    s = self._skip_quiet(s, wake)  # type: ignore[arg-type]
+                continue
             st = margin.state
             a_eq[s] = st.equity
             a_wal[s] = st.wallet_balance
@@ -232,6 +247,31 @@ class Engine:
         self.phase = "finish"
         self._call("on_finish", strat.on_finish, None)
         account.check_replay()
+
+    def _skip_quiet(self, s: int, wake: bytearray) -> int:
+        # the last step before anything can happen: a wake signal, a funding stamp, an expiry,
+        # a daily settlement, or a mark leaving its quiet band; the steps skipped are quiet
+        # (their states are rebuilt with the stretch's) and every feed's cursor moves with them
+        times = self.feed.steps.times
+        n = len(times)
+        end = wake.find(1, s + 1)
+        end = n if end < 0 else end
+        for f in self.feed.symbols.values():
+            if f.funding_ts and f.next_funding < len(f.funding_ts):
+                end = min(end, bisect_right(times, f.funding_ts[f.next_funding]))
+        if self._expiries:
+            end = min(end, bisect_left(times, self._expiries[0][0]))
+        if self._next_settlement < 2**62:
+            end = min(end, bisect_left(times, self._next_settlement))
+        end = self.margin.quiet.exit_step(s, end)  # type: ignore[union-attr]
+        last = end - 1
+        if last > s:
+            for f in self.feed.symbols.values():
+                f.idx = last
+            self.step = last
+            self.now_ms = times[last]
+            return last
+        return s
 
     def _wake_steps(self) -> bytearray | None:
         # per clock step: 1 where a wake_on signal's symbol closes a bar with a true value

@@ -9,7 +9,7 @@ rounding rule.
 from __future__ import annotations
 
 import math
-from decimal import ROUND_DOWN, ROUND_HALF_EVEN, ROUND_HALF_UP, Context, Decimal, localcontext
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, ROUND_HALF_UP, Context, Decimal
 
 __all__ = [
     "MONEY_QUANTUM",
@@ -25,6 +25,7 @@ ZERO = Decimal(0)
 #: micro-USDT, so that no exchange amount is rounded away).
 MONEY_QUANTUM = Decimal("1e-12")
 _CTX = Context(prec=34)
+_ONE = Decimal(1)
 
 
 def dec(value: float | int | str | Decimal) -> Decimal:
@@ -49,8 +50,7 @@ def to_money(value: float | int | str | Decimal) -> Decimal:
     >>> to_money(0.1 + 0.2)
     Decimal('0.300000000000')
     """
-    with localcontext(_CTX):
-        return dec(value).quantize(MONEY_QUANTUM, rounding=ROUND_HALF_EVEN)
+    return dec(value).quantize(MONEY_QUANTUM, rounding=ROUND_HALF_EVEN, context=_CTX)
 
 
 def to_price(value: float | Decimal, tick: Decimal) -> Decimal:
@@ -59,12 +59,14 @@ def to_price(value: float | Decimal, tick: Decimal) -> Decimal:
     >>> to_price(60000.37, Decimal("0.5"))
     Decimal('60000.5')
     """
-    with localcontext(_CTX):
-        d = dec(value)
-        if tick <= 0:
-            return d
-        return ((d / tick).quantize(Decimal(1), rounding=ROUND_HALF_UP) * tick).normalize() \
-            if d != 0 else ZERO
+    d = dec(value)
+    if tick <= 0:
+        return d
+    if d == 0:
+        return ZERO
+    # the arithmetic of the fixed 34-digit context, passed explicitly (no context switch)
+    steps = _CTX.divide(d, tick).quantize(_ONE, rounding=ROUND_HALF_UP, context=_CTX)
+    return _CTX.multiply(steps, tick).normalize(_CTX)
 
 
 def to_qty(value: float | Decimal, lot: Decimal) -> Decimal:
@@ -75,9 +77,10 @@ def to_qty(value: float | Decimal, lot: Decimal) -> Decimal:
     >>> to_qty(-0.0019, Decimal("0.001"))
     Decimal('-0.001')
     """
-    with localcontext(_CTX):
-        d = dec(value)
-        if lot <= 0:
-            return d
-        return ((d / lot).to_integral_value(rounding=ROUND_DOWN) * lot).normalize() \
-            if d != 0 else ZERO
+    d = dec(value)
+    if lot <= 0:
+        return d
+    if d == 0:
+        return ZERO
+    steps = _CTX.divide(d, lot).to_integral_value(rounding=ROUND_DOWN, context=_CTX)
+    return _CTX.multiply(steps, lot).normalize(_CTX)

@@ -104,8 +104,33 @@ class QuietStretch:
                 if leg.lo_seq[i] < leg.lo or leg.hi_seq[i] > leg.hi:
                     break
             else:
+                self.me._in_call = False
                 return True
-        return self._arm()
+        if self._arm():
+            self.me._in_call = False
+            return True
+        return False
+
+    def exit_step(self, s: int, end: int) -> int:
+        """The first step in ``(s, end)`` at which a leg's marks leave its band (else ``end``).
+
+        For clocks where every feed advances at every step (a feed's bar index is the step).
+        """
+        first = end
+        for leg in self.legs:
+            lo_seq = np.frombuffer(leg.lo_seq, dtype="float64")
+            hi_seq = np.frombuffer(leg.hi_seq, dtype="float64")
+            a = s + 1
+            width = 256
+            while a < first:
+                b = min(a + width, first)
+                out = np.flatnonzero((lo_seq[a:b] < leg.lo) | (hi_seq[a:b] > leg.hi))
+                if len(out):
+                    first = a + int(out[0])
+                    break
+                a = b
+                width *= 4
+        return first
 
     def _disarm(self) -> bool:
         if self.armed:
@@ -287,14 +312,27 @@ def _rebuild(segs: list[tuple[int, int, tuple[float, float, tuple[_Leg, ...]]]],
              qs: QuietStretch, times: np.ndarray) -> tuple[dict[str, np.ndarray],
                                                            dict[str, Any]]:
     # every quiet step's state, as fused._plain_state computes it for one step, vectorized
+    starts = np.asarray([a for a, _, _ in segs], dtype="int64")
     lens = np.asarray([b - a for a, b, _ in segs], dtype="int64")
-    steps = np.concatenate([np.arange(a, b, dtype="int64") for a, b, _ in segs])
+    n = int(lens.sum())
     seg_of = np.repeat(np.arange(len(segs)), lens)
+    # step k of the concatenation is starts[seg] + (k - first index of seg)
+    steps = np.arange(n, dtype="int64") + np.repeat(starts - (np.cumsum(lens) - lens), lens)
     bal_usd = np.asarray([p[0] for _, _, p in segs], dtype="float64")[seg_of]
     mb_coll = np.asarray([p[1] for _, _, p in segs], dtype="float64")[seg_of]
-    order = list(qs.me.e.account.positions)  # insertion order, as the evaluation sums legs
-    slots = sorted({leg.sym for _, _, p in segs for leg in p[2]}, key=order.index)
-    n = len(steps)
+    order = {sym: k for k, sym in enumerate(qs.me.e.account.positions)}  # the summing order
+    # per symbol: (q, entry, leverage) per stretch, and the leg's constants
+    table: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, _Leg]] = {}
+    for j, (_, _, p) in enumerate(segs):
+        for leg in p[2]:
+            row = table.get(leg.sym)
+            if row is None:
+                row = table[leg.sym] = (np.zeros(len(segs)), np.zeros(len(segs)),
+                                        np.ones(len(segs)), leg)
+            row[0][j] = leg.q
+            row[1][j] = leg.entry
+            row[2][j] = leg.lev
+    slots = sorted(table, key=order.__getitem__)
     t_steps = times[steps]
     zero = np.zeros(n)
     upnl, im, mm, gross, net = zero.copy(), zero.copy(), zero.copy(), zero.copy(), zero.copy()
@@ -302,17 +340,8 @@ def _rebuild(segs: list[tuple[int, int, tuple[float, float, tuple[_Leg, ...]]]],
     per_slot = []
     with np.errstate(all="ignore"):
         for sym in slots:
-            q = np.zeros(len(segs))
-            entry = np.zeros(len(segs))
-            lev = np.ones(len(segs))
-            f = None
-            cs, is_linear, tiers = 1.0, True, None
-            for j, (_, _, p) in enumerate(segs):
-                for leg in p[2]:
-                    if leg.sym == sym:
-                        q[j], entry[j], lev[j] = leg.q, leg.entry, leg.lev
-                        f, cs, is_linear, tiers = leg.f, leg.cs, leg.is_linear, leg.tiers
-            assert f is not None
+            q, entry, lev, first = table[sym]
+            f, cs, is_linear, tiers = first.f, first.cs, first.is_linear, first.tiers
             q, entry, lev = q[seg_of], entry[seg_of], lev[seg_of]
             on = q != 0.0
             idx = np.searchsorted(f.ts_np + f.tf_ms, t_steps, side="right") - 1
@@ -335,11 +364,17 @@ def _rebuild(segs: list[tuple[int, int, tuple[float, float, tuple[_Leg, ...]]]],
                 vals.append((m, value, notional, _maintenance(tiers, notional, qs.default_mmr),
                              usd))
             mark, value, notional, p_mm, usd = vals[-1]
-            upnl += np.where(on, value, 0.0)
-            im += np.where(on, notional / lev, 0.0)
-            mm += np.where(on, p_mm, 0.0)
-            gross += np.where(on, usd, 0.0)
-            net += np.where(on, np.where(q > 0, usd, -usd), 0.0)
+            every = bool(on.all())
+
+            def only(x: np.ndarray, on: np.ndarray = on, every: bool = every) -> np.ndarray:
+                # a flat leg adds exactly +0.0 (the evaluation skips it; x + 0.0 == x)
+                return x if every else np.where(on, x, 0.0)
+
+            upnl += only(value)
+            im += only(notional / lev)
+            mm += only(p_mm)
+            gross += only(usd)
+            net += only(np.where(q > 0, usd, -usd))
             if qs.intrabar:
                 # the group's worst of low / high / close: first strictly smallest excess
                 best = np.full(n, np.inf)
@@ -349,15 +384,15 @@ def _rebuild(segs: list[tuple[int, int, tuple[float, float, tuple[_Leg, ...]]]],
                     better = excess < best
                     pick = np.where(better, w, pick)
                     best = np.where(better, excess, best)
-                sel = [pick == w for w in (0, 1, 2)]
+                low, high = pick == 0, pick == 1
 
-                def chosen(k: int, sel: list[np.ndarray] = sel,
+                def chosen(k: int, low: np.ndarray = low, high: np.ndarray = high,
                            vals: list[Any] = vals) -> np.ndarray:
-                    return np.select(sel, [vals[0][k], vals[1][k], vals[2][k]])
+                    return np.where(low, vals[0][k], np.where(high, vals[1][k], vals[2][k]))
 
-                upnl_s += np.where(on, chosen(1), 0.0)
-                im_s += np.where(on, chosen(2) / lev, 0.0)
-                mm_s += np.where(on, chosen(3), 0.0)
+                upnl_s += only(chosen(1))
+                im_s += only(chosen(2) / lev)
+                mm_s += only(chosen(3))
             per_slot.append((sym, on, q, entry, mark, value, notional))
         inf = np.inf
         equity = bal_usd + upnl

@@ -431,13 +431,10 @@ class MarginEngine(LiquidationMixin):
     def check(self, t: int) -> bool:
         """Evaluate the account at ``t``; raise a margin call or liquidate as the profile says.
 
-        Returns True when the bar was found healthy without an evaluation (a quiet stretch,
-        ``backtester.margin.quiet``): its state is rebuilt after the run, not in :attr:`state`.
+        Returns False (the bar was evaluated). The engine asks :attr:`quiet` first: a bar it
+        finds healthy without an evaluation is not checked here, and its state is rebuilt after
+        the run (``backtester.margin.quiet``), not kept in :attr:`state`.
         """
-        quiet = self.quiet
-        if quiet is not None and quiet.holds():
-            self._in_call = False
-            return True
         if self.mode is MarginMode.ISOLATED:
             self._check_isolated(t)
             return False

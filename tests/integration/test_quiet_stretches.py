@@ -19,6 +19,7 @@ import pytest
 import backtester
 from backtester import Strategy
 from backtester.instruments import instrument_from_symbol
+from backtester.margin.quiet import QuietStretch
 from backtester.margin.state import MarginEngine
 
 from .test_margin_fast_path import _bars, _same
@@ -90,15 +91,15 @@ def test_quiet_books_do_skip_bars_and_reach_liquidations(monkeypatch):
     # the margin machinery (calls and liquidations happen inside runs that skip bars)
     skipped = 0
     calls = liqs = 0
-    real = MarginEngine.check
+    real = QuietStretch.holds
 
-    def counting(self, t):
+    def counting(self):
         nonlocal skipped
-        out = real(self, t)
+        out = real(self)
         skipped += bool(out)
         return out
 
-    monkeypatch.setattr(MarginEngine, "check", counting)
+    monkeypatch.setattr(QuietStretch, "holds", counting)
     for seed in (0, 3, 5):
         res = _run(seed, quiet=True, margin_check="intrabar", syms=LINEAR,
                    collateral={"USDT": 1_000.0 + 100 * seed})
