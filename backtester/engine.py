@@ -178,8 +178,7 @@ class Engine:
         n = len(times)
         # with wake_on, runs of steps where nothing can happen are skipped (every feed must
         # advance at every step, so a feed's bar index is the step index)
-        can_skip = wake is not None and len(groups) == 1 \
-            and len(groups[0]) == len(self.feed.symbols)
+        can_skip = wake is not None and margin.quiet.lockstep
         s = -1
         while s + 1 < n:
             s += 1

@@ -78,9 +78,14 @@ class QuietStretch:
         self.intrabar = me.intrabar
         self.call = me.call_level
         self.default_mmr = me.profile.default_mmr
+        clock = e.feed.steps
+        #: every feed advances at every step (a feed's bar index is the step index)
+        self.lockstep = len(clock.groups) == 1 and len(clock.groups[0]) == len(e.feed.symbols)
         self.enabled = (enabled and me._fuse and me.mode is MarginMode.CROSS
                         and 0.0 < self.call <= 1.0 and not e._special)
         self.armed = False
+        self.orders = e.orders  # the engine's working orders (the same dict all run long)
+        self.account = e.account
         self.version = -1
         self.legs: list[_Leg] = []
         self.by_symbol: dict[str, _Leg] = {}
@@ -97,19 +102,14 @@ class QuietStretch:
     # -- per bar --------------------------------------------------------------------------
     def holds(self) -> bool:
         """True when the account is provably healthy at this bar (no evaluation needed)."""
-        e = self.me.e
-        if self.armed and not e.orders and e.account.version == self.version:
+        if self.armed and not self.orders and self.account.version == self.version:
             for leg in self.legs:
                 i = leg.f.idx
                 if leg.lo_seq[i] < leg.lo or leg.hi_seq[i] > leg.hi:
                     break
             else:
-                self.me._in_call = False
                 return True
-        if self._arm():
-            self.me._in_call = False
-            return True
-        return False
+        return self._arm()
 
     def exit_step(self, s: int, end: int) -> int:
         """The first step in ``(s, end)`` at which a leg's marks leave its band (else ``end``).
@@ -208,6 +208,7 @@ class QuietStretch:
             else:
                 return self._fail()
         self._close(step)
+        me._in_call = False  # a healthy bar ends a margin call, as the evaluation says
         self.armed = True
         self.version = acct.version
         self.legs = legs
@@ -344,7 +345,8 @@ def _rebuild(segs: list[tuple[int, int, tuple[float, float, tuple[_Leg, ...]]]],
             f, cs, is_linear, tiers = first.f, first.cs, first.is_linear, first.tiers
             q, entry, lev = q[seg_of], entry[seg_of], lev[seg_of]
             on = q != 0.0
-            idx = np.searchsorted(f.ts_np + f.tf_ms, t_steps, side="right") - 1
+            idx = steps if qs.lockstep else \
+                np.searchsorted(f.ts_np + f.tf_ms, t_steps, side="right") - 1
             qcs = q * cs
             aq = np.abs(q) * cs
             marks = ((np.frombuffer(f.ml, dtype="float64")[idx],
@@ -356,7 +358,7 @@ def _rebuild(segs: list[tuple[int, int, tuple[float, float, tuple[_Leg, ...]]]],
                 if is_linear:
                     notional = aq * m
                     value = qcs * (m - entry)
-                    usd = aq * m
+                    usd = notional  # aq * m, the same product
                 else:
                     notional = aq / m
                     value = qcs * (1.0 / entry - 1.0 / m)
@@ -412,11 +414,19 @@ def _rebuild(segs: list[tuple[int, int, tuple[float, float, tuple[_Leg, ...]]]],
             "margin_ratio": ratio, "available": available, "gross_exposure": gross,
             "net_exposure": net, "collateral_fixed": mb_coll, "collateral_moving": zero}
     # position rows: step-major, legs in the account's order
-    on_m = np.stack([s[1] for s in per_slot], axis=1)
-    r, c = np.nonzero(on_m)
+    if len(per_slot) == 1:
+        on1 = per_slot[0][1]
+        r = np.flatnonzero(on1)
+        c = np.zeros(len(r), dtype="int64")
 
-    def take(k: int) -> np.ndarray:
-        return np.stack([s[k] for s in per_slot], axis=1)[r, c]
+        def take(k: int) -> np.ndarray:
+            x: np.ndarray = per_slot[0][k]
+            return x if len(r) == n else x[r]
+    else:
+        r, c = np.nonzero(np.stack([s[1] for s in per_slot], axis=1))
+
+        def take(k: int) -> np.ndarray:
+            return np.stack([s[k] for s in per_slot], axis=1)[r, c]
 
     names = np.asarray([s[0] for s in per_slot], dtype=object)
     rows = {"ts": t_steps[r], "symbol": names[c], "qty": take(2), "entry_price": take(3),

@@ -54,7 +54,7 @@ class SlowTrader(Strategy):
 
 
 def _run(seed: int, *, quiet: bool, margin_check: str, syms: tuple[str, ...],
-         collateral: dict[str, float], n: int = 600):
+         collateral: dict[str, float], n: int = 600, gaps: bool = False):
     rng = np.random.default_rng(seed)
     data = {}
     for k, sym in enumerate(syms):
@@ -62,6 +62,8 @@ def _run(seed: int, *, quiet: bool, margin_check: str, syms: tuple[str, ...],
         crash = float(rng.choice([0.7, 0.8, 1.25]))
         data[sym] = _bars(np.random.default_rng(seed * 10 + k), n, start,
                           int(rng.integers(50, n - 10)), crash, mark=bool(k % 2))
+        if gaps and k == 1:
+            data[sym] = data[sym][np.arange(n) % 7 != 3]  # missing bars: feeds not in step
     insts = {s: instrument_from_symbol(s) for s in syms}
     old = MarginEngine._quiet_path
     MarginEngine._quiet_path = quiet  # type: ignore[misc]
@@ -83,6 +85,17 @@ def test_quiet_stretches_match_the_exact_evaluation(seed, margin_check):
     coll = {"USDT": 1_000.0 + 100 * seed} if seed % 3 != 1 else {"USDT": 1_100.0, "USDC": 100.0}
     fast = _run(seed, quiet=True, margin_check=margin_check, syms=syms, collateral=coll)
     slow = _run(seed, quiet=False, margin_check=margin_check, syms=syms, collateral=coll)
+    _same(fast, slow)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_quiet_stretches_on_a_clock_with_missing_bars(seed):
+    # one feed misses every 7th bar: bar indices differ from clock steps
+    coll = {"USDT": 1_000.0 + 100 * seed}
+    fast = _run(seed, quiet=True, margin_check="intrabar", syms=LINEAR, collateral=coll,
+                gaps=True)
+    slow = _run(seed, quiet=False, margin_check="intrabar", syms=LINEAR, collateral=coll,
+                gaps=True)
     _same(fast, slow)
 
 
