@@ -420,7 +420,7 @@ def _rebuild(segs: list[tuple[int, int, tuple[float, float, tuple[_Leg, ...]]]],
         c = np.zeros(len(r), dtype="int64")
 
         def take(k: int) -> np.ndarray:
-            x: np.ndarray = per_slot[0][k]
+            x = np.asarray(per_slot[0][k])
             return x if len(r) == n else x[r]
     else:
         r, c = np.nonzero(np.stack([s[1] for s in per_slot], axis=1))
