@@ -1,9 +1,11 @@
-"""Margin cost per bar: ``MarginEngine.check`` timed on a steady book (issue 2, "Speed").
+"""Margin cost per bar: the per-bar margin check timed on a steady book (issue 2, "Speed").
 
 Runs a short W1 (1 instrument) and W2 (10 instruments) SMA book so that one position per
-instrument is open, then times ``check`` at the last bar: margin ``intrabar`` (default),
-``close``, and the general (unfused) evaluation for comparison. "no positions" is the loop's
-cost when the account holds nothing (``check`` is not called). CPU time, microseconds per call.
+instrument is open, then times at the last bar: the quiet-stretch check the loop makes first
+(``QuietStretch.holds``: marks against bands, ``backtester.margin.quiet``), and the exact
+evaluation ``MarginEngine.check`` (fused pass, and the general unfused evaluation for
+comparison), margin ``intrabar`` (default) and ``close``. "no positions" is the loop's cost when
+the account holds nothing (no check). CPU time, microseconds per call.
 
 Usage::
 
@@ -63,15 +65,22 @@ def per_call(fn: Any, n: int = 50_000) -> float:
 
 
 def main() -> None:
-    print("| book | margin_check | path | check() CPU us/bar |")
+    print("| book | margin_check | path | CPU us/bar |")
     print("|---|---|---|---|")
+    from backtester.margin.quiet import QuietStretch
+
     for k in (1, 10):
         for mc in ("intrabar", "close"):
+            e = _engine(k, mc)
+            e.margin.quiet = q = QuietStretch(e.margin, enabled=True)
+            assert q.holds(), "the steady book should be quiet"
+            us = per_call(q.holds)
+            print(f"| {k} position{'s' if k > 1 else ''} | {mc} | quiet (bands) | {us:.2f} |")
             for fast in (True, False):
                 e = _engine(k, mc, fast=fast)
                 us = per_call(lambda e=e: e.margin.check(e.now_ms))
                 print(f"| {k} position{'s' if k > 1 else ''} | {mc} | "
-                      f"{'fused' if fast else 'general'} | {us:.2f} |")
+                      f"{'exact, fused' if fast else 'exact, general'} | {us:.2f} |")
     print("| no positions | any | - | 0 (not called) |")
 
 

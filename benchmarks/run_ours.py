@@ -39,10 +39,15 @@ import workloads
 
 
 def run_one(name: str, *, margin_check: str, use_tracemalloc: bool = False,
-            profile: bool = False, wake: bool = False) -> dict[str, Any]:
+            profile: bool = False, wake: bool = False,
+            exact_margin: bool = False) -> dict[str, Any]:
     """Run workload ``name`` once on our engine and return the measurements."""
     import backtester
     from backtester.engine import Engine
+    from backtester.margin.state import MarginEngine
+
+    # --exact-margin: evaluate every bar exactly (no quiet stretches), for comparison
+    MarginEngine._quiet_path = not exact_margin  # type: ignore[misc]
 
     w = workloads.WORKLOADS[name]
     data = workloads.workload_data(w)
@@ -94,6 +99,7 @@ def run_one(name: str, *, margin_check: str, use_tracemalloc: bool = False,
         st.sort_stats("cumulative").print_stats(25)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     label = "backtester" + (" (wake_on)" if wake else "") + (
+        " (exact margin every bar)" if exact_margin else "") + (
         f" (margin {margin_check})" if margin_check != "intrabar" else "")
     return {"framework": label, "workload": name, "margin_check": margin_check,
             "instrument_bars": w.instrument_bars, "step_s": step, "loop_s": loop.get("s"),
@@ -105,7 +111,8 @@ def run_one(name: str, *, margin_check: str, use_tracemalloc: bool = False,
             "final_equity": float(res.equity["equity"].iloc[-1])}
 
 
-def run_all(names: list[str], margin_check: str, *, wake: bool = False) -> list[dict[str, Any]]:
+def run_all(names: list[str], margin_check: str, *, wake: bool = False,
+            exact_margin: bool = False) -> list[dict[str, Any]]:
     """Run each workload in its own child process (for whole-process time and peak RSS)."""
     rows = []
     for name in names:
@@ -113,7 +120,8 @@ def run_all(names: list[str], margin_check: str, *, wake: bool = False) -> list[
             continue
         t0 = time.perf_counter()
         out = subprocess.run([sys.executable, __file__, "--workload", name, "--json",
-                              "--margin-check", margin_check, *(["--wake"] if wake else [])],
+                              "--margin-check", margin_check, *(["--wake"] if wake else []),
+                              *(["--exact-margin"] if exact_margin else [])],
                              capture_output=True, text=True, check=True, env=os.environ.copy())
         elapsed = time.perf_counter() - t0
         row = json.loads(out.stdout.strip().splitlines()[-1])
@@ -131,15 +139,19 @@ def main() -> None:
     ap.add_argument("--wake", action="store_true",
                     help="the SMA strategy declares its crossovers with ctx.wake_on (on_bar "
                          "runs only there; same trades)")
+    ap.add_argument("--exact-margin", action="store_true",
+                    help="evaluate the margin of every bar exactly (quiet stretches off)")
     ap.add_argument("--json", action="store_true", help="print JSON lines only")
     ap.add_argument("--tracemalloc", action="store_true", help="also report tracemalloc peak")
     ap.add_argument("--profile", action="store_true", help="cProfile the run (to stderr)")
     a = ap.parse_args()
     if a.all:
-        rows = run_all(sorted(workloads.WORKLOADS), a.margin_check, wake=a.wake)
+        rows = run_all(sorted(workloads.WORKLOADS), a.margin_check, wake=a.wake,
+                       exact_margin=a.exact_margin)
     else:
         rows = [run_one(a.workload, margin_check=a.margin_check,
-                        use_tracemalloc=a.tracemalloc, profile=a.profile, wake=a.wake)]
+                        use_tracemalloc=a.tracemalloc, profile=a.profile, wake=a.wake,
+                        exact_margin=a.exact_margin)]
     for r in rows:
         if a.json:
             print(json.dumps(r))
