@@ -304,7 +304,12 @@ def _maintenance(t: SimpleTiers | None, notional: np.ndarray, default_mmr: float
     # SimpleTiers.maintenance elementwise: the highest tier whose floor is at or below
     if t is None:
         return notional * default_mmr
-    k = np.searchsorted(np.asarray(t.floors[1:], dtype="float64"), notional, side="right")
+    floors = np.asarray(t.floors[1:], dtype="float64")
+    if len(notional):
+        lo, hi = np.searchsorted(floors, [notional.min(), notional.max()], side="right")
+        if lo == hi:  # one tier throughout: the same rate and amount for every bar
+            return notional * t.mmr[lo] - t.cum[lo]
+    k = np.searchsorted(floors, notional, side="right")
     return notional * np.asarray(t.mmr, dtype="float64")[k] - np.asarray(t.cum,
                                                                          dtype="float64")[k]
 

@@ -10,6 +10,7 @@ crashes cause margin calls and liquidations, and every result frame must be iden
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 
 import numpy as np
@@ -54,7 +55,8 @@ class SlowTrader(Strategy):
 
 
 def _run(seed: int, *, quiet: bool, margin_check: str, syms: tuple[str, ...],
-         collateral: dict[str, float], n: int = 600, gaps: bool = False):
+         collateral: dict[str, float], n: int = 600, gaps: bool = False,
+         tiers: dict | None = None, size: float | None = None):
     rng = np.random.default_rng(seed)
     data = {}
     for k, sym in enumerate(syms):
@@ -70,7 +72,8 @@ def _run(seed: int, *, quiet: bool, margin_check: str, syms: tuple[str, ...],
     try:
         return backtester.run(SlowTrader, data=data, instruments=insts, funding="zero",
                               collateral=collateral, margin_check=margin_check,
-                              slippage_bps=2, params={"seed": seed, "size": 1.0 + seed % 4})
+                              slippage_bps=2, tiers=tiers,
+                              params={"seed": seed, "size": size or 1.0 + seed % 4})
     finally:
         MarginEngine._quiet_path = old  # type: ignore[misc]
 
@@ -96,6 +99,26 @@ def test_quiet_stretches_on_a_clock_with_missing_bars(seed):
                 gaps=True)
     slow = _run(seed, quiet=False, margin_check="intrabar", syms=LINEAR, collateral=coll,
                 gaps=True)
+    _same(fast, slow)
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize("seed", range(3))
+def test_quiet_stretches_with_real_tier_tables(seed, shared_data):
+    # positions of ~20k-250k USDT notional move across tiers of Binance's real table
+    table = json.loads((shared_data / "exchange" / "binance_leverage_tiers.json").read_text())
+    tiers = {s: table[s] for s in LINEAR}
+    coll = {"USDT": 20_000.0 + 5_000 * seed}
+    fast = _run(seed, quiet=True, margin_check="intrabar", syms=LINEAR, collateral=coll,
+                tiers=tiers, size=20.0)
+    slow = _run(seed, quiet=False, margin_check="intrabar", syms=LINEAR, collateral=coll,
+                tiers=tiers, size=20.0)
+    spans = []
+    for sym in LINEAR:
+        pos = fast.positions[fast.positions["symbol"] == sym]
+        floors = sorted(t["minNotional"] for t in table[sym])
+        spans.append(len(set(np.searchsorted(floors, pos["notional"].to_numpy(), "right"))))
+    assert max(spans) >= 2  # a symbol's bars span at least two tiers
     _same(fast, slow)
 
 
