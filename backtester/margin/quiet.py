@@ -41,6 +41,7 @@ _STABLES = frozenset({"USD", "USDT", "USDC", "BUSD", "FDUSD", "DAI"})  # Feed.is
 _BANDS = (0.02, 0.005, 0.00125)  # half-widths tried, as fractions of the mark
 _RETRY_STEPS = 8  # after a failed arming with the account unchanged, re-try this much later
 _SLACK = 1e-9  # relative margin that covers float rounding in the exact evaluation
+_CHUNK_STEPS = 65_536  # quiet steps rebuilt at a time (bounds the temporaries' memory)
 
 
 class _Leg:
@@ -279,11 +280,32 @@ class QuietStretch:
         self.segments = []
         if not segs:
             return
-        cols, rows = _rebuild(segs, self, np.frombuffer(rec["ts"], dtype="int64"))
-        steps = cols.pop("_steps")
-        for k, v in cols.items():
-            np.frombuffer(rec[k], dtype="float64")[steps] = v
+        times = np.frombuffer(rec["ts"], dtype="int64")
+        pieces = []
+        for part in _chunks(segs, _CHUNK_STEPS):  # bounded temporaries; steps are independent
+            cols, rows = _rebuild(part, self, times)
+            steps = cols.pop("_steps")
+            for k, v in cols.items():
+                np.frombuffer(rec[k], dtype="float64")[steps] = v
+            pieces.append(rows)
+        rows = {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0]}
         _merge_rows(pos_rec, rows)
+
+
+def _chunks(segs: list[tuple[int, int, Any]], size: int) -> list[list[tuple[int, int, Any]]]:
+    # the stretches cut into groups of at most ``size`` steps (a stretch may be split)
+    out: list[list[tuple[int, int, Any]]] = [[]]
+    room = size
+    for a, b, p in segs:
+        while b - a > room:
+            out[-1].append((a, a + room, p))
+            a += room
+            out.append([])
+            room = size
+        if b > a:
+            out[-1].append((a, b, p))
+            room -= b - a
+    return [part for part in out if part]
 
 
 def _monotone(t: SimpleTiers) -> bool:

@@ -173,3 +173,15 @@ def test_a_stopped_run_keeps_only_the_steps_it_reached():
     assert eq.index.is_monotonic_increasing
     assert len(eq) <= n
     assert not eq["equity"].isna().any()
+
+
+def test_rebuilding_in_small_chunks_gives_the_same_states(monkeypatch):
+    # the rebuild is cut into chunks of steps to bound memory; any chunk size gives the same
+    from backtester.margin import quiet
+
+    whole = _run(4, quiet=True, margin_check="intrabar", syms=LINEAR,
+                 collateral={"USDT": 1_400.0})
+    monkeypatch.setattr(quiet, "_CHUNK_STEPS", 7)
+    chunked = _run(4, quiet=True, margin_check="intrabar", syms=LINEAR,
+                   collateral={"USDT": 1_400.0})
+    _same(chunked, whole)
