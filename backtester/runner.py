@@ -213,27 +213,10 @@ def _collect(engine: Engine, data_name: str, extra_warnings: list[str]) -> Backt
     # columns are views of the engine's recording arrays (no second copy)
     equity = pd.DataFrame({k: np.asarray(v, dtype="float64") for k, v in rec.items()
                            if k != "ts"}, index=pd.Index(idx, name="ts"), copy=False)
-    fills = pd.DataFrame([{
-        "ts": pd.Timestamp(f.ts_ms, unit="ms", tz="UTC"), "order_id": f.order_id,
-        "symbol": f.symbol, "qty": float(f.qty), "price": float(f.price), "fee": float(f.fee),
-        "fee_asset": f.fee_asset, "liquidity": f.liquidity, "realized_pnl": float(f.realized_pnl),
-        "tag": f.tag, "is_ambiguous": f.is_ambiguous, "qty_exact": str(f.qty),
-        "price_exact": str(f.price), "fee_exact": str(f.fee)} for f in engine.fills],
-        columns=["ts", "order_id", "symbol", "qty", "price", "fee", "fee_asset", "liquidity",
-                 "realized_pnl", "tag", "is_ambiguous", "qty_exact", "price_exact", "fee_exact"])
-    journal = pd.DataFrame([{
-        "seq": e.seq, "ts": pd.Timestamp(e.ts_ms, unit="ms", tz="UTC"), "kind": e.kind.value,
-        "asset": e.asset, "amount": str(e.amount), "balance_after": str(e.balance_after),
-        "symbol": e.symbol, "ref": e.ref, "ledger": e.ledger}
-        for e in engine.account.journal.entries],
-        columns=["seq", "ts", "kind", "asset", "amount", "balance_after", "symbol", "ref",
-                 "ledger"])
-    pr = engine.pos_rec
-    # compact arrays become numpy columns; empty series stay lists (object columns, as before)
-    positions = pd.DataFrame({k: np.asarray(v) if len(v) and not isinstance(v, list)
-                              else list(v) for k, v in pr.items()}, copy=False)
-    _position_greeks(engine, positions)
-    positions["ts"] = pd.to_datetime(np.asarray(pr["ts"], dtype="int64"), unit="ms", utc=True)
+    fills = _fills_frame(engine.fills)
+    journal = _journal_frame(engine.account.journal.entries)
+    ids = _symbol_ids(engine)
+    positions = _positions_frame(engine, ids)
     orders = pd.DataFrame(engine.order_log)
     if "status" not in orders.columns:
         orders["status"] = pd.Series(dtype="str")
@@ -251,7 +234,7 @@ def _collect(engine: Engine, data_name: str, extra_warnings: list[str]) -> Backt
                       if e.kind in (EntryKind.FEE, EntryKind.DELIVERY_FEE,
                                     EntryKind.LIQUIDATION_FEE)), Decimal(0)))
     funding = float(-acct.journal.total(EntryKind.FUNDING))
-    equity["distance_to_liquidation"] = _distances(engine, equity.index)
+    equity["distance_to_liquidation"] = _distances(engine, equity.index, ids)
     metrics_extra: dict[str, Any] = {}
     if engine.greek_rec:
         for name in ("delta", "gamma", "vega", "theta", "portfolio_initial_margin"):
@@ -265,8 +248,11 @@ def _collect(engine: Engine, data_name: str, extra_warnings: list[str]) -> Backt
             # standard (summed) vs portfolio (netted) requirement of the same book
             metrics_extra["portfolio_to_standard_margin"] = float(
                 pim[held].mean() / equity["initial_margin"].to_numpy()[held].mean())
-    dist = equity["distance_to_liquidation"].abs().replace([np.inf], np.nan).dropna()
-    ratio = equity["margin_ratio"].replace([np.inf], np.nan).dropna()
+    # |distance| and the margin ratio without +inf and NaN (ratios of -inf stay)
+    dist = np.abs(equity["distance_to_liquidation"].to_numpy())
+    dist = dist[np.isfinite(dist)]
+    ratio = equity["margin_ratio"].to_numpy()
+    ratio = ratio[~(np.isnan(ratio) | (ratio == np.inf))]
     metrics = compute_metrics(equity["equity"], fills=fills, fees_paid=fees,
                               funding_paid=funding, liquidations=engine.margin.liquidations,
                               margin_calls=engine.margin.margin_calls,
@@ -331,7 +317,7 @@ def _collect(engine: Engine, data_name: str, extra_warnings: list[str]) -> Backt
                           state=state, warnings=warn, meta=meta)
 
 
-def _distances(engine: Engine, index: pd.Index) -> np.ndarray:
+def _distances(engine: Engine, index: pd.Index, ids: np.ndarray) -> np.ndarray:
     from backtester.risk.distance import BookRows, distance_to_liquidation
 
     pr = engine.pos_rec
@@ -339,7 +325,6 @@ def _distances(engine: Engine, index: pd.Index) -> np.ndarray:
     syms = sorted(engine.feed.symbols)
     sid = {s: k for k, s in enumerate(syms)}
     insts = [engine.feed.symbols[s].instrument for s in syms]
-    ids = np.asarray([sid[s] for s in pr["symbol"]], dtype="int64")
     # the recorded steps are strictly increasing and every position row is at one of them
     bar = np.searchsorted(np.asarray(rec["ts"], dtype="int64"),
                           np.asarray(pr["ts"], dtype="int64")).astype("int64")
@@ -372,46 +357,136 @@ def _distances(engine: Engine, index: pd.Index) -> np.ndarray:
                                            isolated=isolated))
     return np.concatenate(out) if out else np.full(n, np.inf)
 
-def _position_greeks(engine: Engine, positions: pd.DataFrame) -> None:
-    """Add per-position greeks to the positions frame, in exchange conventions: ``delta``
+_FILL_COLUMNS = ["ts", "order_id", "symbol", "qty", "price", "fee", "fee_asset", "liquidity",
+                 "realized_pnl", "tag", "is_ambiguous", "qty_exact", "price_exact", "fee_exact"]
+_JOURNAL_COLUMNS = ["seq", "ts", "kind", "asset", "amount", "balance_after", "symbol", "ref",
+                    "ledger"]
+_KIND_TEXT = {k: k.value for k in EntryKind}
+
+
+def _utc(ms: Any) -> pd.DatetimeIndex:
+    # epoch milliseconds as UTC times (the resolution pandas gives Timestamps of them)
+    return pd.to_datetime(np.asarray(ms, dtype="int64"), unit="ms", utc=True)
+
+
+def _fills_frame(fills: list[Any]) -> pd.DataFrame:
+    # built column by column: the same frame as from one dict per fill, at a fraction of the
+    # cost (no Timestamp objects, no row dicts)
+    if not fills:
+        return pd.DataFrame([], columns=_FILL_COLUMNS)
+    qty = [f.qty for f in fills]
+    price = [f.price for f in fills]
+    fee = [f.fee for f in fills]
+    return pd.DataFrame({
+        "ts": _utc([f.ts_ms for f in fills]), "order_id": [f.order_id for f in fills],
+        "symbol": [f.symbol for f in fills], "qty": [float(x) for x in qty],
+        "price": [float(x) for x in price], "fee": [float(x) for x in fee],
+        "fee_asset": [f.fee_asset for f in fills], "liquidity": [f.liquidity for f in fills],
+        "realized_pnl": [float(f.realized_pnl) for f in fills], "tag": [f.tag for f in fills],
+        "is_ambiguous": [f.is_ambiguous for f in fills], "qty_exact": [str(x) for x in qty],
+        "price_exact": [str(x) for x in price], "fee_exact": [str(x) for x in fee]},
+        columns=_FILL_COLUMNS)
+
+
+def _journal_frame(entries: list[Any]) -> pd.DataFrame:
+    if not entries:
+        return pd.DataFrame([], columns=_JOURNAL_COLUMNS)
+    return pd.DataFrame({
+        "seq": [e.seq for e in entries], "ts": _utc([e.ts_ms for e in entries]),
+        "kind": [_KIND_TEXT[e.kind] for e in entries], "asset": [e.asset for e in entries],
+        "amount": [str(e.amount) for e in entries],
+        "balance_after": [str(e.balance_after) for e in entries],
+        "symbol": [e.symbol for e in entries], "ref": [e.ref for e in entries],
+        "ledger": [e.ledger for e in entries]}, columns=_JOURNAL_COLUMNS)
+
+
+def _symbol_ids(engine: Engine) -> np.ndarray:
+    # the index (in sorted symbols) of each recorded position row's symbol
+    names = engine.pos_rec["symbol"]
+    syms = sorted(engine.feed.symbols)
+    if len(syms) == 1:
+        return np.zeros(len(names), dtype="int64")
+    sid = {s: k for k, s in enumerate(syms)}
+    return np.fromiter(map(sid.__getitem__, names), dtype="int64", count=len(names))
+
+
+def _symbol_column(names: list[str], syms: list[str], ids: np.ndarray) -> Any:
+    # the column pandas infers from the list of names; when that is pyarrow-backed strings it
+    # is built from the symbol ids (one take) instead of from a million Python strings
+    dtype = pd.Series(syms[:1], dtype=None).dtype if syms else None
+    if isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow":
+        import pyarrow as pa
+
+        return pd.array(pa.array(syms, type=pa.large_string()).take(pa.array(ids)),
+                        dtype=dtype)
+    return names
+
+
+def _positions_frame(engine: Engine, ids: np.ndarray) -> pd.DataFrame:
+    pr = engine.pos_rec
+    n = len(pr["ts"])
+    # compact arrays become numpy columns (views); empty series stay lists (as before)
+    cols: dict[str, Any] = {k: np.asarray(v) if len(v) and not isinstance(v, list) else list(v)
+                            for k, v in pr.items()}
+    if n:
+        cols["ts"] = _utc(pr["ts"])
+        cols["symbol"] = _symbol_column(pr["symbol"], sorted(engine.feed.symbols), ids)
+    cols.update(_position_greeks(engine, ids))
+    positions = pd.DataFrame(cols, copy=False)
+    if not n:
+        positions["ts"] = _utc(pr["ts"])
+    return positions
+
+
+def _position_greeks(engine: Engine, ids: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-position greeks for the positions frame, in exchange conventions: ``delta``
     (coins: N(d1) x size for options, the size in coins for futures), ``gamma`` (per USD),
     ``vega`` (USD per vol point) and ``theta`` (USD per day); 0 for futures except delta.
     Options are valued with Black-76 at their bar's implied vol and the underlying's index."""
+    pr = engine.pos_rec
+    n = len(pr["ts"])
+    out = {k: np.zeros(n) for k in ("delta", "gamma", "vega", "theta")}
+    if not n:
+        return out
+    ts = np.asarray(pr["ts"], dtype="int64")
+    qty = np.asarray(pr["qty"], dtype="float64")
+    mark = np.asarray(pr["mark"], dtype="float64")
+    syms = sorted(engine.feed.symbols)
+    counts = np.bincount(ids, minlength=len(syms))
+    for k, sym in enumerate(syms):
+        if not counts[k]:
+            continue
+        f = engine.feed.symbols[sym]
+        inst = f.instrument
+        sel: Any = slice(None) if counts[k] == n else ids == k
+        size = qty[sel] * inst.cs
+        if not inst.is_option:
+            out["delta"][sel] = size if inst.is_linear else size / mark[sel]
+            continue
+        _option_greeks(f, ts[sel], size, out, sel)
+    return out
+
+
+def _option_greeks(f: Any, ts: np.ndarray, size: np.ndarray, out: dict[str, np.ndarray],
+                   sel: Any) -> None:
     from backtester.pricing import black76
 
-    n = len(positions)
-    out = {k: np.zeros(n) for k in ("delta", "gamma", "vega", "theta")}
-    if n:
-        ts = np.asarray(positions["ts"], dtype="int64")
-        qty = np.asarray(positions["qty"], dtype="float64")
-        mark = np.asarray(positions["mark"], dtype="float64")
-        symbols = np.asarray(positions["symbol"], dtype=object)
-        for sym in sorted(set(symbols.tolist())):
-            sel = symbols == sym
-            f = engine.feed.symbols[sym]
-            inst = f.instrument
-            size = qty[sel] * inst.cs
-            if not inst.is_option:
-                out["delta"][sel] = size if inst.is_linear else size / mark[sel]
-                continue
-            # the bar that closed at each recorded step
-            i = np.clip(np.searchsorted(f.ts_np + f.tf_ms, ts[sel], side="right") - 1, 0,
-                        f.n - 1)
-            iv = np.asarray(f.option_iv if f.option_iv is not None else [np.nan] * f.n,
-                            dtype="float64")[i]
-            fwd = f.arrays["index_close"][i]
-            t = np.maximum((inst.expiry_ms or 0) - ts[sel], 0) / (365.0 * 86_400_000)
-            call = inst.option_type is not None and inst.option_type.value == "call"
-            k = float(inst.strike or 0.0)
-            ok = np.isfinite(iv) & (iv > 0)
-            for name, fn in (("delta", black76.delta), ("gamma", black76.gamma),
-                             ("vega", black76.vega), ("theta", black76.theta)):
-                vals = np.full(int(sel.sum()), np.nan)
-                if ok.any():
-                    vals[ok] = np.asarray(fn(fwd[ok], k, t[ok], iv[ok], call)) * size[ok]
-                out[name][sel] = vals
-    for name, values in out.items():
-        positions[name] = values
+    inst = f.instrument
+    # the bar that closed at each recorded step
+    i = np.clip(np.searchsorted(f.ts_np + f.tf_ms, ts, side="right") - 1, 0, f.n - 1)
+    iv = np.asarray(f.option_iv if f.option_iv is not None else [np.nan] * f.n,
+                    dtype="float64")[i]
+    fwd = f.arrays["index_close"][i]
+    t = np.maximum((inst.expiry_ms or 0) - ts, 0) / (365.0 * 86_400_000)
+    call = inst.option_type is not None and inst.option_type.value == "call"
+    k = float(inst.strike or 0.0)
+    ok = np.isfinite(iv) & (iv > 0)
+    for name, fn in (("delta", black76.delta), ("gamma", black76.gamma),
+                     ("vega", black76.vega), ("theta", black76.theta)):
+        vals = np.full(len(ts), np.nan)
+        if ok.any():
+            vals[ok] = np.asarray(fn(fwd[ok], k, t[ok], iv[ok], call)) * size[ok]
+        out[name][sel] = vals
 
 
 def _event_dict(ev: Any) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from backtester.data.schema import Kind, find_gaps, normalize_ts, validate_frame
+from backtester.data.schema import Kind, find_gaps, normalize_ts, validate_arrays, validate_frame
 from backtester.errors import DataError
 from backtester.instruments import Instrument
 from backtester.timeutil import timeframe_ms
@@ -44,10 +44,15 @@ class MarketFrames:
 
 
 def _infer_timeframe(ts_ms: np.ndarray, symbol: str) -> str:
-    if len(ts_ms) < 2:
+    # the smallest spacing between distinct stamps (sorting only when the input is unsorted)
+    d = np.diff(ts_ms)
+    if (d < 0).any():
+        d = np.diff(np.sort(ts_ms))
+    d = d[d > 0]
+    if not len(d):
         msg = f"{symbol}: cannot infer the timeframe from fewer than 2 bars; give timeframe"
         raise DataError(msg)
-    step = int(np.min(np.diff(ts_ms)))
+    step = int(d.min())
     for tf in _TFS:
         if timeframe_ms(tf) == step:
             return tf
@@ -56,16 +61,27 @@ def _infer_timeframe(ts_ms: np.ndarray, symbol: str) -> str:
 
 
 def _floats(a: np.ndarray) -> array[float]:
-    # a compact float sequence with fast scalar access (8 bytes a value, no float objects)
-    out: array[float] = array("d")
-    out.frombytes(np.ascontiguousarray(a, dtype="float64").tobytes())
+    # a compact float sequence with fast scalar access (8 bytes a value, no float objects),
+    # filled in place (no temporary bytes copy)
+    out: array[float] = array("d", bytes(0))
+    if len(a):
+        out = array("d", [0.0]) * len(a)
+        np.frombuffer(out, dtype="float64")[:] = a
+    return out
+
+
+def _ints(a: np.ndarray) -> array[int]:
+    out: array[int] = array("q", bytes(0))
+    if len(a):
+        out = array("q", [0]) * len(a)
+        np.frombuffer(out, dtype="int64")[:] = a
     return out
 
 
 def _lists(arrays: dict[str, np.ndarray], keys: tuple[str, ...]) -> list[array[float]]:
     # one float sequence per numpy array; arrays shared between keys (mark or index candles
     # that fall back to the trade candles) share one sequence, and the numpy arrays become
-    # views of the sequences (one copy of the data; nothing writes into either in place)
+    # read-only views of the sequences (one copy of the data)
     done: dict[int, tuple[array[float], np.ndarray]] = {}
     out = []
     for k in keys:
@@ -73,10 +89,28 @@ def _lists(arrays: dict[str, np.ndarray], keys: tuple[str, ...]) -> list[array[f
         hit = done.get(id(a))
         if hit is None:
             seq = _floats(a)
-            hit = done[id(a)] = (seq, np.frombuffer(seq, dtype="float64"))
+            view = np.frombuffer(seq, dtype="float64")
+            view.flags.writeable = False
+            hit = done[id(a)] = (seq, view)
         out.append(hit[0])
         arrays[k] = hit[1]
     return out
+
+
+def _lookup(src_ts: np.ndarray, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    # positions of the stamps ``ts`` in the sorted unique ``src_ts`` (clipped) and whether each
+    # is present: the arrays of a reindex on ``ts``
+    pos = np.searchsorted(src_ts, ts)
+    np.minimum(pos, max(len(src_ts) - 1, 0), out=pos)
+    ok = src_ts[pos] == ts if len(src_ts) else np.zeros(len(ts), dtype=bool)
+    return pos, ok
+
+
+def _reindexed(values: np.ndarray, pos: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    # ``values`` at the looked-up positions, NaN where the stamp is absent
+    if not len(values):
+        return np.full(len(pos), np.nan)
+    return np.where(ok, values[pos], np.nan)
 
 
 class SymbolFeed:
@@ -125,26 +159,28 @@ class SymbolFeed:
         if tf is None:
             pre = raw.reset_index() if "ts" not in raw.columns else raw
             ts0 = normalize_ts(pre["ts"], what=f"ohlcv {sym}").astype("int64").to_numpy()
-            tf = _infer_timeframe(np.unique(ts0), sym)
-        ohlcv = validate_frame(raw, Kind.OHLCV, symbol=sym, timeframe=tf)
-        if ohlcv.empty:
+            tf = _infer_timeframe(ts0, sym)
+        ohlcv = validate_arrays(raw, Kind.OHLCV, symbol=sym, timeframe=tf)
+        if not len(ohlcv.ts_ms):
             msg = f"{sym}: no bars"
             raise DataError(msg)
         self.instrument = instrument
         self.symbol = sym
         self.timeframe = tf
         self.tf_ms = timeframe_ms(tf)
-        ts = ohlcv["ts"].astype("int64").to_numpy()
+        self.ts: array[int] = _ints(ohlcv.ts_ms)
+        ts = np.frombuffer(self.ts, dtype="int64")
+        ts.flags.writeable = False
         self.ts_np = ts
-        self.ts: array[int] = array("q")
-        self.ts.frombytes(np.ascontiguousarray(ts, dtype="int64").tobytes())
         self.n = len(ts)
-        arrays = {k: ohlcv[k].to_numpy(dtype="float64") for k in
-                  ("open", "high", "low", "close", "volume")}
-        arrays["volume"] = np.nan_to_num(arrays["volume"], nan=0.0)
+        arrays = dict(ohlcv.columns)
+        vol = arrays["volume"]
+        if not np.isfinite(vol).all():
+            arrays["volume"] = np.nan_to_num(vol, nan=0.0)
         self.gaps = find_gaps(ts, self.tf_ms)
         self.mark_fallback_bars = 0
-        self.mark_missing: list[bool] = [frames.mark is None] * len(ts)
+        # one byte a bar (truthy where the trade candle stands in for the mark candle)
+        self.mark_missing: bytes = (b"\x01" if frames.mark is None else b"\x00") * len(ts)
         self.has_mark = frames.mark is not None
         self.has_index = frames.index is not None
         for prefix, frame, kind in (("mark", frames.mark, Kind.MARK),
@@ -160,20 +196,20 @@ class SymbolFeed:
         self.funding_ts: list[int] = []
         self.funding_rate: list[float] = []
         if frames.funding is not None and len(frames.funding):
-            fund = validate_frame(frames.funding, Kind.FUNDING, symbol=sym, timeframe=None)
-            self.funding_ts = fund["ts"].astype("int64").tolist()
-            self.funding_rate = fund["rate"].astype("float64").tolist()
+            fund = validate_arrays(frames.funding, Kind.FUNDING, symbol=sym, timeframe=None)
+            self.funding_ts = fund.ts_ms.tolist()
+            self.funding_rate = fund.columns["rate"].tolist()
         self.next_funding = 0
         self.option_iv: list[float] | None = None
         self.mark_source = "mark" if frames.mark is not None else "trade"
         if frames.option_marks is not None and len(frames.option_marks):
             self.mark_source = "option_marks"
-            om = validate_frame(frames.option_marks, Kind.OPTION_MARKS, symbol=sym,
-                                timeframe=None).set_index("ts")
-            om.index = om.index.astype("int64")
-            self.option_iv = om["mark_iv"].reindex(ts).to_numpy(dtype="float64").tolist()
+            om = validate_arrays(frames.option_marks, Kind.OPTION_MARKS, symbol=sym,
+                                 timeframe=None)
+            pos, present = _lookup(om.ts_ms, ts)
+            self.option_iv = _reindexed(om.columns["mark_iv"], pos, present).tolist()
             if frames.mark is None:
-                mp = om["mark_price"].reindex(ts).to_numpy(dtype="float64")
+                mp = _reindexed(om.columns["mark_price"], pos, present)
                 ok = np.isfinite(mp)
                 mc = np.where(ok, mp, arrays["close"])
                 arrays["mark_close"] = mc
@@ -182,7 +218,7 @@ class SymbolFeed:
                 self.mc, self.mh, self.ml = _lists(arrays, ("mark_close", "mark_high",
                                                             "mark_low"))
                 self.mark_fallback_bars = int((~ok).sum())
-                self.mark_missing = (~ok).tolist()
+                self.mark_missing = (~ok).astype(np.uint8).tobytes()
                 self.has_mark = True
         self.idx = -1
 
@@ -221,7 +257,7 @@ class SymbolFeed:
                                                             "mark_low", "mark_close"))
             self.mark_source = "theoretical"
             self.mark_fallback_bars = 0
-            self.mark_missing = [False] * self.n
+            self.mark_missing = bytes(self.n)
             self.option_iv = iv.tolist()
             return
         given = np.asarray(self.option_iv if self.option_iv is not None else
@@ -254,19 +290,19 @@ class SymbolFeed:
             # shared, not copied: nothing writes into these arrays in place
             return {k: (arrays[k] if kind is Kind.MARK or not self.has_mark
                         else arrays[f"mark_{k}"]) for k in cols}
-        clean = validate_frame(frame, kind, symbol=self.instrument.symbol, timeframe=tf)
-        clean = clean.set_index(clean["ts"].astype("int64"))
+        clean = validate_arrays(frame, kind, symbol=self.instrument.symbol, timeframe=tf)
+        pos, present = _lookup(clean.ts_ms, ts)
         out: dict[str, np.ndarray] = {}
         missing = None
         for k in cols:
-            v = clean[k].reindex(ts).to_numpy(dtype="float64")
+            v = _reindexed(clean.columns[k], pos, present)
             if missing is None:
                 missing = ~np.isfinite(v)
             fallback = arrays[k] if kind is Kind.MARK or not self.has_mark else arrays[f"mark_{k}"]
             out[k] = np.where(np.isfinite(v), v, fallback)
         if kind is Kind.MARK and missing is not None:
             self.mark_fallback_bars = int(missing.sum())
-            self.mark_missing = missing.tolist()
+            self.mark_missing = missing.astype(np.uint8).tobytes()
         return out
 
 
@@ -290,19 +326,33 @@ class Clock:
         """Steps at every bar close of ``feeds``; the feeds of a step keep the order given."""
         if not feeds:
             return cls(array("q"), array("B"), [])
+        f = feeds[0]
+        if all(g.tf_ms == f.tf_ms and np.array_equal(g.ts_np, f.ts_np) for g in feeds[1:]):
+            # one feed, or feeds on the same bars: a step per bar close (sorted, unique), every
+            # step advancing all of them
+            return cls(_ints(f.ts_np + f.tf_ms), array("B", bytes(f.n)), [tuple(feeds)])
         closes = np.concatenate([f.ts_np + f.tf_ms for f in feeds])
         owner = np.concatenate([np.full(f.n, k, dtype="int64") for k, f in enumerate(feeds)])
         order = np.argsort(closes, kind="stable")  # ties keep the feeds' order
         closes, owner = closes[order], owner[order]
-        times, starts = np.unique(closes, return_index=True)
+        del order
+        new = np.empty(len(closes), dtype=bool)
+        new[0] = True
+        np.not_equal(closes[1:], closes[:-1], out=new[1:])
+        starts = np.flatnonzero(new)
+        times = closes[starts]
+        del closes, new
         if len(feeds) <= 63:
             # membership bit mask per step (exact), then one id per distinct mask
             masks = np.bitwise_or.reduceat(np.left_shift(np.int64(1), owner), starts)
-            uniq, first, inv = np.unique(masks, return_index=True, return_inverse=True)
             ends = np.append(starts[1:], len(owner))
-            groups = [tuple(feeds[k] for k in owner[starts[j]:ends[j]]) for j in first]
-            ids = inv.reshape(-1)
-            del uniq
+            if (masks == masks[0]).all():
+                groups = [tuple(feeds[k] for k in owner[starts[0]:ends[0]])]
+                ids = np.zeros(len(masks), dtype="int64")
+            else:
+                _, first, inv = np.unique(masks, return_index=True, return_inverse=True)
+                groups = [tuple(feeds[k] for k in owner[starts[j]:ends[j]]) for j in first]
+                ids = inv.reshape(-1)
         else:
             ends = np.append(starts[1:], len(owner))
             memo: dict[tuple[int, ...], int] = {}
@@ -312,8 +362,7 @@ class Clock:
                 id_list.append(memo.setdefault(key, len(memo)))
             groups = [tuple(feeds[k] for k in key) for key in memo]
             ids = np.asarray(id_list, dtype="int64")
-        t_arr: array[int] = array("q")
-        t_arr.frombytes(np.ascontiguousarray(times, dtype="int64").tobytes())
+        t_arr = _ints(times)
         code = "B" if len(groups) <= 256 else "q"
         i_arr: array[int] = array(code)
         i_arr.frombytes(ids.astype("uint8" if code == "B" else "int64").tobytes())

@@ -12,6 +12,7 @@ from enum import StrEnum
 
 import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 
 from backtester.errors import DataError
 from backtester.timeutil import ms_to_iso, timeframe_ms
@@ -21,10 +22,12 @@ __all__ = [
     "SCHEMA_VERSION",
     "GapReport",
     "Kind",
+    "ValidSeries",
     "find_gaps",
     "normalize_ts",
     "symbol_from_slug",
     "symbol_slug",
+    "validate_arrays",
     "validate_frame",
 ]
 
@@ -150,6 +153,26 @@ def validate_frame(df: pd.DataFrame, kind: Kind | str, *, symbol: str, timeframe
     (premium and funding may be signed); ``high >= max(open, close)``, ``low <= min(open, close)``.
     A ``ts`` column or a DatetimeIndex is accepted.
     """
+    series = validate_arrays(df, kind, symbol=symbol, timeframe=timeframe, assume_utc=assume_utc)
+    return pd.DataFrame({"ts": _stamps(series.ts_ms), **series.columns})
+
+
+@dataclass(frozen=True, slots=True)
+class ValidSeries:
+    """One validated series as arrays: ``ts_ms`` (int64 epoch ms, sorted, unique) and the kind's
+    columns (float64, read-only; views of the input where nothing had to change)."""
+
+    ts_ms: NDArray[np.int64]
+    columns: dict[str, NDArray[np.float64]]
+
+
+def validate_arrays(df: pd.DataFrame, kind: Kind | str, *, symbol: str, timeframe: str | None,
+                    assume_utc: bool = False) -> ValidSeries:
+    """Validate and normalize one series like :func:`validate_frame`, returning arrays.
+
+    The same rules and errors as :func:`validate_frame` (which builds its frame from this), but
+    no frame is built: sorted, unique input costs no copy of the value columns.
+    """
     kind = Kind(kind)
     what = f"{kind} {symbol}" + (f" {timeframe}" if timeframe else "")
     frame = df.reset_index() if "ts" not in df.columns else df
@@ -166,63 +189,94 @@ def validate_frame(df: pd.DataFrame, kind: Kind | str, *, symbol: str, timeframe
     if missing:
         msg = f"{what}: missing column(s) {', '.join(missing)} (expected ts, {', '.join(cols)})"
         raise DataError(msg)
-    out = pd.DataFrame({"ts": normalize_ts(frame["ts"], what=what, assume_utc=assume_utc)})
-    for c in cols:
-        out[c] = (pd.to_numeric(frame[c], errors="coerce").astype("float64").to_numpy()
-                  if c in frame.columns else np.nan)
-    ts_ms = out["ts"].astype("int64").to_numpy()
+    ts_ms = normalize_ts(frame["ts"], what=what, assume_utc=assume_utc).astype(
+        "int64").to_numpy()
+    n = len(ts_ms)
+    values = {c: (_float_values(frame[c]) if c in frame.columns else np.full(n, np.nan))
+              for c in cols}
     if kind in CANDLE_KINDS:
         if timeframe is None:
             msg = f"{what}: candles need a timeframe"
             raise DataError(msg)
-        tf = timeframe_ms(timeframe)
-        ts_ms = ts_ms - ts_ms % tf
+        step = timeframe_ms(timeframe)
     else:
-        ts_ms = ts_ms - ts_ms % 1000
-    out["ts"] = pd.to_datetime(ts_ms, unit="ms", utc=True).as_unit("ms")
-    out = out.sort_values("ts", kind="stable").reset_index(drop=True)
-    dup = out["ts"].duplicated(keep=False)
-    if dup.any():
-        dups = out[dup]
-        conflicting = dups.groupby("ts").nunique(dropna=False).gt(1).any(axis=1)
-        if conflicting.any():
-            first = conflicting[conflicting].index[0]
-            msg = f"{what}: conflicting duplicate rows at {first.isoformat()}"
+        step = 1000
+    rem = ts_ms % step
+    if rem.any():
+        ts_ms = ts_ms - rem
+    d = np.diff(ts_ms)
+    if (d < 0).any():
+        order = np.argsort(ts_ms, kind="stable")
+        ts_ms = ts_ms[order]
+        values = {c: v[order] for c, v in values.items()}
+        d = np.diff(ts_ms)
+    same = d == 0
+    if same.any():
+        # duplicates are adjacent once sorted: rows equal to their predecessor (NaN equal to
+        # NaN) are identical copies; any other difference is a conflict
+        differs = np.zeros(len(same), dtype=bool)
+        for v in values.values():
+            a, b = v[1:], v[:-1]
+            differs |= ~((a == b) | (np.isnan(a) & np.isnan(b)))
+        bad = same & differs
+        if bad.any():
+            first = ts_ms[int(np.argmax(bad)) + 1]
+            msg = f"{what}: conflicting duplicate rows at {_iso(first)}"
             raise DataError(msg)
-        out = out.drop_duplicates(subset="ts", keep="first").reset_index(drop=True)
-    _check_values(out, kind, what)
-    return out
+        keep = np.concatenate(([True], ~same))
+        ts_ms = ts_ms[keep]
+        values = {c: v[keep] for c, v in values.items()}
+    for v in values.values():
+        v.flags.writeable = False
+    _check_values(ts_ms, values, kind, what)
+    return ValidSeries(ts_ms=ts_ms, columns=values)
+
+
+def _float_values(col: pd.Series) -> NDArray[np.float64]:
+    # float64 columns are used as they are; others are coerced, non-numbers becoming NaN. A
+    # view, so that marking it read-only never touches the caller's array
+    if col.dtype == np.float64:
+        return col.to_numpy().view()
+    return pd.to_numeric(col, errors="coerce").astype("float64").to_numpy().view()
+
+
+def _stamps(ts_ms: NDArray[np.int64]) -> pd.DatetimeIndex:
+    return pd.to_datetime(ts_ms, unit="ms", utc=True).as_unit("ms")
+
+
+def _iso(ts_ms: np.int64 | int) -> str:
+    # the same text as the frame's timestamp element: Timestamp.isoformat
+    return str(_stamps(np.asarray([ts_ms], dtype="int64"))[0].isoformat())
 
 
 def _optional(kind: Kind, col: str) -> bool:
     return col == "volume" or (kind is Kind.OPTION_MARKS and col != "mark_price")
 
 
-def _check_values(out: pd.DataFrame, kind: Kind, what: str) -> None:
+def _check_values(ts_ms: NDArray[np.int64], values: dict[str, NDArray[np.float64]], kind: Kind,
+                  what: str) -> None:
     price_cols = [c for c in COLUMNS[kind] if c not in ("volume",)]
     if kind is Kind.OPTION_MARKS:
-        marks = out[["mark_price", "mark_iv"]].to_numpy()
-        bad = ~np.isfinite(marks).any(axis=1)
-        _raise_at(out, bad, what, "neither mark_price nor mark_iv given")
-        vals = out["mark_price"].to_numpy()
-        _raise_at(out, np.isfinite(vals) & (vals < 0), what, "negative mark_price")
+        price, iv = values["mark_price"], values["mark_iv"]
+        bad = ~(np.isfinite(price) | np.isfinite(iv))
+        _raise_at(ts_ms, bad, what, "neither mark_price nor mark_iv given")
+        _raise_at(ts_ms, np.isfinite(price) & (price < 0), what, "negative mark_price")
         return
     for c in price_cols:
-        v = out[c].to_numpy()
-        _raise_at(out, ~np.isfinite(v), what, f"{c} is NaN or infinite")
+        v = values[c]
+        _raise_at(ts_ms, ~np.isfinite(v), what, f"{c} is NaN or infinite")
         if kind not in _SIGNED:
-            _raise_at(out, v <= 0, what, f"{c} is zero or negative")
+            _raise_at(ts_ms, v <= 0, what, f"{c} is zero or negative")
     if kind in CANDLE_KINDS and kind is not Kind.PREMIUM:
-        o, h, lo, c = (out[k].to_numpy() for k in ("open", "high", "low", "close"))
-        _raise_at(out, h < np.maximum(o, c), what, "high below max(open, close)")
-        _raise_at(out, lo > np.minimum(o, c), what, "low above min(open, close)")
-    if "volume" in out.columns and kind is Kind.OHLCV:
-        vol = out["volume"].to_numpy()
-        _raise_at(out, vol < 0, what, "negative volume")
+        o, h, lo, cl = (values[k] for k in ("open", "high", "low", "close"))
+        _raise_at(ts_ms, h < np.maximum(o, cl), what, "high below max(open, close)")
+        _raise_at(ts_ms, lo > np.minimum(o, cl), what, "low above min(open, close)")
+    if "volume" in values and kind is Kind.OHLCV:
+        _raise_at(ts_ms, values["volume"] < 0, what, "negative volume")
 
 
-def _raise_at(out: pd.DataFrame, mask: np.ndarray, what: str, rule: str) -> None:
+def _raise_at(ts_ms: NDArray[np.int64], mask: NDArray[np.bool_], what: str, rule: str) -> None:
     if mask.any():
         i = int(np.argmax(mask))
-        msg = f"{what}: {rule} at {out['ts'].iloc[i].isoformat()} (row {i})"
+        msg = f"{what}: {rule} at {_iso(ts_ms[i])} (row {i})"
         raise DataError(msg)

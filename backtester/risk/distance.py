@@ -73,6 +73,14 @@ def _row_excess(rows: BookRows, x_row: F64, tiers: Mapping[int, SimpleTiers],
     return (value - mm) * settle_px
 
 
+def _cross_excess(rows: BookRows, x_bar: F64, tiers: Mapping[int, SimpleTiers],
+                  default_mmr: float) -> F64:
+    # the account's excess per bar (cross margin) with every underlying moved by x_bar
+    ex = _row_excess(rows, x_bar[rows.bar], tiers, default_mmr)
+    total = np.bincount(rows.bar, weights=ex, minlength=rows.n_bars)
+    return total + rows.collateral_fixed + rows.collateral_moving * (1.0 + x_bar)
+
+
 def distance_to_liquidation(rows: BookRows, *, tiers: Mapping[int, SimpleTiers],
                             default_mmr: float, isolated: bool = False,
                             down_limit: float = 0.99, up_limit: float = 10.0,
@@ -81,7 +89,23 @@ def distance_to_liquidation(rows: BookRows, *, tiers: Mapping[int, SimpleTiers],
 
     The search scans ``grid`` points each way (a hedged book need not be monotonic), then
     bisects the first bracket ``iterations`` times. Bars without positions get ``inf``.
+
+    A cross book without options skips the grid points where a linear lower bound of the
+    excess (with a margin far above float rounding) proves the account safe, and evaluates only
+    the bars still searching; the numbers are exactly those of the full scan.
     """
+    if isolated or bool(rows.is_option.any()):
+        return _full_scan(rows, tiers=tiers, default_mmr=default_mmr, isolated=isolated,
+                          down_limit=down_limit, up_limit=up_limit, grid=grid,
+                          iterations=iterations)
+    return _pruned_scan(rows, tiers=tiers, default_mmr=default_mmr, down_limit=down_limit,
+                        up_limit=up_limit, grid=grid, iterations=iterations)
+
+
+def _full_scan(rows: BookRows, *, tiers: Mapping[int, SimpleTiers], default_mmr: float,
+               isolated: bool, down_limit: float, up_limit: float, grid: int,
+               iterations: int) -> F64:
+    # every bar at every grid point, then bisection of every bar's first bracket
     n = rows.n_bars
     out = np.full(n, np.inf)
     if len(rows.bar) == 0:
@@ -89,17 +113,16 @@ def distance_to_liquidation(rows: BookRows, *, tiers: Mapping[int, SimpleTiers],
     has = np.bincount(rows.bar, minlength=n) > 0
 
     def excess(x_bar: F64) -> F64:
+        if not isolated:
+            return _cross_excess(rows, x_bar, tiers, default_mmr)
         x_row = x_bar[rows.bar]
         ex = _row_excess(rows, x_row, tiers, default_mmr)
-        if isolated:
-            per_row = np.where(np.isnan(rows.isolated_margin), np.inf,
-                               rows.isolated_margin * np.where(rows.is_linear, 1.0,
-                                                               rows.mark * (1 + x_row)) + ex)
-            worst = np.full(n, np.inf)
-            np.minimum.at(worst, rows.bar, per_row)
-            return worst
-        total = np.bincount(rows.bar, weights=ex, minlength=n)
-        return total + rows.collateral_fixed + rows.collateral_moving * (1.0 + x_bar)
+        per_row = np.where(np.isnan(rows.isolated_margin), np.inf,
+                           rows.isolated_margin * np.where(rows.is_linear, 1.0,
+                                                           rows.mark * (1 + x_row)) + ex)
+        worst = np.full(n, np.inf)
+        np.minimum.at(worst, rows.bar, per_row)
+        return worst
 
     base = excess(np.zeros(n))
     out[has & (base <= 0)] = 0.0
@@ -130,3 +153,152 @@ def distance_to_liquidation(rows: BookRows, *, tiers: Mapping[int, SimpleTiers],
     sel = has & (base > 0)
     out[sel] = best[sel]
     return out
+
+
+def _take_bars(rows: BookRows, bars: NDArray[np.int64]) -> BookRows:
+    # the rows of the (sorted) ``bars``, renumbered 0..len(bars)-1, in their original order
+    keep = np.zeros(rows.n_bars, dtype=bool)
+    keep[bars] = True
+    sel = keep[rows.bar]
+    renumber = np.cumsum(keep) - 1
+    return BookRows(n_bars=len(bars), bar=renumber[rows.bar[sel]], qty=rows.qty[sel],
+                    cs=rows.cs[sel], entry=rows.entry[sel], mark=rows.mark[sel],
+                    is_linear=rows.is_linear[sel], is_option=rows.is_option[sel],
+                    symbol_id=rows.symbol_id[sel], isolated_margin=rows.isolated_margin[sel],
+                    collateral_fixed=rows.collateral_fixed[bars],
+                    collateral_moving=rows.collateral_moving[bars])
+
+
+def _safe_floor(rows: BookRows, tiers: Mapping[int, SimpleTiers], default_mmr: float,
+                up_limit: float) -> tuple[F64, F64, F64]:
+    # A lower bound a + b*x (per bar, real arithmetic) of the cross excess for x in
+    # [-1, up_limit], and a margin exceeding the float rounding of the excess there.
+    # Tiered maintenance margin is rate_k * notional - cum_k for some tier k, so it is at most
+    # notional * max(rate) - min(cum) whichever tier is picked. Linear leg: excess
+    # q*m - q*entry - mm(|q|*m) >= q*m - q*entry - |q|*m*rate_max + cum_min. Inverse leg
+    # (valued in USD at m): q*m/entry - q - m*mm(|q|/m) >= q*m/entry - q - |q|*rate_max
+    # + m*cum_min. Both are linear in m = mark*(1+x). Collateral: fixed + moving*(1+x).
+    n = rows.n_bars
+    n_sym = int(rows.symbol_id.max()) + 1 if len(rows.symbol_id) else 0
+    rate_max = np.full(max(n_sym, 1), float(default_mmr))
+    cum_min = np.zeros(max(n_sym, 1))
+    cum_abs = np.zeros(max(n_sym, 1))
+    for sid, t in tiers.items():
+        if 0 <= sid < n_sym and len(t.mmr):
+            rate_max[sid] = max(t.mmr)
+            cum_min[sid] = min(t.cum)
+            cum_abs[sid] = max(abs(c) for c in t.cum)
+    k = rows.symbol_id
+    r, cmin, cabs = rate_max[k], cum_min[k], cum_abs[k]
+    q = rows.qty * rows.cs
+    aq = np.abs(q)
+    mark = rows.mark
+    lin = rows.is_linear
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        inv_e = 1.0 / rows.entry
+        a_row = np.where(lin, q * mark - q * rows.entry - aq * mark * r + cmin,
+                         q * mark * inv_e - q - aq * r + mark * cmin)
+        b_row = np.where(lin, q * mark - aq * mark * r, q * mark * inv_e + mark * cmin)
+        m_hi = mark * (1.0 + up_limit)
+        mag = np.where(lin, aq * (m_hi * (1.0 + r) + np.abs(rows.entry)) + cabs,
+                       aq * (m_hi * np.abs(inv_e) + 1.0 + r) + cabs * m_hi)
+        # the bound assumes positive prices; anything else is left to the full search
+        ok = (mark > 0) & np.isfinite(mag) & (lin | (rows.entry > 0))
+        a_row = np.where(ok, a_row, np.nan)
+    count = np.bincount(rows.bar, minlength=n)
+    moving = rows.collateral_moving
+    a = np.bincount(rows.bar, weights=a_row, minlength=n) + rows.collateral_fixed + moving
+    b = np.bincount(rows.bar, weights=b_row, minlength=n) + moving
+    size = (np.bincount(rows.bar, weights=mag, minlength=n) + np.abs(rows.collateral_fixed)
+            + np.abs(moving) * (1.0 + up_limit))
+    # each leg's excess takes about ten roundings, the sum one per leg: 2 * (64 + 2 * legs)
+    # units of 2**-52 of the magnitudes bounds the error of the excess and of this bound
+    margin = 2.0 * (64.0 + 2.0 * count) * np.finfo(np.float64).eps * size
+    return a, b, margin
+
+
+def _pruned_scan(rows: BookRows, *, tiers: Mapping[int, SimpleTiers], default_mmr: float,
+                 down_limit: float, up_limit: float, grid: int, iterations: int) -> F64:
+    n = rows.n_bars
+    out = np.full(n, np.inf)
+    if len(rows.bar) == 0:
+        return out
+    has = np.bincount(rows.bar, minlength=n) > 0
+    a, b, margin = _safe_floor(rows, tiers, default_mmr, up_limit)
+    with np.errstate(invalid="ignore"):
+        sure = np.isfinite(a) & np.isfinite(b) & np.isfinite(margin) & (a > margin)
+    # the base excess where the bound does not prove it positive
+    base_pos = sure.copy()
+    check = np.flatnonzero(has & ~sure)
+    if len(check):
+        sub = _take_bars(rows, check)
+        base = _cross_excess(sub, np.zeros(len(check)), tiers, default_mmr)
+        out[check[base <= 0]] = 0.0
+        base_pos[check[base > 0]] = True
+    active = has & base_pos
+    best = np.full(n, np.inf)
+    for sign, limit in ((-1.0, down_limit), (1.0, up_limit)):
+        steps = np.linspace(0.0, limit, grid + 1)[1:]
+        start = _first_unproven(a, b, margin, sure, sign, limit, steps)
+        todo = np.flatnonzero(active & (start < grid))
+        if not len(todo):
+            continue
+        lo, hi, found = _first_bracket(_take_bars(rows, todo), start[todo], steps, sign,
+                                       tiers, default_mmr)
+        if not found.any():
+            continue
+        idx = todo[found]
+        sub = _take_bars(rows, idx)
+        lo_f, hi_f = lo[found], hi[found]
+        for _ in range(iterations):
+            mid = 0.5 * (lo_f + hi_f)
+            bad = _cross_excess(sub, sign * mid, tiers, default_mmr) <= 0
+            hi_f = np.where(bad, mid, hi_f)
+            lo_f = np.where(~bad, mid, lo_f)
+        better = hi_f < np.abs(best[idx])
+        best[idx] = np.where(better, sign * hi_f, best[idx])
+    out[active] = best[active]
+    return out
+
+
+def _first_unproven(a: F64, b: F64, margin: F64, sure: NDArray[np.bool_], sign: float,
+                    limit: float, steps: F64) -> NDArray[np.int64]:
+    # per bar, the first grid step (0..grid) the bound does not prove safe: all of them when
+    # the bound clears the margin at both ends of the direction (it is linear); else up to
+    # one step before the bound's crossing of the margin
+    grid = len(steps)
+    slope = sign * b  # d(bound)/d(distance) in this direction
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        whole = sure & (a + slope * limit > margin)
+        cross = (a - margin) / -slope
+        k = np.searchsorted(steps, np.where(slope < 0, cross, 0.0), side="left") - 1
+    return np.where(whole, grid, np.where(sure, np.maximum(k, 0), 0)).astype(np.int64)
+
+
+def _first_bracket(rows: BookRows, start: NDArray[np.int64], steps: F64, sign: float,
+                   tiers: Mapping[int, SimpleTiers], default_mmr: float,
+                   ) -> tuple[F64, F64, NDArray[np.bool_]]:
+    # the grid scan from each bar's first unproven step: the first step whose excess is not
+    # positive (hi) and the step before it (lo; 0 before the first step)
+    n = rows.n_bars
+    grid = len(steps)
+    lo = np.zeros(n)
+    hi = np.zeros(n)
+    found = np.zeros(n, dtype=bool)
+    j = start.copy()
+    live = np.arange(n)  # bars still scanning (indexes into 0..n-1)
+    cur = rows
+    while len(live):
+        x = sign * steps[j[live]]
+        hit = _cross_excess(cur, x, tiers, default_mmr) <= 0
+        done = live[hit]
+        found[done] = True
+        hi[done] = steps[j[done]]
+        lo[done] = np.where(j[done] > 0, steps[np.maximum(j[done] - 1, 0)], 0.0)
+        j[live] += 1
+        keep = ~hit & (j[live] < grid)
+        if keep.all():
+            continue
+        live = live[keep]
+        cur = _take_bars(cur, np.flatnonzero(keep))
+    return lo, hi, found

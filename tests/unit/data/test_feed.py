@@ -1,0 +1,102 @@
+"""Building the feed: array validation, alignment of mark candles and the clock."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from backtester import DataError
+from backtester.data.feed import Feed, MarketFrames
+from backtester.data.schema import Kind, validate_arrays, validate_frame
+from backtester.instruments import instrument_from_symbol
+from tests.builders import BTC, ETH, bars
+
+ROWS = [(100.0, 101.0, 99.0, 100.5), (100.5, 102.0, 100.0, 101.0), (101.0, 101.5, 99.5, 100.0),
+        (100.0, 100.5, 98.0, 99.0), (99.0, 99.5, 97.0, 98.0)]
+INSTS = {s: instrument_from_symbol(s) for s in (BTC, ETH)}
+
+
+def _messy(df: pd.DataFrame) -> pd.DataFrame:
+    # reversed, one identical duplicate row, 37 ms of exchange jitter, one missing volume
+    out = pd.concat([df, df.iloc[[2]]], ignore_index=True).iloc[::-1].reset_index(drop=True)
+    out["ts"] = out["ts"] + pd.Timedelta(milliseconds=37)
+    out.loc[1, "volume"] = np.nan  # the last bar (04:00)
+    return out
+
+
+def test_validate_arrays_gives_the_values_of_validate_frame() -> None:
+    messy = _messy(bars(ROWS))
+    frame = validate_frame(messy, Kind.OHLCV, symbol=BTC, timeframe="1h")
+    arrays = validate_arrays(messy, Kind.OHLCV, symbol=BTC, timeframe="1h")
+    assert arrays.ts_ms.tolist() == frame["ts"].astype("int64").tolist()
+    assert list(arrays.columns) == ["open", "high", "low", "close", "volume"]
+    for name, values in arrays.columns.items():
+        np.testing.assert_array_equal(values, frame[name].to_numpy())
+
+
+def test_clean_float_input_is_not_copied_and_stays_writeable() -> None:
+    df = bars(ROWS)
+    out = validate_arrays(df, Kind.OHLCV, symbol=BTC, timeframe="1h")
+    assert np.shares_memory(out.columns["close"], df["close"].to_numpy())
+    assert not out.columns["close"].flags.writeable
+    df.loc[0, "close"] = 100.25  # the caller's frame is still the caller's to change
+    assert df["close"].iloc[0] == 100.25
+
+
+def test_conflicting_duplicate_named_in_the_array_validation() -> None:
+    df = bars(ROWS)
+    dup = pd.concat([df, df.iloc[[3]]], ignore_index=True)
+    dup.loc[len(dup) - 1, "volume"] = 5.0
+    with pytest.raises(DataError, match=r"conflicting duplicate rows at 2024-01-01T03:00:00"):
+        validate_arrays(dup, Kind.OHLCV, symbol=BTC, timeframe="1h")
+
+
+def test_feed_of_messy_input_equals_the_feed_of_clean_input() -> None:
+    clean = bars(ROWS)
+    clean.loc[4, "volume"] = 0.0  # the missing volume of the messy copy counts as 0
+    a = Feed.build(INSTS, {BTC: MarketFrames(ohlcv=clean)}).symbols[BTC]
+    b = Feed.build(INSTS, {BTC: MarketFrames(ohlcv=_messy(bars(ROWS)))}).symbols[BTC]
+    assert a.timeframe == b.timeframe == "1h"
+    assert list(a.ts) == list(b.ts) == clean["ts"].dt.as_unit("ms").astype("int64").tolist()
+    for k in ("o", "h", "l", "c", "v", "mo", "mc", "ic"):
+        assert list(getattr(a, k)) == list(getattr(b, k))
+    assert list(a.c) == clean["close"].tolist()
+    assert list(a.mc) == list(a.c)  # no mark candles: the trade candles stand in
+    assert a.mark_fallback_bars == 5
+    assert all(a.mark_missing[i] for i in range(5))
+
+
+def test_partial_mark_candles_fall_back_bar_by_bar() -> None:
+    df = bars(ROWS)
+    mark = df.copy()
+    mark[["open", "high", "low", "close"]] += 0.25
+    mark = mark.drop(index=[1, 3])
+    f = Feed.build(INSTS, {BTC: MarketFrames(ohlcv=df, mark=mark)}).symbols[BTC]
+    assert [bool(f.mark_missing[i]) for i in range(5)] == [False, True, False, True, False]
+    assert f.mark_fallback_bars == 2
+    assert list(f.mc) == [100.75, 101.0, 100.25, 99.0, 98.25]
+    assert list(f.ic) == list(f.mc)  # no index candles: the mark candles stand in
+
+
+def test_clock_shares_steps_of_feeds_on_the_same_bars_and_merges_others() -> None:
+    same = Feed.build(INSTS, {BTC: MarketFrames(ohlcv=bars(ROWS)),
+                               ETH: MarketFrames(ohlcv=bars(ROWS))})
+    assert len(same.steps) == 5
+    assert [tuple(f.symbol for f in feeds) for _, feeds in same.steps] == [(BTC, ETH)] * 5
+    hourly, two_hourly = bars(ROWS), bars(ROWS[:3], tf="2h")
+    mixed = Feed.build(INSTS, {BTC: MarketFrames(ohlcv=hourly),
+                                ETH: MarketFrames(ohlcv=two_hourly)})
+    h = 3_600_000
+    t0 = int(hourly["ts"].iloc[0].value // 1_000_000)
+    assert [(t - t0) // h for t, _ in mixed.steps] == [1, 2, 3, 4, 5, 6]
+    assert [tuple(f.symbol for f in feeds) for _, feeds in mixed.steps] == [
+        (BTC,), (BTC, ETH), (BTC,), (BTC, ETH), (BTC,), (ETH,)]
+
+
+def test_timeframe_is_inferred_from_unsorted_stamps() -> None:
+    messy = _messy(bars(ROWS, tf="15min"))
+    f = Feed.build(INSTS, {BTC: MarketFrames(ohlcv=messy)}).symbols[BTC]
+    assert f.timeframe == "15m"
+    with pytest.raises(DataError, match="fewer than 2 bars"):
+        Feed.build(INSTS, {BTC: MarketFrames(ohlcv=bars(ROWS[:1]))})
