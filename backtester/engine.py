@@ -65,6 +65,8 @@ _REC_KEYS = ("ts", "equity", "wallet", "unrealized_pnl", "margin_balance", "init
 _POS_KEYS = ("ts", "symbol", "qty", "entry_price", "mark", "unrealized_pnl", "notional",
              "isolated_margin")
 
+_MIN_SKIP = 16  # wake_on: gaps of at most this many steps are stepped through, not skipped
+
 logger = logging.getLogger(__name__)
 
 
@@ -262,6 +264,8 @@ class Engine:
             end = min(end, bisect_left(times, self._expiries[0][0]))
         if self._next_settlement < 2**62:
             end = min(end, bisect_left(times, self._next_settlement))
+        if end - s <= _MIN_SKIP:
+            return s  # a short gap is cheaper stepped through than searched with numpy
         end = self.margin.quiet.exit_step(s, end)  # type: ignore[union-attr]
         last = end - 1
         if last > s:

@@ -23,7 +23,6 @@ tier tables whose maintenance margin does not fall as the notional grows, a call
 
 from __future__ import annotations
 
-from array import array
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -98,6 +97,8 @@ class QuietStretch:
         self.segments: list[tuple[int, int, tuple[float, float, tuple[_Leg, ...]]]] = []
         self._feed_ok: dict[str, bool] = {}
         self._static: dict[str, Any] = {}
+        self.names = sorted(e.feed.symbols)  # position rows name their symbol by a code
+        self.code = {name: k for k, name in enumerate(self.names)}
         self._tiers_ok: dict[str, bool] = {}
 
     # -- per bar --------------------------------------------------------------------------
@@ -289,7 +290,7 @@ class QuietStretch:
                 np.frombuffer(rec[k], dtype="float64")[steps] = v
             pieces.append(rows)
         rows = {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0]}
-        _merge_rows(pos_rec, rows)
+        _merge_rows(pos_rec, rows, self.names)
 
 
 def _chunks(segs: list[tuple[int, int, Any]], size: int) -> list[list[tuple[int, int, Any]]]:
@@ -455,26 +456,25 @@ def _rebuild(segs: list[tuple[int, int, tuple[float, float, tuple[_Leg, ...]]]],
         def take(k: int) -> np.ndarray:
             return np.stack([s[k] for s in per_slot], axis=1)[r, c]
 
-    names = np.asarray([s[0] for s in per_slot], dtype=object)
-    rows = {"ts": t_steps[r], "symbol": names[c], "qty": take(2), "entry_price": take(3),
+    codes = np.asarray([qs.code[s[0]] for s in per_slot], dtype="int64")
+    rows = {"ts": t_steps[r], "symbol": codes[c], "qty": take(2), "entry_price": take(3),
             "mark": take(4), "unrealized_pnl": take(5), "notional": take(6),
             "isolated_margin": np.full(len(r), np.nan)}
     return cols, rows
 
 
-def _merge_rows(pos_rec: dict[str, Any], rows: dict[str, Any]) -> None:
-    # exact rows and quiet rows never share a step: a stable sort on the time interleaves them
-    ts = np.concatenate([np.frombuffer(pos_rec["ts"], dtype="int64"), rows["ts"]])
+def _merge_rows(pos_rec: dict[str, Any], rows: dict[str, Any], names: list[str]) -> None:
+    # exact rows and quiet rows never share a step: a stable sort on the time interleaves them.
+    # The merged columns stay numpy arrays (the result frames take them as they are); the
+    # quiet rows' symbols come as codes into ``names``
+    ts = np.concatenate([np.asarray(pos_rec["ts"], dtype="int64"), rows["ts"]])
     order = np.argsort(ts, kind="stable")
+    code = {name: k for k, name in enumerate(names)}
     for k, old in pos_rec.items():
         if k == "symbol":
-            merged = np.concatenate([np.asarray(old, dtype=object), rows[k]])[order]
-            pos_rec[k] = merged.tolist()
+            ids = np.concatenate([np.fromiter(map(code.__getitem__, old), dtype="int64",
+                                              count=len(old)), rows[k]])[order]
+            pos_rec[k] = np.asarray(names, dtype=object)[ids].tolist()
             continue
-        code = "q" if k == "ts" else "d"
         dtype = "int64" if k == "ts" else "float64"
-        merged = np.concatenate([np.frombuffer(old, dtype=dtype) if len(old) else
-                                 np.empty(0, dtype=dtype), rows[k]])[order]
-        out: array[Any] = array(code)
-        out.frombytes(np.ascontiguousarray(merged, dtype=dtype).tobytes())
-        pos_rec[k] = out
+        pos_rec[k] = np.concatenate([np.asarray(old, dtype=dtype), rows[k]])[order]
