@@ -58,7 +58,11 @@ class InstrumentExpired:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MarginCalled:
-    """The account reached the call level: maintenance / margin balance >= ``call_level``."""
+    """The account reached the call level: maintenance / margin balance >= ``call_level``.
+
+    ``scope`` is ``account``; with several collateral pools (``backtester.margin.pools``) it
+    is ``pool`` and ``pool`` names the pool (its settle asset) whose values these are.
+    """
 
     ts_ms: int
     margin_ratio: float
@@ -67,6 +71,7 @@ class MarginCalled:
     initial_margin: float
     call_level: float
     scope: str = "account"
+    pool: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -88,6 +93,9 @@ class PositionLiquidated:
     ``trigger_price`` maps symbol → the mark at which it was evaluated; ``insurance_flow`` is
     what the insurance fund received (positive) or paid to cover a deficit (negative), per asset.
     ``is_bankrupt`` is true when the account's equity went below zero and the fund covered it.
+    ``scope`` is ``account`` (cross), ``position`` (isolated) or ``pool``: with several
+    collateral pools (``backtester.margin.pools``) a pool is liquidated on its own, ``pool``
+    names it, only its positions are closed and ``is_bankrupt`` is about that pool.
     """
 
     ts_ms: int
@@ -100,3 +108,4 @@ class PositionLiquidated:
     margin_ratio_before: float
     insurance_flow: dict[str, Decimal] = field(default_factory=dict)
     is_bankrupt: bool = False
+    pool: str | None = None

@@ -9,7 +9,8 @@ scenario and assembles the group excesses and both evaluations from them.
 
 The arithmetic is the general code's, operation for operation and summed in the same order,
 so the results are bit-identical (``tests/integration/test_margin_fast_path.py`` runs random
-books both ways). Books holding options, feeds carrying implied vols and the portfolio and
+books both ways). Books holding options, feeds carrying implied vols, books spread over several
+collateral pools (per-asset profiles, ``backtester.margin.pools``) and the portfolio and
 isolated modes go through the general code (:func:`fused_state` returns None).
 """
 
@@ -65,7 +66,7 @@ def _px3(asset: str, index_feeds: dict[str, SymbolFeed]) -> tuple[float, float, 
 def fused_state(me: MarginEngine, *, intrabar: bool) -> MarginState | None:
     """The state :meth:`MarginEngine._worst` (``intrabar``) or ``evaluate_now`` returns.
 
-    None when the book is not eligible (options, implied vols on a feed).
+    None when the book is not eligible (options, implied vols on a feed, several pools).
     """
     e = me.e
     acct = e.account
@@ -74,6 +75,8 @@ def fused_state(me: MarginEngine, *, intrabar: bool) -> MarginState | None:
     index_feeds = e.feed.index_feeds
     legs = []
     plain = True
+    pooled = me._pooled
+    pool = None  # per-asset pools: the one pool the book draws on
     for sym, pos in acct.positions.items():
         q = pos.qty_f
         if q == 0.0:
@@ -87,6 +90,10 @@ def fused_state(me: MarginEngine, *, intrabar: bool) -> MarginState | None:
                 return None
         f, cs, lin, base, settle, mfun, stable, is_plain = c
         plain = plain and is_plain
+        if pooled and settle != pool:
+            if pool is not None:
+                return None  # several pools: the general code
+            pool = settle
         i = f.idx
         entry = pos.entry_f
         aq = abs(q) * cs
@@ -106,6 +113,12 @@ def fused_state(me: MarginEngine, *, intrabar: bool) -> MarginState | None:
                      _ONES if stable else _px3(settle, index_feeds)))
 
     balances = acct.balances
+    if pooled and (pool not in balances or len(balances) > 1):
+        for a, amount in balances.items():
+            if amount and a != pool:
+                if pool is not None:
+                    return None
+                pool = a
     haircut = me.profile.haircut
     order_im = me._order_im() if e.orders else 0.0
     inf = _state._INF

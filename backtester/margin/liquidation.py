@@ -5,7 +5,9 @@ the profile's rule (Binance closes, Bybit/OKX step down risk tiers, Deribit clos
 triggering mark moved against the position by the liquidation slippage; beyond the bankruptcy
 price the position is taken over there and the insurance fund (or ADL) bears the gap; fees are
 capped at the margin left; a deficit is absorbed and recorded. Isolated positions hold their own
-allocation and are liquidated one by one, their loss capped at it.
+allocation and are liquidated one by one, their loss capped at it. With several collateral pools
+(``backtester.margin.pools``) each liquidating pool is liquidated on its own: only its working
+orders are cancelled and only its positions closed, its fees capped at its margin balance.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from backtester.numeric import ZERO, dec, to_money, to_price
 if TYPE_CHECKING:
     from backtester.data.feed import SymbolFeed
     from backtester.engine import Engine
+    from backtester.margin.pools import PoolState
     from backtester.margin.profile_data import ProfileData
     from backtester.margin.state import MarginState
 
@@ -44,16 +47,22 @@ class LiquidationMixin:
         state: MarginState
         _taken_over: bool
         _liq_start_size: dict[str, Decimal]
+        _pooled: bool
 
         def evaluate_now(self) -> MarginState: ...
-        def _evaluate(self, scenario_of: dict[str, int] | None) -> MarginState: ...
+        def _evaluate(self, scenario_of: dict[str, int] | None, *,
+                      multi: bool | None = None) -> MarginState: ...
         def price_usd(self, asset: str, which: int = 2) -> float: ...
         def requirement(self, pos: Position, mark: float,
                         und: float) -> tuple[float, float, float]: ...
         def position_value(self, pos: Position, mark: float,
                            f: SymbolFeed | None = None) -> float: ...
         def _mark(self, f: SymbolFeed, w: int) -> float: ...
-        def _group_excess(self, group: str, w: int) -> float: ...
+        def _group_excess(self, group: str, w: int, pool: str | None = None) -> float: ...
+        def pool_of(self, asset: str) -> str: ...
+        def pool_state(self, st: MarginState, pool: str) -> PoolState: ...
+        def _position_in(self, pos: Position, pool: str | None) -> bool: ...
+        def _available_for(self, settle: str) -> tuple[float, str]: ...
 
     # -- isolated margin ------------------------------------------------------------------
     def on_fill(self, pos: Position, old_qty: Decimal, price: Decimal) -> None:
@@ -96,7 +105,7 @@ class LiquidationMixin:
             raise ConfigError(msg)
         f = self.e.feed.symbols[symbol]
         px = self.price_usd(pos.instrument.settle)
-        if amount > 0 and float(amount) * px > self.evaluate_now().available + 1e-9:
+        if amount > 0 and float(amount) * px > self._available_for(pos.instrument.settle)[0] + 1e-9:
             msg = f"cannot add {amount} to {symbol}: more than the available margin"
             raise ConfigError(msg)
         if amount < 0:
@@ -175,61 +184,79 @@ class LiquidationMixin:
     # -- liquidation ----------------------------------------------------------------------
     def _liquidate(self, t: int, st: MarginState) -> None:
         """Cancel orders, then reduce by the profile's rule until healthy; fees to the
-        insurance fund; a deficit below zero is covered by the fund and recorded."""
+        insurance fund; a deficit below zero is covered by the fund and recorded. With several
+        pools, each liquidating pool on its own (one event each)."""
+        if not st.pools:
+            self._liquidate_pool(t, st, None)
+            return
+        for pool in [p.asset for p in st.pools.values() if p.status == "liquidate"]:
+            self._liquidate_pool(t, st, pool)
+
+    def _liquidate_pool(self, t: int, st: MarginState, pool: str | None) -> None:
+        # the liquidation of the account (pool None) or of one pool of several
         e = self.e
         before = st.equity
         steps: list[LiquidationStep] = []
-        n_orders = e.cancel(None, symbol=None, reason="liquidation")
+        if pool is None:
+            n_orders = e.cancel(None, symbol=None, reason="liquidation")
+        else:
+            n_orders = sum(e.cancel(None, symbol=s, reason="liquidation") for s in dict.fromkeys(
+                o.symbol for o in e.orders.values()
+                if self.pool_of(e.feed.symbols[o.symbol].instrument.settle) == pool))
         if n_orders:
             steps.append(LiquidationStep(action="cancel_orders", symbol="", qty=Decimal(n_orders),
                                          price=ZERO, fee=ZERO, realized_pnl=ZERO))
-        scenario = self._trigger_scenario()
+        scenario = self._trigger_scenario(pool)
         self._liq_start_size = {}
         triggers: dict[str, float] = {}
         style = self.profile.liquidation_style
         flow: dict[str, Decimal] = {}
         for _ in range(10_000):
             cur = self._evaluate(scenario) if self.intrabar else self.evaluate_now()
-            if cur.status != "liquidate":
+            status = cur.status if pool is None else self.pool_state(cur, pool).status
+            if status != "liquidate":
                 break
-            victim = self._pick_victim(scenario)
+            victim = self._pick_victim(scenario, pool)
             if victim is None:
                 break
             pos, f, mark = victim
             triggers[pos.symbol] = mark
             qty = self._slice(pos, mark, style)
             self._close_slice(t, pos, f, qty, mark, steps, flow)
-        after = self.evaluate_now()
-        bankrupt = self._cover_deficit(t, steps, flow)
-        if bankrupt:
+        bankrupt, stop = self._cover_deficit(t, steps, flow, pool)
+        if stop:
             e.stopped_reason = "bankrupt"
         self.liquidations += 1
-        ev = PositionLiquidated(ts_ms=t, scope="position" if self.mode is MarginMode.ISOLATED
-                                else "account", reason="maintenance margin >= margin balance",
+        scope = "position" if self.mode is MarginMode.ISOLATED else "account"
+        ev = PositionLiquidated(ts_ms=t, scope=scope if pool is None else "pool",
+                                reason="maintenance margin >= margin balance",
                                 trigger_price=triggers, steps=tuple(steps),
                                 equity_before=before, equity_after=self.evaluate_now().equity,
-                                margin_ratio_before=st.margin_ratio, insurance_flow=flow,
-                                is_bankrupt=bankrupt)
-        del after
+                                margin_ratio_before=st.margin_ratio if pool is None
+                                else st.pools[pool].margin_ratio, insurance_flow=flow,
+                                is_bankrupt=bankrupt, pool=pool)
         e.events.append(ev)
         e.pending.append(("liquidation", ev))
 
-    def _trigger_scenario(self) -> dict[str, int]:
+    def _trigger_scenario(self, pool: str | None = None) -> dict[str, int]:
         if not self.intrabar:
             return {}
         acct = self.e.account
-        groups = {p.instrument.base for p in acct.positions.values() if p.qty_f != 0.0}
+        groups = {p.instrument.base for p in acct.positions.values()
+                  if p.qty_f != 0.0 and self._position_in(p, pool)}
         out = {}
         for g in groups:
-            out[g] = min(_SCENARIOS, key=partial(self._group_excess, g))
+            out[g] = min(_SCENARIOS, key=partial(self._group_excess, g, pool=pool))
         return out
 
-    def _pick_victim(self, scenario: dict[str, int]) -> tuple[Position, SymbolFeed, float] | None:
-        # futures before options (Deribit), then the largest maintenance requirement
+    def _pick_victim(self, scenario: dict[str, int],
+                     pool: str | None = None) -> tuple[Position, SymbolFeed, float] | None:
+        # futures before options (Deribit), then the largest maintenance requirement; with
+        # ``pool`` only that pool's positions
         best = None
         best_key: tuple[int, float] = (2, -1.0)
         for sym, pos in sorted(self.e.account.positions.items()):
-            if pos.qty_f == 0.0:
+            if pos.qty_f == 0.0 or not self._position_in(pos, pool):
                 continue
             f = self.e.feed.symbols[sym]
             w = scenario.get(pos.instrument.base, 2)
@@ -285,8 +312,9 @@ class LiquidationMixin:
                 abs(qty) * inst.contract_size * price)
             rate = (self.profile.option_liquidation_fee_rate if inst.is_option
                     else self.profile.liquidation_fee_for(inst.base))
-            # the fee takes at most what margin is left: it never bankrupts the account
-            left = self.evaluate_now().margin_balance / max(self.price_usd(inst.settle), 1e-300)
+            # the fee takes at most what margin is left (in the position's pool): it never
+            # bankrupts the account
+            left = self._margin_left(inst.settle) / max(self.price_usd(inst.settle), 1e-300)
             fee = min(to_money(notional * dec(rate)), max(ZERO, to_money(max(left, 0.0))))
             if fee > 0:
                 acct.book(t, EntryKind.LIQUIDATION_FEE, inst.settle, -fee, symbol=inst.symbol,
@@ -316,16 +344,25 @@ class LiquidationMixin:
                     tag="liquidation")
         self.e.fills.append(fill)
 
-    def bankruptcy_price(self, pos: Position, mark: float) -> float | None:
-        """Price of ``pos`` at which the account's margin balance is zero, other positions
-        and collateral held at their current values (None when there is none)."""
+    def _margin_left(self, settle: str) -> float:
+        # margin balance (USD) at the closes of the pool a position settled in ``settle``
+        # draws on (the account's with one pool)
         st = self.evaluate_now()
+        if not self._pooled:
+            return st.margin_balance
+        return self.pool_state(st, self.pool_of(settle)).margin_balance
+
+    def bankruptcy_price(self, pos: Position, mark: float) -> float | None:
+        """Price of ``pos`` at which the margin balance of its pool (the account's with one
+        pool) is zero, other positions and collateral held at their current values (None when
+        there is none)."""
         inst = pos.instrument
         px_settle = self.price_usd(inst.settle)
         if px_settle <= 0 or inst.is_option:
             return None
+        mb = self._margin_left(inst.settle)
         own = self.position_value(pos, mark) * px_settle
-        rest = st.margin_balance - own  # margin balance without this position's PnL
+        rest = mb - own  # the pool's margin balance without this position's PnL
         q = pos.qty_f * inst.cs
         if inst.is_linear:
             # rest + q (P - entry) * px = 0
@@ -352,11 +389,17 @@ class LiquidationMixin:
                                      symbol=symbol, qty=ZERO, price=ZERO, fee=ZERO,
                                      realized_pnl=amount))
 
-    def _cover_deficit(self, t: int, steps: list[LiquidationStep],
-                       flow: dict[str, Decimal]) -> bool:
+    def _cover_deficit(self, t: int, steps: list[LiquidationStep], flow: dict[str, Decimal],
+                       pool: str | None = None) -> tuple[bool, bool]:
+        # cover negative balances (of ``pool``'s assets only, if given); return (bankrupt,
+        # stop the run): with one pool both are the account's bankruptcy; a pool of several is
+        # bankrupt when a deficit was covered and its positions are closed or its margin
+        # balance is gone, and the run stops only when the account's equity is gone too
         acct = self.e.account
         bankrupt = False
         for asset in sorted(acct.balances):
+            if pool is not None and self.pool_of(asset) != pool:
+                continue
             bal = acct.balances[asset]
             if bal < 0 and not any(p.qty != 0 and p.instrument.settle == asset
                                    for p in acct.positions.values()):
@@ -367,8 +410,14 @@ class LiquidationMixin:
         if self._taken_over:
             self._taken_over = False
             bankrupt = True
-        if bankrupt and self.evaluate_now().equity <= 0:
-            return True
-        return bankrupt and all(p.qty == 0 for p in acct.positions.values())
+        if not bankrupt:
+            return False, False
+        now = self.evaluate_now()
+        if pool is None:
+            out = now.equity <= 0 or all(p.qty == 0 for p in acct.positions.values())
+            return out, out
+        gone = self.pool_state(now, pool).margin_balance <= 0 or not any(
+            p.qty != 0 and self._position_in(p, pool) for p in acct.positions.values())
+        return gone, gone and now.equity <= 0
 
 

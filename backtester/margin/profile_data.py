@@ -56,6 +56,10 @@ class ProfileData:
     """Per-profile parameters used by the engine (see ``backtester/margin/profiles/*.json``)."""
 
     name: str
+    #: how collateral is pooled (``Profile.pool``): ``usd`` one USD-valued pool for every asset;
+    #: ``per_settle_asset``/``per_coin``/``per_currency`` one pool per asset, a position drawing
+    #: only on the pool of its settle asset (``backtester.margin.state``)
+    pool: str = "usd"
     quote_asset: str = "USDT"
     default_collateral: Decimal = Decimal(100_000)
     default_leverage: float = 20.0

@@ -49,7 +49,7 @@ def engine_profile(name: str, *, tiers: Any = None,
     style = style_for_profile(name)
     fee_cap = prof.option_fee_cap if prof.option_fee_cap is not None else 0.125
     return ProfileData(
-        name=name, quote_asset="BTC" if coin_pool else "USDT",
+        name=name, pool=prof.pool, quote_asset="BTC" if coin_pool else "USDT",
         default_collateral=Decimal(2) if coin_pool else Decimal(100_000),
         default_leverage=prof.default_leverage, call_level=prof.call_level,
         liquidation_style=prof.liquidation_style,

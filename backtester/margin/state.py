@@ -5,10 +5,17 @@ Valuation currency is USD: a collateral asset is worth ``balance x index price``
 each position's initial and maintenance margin is computed on its own and summed; the pool
 offsets PnL, not requirements (DESIGN §4).
 
+Collateral pools (:mod:`backtester.margin.pools`): one USD pool (bybit, okx, portfolio mode),
+or one pool per asset (binance-usdm per settle asset, binance-coinm per coin, deribit per
+currency) where a position draws only on its settle asset's pool. Each pool has its own
+margin balance, requirements and status; with several pools the account's fields are the
+totals and the worst pool's ratio and status (see :class:`MarginState`).
+
 Intrabar check (default): positions and collateral are grouped by underlying; each group is
 evaluated with all its legs at the bar's mark low, mark high and mark close (collateral at the
-index low/high/close) and the worst of the three is taken per group. The account is liquidated
-when the summed maintenance margin reaches the summed margin balance.
+index low/high/close) and the worst of the three is taken per group (per group and pool when
+there are several pools). A pool is liquidated when its summed maintenance margin reaches its
+margin balance; its liquidation closes only its own positions.
 """
 
 from __future__ import annotations
@@ -19,14 +26,12 @@ from typing import TYPE_CHECKING
 
 from backtester.accounting import EntryKind, Position
 from backtester.config import MarginCheck, MarginMode
-from backtester.events import (
-    InstrumentExpired,
-    MarginCalled,
-)
+from backtester.events import InstrumentExpired
 from backtester.instruments import OptionType
 from backtester.margin.fused import LegConstants, fused_state
 from backtester.margin.liquidation import LiquidationMixin
 from backtester.margin.options import option_requirements
+from backtester.margin.pools import PoolsMixin, PoolState, pool_sums
 from backtester.margin.portfolio import PortfolioPosition, portfolio_margin
 from backtester.margin.quiet import QuietStretch
 from backtester.numeric import ZERO, dec, to_money
@@ -48,7 +53,15 @@ _MS_PER_YEAR = 365.0 * 86_400_000
 
 @dataclass(slots=True, kw_only=True)
 class MarginState:
-    """The account's margin at one evaluation, USD. ``margin_ratio`` = MM / margin balance."""
+    """The account's margin at one evaluation, USD. ``margin_ratio`` = MM / margin balance.
+
+    With one collateral pool the fields are that pool's and ``pools`` is empty. With several
+    (:mod:`backtester.margin.pools`), as in the calculator: ``pools`` holds each pool's
+    :class:`PoolState`; ``margin_balance``, ``initial_margin``, ``maintenance_margin`` and
+    ``available`` are totals over the pools (an order needs its own pool's available);
+    ``margin_ratio`` and ``status`` are the worst pool's (liquidate > call > ok); equity,
+    wallet, PnL, exposures and the collateral split are account totals.
+    """
 
     equity: float = 0.0
     wallet_balance: float = 0.0
@@ -67,9 +80,10 @@ class MarginState:
     positions: list[tuple[str, float, float, float, float, float, float]] = field(
         default_factory=list)
     greeks: dict[str, float] = field(default_factory=dict)
+    pools: dict[str, PoolState] = field(default_factory=dict)
 
 
-class MarginEngine(LiquidationMixin):
+class MarginEngine(PoolsMixin, LiquidationMixin):
     """Evaluates the account each bar and runs the profile's liquidation process."""
 
     #: private switch: evaluate cross books without options in one fused pass (bit-identical
@@ -97,6 +111,9 @@ class MarginEngine(LiquidationMixin):
         self._taken_over = False
         self._legs: dict[str, LegConstants | None] = {}
         self._option_free = False
+        # one pool per asset (per-asset profiles, except portfolio mode whose grid spans the
+        # account); False: one USD pool
+        self._pooled = profile.pool != "usd" and self.mode is not MarginMode.PORTFOLIO
         # the fused pass knows neither session ledgers (daily settlement) nor options
         self._fuse = self._fast_path and self.mode is MarginMode.CROSS \
             and profile.daily_settlement_hour_utc is None
@@ -228,13 +245,18 @@ class MarginEngine(LiquidationMixin):
                 return st
         return self._evaluate(scenario_of=None)
 
-    def _evaluate(self, scenario_of: dict[str, int] | None) -> MarginState:
+    def _evaluate(self, scenario_of: dict[str, int] | None, *,
+                  multi: bool | None = None) -> MarginState:
         acct = self.e.account
         feeds = self.e.feed.symbols
         st = MarginState()
         bal_usd = 0.0
         mb_coll = 0.0
         stable = self.e.feed.is_stable
+        # several pools: pool -> [collateral, session, upnl, im, mm, isolated allocations]
+        if multi is None:
+            multi = self._multi_pool()
+        acc: dict[str, list[float]] | None = {} if multi else None
         for asset, bal in acct.balances.items():
             w = scenario_of.get(asset, 2) if scenario_of else 2
             px = self.price_usd(asset, w)
@@ -246,11 +268,16 @@ class MarginEngine(LiquidationMixin):
                 st.collateral_fixed += v
             else:
                 st.collateral_moving += v
+            if acc is not None and b != 0.0:
+                pool_sums(acc, asset)[0] += v
         session = 0.0  # unsettled session PnL and funding (daily-settlement profiles)
         for asset, bal in acct.session.items():
             if bal:
-                session += float(bal) * self.price_usd(
+                x = float(bal) * self.price_usd(
                     asset, scenario_of.get(asset, 2) if scenario_of else 2)
+                session += x
+                if acc is not None:
+                    pool_sums(acc, asset)[1] += x
         upnl = 0.0
         im = mm = 0.0
         gross = net = 0.0
@@ -274,6 +301,13 @@ class MarginEngine(LiquidationMixin):
             upnl += value * px_settle
             im += p_im * px_settle
             mm += p_mm * px_settle
+            if acc is not None:
+                a = pool_sums(acc, inst.settle)
+                a[2] += value * px_settle
+                a[3] += p_im * px_settle
+                a[4] += p_mm * px_settle
+                if isolated and pos.isolated_margin is not None:
+                    a[5] += float(pos.isolated_margin) * px_settle
             usd = inst.notional_usd(pos.qty_f, und if inst.is_option else mark)
             gross += usd
             net += usd if pos.qty_f > 0 else -usd
@@ -301,9 +335,12 @@ class MarginEngine(LiquidationMixin):
         st.net_exposure = net
         st.status = ("liquidate" if mm > 0 and st.margin_balance <= mm else
                      "call" if st.margin_ratio >= self.call_level else "ok")
+        if acc is not None and len(acc) > 1:
+            self._split_pools(st, acc, isolated=isolated)
         return st
 
-    def _order_im(self) -> float:
+    def _order_im(self, pool: str | None = None) -> float:
+        # working orders' initial margin, USD (of the orders drawing on ``pool`` if given)
         total = 0.0
         for o in self.e.orders.values():
             if o.is_reduce_only:
@@ -312,6 +349,8 @@ class MarginEngine(LiquidationMixin):
             if f.idx < 0:
                 continue
             inst = f.instrument
+            if pool is not None and self.pool_of(inst.settle) != pool:
+                continue
             px = float(o.price) if o.price is not None else f.c[f.idx]
             lev = self.e.account.leverage.get(o.symbol, self.e.account.default_leverage)
             if inst.is_option:
@@ -330,6 +369,8 @@ class MarginEngine(LiquidationMixin):
         return self._worst_general()
 
     def _worst_general(self) -> MarginState:
+        if self._multi_pool():
+            return self._worst_pools(self._pool_keys())
         acct = self.e.account
         groups: set[str] = {p.instrument.base for p in acct.positions.values() if p.qty_f != 0.0}
         groups |= {a for a, b in acct.balances.items() if b != 0 and not self.e.feed.is_stable(a)}
@@ -343,25 +384,28 @@ class MarginEngine(LiquidationMixin):
                 if excess < best_excess:
                     best_w, best_excess = w, excess
             scenario[g] = best_w
-        st = self._evaluate(scenario)
-        close = self.evaluate_now()
+        st = self._evaluate(scenario, multi=False)
+        close = self._evaluate(None, multi=False)  # evaluate_now: the fused pass declined
         close.margin_balance, close.maintenance_margin = st.margin_balance, st.maintenance_margin
         close.margin_ratio, close.status = st.margin_ratio, st.status
         close.available = min(close.available, st.available)
         return close
 
-    def _group_excess(self, group: str, w: int) -> float:
+    def _group_excess(self, group: str, w: int, pool: str | None = None) -> float:
+        # margin excess (USD) of one underlying's collateral and legs at scenario w; with
+        # ``pool`` only what draws on that pool
         acct = self.e.account
         feeds = self.e.feed.symbols
         px_g = self.price_usd(group, w)
         excess = 0.0
         bal = acct.balances.get(group)
-        if bal is not None:
+        if bal is not None and (pool is None or self.pool_of(group) == pool):
             b = float(bal)
             excess += b * px_g * (self.profile.haircut(group) if b > 0 else 1.0)
         for sym, pos in acct.positions.items():
             inst = pos.instrument
-            if pos.qty_f == 0.0 or inst.base != group:
+            if pos.qty_f == 0.0 or inst.base != group or (
+                    pool is not None and self.pool_of(inst.settle) != pool):
                 continue
             f = feeds[sym]
             i = f.idx
@@ -446,15 +490,7 @@ class MarginEngine(LiquidationMixin):
             self._liquidate(t, st)
             st = self._worst() if self.intrabar else self.evaluate_now()
         elif st.status == "call":
-            if not self._in_call:
-                self.margin_calls += 1
-                ev = MarginCalled(ts_ms=t, margin_ratio=st.margin_ratio,
-                                  margin_balance=st.margin_balance,
-                                  maintenance_margin=st.maintenance_margin,
-                                  initial_margin=st.initial_margin, call_level=self.call_level)
-                self.e.events.append(ev)
-                self.e.pending.append(("margin_call", ev))
-            self._in_call = True
+            self._margin_call(t, st)  # per pool with several pools (margin.pools)
         else:
             self._in_call = False
         if not self._option_free and self._holds_options():
@@ -504,13 +540,13 @@ class MarginEngine(LiquidationMixin):
             before, _ = self._portfolio_requirement(None)
             after, _ = self._portfolio_requirement(None, extra=(order.symbol, q))
             need_usd = max(0.0, after - before)
-        avail = self.evaluate_now().available
+        avail, where = self._available_for(inst.settle)  # of the order's pool
         if need_usd > avail + 1e-9:
             return OrderRejected(
                 ts_ms=self.e.now_ms, order_id=order.id, symbol=order.symbol,
                 reason=RejectReason.INSUFFICIENT_MARGIN, tag=order.tag,
-                message=f"initial margin {need_usd:,.2f} USD exceeds available {avail:,.2f} USD "
-                        f"for {order.side} {order.qty} {order.symbol}")
+                message=f"initial margin {need_usd:,.2f} USD exceeds available {avail:,.2f} USD"
+                        f"{where} for {order.side} {order.qty} {order.symbol}")
         return None
 
     # -- expiry ---------------------------------------------------------------------------

@@ -5,6 +5,8 @@ books without options. Random books — linear and inverse perps, USDT and BTC c
 random leverage and trades, price paths with crashes that cause margin calls and
 liquidations — are run with the switch on and off and every result frame must be identical
 (bit for bit: the fused pass performs the same float operations in the same order).
+The per-asset pool profiles run too: books on one pool take the fused pass, books spread over
+several pools (USDT and BTC) the general per-pool code either way.
 """
 
 from __future__ import annotations
@@ -74,7 +76,7 @@ class RandomTrader(Strategy):
 
 
 def _run(seed: int, *, fast: bool, margin_check: str, collateral: dict[str, float],
-         margin_mode: str = "cross"):
+         margin_mode: str = "cross", profile: str | None = None):
     rng = np.random.default_rng(seed)
     n = 300
     data = {}
@@ -89,7 +91,7 @@ def _run(seed: int, *, fast: bool, margin_check: str, collateral: dict[str, floa
     try:
         return backtester.run(RandomTrader, data=data, instruments=insts, funding="zero",
                               collateral=collateral, margin_check=margin_check,
-                              margin_mode=margin_mode,
+                              margin_mode=margin_mode, profile=profile,
                               slippage_bps=2, params={"seed": seed, "size": 1.0 + seed % 4})
     finally:
         MarginEngine._fast_path = old
@@ -112,6 +114,34 @@ def test_fast_path_matches_general_evaluation(seed, margin_check):
     fast = _run(seed, fast=True, margin_check=margin_check, collateral=coll)
     slow = _run(seed, fast=False, margin_check=margin_check, collateral=coll)
     _same(fast, slow)
+
+
+# USDT only: the BTC-settled perp is refused (its BTC pool is empty), one pool, fused;
+# BTC only: the USDT perps are refused; USDT and BTC: two pools, the general code
+POOLED = {"binance-usdm": ({"USDT": 3_000}, {"USDT": 2_000, "BTC": 0.05}),
+          "binance-coinm": ({"BTC": 0.06}, {"USDT": 2_000, "BTC": 0.05})}
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("margin_check", ["intrabar", "close"])
+@pytest.mark.parametrize("profile", sorted(POOLED))
+def test_fast_path_matches_general_evaluation_on_pooled_profiles(seed, margin_check, profile):
+    coll = POOLED[profile][seed % 2]
+    fast = _run(seed, fast=True, margin_check=margin_check, collateral=coll, profile=profile)
+    slow = _run(seed, fast=False, margin_check=margin_check, collateral=coll, profile=profile)
+    _same(fast, slow)
+
+
+def test_pooled_random_books_liquidate_single_pools():
+    # the two-pool books above do reach pool liquidations (the per-pool code is exercised)
+    pools = set()
+    for profile, (_, two) in POOLED.items():
+        for seed in range(0, 8, 2):
+            res = _run(seed, fast=True, margin_check="intrabar", collateral=two,
+                       profile=profile)
+            pools |= {e["pool"] for e in res.events if e["event"] == "PositionLiquidated"
+                      and e["scope"] == "pool"}
+    assert pools
 
 
 def test_random_books_do_reach_calls_and_liquidations():
