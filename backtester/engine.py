@@ -578,6 +578,7 @@ class Engine:
                 pos.realized_pnl += pnl
             pos.entry_price = mark
             pos.entry_f = float(mark)
+            acct.version += 1  # the position changed outside Account's methods
         acct.settle_session(stamp)
 
     def _expire(self, t: int) -> None:
