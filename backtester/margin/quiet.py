@@ -40,7 +40,7 @@ _STABLES = frozenset({"USD", "USDT", "USDC", "BUSD", "FDUSD", "DAI"})  # Feed.is
 _BANDS = (0.02, 0.005, 0.00125)  # half-widths tried, as fractions of the mark
 _RETRY_STEPS = 8  # after a failed arming with the account unchanged, re-try this much later
 _SLACK = 1e-9  # relative margin that covers float rounding in the exact evaluation
-_CHUNK_STEPS = 65_536  # quiet steps rebuilt at a time (bounds the temporaries' memory)
+_CHUNK_STEPS = 32_768  # quiet steps rebuilt at a time (bounds the temporaries' memory)
 
 
 class _Leg:
@@ -282,15 +282,34 @@ class QuietStretch:
         if not segs:
             return
         times = np.frombuffer(rec["ts"], dtype="int64")
-        pieces = []
+        # the merged position rows: exact rows (recorded live) and quiet rows never share a
+        # step, and each kind is in time order, so a row's place is its rank in its kind plus
+        # the number of rows of the other kind before it (every leg of a stretch is open)
+        exact_ts = np.asarray(pos_rec["ts"], dtype="int64")
+        n_quiet = sum((b - a) * len(p[2]) for a, b, p in segs)
+        out = {k: np.empty(len(exact_ts) + n_quiet, dtype="int64" if k in ("ts", "symbol")
+                           else "float64") for k in pos_rec}
+        code = self.code
+        exact_place = np.arange(len(exact_ts))
+        done = 0
         for part in _chunks(segs, _CHUNK_STEPS):  # bounded temporaries; steps are independent
             cols, rows = _rebuild(part, self, times)
             steps = cols.pop("_steps")
             for k, v in cols.items():
                 np.frombuffer(rec[k], dtype="float64")[steps] = v
-            pieces.append(rows)
-        rows = {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0]}
-        _merge_rows(pos_rec, rows, self.names)
+            m = len(rows["ts"])
+            place = np.arange(done, done + m) + np.searchsorted(exact_ts, rows["ts"])
+            for k, v in rows.items():
+                out[k][place] = v
+            exact_place += np.searchsorted(rows["ts"], exact_ts)  # quiet rows before each
+            done += m
+        for k, old in pos_rec.items():
+            col = out[k]
+            col[exact_place] = (np.fromiter(map(code.__getitem__, old), dtype="int64",
+                                            count=len(old)) if k == "symbol"
+                                else np.asarray(old, dtype=col.dtype))
+            pos_rec[k] = np.asarray(self.names, dtype=object)[col].tolist() if k == "symbol" \
+                else col
 
 
 def _chunks(segs: list[tuple[int, int, Any]], size: int) -> list[list[tuple[int, int, Any]]]:
@@ -461,20 +480,3 @@ def _rebuild(segs: list[tuple[int, int, tuple[float, float, tuple[_Leg, ...]]]],
             "mark": take(4), "unrealized_pnl": take(5), "notional": take(6),
             "isolated_margin": np.full(len(r), np.nan)}
     return cols, rows
-
-
-def _merge_rows(pos_rec: dict[str, Any], rows: dict[str, Any], names: list[str]) -> None:
-    # exact rows and quiet rows never share a step: a stable sort on the time interleaves them.
-    # The merged columns stay numpy arrays (the result frames take them as they are); the
-    # quiet rows' symbols come as codes into ``names``
-    ts = np.concatenate([np.asarray(pos_rec["ts"], dtype="int64"), rows["ts"]])
-    order = np.argsort(ts, kind="stable")
-    code = {name: k for k, name in enumerate(names)}
-    for k, old in pos_rec.items():
-        if k == "symbol":
-            ids = np.concatenate([np.fromiter(map(code.__getitem__, old), dtype="int64",
-                                              count=len(old)), rows[k]])[order]
-            pos_rec[k] = np.asarray(names, dtype=object)[ids].tolist()
-            continue
-        dtype = "int64" if k == "ts" else "float64"
-        pos_rec[k] = np.concatenate([np.asarray(old, dtype=dtype), rows[k]])[order]
