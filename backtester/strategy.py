@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import difflib
 import typing
-from array import array
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -138,12 +137,6 @@ def _coerce(strategy: str, name: str, typ: Any, value: Any) -> Any:
     return value
 
 
-def _floats(values: np.ndarray) -> array[float]:
-    out: array[float] = array("d")
-    out.frombytes(np.ascontiguousarray(values).tobytes())
-    return out
-
-
 class Indicator:
     """A precomputed series revealed bar by bar.
 
@@ -166,13 +159,16 @@ class Indicator:
 
     def __init__(self, values: np.ndarray, cursor: Callable[[], int] | Any, *,
                  name: str = "") -> None:
-        self._values = values
-        # scalar access for now / [-k]: a compact copy (8 bytes a value) for float64 series,
-        # with one NaN after the last value, which index -1 (before the first bar) reads
+        # scalar access for now / [-k]: float64 series are read through a memoryview of one
+        # copy that ends with a NaN, which index -1 (before the first bar) reads
         if values.dtype == np.float64 and values.ndim == 1:
-            self._list: Any = _floats(values)
-            self._list.append(float("nan"))
+            buf = np.empty(len(values) + 1)
+            buf[:-1] = values
+            buf[-1] = np.nan
+            self._values = buf[:-1]
+            self._list: Any = memoryview(buf)  # type: ignore[arg-type]
         else:
+            self._values = values
             self._list = [*values.tolist(), float("nan")]
         self._src = cursor if hasattr(cursor, "idx") else _CallCursor(cursor)
         self.name = name
