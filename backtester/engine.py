@@ -113,7 +113,7 @@ class Engine:
         # list of (shared) strings
         # the account series are written by step (quiet steps are filled in after the loop)
         self.rec: dict[str, Any] = {k: _zeros(len(feed.steps)) for k in _REC_KEYS[1:]}
-        self.rec["ts"] = array("q", feed.steps.times)
+        self.rec["ts"] = feed.steps.times  # shared with the clock; copied if a run stops early
         self.step = -1  # the clock step being processed
         #: indicators given to ctx.wake_on (empty: on_bar runs at every step)
         self.wake_signals: list[Any] = []
@@ -297,8 +297,10 @@ class Engine:
         # fill in the quiet steps, then drop the steps a stopped run did not reach
         if self.margin.quiet is not None:
             self.margin.quiet.flush(n_done, self.rec, self.pos_rec)
-        for a in self.rec.values():
-            del a[n_done:]
+        if n_done < len(self.rec["ts"]):
+            self.rec["ts"] = self.rec["ts"][:n_done]  # a copy: the clock keeps its steps
+            for k in _REC_KEYS[1:]:
+                del self.rec[k][n_done:]
         self.step = n_done  # records from on_finish fall after the last step (dropped)
 
     def _call(self, hook: str, func: Any, arg: Any) -> None:
