@@ -181,6 +181,8 @@ class Engine:
         # with wake_on, runs of steps where nothing can happen are skipped (every feed must
         # advance at every step, so a feed's bar index is the step index)
         can_skip = wake is not None and margin.quiet.lockstep
+        # without wake_on, quiet steps go through a lean inner loop (_quiet_run)
+        can_run = wake is None and margin.quiet.lockstep and not special_funding
         s = -1
         while s + 1 < n:
             s += 1
@@ -213,9 +215,11 @@ class Engine:
                     raise StrategyError(strat.name, "on_bar", t, exc) from exc
             if quiet:
                 # healthy without an evaluation: the state is rebuilt after the loop
-                if can_skip and not self.pending and not self.orders \
-                        and self.stopped_reason is None:
-                    s = self._skip_quiet(s, wake)  # type: ignore[arg-type]
+                if not self.pending and not self.orders and self.stopped_reason is None:
+                    if can_skip:
+                        s = self._skip_quiet(s, wake)  # type: ignore[arg-type]
+                    elif can_run:
+                        s = self._quiet_run(s)
                 continue
             st = margin.state
             a_eq[s] = st.equity
@@ -249,14 +253,10 @@ class Engine:
         self._call("on_finish", strat.on_finish, None)
         account.check_replay()
 
-    def _skip_quiet(self, s: int, wake: bytearray) -> int:
-        # the last step before anything can happen: a wake signal, a funding stamp, an expiry,
-        # a daily settlement, or a mark leaving its quiet band; the steps skipped are quiet
-        # (their states are rebuilt with the stretch's) and every feed's cursor moves with them
+    def _quiet_steps_end(self, s: int, end: int) -> int:
+        # the first step after ``s`` (at most ``end``) at which a funding stamp, an expiry or
+        # a daily settlement is processed
         times = self.feed.steps.times
-        n = len(times)
-        end = wake.find(1, s + 1)
-        end = n if end < 0 else end
         for f in self.feed.symbols.values():
             if f.funding_ts and f.next_funding < len(f.funding_ts):
                 end = min(end, bisect_right(times, f.funding_ts[f.next_funding]))
@@ -264,6 +264,60 @@ class Engine:
             end = min(end, bisect_left(times, self._expiries[0][0]))
         if self._next_settlement < 2**62:
             end = min(end, bisect_left(times, self._next_settlement))
+        return end
+
+    def _quiet_run(self, s: int) -> int:
+        # the bar loop for the steps after a quiet step ``s`` while nothing but the strategy
+        # can act: every feed advances (lockstep clock), no order works, no funding, expiry
+        # or settlement is due, the account stays unchanged and each leg's marks stay inside
+        # their quiet bands; per step that is the loop's work (cursor, time, margin check,
+        # on_bar) without its checks. Returns the last step done; a step whose marks leave a
+        # band is given back undone to the full loop
+        end = self._quiet_steps_end(s, len(self.feed.steps.times))
+        if end - s <= 1:
+            return s
+        qs = self.margin.quiet
+        account = self.account
+        if qs is None or not qs.armed or account.version != qs.version:
+            return s  # on_bar changed the account (e.g. its leverage): the full loop re-arms
+        legs = qs.legs
+        version = qs.version
+        orders = self.orders
+        times = self.feed.steps.times
+        feeds = tuple(self.feed.symbols.values())
+        on_bar = self.strategy.on_bar
+        ctx = self.ctx
+        while s + 1 < end:
+            s += 1
+            for f in feeds:
+                f.idx = s
+            for leg in legs:
+                if leg.lo_seq[s] < leg.lo or leg.hi_seq[s] > leg.hi:
+                    for f in feeds:
+                        f.idx = s - 1
+                    return s - 1
+            t = times[s]
+            self.step = s
+            self.now_ms = t
+            try:
+                on_bar(ctx)
+            except (StrategyError, PhaseError, ConfigError, DataError):
+                raise
+            except Exception as exc:
+                raise StrategyError(self.strategy.name, "on_bar", t, exc) from exc
+            if orders or self.pending or account.version != version \
+                    or self.stopped_reason is not None:
+                return s
+        return s
+
+    def _skip_quiet(self, s: int, wake: bytearray) -> int:
+        # the last step before anything can happen: a wake signal, a funding stamp, an expiry,
+        # a daily settlement, or a mark leaving its quiet band; the steps skipped are quiet
+        # (their states are rebuilt with the stretch's) and every feed's cursor moves with them
+        times = self.feed.steps.times
+        n = len(times)
+        end = wake.find(1, s + 1)
+        end = self._quiet_steps_end(s, n if end < 0 else end)
         if end - s <= _MIN_SKIP:
             return s  # a short gap is cheaper stepped through than searched with numpy
         end = self.margin.quiet.exit_step(s, end)  # type: ignore[union-attr]

@@ -20,7 +20,6 @@ import pytest
 import backtester
 from backtester import Strategy
 from backtester.instruments import instrument_from_symbol
-from backtester.margin.quiet import QuietStretch
 from backtester.margin.state import MarginEngine
 
 from .test_margin_fast_path import _bars, _same
@@ -125,17 +124,19 @@ def test_quiet_stretches_with_real_tier_tables(seed, shared_data):
 def test_quiet_books_do_skip_bars_and_reach_liquidations(monkeypatch):
     # the comparison above is only meaningful if bars are skipped and the books also reach
     # the margin machinery (calls and liquidations happen inside runs that skip bars)
+    from backtester.margin import quiet
+
     skipped = 0
     calls = liqs = 0
-    real = QuietStretch.holds
+    real = quiet._rebuild
 
-    def counting(self):
+    def counting(segs, qs, times):
         nonlocal skipped
-        out = real(self)
-        skipped += bool(out)
-        return out
+        cols, rows = real(segs, qs, times)
+        skipped += len(cols["_steps"])  # bars whose state was rebuilt, not evaluated
+        return cols, rows
 
-    monkeypatch.setattr(QuietStretch, "holds", counting)
+    monkeypatch.setattr(quiet, "_rebuild", counting)
     for seed in (0, 3, 5):
         res = _run(seed, quiet=True, margin_check="intrabar", syms=LINEAR,
                    collateral={"USDT": 1_000.0 + 100 * seed})
