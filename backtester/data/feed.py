@@ -12,6 +12,7 @@ from __future__ import annotations
 from array import array
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -60,16 +61,6 @@ def _infer_timeframe(ts_ms: np.ndarray, symbol: str) -> str:
     raise DataError(msg)
 
 
-def _floats(a: np.ndarray) -> array[float]:
-    # a compact float sequence with fast scalar access (8 bytes a value, no float objects),
-    # filled in place (no temporary bytes copy)
-    out: array[float] = array("d", bytes(0))
-    if len(a):
-        out = array("d", [0.0]) * len(a)
-        np.frombuffer(out, dtype="float64")[:] = a
-    return out
-
-
 def _ints(a: np.ndarray) -> array[int]:
     out: array[int] = array("q", bytes(0))
     if len(a):
@@ -78,20 +69,19 @@ def _ints(a: np.ndarray) -> array[int]:
     return out
 
 
-def _lists(arrays: dict[str, np.ndarray], keys: tuple[str, ...]) -> list[array[float]]:
-    # one float sequence per numpy array; arrays shared between keys (mark or index candles
-    # that fall back to the trade candles) share one sequence, and the numpy arrays become
-    # read-only views of the sequences (one copy of the data)
-    done: dict[int, tuple[array[float], np.ndarray]] = {}
+def _seqs(arrays: dict[str, np.ndarray], keys: tuple[str, ...]) -> list[memoryview[float]]:
+    # fast scalar access to each series without copying it: a memoryview of its float64
+    # array, made contiguous and read-only; keys sharing an array (mark or index candles that
+    # fall back to the trade candles) share the view
+    done: dict[int, tuple[memoryview[float], np.ndarray]] = {}
     out = []
     for k in keys:
         a = arrays[k]
         hit = done.get(id(a))
         if hit is None:
-            seq = _floats(a)
-            view = np.frombuffer(seq, dtype="float64")
+            view = np.ascontiguousarray(a, dtype="float64").view()
             view.flags.writeable = False
-            hit = done[id(a)] = (seq, view)
+            hit = done[id(a)] = (cast("memoryview[float]", view.data), view)
         out.append(hit[0])
         arrays[k] = hit[1]
     return out
@@ -114,10 +104,18 @@ def _reindexed(values: np.ndarray, pos: np.ndarray, ok: np.ndarray) -> np.ndarra
 
 
 class SymbolFeed:
-    """One instrument's bars as compact float sequences (fast scalar access) and its cursor
-    ``idx``. Mark and index candles that fall back to the trade candles share their storage."""
+    """One instrument's bars and its cursor ``idx``.
+
+    ``arrays`` holds each series as a read-only float64 array; ``o``, ``h``, ``l``, ``c``,
+    ``v`` (trade candles), ``mo``... (mark) and ``io``... (index) are memoryviews of them (fast
+    scalar access: ``f.c[i]`` is a float). Clean input (float64, sorted, unique) is not copied:
+    the arrays view the caller's columns, whose pandas objects the feed keeps so that pandas
+    copies on a later write instead of changing the feed. Mark and index candles that fall back
+    to the trade candles share their storage.
+    """
 
     __slots__ = (
+        "_owners",
         "arrays",
         "c",
         "funding_rate",
@@ -174,6 +172,7 @@ class SymbolFeed:
         self.ts_np = ts
         self.n = len(ts)
         arrays = dict(ohlcv.columns)
+        self._owners = ohlcv.owners
         vol = arrays["volume"]
         if not np.isfinite(vol).all():
             arrays["volume"] = np.nan_to_num(vol, nan=0.0)
@@ -190,7 +189,7 @@ class SymbolFeed:
                 arrays[f"{prefix}_{k}"] = v
         self.arrays = arrays
         (self.o, self.h, self.l, self.c, self.v, self.mo, self.mh, self.ml, self.mc,
-         self.io, self.ih, self.il, self.ic) = _lists(arrays, (
+         self.io, self.ih, self.il, self.ic) = _seqs(arrays, (
              "open", "high", "low", "close", "volume", "mark_open", "mark_high", "mark_low",
              "mark_close", "index_open", "index_high", "index_low", "index_close"))
         self.funding_ts: list[int] = []
@@ -215,7 +214,7 @@ class SymbolFeed:
                 arrays["mark_close"] = mc
                 arrays["mark_high"] = np.maximum(arrays["mark_high"], mc)
                 arrays["mark_low"] = np.minimum(arrays["mark_low"], mc)
-                self.mc, self.mh, self.ml = _lists(arrays, ("mark_close", "mark_high",
+                self.mc, self.mh, self.ml = _seqs(arrays, ("mark_close", "mark_high",
                                                             "mark_low"))
                 self.mark_fallback_bars = int((~ok).sum())
                 self.mark_missing = (~ok).astype(np.uint8).tobytes()
@@ -253,7 +252,7 @@ class SymbolFeed:
             a["mark_open"] = np.concatenate([a["mark_close"][:1], a["mark_close"][:-1]])
             if not is_call:  # a put is worth most at the underlying's low
                 a["mark_high"], a["mark_low"] = a["mark_low"], a["mark_high"]
-            self.mo, self.mh, self.ml, self.mc = _lists(a, ("mark_open", "mark_high",
+            self.mo, self.mh, self.ml, self.mc = _seqs(a, ("mark_open", "mark_high",
                                                             "mark_low", "mark_close"))
             self.mark_source = "theoretical"
             self.mark_fallback_bars = 0
@@ -277,7 +276,7 @@ class SymbolFeed:
         pos = np.clip(pos, 0, under.n - 1)
         for k in ("open", "high", "low", "close"):
             self.arrays[f"index_{k}"] = under.arrays[f"index_{k}"][pos]
-        self.io, self.ih, self.il, self.ic = _lists(self.arrays, (
+        self.io, self.ih, self.il, self.ic = _seqs(self.arrays, (
             "index_open", "index_high", "index_low", "index_close"))
         self.has_index = True
 

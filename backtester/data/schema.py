@@ -160,10 +160,13 @@ def validate_frame(df: pd.DataFrame, kind: Kind | str, *, symbol: str, timeframe
 @dataclass(frozen=True, slots=True)
 class ValidSeries:
     """One validated series as arrays: ``ts_ms`` (int64 epoch ms, sorted, unique) and the kind's
-    columns (float64, read-only; views of the input where nothing had to change)."""
+    columns (float64, read-only; views of the input where nothing had to change). ``owners``
+    are the input's pandas columns those views share memory with: keeping them alive makes
+    pandas copy-on-write protect the views from later writes to the input frame."""
 
     ts_ms: NDArray[np.int64]
     columns: dict[str, NDArray[np.float64]]
+    owners: tuple[pd.Series, ...] = ()
 
 
 def validate_arrays(df: pd.DataFrame, kind: Kind | str, *, symbol: str, timeframe: str | None,
@@ -192,8 +195,16 @@ def validate_arrays(df: pd.DataFrame, kind: Kind | str, *, symbol: str, timefram
     ts_ms = normalize_ts(frame["ts"], what=what, assume_utc=assume_utc).astype(
         "int64").to_numpy()
     n = len(ts_ms)
-    values = {c: (_float_values(frame[c]) if c in frame.columns else np.full(n, np.nan))
-              for c in cols}
+    values: dict[str, NDArray[np.float64]] = {}
+    owners = []
+    for c in cols:
+        if c not in frame.columns:
+            values[c] = np.full(n, np.nan)
+            continue
+        col = frame[c]
+        values[c] = _float_values(col)
+        if np.may_share_memory(values[c], col.to_numpy()):
+            owners.append(col)
     if kind in CANDLE_KINDS:
         if timeframe is None:
             msg = f"{what}: candles need a timeframe"
@@ -229,7 +240,7 @@ def validate_arrays(df: pd.DataFrame, kind: Kind | str, *, symbol: str, timefram
     for v in values.values():
         v.flags.writeable = False
     _check_values(ts_ms, values, kind, what)
-    return ValidSeries(ts_ms=ts_ms, columns=values)
+    return ValidSeries(ts_ms=ts_ms, columns=values, owners=tuple(owners))
 
 
 def _float_values(col: pd.Series) -> NDArray[np.float64]:
