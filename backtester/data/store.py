@@ -22,7 +22,6 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from backtester.data.schema import (
     CANDLE_KINDS,
@@ -39,6 +38,8 @@ from backtester.timeutil import timeframe_ms
 __all__ = ["Quarantined", "Store", "StoredSeries", "atomic_write_bytes", "default_root"]
 
 _META_KEY = b"backtester"
+# pyarrow.parquet is imported by the methods that read or write files: every
+# ``import backtester`` reaches this module and in-memory runs never touch Parquet (~5 MB)
 
 
 def default_root() -> Path:
@@ -122,6 +123,8 @@ class Store:
               frame: pd.DataFrame, *, metadata: dict[str, Any] | None = None,
               assume_utc: bool = False) -> Path:
         """Validate ``frame`` and replace the stored series with it atomically."""
+        import pyarrow.parquet as pq
+
         kind = Kind(kind)
         clean = validate_frame(frame, kind, symbol=symbol, timeframe=timeframe,
                                assume_utc=assume_utc)
@@ -171,6 +174,8 @@ class Store:
     def read(self, exchange: str, kind: Kind | str, symbol: str,
              timeframe: str | None) -> pd.DataFrame:
         """Read and validate one series (``ts`` column, ``datetime64[ms, UTC]``)."""
+        import pyarrow.parquet as pq
+
         kind = Kind(kind)
         path = self.path(exchange, kind, symbol, timeframe)
         if not path.exists():
@@ -186,6 +191,8 @@ class Store:
     def metadata(self, exchange: str, kind: Kind | str, symbol: str,
                  timeframe: str | None) -> dict[str, Any]:
         """Return the backtester metadata stored in the file's footer."""
+        import pyarrow.parquet as pq
+
         path = self.path(exchange, kind, symbol, timeframe)
         try:
             meta = pq.read_schema(path).metadata or {}
@@ -209,6 +216,8 @@ class Store:
         Run at start-up (fetch, data commands, dataset loading) so one bad file never aborts
         every read. Returns what was moved; temp files left by a killed writer are deleted.
         """
+        import pyarrow.parquet as pq
+
         roots = [self.root / exchange] if exchange else [self.root]
         moved: list[Quarantined] = []
         for root in roots:
@@ -237,6 +246,8 @@ class Store:
 
     def list(self, exchange: str | None = None) -> list[StoredSeries]:
         """List stored series (optionally of one exchange), sorted by path."""
+        import pyarrow.parquet as pq
+
         out: list[StoredSeries] = []
         roots = [self.root / exchange] if exchange else sorted(
             p for p in self.root.glob("*") if p.is_dir())
