@@ -6,12 +6,14 @@ the steps it and the capital-efficiency re-runs share.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import gc
 import hashlib
 import importlib
 import importlib.util
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -20,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from backtester import result_frames
 from backtester.accounting import EntryKind
 from backtester.config import MarginMode, RunConfig, load_config
 from backtester.data.feed import Feed, MarketFrames
@@ -34,6 +37,7 @@ from backtester.timeutil import ms_to_iso
 __all__ = ["PreparedRun", "load_strategy", "prepare", "run_prepared"]
 
 _DISTANCE_BLOCK = 32_768  # bars per block of the distance-to-liquidation search
+_FEE_KINDS = frozenset({EntryKind.FEE, EntryKind.DELIVERY_FEE, EntryKind.LIQUIDATION_FEE})
 
 
 def load_strategy(spec: str | type[Strategy]) -> type[Strategy]:
@@ -201,7 +205,22 @@ def _run_once(strat: Strategy, feed: Feed, cfg: RunConfig, profile: Any, data_na
               extra_warnings: list[str]) -> BacktestResult:
     engine = Engine(strat, feed, cfg, profile=profile)
     engine.run()
-    return _collect(engine, data_name, extra_warnings)
+    with _gc_paused():
+        return _collect(engine, data_name, extra_warnings)
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    # Building the result frames allocates many containers while the engine's whole state is
+    # alive, so the cyclic collector would run full passes over it (~60 ms each on W1) to find
+    # nothing: nothing here creates cycles. Paused only if it was enabled, and restored.
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _collect(engine: Engine, data_name: str, extra_warnings: list[str]) -> BacktestResult:
@@ -209,20 +228,18 @@ def _collect(engine: Engine, data_name: str, extra_warnings: list[str]) -> Backt
     from backtester.margin.account_snapshot import account_snapshot
 
     rec = engine.rec
-    idx = pd.to_datetime(np.asarray(rec["ts"], dtype="int64"), unit="ms", utc=True)
-    # columns are views of the engine's recording arrays (no second copy)
-    equity = pd.DataFrame({k: np.asarray(v, dtype="float64") for k, v in rec.items()
-                           if k != "ts"}, index=pd.Index(idx, name="ts"), copy=False)
-    fills = _fills_frame(engine.fills)
-    journal = _journal_frame(engine.account.journal.entries)
-    ids = _symbol_ids(engine)
-    positions = _positions_frame(engine, ids)
-    orders = pd.DataFrame(engine.order_log)
-    if "status" not in orders.columns:
-        orders["status"] = pd.Series(dtype="str")
+    index = pd.Index(result_frames.utc(rec["ts"]), name="ts")
+    # columns are views of the engine's recording arrays (no second copy); columns are added by
+    # rebuilding the frame from the arrays (assigning a column would copy it)
+    cols = {k: np.asarray(v, dtype="float64") for k, v in rec.items() if k != "ts"}
+    fills = result_frames.fills_frame(engine.fills)
+    journal = result_frames.journal_frame(engine.account.journal.entries)
+    ids = result_frames.symbol_ids(engine)
+    positions = result_frames.positions_frame(engine, ids)
+    orders = result_frames.orders_frame(engine.order_log)
     n = len(rec["ts"])
     records = pd.DataFrame({k: (v + [float("nan")] * (n - len(v)))[:n]
-                            for k, v in engine.user_records.items()}, index=equity.index)
+                            for k, v in engine.user_records.items()}, index=index)
     rejections = pd.DataFrame([{"ts": pd.Timestamp(r.ts_ms, unit="ms", tz="UTC"),
                                 "order_id": r.order_id, "symbol": r.symbol,
                                 "reason": r.reason.value, "message": r.message, "tag": r.tag}
@@ -230,28 +247,28 @@ def _collect(engine: Engine, data_name: str, extra_warnings: list[str]) -> Backt
                               columns=["ts", "order_id", "symbol", "reason", "message", "tag"])
     events = [_event_dict(ev) for ev in engine.events]
     acct = engine.account
-    fees = float(sum((-e.amount for e in acct.journal.entries
-                      if e.kind in (EntryKind.FEE, EntryKind.DELIVERY_FEE,
-                                    EntryKind.LIQUIDATION_FEE)), Decimal(0)))
+    fees = float(sum([-e.amount for e in acct.journal.entries if e.kind in _FEE_KINDS],
+                     Decimal(0)))
     funding = float(-acct.journal.total(EntryKind.FUNDING))
-    equity["distance_to_liquidation"] = _distances(engine, equity.index, ids)
+    cols["distance_to_liquidation"] = _distances(engine, n, ids)
     metrics_extra: dict[str, Any] = {}
     if engine.greek_rec:
         for name in ("delta", "gamma", "vega", "theta", "portfolio_initial_margin"):
-            col = np.full(len(equity), np.nan)
+            col = np.full(n, np.nan)
             for step, totals, _ in engine.greek_rec:
                 col[step] = totals[name]
-            equity[name] = col
-        pim = equity["portfolio_initial_margin"].to_numpy()
-        held = np.isfinite(pim) & (equity["initial_margin"].to_numpy() > 0)
+            cols[name] = col
+        pim = cols["portfolio_initial_margin"]
+        held = np.isfinite(pim) & (cols["initial_margin"] > 0)
         if held.any():
             # standard (summed) vs portfolio (netted) requirement of the same book
             metrics_extra["portfolio_to_standard_margin"] = float(
-                pim[held].mean() / equity["initial_margin"].to_numpy()[held].mean())
+                pim[held].mean() / cols["initial_margin"][held].mean())
+    equity = pd.DataFrame(cols, index=index, copy=False)
     # |distance| and the margin ratio without +inf and NaN (ratios of -inf stay)
-    dist = np.abs(equity["distance_to_liquidation"].to_numpy())
+    dist = np.abs(cols["distance_to_liquidation"])
     dist = dist[np.isfinite(dist)]
-    ratio = equity["margin_ratio"].to_numpy()
+    ratio = cols["margin_ratio"]
     ratio = ratio[~(np.isnan(ratio) | (ratio == np.inf))]
     metrics = compute_metrics(equity["equity"], fills=fills, fees_paid=fees,
                               funding_paid=funding, liquidations=engine.margin.liquidations,
@@ -260,26 +277,21 @@ def _collect(engine: Engine, data_name: str, extra_warnings: list[str]) -> Backt
                               max_margin_ratio=float(ratio.max()) if len(ratio) else None)
     from backtester.capital import capital_metrics, utilization_series
 
-    feeds = engine.feed.symbols
-    # traded notional in USD: futures at the fill price (inverse: their USD face); options at
-    # their premium value
-    traded = 0.0
-    for fill in engine.fills:
-        inst = feeds[fill.symbol].instrument
-        value = inst.notional_usd(abs(float(fill.qty)), float(fill.price))
-        traded += value * engine.margin.price_usd(inst.settle) if inst.is_option else value
+    traded = result_frames.traded_notional(engine, fills)
     metrics.update(capital_metrics(equity, traded_notional_usd=traded, fees_paid=fees,
                                    funding_paid=funding))
     metrics.update(metrics_extra)
-    equity["margin_utilization"], equity["idle_collateral"] = utilization_series(equity)
+    cols["margin_utilization"], cols["idle_collateral"] = utilization_series(equity)
+    equity = pd.DataFrame(cols, index=index, copy=False)
     feed = engine.feed
     fp = hashlib.sha256()
     for sym in sorted(feed.symbols):
         f = feed.symbols[sym]
         fp.update(sym.encode())
-        fp.update(f.ts_np.tobytes())
+        # the arrays' memory itself (no bytes copy)
+        fp.update(np.ascontiguousarray(f.ts_np, dtype="int64").data)
         for k in ("open", "high", "low", "close", "mark_close"):
-            fp.update(f.arrays[k].tobytes())
+            fp.update(np.ascontiguousarray(f.arrays[k], dtype="float64").data)
     is_synthetic = data_name == "sample"
     warn = list(dict.fromkeys(engine.warnings + extra_warnings))
     if is_synthetic:
@@ -317,7 +329,7 @@ def _collect(engine: Engine, data_name: str, extra_warnings: list[str]) -> Backt
                           state=state, warnings=warn, meta=meta)
 
 
-def _distances(engine: Engine, index: pd.Index, ids: np.ndarray) -> np.ndarray:
+def _distances(engine: Engine, n: int, ids: np.ndarray) -> np.ndarray:
     from backtester.risk.distance import BookRows, distance_to_liquidation
 
     pr = engine.pos_rec
@@ -325,9 +337,7 @@ def _distances(engine: Engine, index: pd.Index, ids: np.ndarray) -> np.ndarray:
     syms = sorted(engine.feed.symbols)
     sid = {s: k for k, s in enumerate(syms)}
     insts = [engine.feed.symbols[s].instrument for s in syms]
-    # the recorded steps are strictly increasing and every position row is at one of them
-    bar = np.searchsorted(np.asarray(rec["ts"], dtype="int64"),
-                          np.asarray(pr["ts"], dtype="int64")).astype("int64")
+    bar = _row_steps(np.asarray(rec["ts"], dtype="int64"), np.asarray(pr["ts"], dtype="int64"))
     cs = np.asarray([inst.cs for inst in insts], dtype="float64")
     lin = np.asarray([inst.is_linear for inst in insts], dtype=bool)
     opt = np.asarray([inst.is_option for inst in insts], dtype=bool)
@@ -339,11 +349,10 @@ def _distances(engine: Engine, index: pd.Index, ids: np.ndarray) -> np.ndarray:
     moving = np.asarray(rec["collateral_moving"], dtype="float64")
     tiers = {sid[s]: t for s, t in engine.profile.tiers.items() if s in sid}
     isolated = engine.config.margin_mode is MarginMode.ISOLATED
-    n = len(index)
     # each bar's distance depends on that bar's rows only: blocks of bars give the same
     # numbers with a fraction of the temporary memory (rows are in bar order)
-    out = []
-    for a in range(0, max(n, 1), _DISTANCE_BLOCK):
+    out = np.full(n, np.inf)
+    for a in range(0, n, _DISTANCE_BLOCK):
         b = min(a + _DISTANCE_BLOCK, n)
         r0, r1 = np.searchsorted(bar, [a, b])
         sel = slice(int(r0), int(r1))
@@ -352,142 +361,30 @@ def _distances(engine: Engine, index: pd.Index, ids: np.ndarray) -> np.ndarray:
                         entry=entry[sel], mark=mark[sel], is_linear=lin[k], is_option=opt[k],
                         symbol_id=k, isolated_margin=iso[sel], collateral_fixed=fixed[a:b],
                         collateral_moving=moving[a:b])
-        out.append(distance_to_liquidation(rows, tiers=tiers,
+        out[a:b] = distance_to_liquidation(rows, tiers=tiers,
                                            default_mmr=engine.profile.default_mmr,
-                                           isolated=isolated))
-    return np.concatenate(out) if out else np.full(n, np.inf)
-
-_FILL_COLUMNS = ["ts", "order_id", "symbol", "qty", "price", "fee", "fee_asset", "liquidity",
-                 "realized_pnl", "tag", "is_ambiguous", "qty_exact", "price_exact", "fee_exact"]
-_JOURNAL_COLUMNS = ["seq", "ts", "kind", "asset", "amount", "balance_after", "symbol", "ref",
-                    "ledger"]
-_KIND_TEXT = {k: k.value for k in EntryKind}
-
-
-def _utc(ms: Any) -> pd.DatetimeIndex:
-    # epoch milliseconds as UTC times (the resolution pandas gives Timestamps of them)
-    return pd.to_datetime(np.asarray(ms, dtype="int64"), unit="ms", utc=True)
-
-
-def _fills_frame(fills: list[Any]) -> pd.DataFrame:
-    # built column by column: the same frame as from one dict per fill, at a fraction of the
-    # cost (no Timestamp objects, no row dicts)
-    if not fills:
-        return pd.DataFrame([], columns=_FILL_COLUMNS)
-    qty = [f.qty for f in fills]
-    price = [f.price for f in fills]
-    fee = [f.fee for f in fills]
-    return pd.DataFrame({
-        "ts": _utc([f.ts_ms for f in fills]), "order_id": [f.order_id for f in fills],
-        "symbol": [f.symbol for f in fills], "qty": [float(x) for x in qty],
-        "price": [float(x) for x in price], "fee": [float(x) for x in fee],
-        "fee_asset": [f.fee_asset for f in fills], "liquidity": [f.liquidity for f in fills],
-        "realized_pnl": [float(f.realized_pnl) for f in fills], "tag": [f.tag for f in fills],
-        "is_ambiguous": [f.is_ambiguous for f in fills], "qty_exact": [str(x) for x in qty],
-        "price_exact": [str(x) for x in price], "fee_exact": [str(x) for x in fee]},
-        columns=_FILL_COLUMNS)
-
-
-def _journal_frame(entries: list[Any]) -> pd.DataFrame:
-    if not entries:
-        return pd.DataFrame([], columns=_JOURNAL_COLUMNS)
-    return pd.DataFrame({
-        "seq": [e.seq for e in entries], "ts": _utc([e.ts_ms for e in entries]),
-        "kind": [_KIND_TEXT[e.kind] for e in entries], "asset": [e.asset for e in entries],
-        "amount": [str(e.amount) for e in entries],
-        "balance_after": [str(e.balance_after) for e in entries],
-        "symbol": [e.symbol for e in entries], "ref": [e.ref for e in entries],
-        "ledger": [e.ledger for e in entries]}, columns=_JOURNAL_COLUMNS)
-
-
-def _symbol_ids(engine: Engine) -> np.ndarray:
-    # the index (in sorted symbols) of each recorded position row's symbol
-    names = engine.pos_rec["symbol"]
-    syms = sorted(engine.feed.symbols)
-    if len(syms) == 1:
-        return np.zeros(len(names), dtype="int64")
-    sid = {s: k for k, s in enumerate(syms)}
-    return np.fromiter(map(sid.__getitem__, names), dtype="int64", count=len(names))
-
-
-def _symbol_column(names: list[str], syms: list[str], ids: np.ndarray) -> Any:
-    # the column pandas infers from the list of names; when that is pyarrow-backed strings it
-    # is built from the symbol ids (one take) instead of from a million Python strings
-    dtype = pd.Series(syms[:1], dtype=None).dtype if syms else None
-    if isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow":
-        import pyarrow as pa
-
-        return pd.array(pa.array(syms, type=pa.large_string()).take(pa.array(ids)),
-                        dtype=dtype)
-    return names
-
-
-def _positions_frame(engine: Engine, ids: np.ndarray) -> pd.DataFrame:
-    pr = engine.pos_rec
-    n = len(pr["ts"])
-    # compact arrays become numpy columns (views); empty series stay lists (as before)
-    cols: dict[str, Any] = {k: np.asarray(v) if len(v) and not isinstance(v, list) else list(v)
-                            for k, v in pr.items()}
-    if n:
-        cols["ts"] = _utc(pr["ts"])
-        cols["symbol"] = _symbol_column(pr["symbol"], sorted(engine.feed.symbols), ids)
-    cols.update(_position_greeks(engine, ids))
-    positions = pd.DataFrame(cols, copy=False)
-    if not n:
-        positions["ts"] = _utc(pr["ts"])
-    return positions
-
-
-def _position_greeks(engine: Engine, ids: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-position greeks for the positions frame, in exchange conventions: ``delta``
-    (coins: N(d1) x size for options, the size in coins for futures), ``gamma`` (per USD),
-    ``vega`` (USD per vol point) and ``theta`` (USD per day); 0 for futures except delta.
-    Options are valued with Black-76 at their bar's implied vol and the underlying's index."""
-    pr = engine.pos_rec
-    n = len(pr["ts"])
-    out = {k: np.zeros(n) for k in ("delta", "gamma", "vega", "theta")}
-    if not n:
-        return out
-    ts = np.asarray(pr["ts"], dtype="int64")
-    qty = np.asarray(pr["qty"], dtype="float64")
-    mark = np.asarray(pr["mark"], dtype="float64")
-    syms = sorted(engine.feed.symbols)
-    counts = np.bincount(ids, minlength=len(syms))
-    for k, sym in enumerate(syms):
-        if not counts[k]:
-            continue
-        f = engine.feed.symbols[sym]
-        inst = f.instrument
-        sel: Any = slice(None) if counts[k] == n else ids == k
-        size = qty[sel] * inst.cs
-        if not inst.is_option:
-            out["delta"][sel] = size if inst.is_linear else size / mark[sel]
-            continue
-        _option_greeks(f, ts[sel], size, out, sel)
+                                           isolated=isolated)
     return out
 
 
-def _option_greeks(f: Any, ts: np.ndarray, size: np.ndarray, out: dict[str, np.ndarray],
-                   sel: Any) -> None:
-    from backtester.pricing import black76
-
-    inst = f.instrument
-    # the bar that closed at each recorded step
-    i = np.clip(np.searchsorted(f.ts_np + f.tf_ms, ts, side="right") - 1, 0, f.n - 1)
-    iv = np.asarray(f.option_iv if f.option_iv is not None else [np.nan] * f.n,
-                    dtype="float64")[i]
-    fwd = f.arrays["index_close"][i]
-    t = np.maximum((inst.expiry_ms or 0) - ts, 0) / (365.0 * 86_400_000)
-    call = inst.option_type is not None and inst.option_type.value == "call"
-    k = float(inst.strike or 0.0)
-    ok = np.isfinite(iv) & (iv > 0)
-    for name, fn in (("delta", black76.delta), ("gamma", black76.gamma),
-                     ("vega", black76.vega), ("theta", black76.theta)):
-        vals = np.full(len(ts), np.nan)
-        if ok.any():
-            vals[ok] = np.asarray(fn(fwd[ok], k, t[ok], iv[ok], call)) * size[ok]
-        out[name][sel] = vals
-
+def _row_steps(step_ts: np.ndarray, row_ts: np.ndarray) -> np.ndarray:
+    # the step of each position row: the recorded steps are strictly increasing, every row is
+    # at one of them and a step's rows are contiguous, so each distinct row time is looked up
+    # once (none at all when every step has rows)
+    if not len(row_ts):
+        return np.zeros(0, dtype="int64")
+    new = np.empty(len(row_ts), dtype=bool)
+    new[0] = True
+    np.not_equal(row_ts[1:], row_ts[:-1], out=new[1:])
+    starts = np.flatnonzero(new)
+    times = row_ts[starts]
+    if len(times) == len(step_ts) and np.array_equal(times, step_ts):
+        at = np.arange(len(times), dtype="int64")
+    else:
+        at = np.searchsorted(step_ts, times).astype("int64")
+    if len(starts) == len(row_ts):
+        return at
+    return np.repeat(at, np.diff(np.append(starts, len(row_ts))))
 
 def _event_dict(ev: Any) -> dict[str, Any]:
     from dataclasses import asdict

@@ -188,23 +188,37 @@ def _safe_floor(rows: BookRows, tiers: Mapping[int, SimpleTiers], default_mmr: f
             rate_max[sid] = max(t.mmr)
             cum_min[sid] = min(t.cum)
             cum_abs[sid] = max(abs(c) for c in t.cum)
-    k = rows.symbol_id
-    r, cmin, cabs = rate_max[k], cum_min[k], cum_abs[k]
+    if (rate_max == rate_max[0]).all() and (cum_min == cum_min[0]).all() \
+            and (cum_abs == cum_abs[0]).all():  # one symbol, or symbols alike: constants
+        r, cmin, cabs = rate_max[0], cum_min[0], cum_abs[0]
+    else:
+        k = rows.symbol_id
+        r, cmin, cabs = rate_max[k], cum_min[k], cum_abs[k]
     q = rows.qty * rows.cs
     aq = np.abs(q)
     mark = rows.mark
+    entry = rows.entry
     lin = rows.is_linear
+    m_hi = mark * (1.0 + up_limit)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        inv_e = 1.0 / rows.entry
-        a_row = np.where(lin, q * mark - q * rows.entry - aq * mark * r + cmin,
-                         q * mark * inv_e - q - aq * r + mark * cmin)
-        b_row = np.where(lin, q * mark - aq * mark * r, q * mark * inv_e + mark * cmin)
-        m_hi = mark * (1.0 + up_limit)
-        mag = np.where(lin, aq * (m_hi * (1.0 + r) + np.abs(rows.entry)) + cabs,
-                       aq * (m_hi * np.abs(inv_e) + 1.0 + r) + cabs * m_hi)
+        if lin.all():
+            qm = q * mark
+            aqmr = aq * mark * r
+            a_row = qm - q * entry - aqmr + cmin
+            b_row = qm - aqmr
+            mag = aq * (m_hi * (1.0 + r) + np.abs(entry)) + cabs
+            ok = (mark > 0) & np.isfinite(mag)
+        else:
+            inv_e = 1.0 / entry
+            a_row = np.where(lin, q * mark - q * entry - aq * mark * r + cmin,
+                             q * mark * inv_e - q - aq * r + mark * cmin)
+            b_row = np.where(lin, q * mark - aq * mark * r, q * mark * inv_e + mark * cmin)
+            mag = np.where(lin, aq * (m_hi * (1.0 + r) + np.abs(entry)) + cabs,
+                           aq * (m_hi * np.abs(inv_e) + 1.0 + r) + cabs * m_hi)
+            ok = (mark > 0) & np.isfinite(mag) & (lin | (entry > 0))
         # the bound assumes positive prices; anything else is left to the full search
-        ok = (mark > 0) & np.isfinite(mag) & (lin | (rows.entry > 0))
-        a_row = np.where(ok, a_row, np.nan)
+        if not ok.all():
+            a_row = np.where(ok, a_row, np.nan)
     count = np.bincount(rows.bar, minlength=n)
     moving = rows.collateral_moving
     a = np.bincount(rows.bar, weights=a_row, minlength=n) + rows.collateral_fixed + moving
@@ -270,6 +284,8 @@ def _first_unproven(a: F64, b: F64, margin: F64, sure: NDArray[np.bool_], sign: 
     slope = sign * b  # d(bound)/d(distance) in this direction
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         whole = sure & (a + slope * limit > margin)
+        if whole.all():
+            return np.full(len(a), grid, dtype=np.int64)
         cross = (a - margin) / -slope
         k = np.searchsorted(steps, np.where(slope < 0, cross, 0.0), side="left") - 1
     return np.where(whole, grid, np.where(sure, np.maximum(k, 0), 0)).astype(np.int64)

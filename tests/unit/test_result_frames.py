@@ -1,0 +1,113 @@
+"""The result frames built column by column equal the frames pandas builds from row dicts.
+
+``backtester.result_frames`` builds the fills, journal, orders and positions frames from the
+engine's records without row dicts or Timestamp objects; every frame (values and dtypes) must be
+the one the straightforward construction gives.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import backtester.runner as runner
+from backtester import result_frames
+from backtester.engine import Engine
+from backtester.instruments import instrument_from_symbol
+from backtester.orders import Fill
+from tests.integration.test_margin_fast_path import SYMS, RandomTrader, _bars
+
+
+@pytest.fixture(scope="module")
+def engine() -> Engine:
+    # a random book on three perps (linear and inverse), run to the end
+    data = {sym: _bars(np.random.default_rng(10 + k), 300, 50_000.0 if "BTC" in sym else 2_500.0,
+                       150, 0.8, mark=bool(k % 2)) for k, sym in enumerate(SYMS)}
+    prep = runner.prepare(RandomTrader, data=data,
+                          instruments={s: instrument_from_symbol(s) for s in SYMS},
+                          funding="zero", collateral={"USDT": 20_000}, slippage_bps=2,
+                          params={"seed": 1})
+    eng = Engine(RandomTrader(seed=1), prep.feed, prep.config, profile=prep.profile)
+    eng.run()
+    return eng
+
+
+def _same(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+    assert list(a.dtypes.astype(str)) == list(b.dtypes.astype(str))
+
+
+def test_utc_equals_to_datetime() -> None:
+    ms = np.array([-86_400_123, 0, 1, 1_704_067_200_000, 4_102_444_800_999], dtype="int64")
+    for values in (ms, ms[:1], ms[:0], ms.tolist()):
+        out = result_frames.utc(values)
+        ref = pd.to_datetime(np.asarray(values, dtype="int64"), unit="ms", utc=True)
+        assert out.dtype == ref.dtype
+        assert out.equals(ref)
+
+
+def test_fills_frame_equals_row_dicts() -> None:
+    fills = [Fill(ts_ms=1_704_067_200_000 + k * 60_000, order_id=k + 1, symbol="BTC/USDT:USDT",
+                  qty=Decimal("-0.010") if k % 2 else Decimal("0.5"),
+                  price=Decimal("42000.10"), fee=Decimal("0.0021"), fee_asset="USDT",
+                  liquidity="taker", realized_pnl=Decimal(k), tag="entry" if k else "",
+                  is_ambiguous=k == 2) for k in range(4)]
+    ref = pd.DataFrame([{
+        "ts": pd.Timestamp(f.ts_ms, unit="ms", tz="UTC"), "order_id": f.order_id,
+        "symbol": f.symbol, "qty": float(f.qty), "price": float(f.price), "fee": float(f.fee),
+        "fee_asset": f.fee_asset, "liquidity": f.liquidity,
+        "realized_pnl": float(f.realized_pnl), "tag": f.tag, "is_ambiguous": f.is_ambiguous,
+        "qty_exact": str(f.qty), "price_exact": str(f.price), "fee_exact": str(f.fee)}
+        for f in fills], columns=result_frames._FILL_COLUMNS)
+    _same(result_frames.fills_frame(fills), ref)
+    _same(result_frames.fills_frame([]), pd.DataFrame([], columns=result_frames._FILL_COLUMNS))
+
+
+def test_journal_and_orders_frames_equal_row_dicts(engine: Engine) -> None:
+    entries = engine.account.journal.entries
+    assert len(entries) > 20
+    ref = pd.DataFrame([{
+        "seq": e.seq, "ts": pd.Timestamp(e.ts_ms, unit="ms", tz="UTC"), "kind": e.kind.value,
+        "asset": e.asset, "amount": str(e.amount), "balance_after": str(e.balance_after),
+        "symbol": e.symbol, "ref": e.ref, "ledger": e.ledger} for e in entries],
+        columns=result_frames._JOURNAL_COLUMNS)
+    assert (ref["symbol"] == "").any()  # deposits carry no symbol
+    _same(result_frames.journal_frame(entries), ref)
+    log = engine.order_log
+    assert any(d.get("price") is None for d in log)  # market orders carry no price
+    _same(result_frames.orders_frame(log), pd.DataFrame(log))
+
+
+def test_orders_frame_with_uneven_records_falls_back_to_pandas() -> None:
+    log: list[dict[str, object]] = [{"order_id": 1, "symbol": "A", "price": "1.5"},
+                                    {"order_id": 2, "symbol": "A"}]
+    ref = pd.DataFrame(log)
+    ref["status"] = pd.Series(dtype="str")
+    _same(result_frames.orders_frame(log), ref)
+
+
+def test_string_columns_keep_the_dtype_pandas_infers() -> None:
+    for values in (["a", "b"], ["a", None], [None, None], ["a", 1], ["", "x"]):
+        got = pd.DataFrame({"c": result_frames._str_column(values)})["c"]
+        ref = pd.DataFrame({"c": values})["c"]
+        pd.testing.assert_series_equal(got, ref, check_exact=True)
+        assert got.dtype == ref.dtype
+
+
+def test_positions_frame_equals_the_frame_from_records(engine: Engine) -> None:
+    pr = engine.pos_rec
+    ids = result_frames.symbol_ids(engine)
+    pos = result_frames.positions_frame(engine, ids)
+    assert pos["symbol"].nunique() == 3
+    ref = pd.DataFrame({k: np.asarray(v) if not isinstance(v, list) else list(v)
+                        for k, v in pr.items()})
+    ref["ts"] = pd.to_datetime(np.asarray(pr["ts"], dtype="int64"), unit="ms", utc=True)
+    _same(pos[list(ref.columns)], ref)
+    # futures only: delta is the size in coins, gamma, vega and theta are zero
+    size = ref["qty"] * ref["symbol"].map({s: instrument_from_symbol(s).cs for s in SYMS})
+    inverse = ref["symbol"] == "BTC/USD:BTC"
+    np.testing.assert_array_equal(pos["delta"], size.where(~inverse, size / ref["mark"]))
+    assert (pos[["gamma", "vega", "theta"]] == 0).all().all()
