@@ -100,3 +100,15 @@ def test_timeframe_is_inferred_from_unsorted_stamps() -> None:
     assert f.timeframe == "15m"
     with pytest.raises(DataError, match="fewer than 2 bars"):
         Feed.build(INSTS, {BTC: MarketFrames(ohlcv=bars(ROWS[:1]))})
+
+
+def test_feed_views_clean_input_and_is_protected_from_later_writes() -> None:
+    df = bars(ROWS)
+    f = Feed.build(INSTS, {BTC: MarketFrames(ohlcv=df)}).symbols[BTC]
+    assert np.shares_memory(f.arrays["close"], df["close"].to_numpy())  # no copy
+    assert isinstance(f.c, memoryview)
+    assert f.c[1] == 101.0
+    df.loc[1, "close"] = 55.0  # pandas copies on write: the feed keeps the data it validated
+    assert df["close"].iloc[1] == 55.0
+    assert f.c[1] == 101.0
+    assert f.arrays["close"][1] == 101.0
