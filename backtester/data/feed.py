@@ -69,11 +69,12 @@ def _ints(a: np.ndarray) -> array[int]:
     return out
 
 
-def _seqs(arrays: dict[str, np.ndarray], keys: tuple[str, ...]) -> list[memoryview[float]]:
+def _seqs(arrays: dict[str, np.ndarray], keys: tuple[str, ...]) -> list[array[float]]:
     # fast scalar access to each series without copying it: a memoryview of its float64
     # array, made contiguous and read-only; keys sharing an array (mark or index candles that
-    # fall back to the trade candles) share the view
-    done: dict[int, tuple[memoryview[float], np.ndarray]] = {}
+    # fall back to the trade candles) share the view. Typed as the array('d') it replaced: it
+    # reads the same (f.c[i] is a float, len(f.c), np.frombuffer(f.c) is a view)
+    done: dict[int, tuple[array[float], np.ndarray]] = {}
     out = []
     for k in keys:
         a = arrays[k]
@@ -81,7 +82,7 @@ def _seqs(arrays: dict[str, np.ndarray], keys: tuple[str, ...]) -> list[memoryvi
         if hit is None:
             view = np.ascontiguousarray(a, dtype="float64").view()
             view.flags.writeable = False
-            hit = done[id(a)] = (cast("memoryview[float]", view.data), view)
+            hit = done[id(a)] = (cast("array[float]", view.data), view)
         out.append(hit[0])
         arrays[k] = hit[1]
     return out
