@@ -235,7 +235,6 @@ def _collect(engine: Engine, data_name: str, extra_warnings: list[str]) -> Backt
     fills = result_frames.fills_frame(engine.fills)
     journal = result_frames.journal_frame(engine.account.journal.entries)
     ids = result_frames.symbol_ids(engine)
-    positions = result_frames.positions_frame(engine, ids)
     orders = result_frames.orders_frame(engine.order_log)
     n = len(rec["ts"])
     records = pd.DataFrame({k: (v + [float("nan")] * (n - len(v)))[:n]
@@ -283,6 +282,9 @@ def _collect(engine: Engine, data_name: str, extra_warnings: list[str]) -> Backt
     metrics.update(metrics_extra)
     cols["margin_utilization"], cols["idle_collateral"] = utilization_series(equity)
     equity = pd.DataFrame(cols, index=index, copy=False)
+    # built last: the temporaries of the searches and metrics above are freed by then, and
+    # the memory they held takes the positions frame's columns
+    positions = result_frames.positions_frame(engine, ids)
     feed = engine.feed
     fp = hashlib.sha256()
     for sym in sorted(feed.symbols):
@@ -337,7 +339,8 @@ def _distances(engine: Engine, n: int, ids: np.ndarray) -> np.ndarray:
     syms = sorted(engine.feed.symbols)
     sid = {s: k for k, s in enumerate(syms)}
     insts = [engine.feed.symbols[s].instrument for s in syms]
-    bar = _row_steps(np.asarray(rec["ts"], dtype="int64"), np.asarray(pr["ts"], dtype="int64"))
+    step_ts = np.asarray(rec["ts"], dtype="int64")
+    row_ts = np.asarray(pr["ts"], dtype="int64")
     cs = np.asarray([inst.cs for inst in insts], dtype="float64")
     lin = np.asarray([inst.is_linear for inst in insts], dtype=bool)
     opt = np.asarray([inst.is_option for inst in insts], dtype=bool)
@@ -350,14 +353,19 @@ def _distances(engine: Engine, n: int, ids: np.ndarray) -> np.ndarray:
     tiers = {sid[s]: t for s, t in engine.profile.tiers.items() if s in sid}
     isolated = engine.config.margin_mode is MarginMode.ISOLATED
     # each bar's distance depends on that bar's rows only: blocks of bars give the same
-    # numbers with a fraction of the temporary memory (rows are in bar order)
+    # numbers with a fraction of the temporary memory. The recorded steps are strictly
+    # increasing, the rows are in step order and every row is at one of the steps, so a
+    # block's rows are those between its first and last step time, each at the step of its
+    # time
     out = np.full(n, np.inf)
     for a in range(0, n, _DISTANCE_BLOCK):
         b = min(a + _DISTANCE_BLOCK, n)
-        r0, r1 = np.searchsorted(bar, [a, b])
-        sel = slice(int(r0), int(r1))
+        r0 = int(np.searchsorted(row_ts, step_ts[a], side="left"))
+        r1 = int(np.searchsorted(row_ts, step_ts[b - 1], side="right"))
+        sel = slice(r0, r1)
+        block_bar = np.searchsorted(step_ts[a:b], row_ts[sel]).astype("int64")
         k = ids[sel]
-        rows = BookRows(n_bars=b - a, bar=bar[sel] - a, qty=qty[sel], cs=cs[k],
+        rows = BookRows(n_bars=b - a, bar=block_bar, qty=qty[sel], cs=cs[k],
                         entry=entry[sel], mark=mark[sel], is_linear=lin[k], is_option=opt[k],
                         symbol_id=k, isolated_margin=iso[sel], collateral_fixed=fixed[a:b],
                         collateral_moving=moving[a:b])
@@ -366,25 +374,6 @@ def _distances(engine: Engine, n: int, ids: np.ndarray) -> np.ndarray:
                                            isolated=isolated)
     return out
 
-
-def _row_steps(step_ts: np.ndarray, row_ts: np.ndarray) -> np.ndarray:
-    # the step of each position row: the recorded steps are strictly increasing, every row is
-    # at one of them and a step's rows are contiguous, so each distinct row time is looked up
-    # once (none at all when every step has rows)
-    if not len(row_ts):
-        return np.zeros(0, dtype="int64")
-    new = np.empty(len(row_ts), dtype=bool)
-    new[0] = True
-    np.not_equal(row_ts[1:], row_ts[:-1], out=new[1:])
-    starts = np.flatnonzero(new)
-    times = row_ts[starts]
-    if len(times) == len(step_ts) and np.array_equal(times, step_ts):
-        at = np.arange(len(times), dtype="int64")
-    else:
-        at = np.searchsorted(step_ts, times).astype("int64")
-    if len(starts) == len(row_ts):
-        return at
-    return np.repeat(at, np.diff(np.append(starts, len(row_ts))))
 
 def _event_dict(ev: Any) -> dict[str, Any]:
     from dataclasses import asdict
