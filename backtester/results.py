@@ -37,12 +37,12 @@ def compute_metrics(equity: pd.Series, *, fills: pd.DataFrame, fees_paid: float,
     ``fees_paid`` and ``funding_paid`` are in the valuation currency, positive = paid.
     """
     out: dict[str, Any] = {}
-    eq = equity.dropna()
+    eq = equity.dropna() if equity.isna().any() else equity
     if eq.empty:
         eq = pd.Series([0.0])
     start, end = float(eq.iloc[0]), float(eq.iloc[-1])
     out["total_return"] = _finite(end / start - 1.0) if start > 0 else None
-    daily = eq.resample("1D").last().dropna() if isinstance(eq.index, pd.DatetimeIndex) else eq
+    daily = _daily_closes(eq) if isinstance(eq.index, pd.DatetimeIndex) else eq
     wiped = bool((eq <= 0).any())
     rets = daily.pct_change().dropna() if not wiped else daily.clip(lower=0).pct_change().dropna()
     rets = rets.replace([np.inf, -np.inf], np.nan).dropna()
@@ -64,9 +64,7 @@ def compute_metrics(equity: pd.Series, *, fills: pd.DataFrame, fees_paid: float,
     downside = rets[rets < 0]
     dd_dev = math.sqrt(float((downside ** 2).sum()) / len(rets)) if len(rets) else 0.0
     out["sortino"] = _finite(mean / dd_dev * math.sqrt(_YEAR_DAYS)) if dd_dev > 0 else None
-    peak = eq.cummax()
-    dd = (eq / peak - 1.0).where(peak > 0, 0.0)
-    mdd = float(dd.min()) if len(dd) else 0.0
+    mdd = _max_drawdown(eq.to_numpy(dtype="float64"))
     out["max_drawdown"] = max(mdd, -1.0)
     out["calmar"] = _finite(out["cagr"] / abs(mdd)) if out["cagr"] is not None and mdd < 0 \
         else None
@@ -82,6 +80,42 @@ def compute_metrics(equity: pd.Series, *, fills: pd.DataFrame, fees_paid: float,
     out["max_margin_ratio"] = max_margin_ratio
     out["is_wiped_out"] = wiped
     return out
+
+
+_PER_DAY = {"s": 86_400, "ms": 86_400_000, "us": 86_400_000_000, "ns": 86_400_000_000_000}
+
+
+def _daily_closes(eq: pd.Series) -> pd.Series:
+    # eq.resample("1D").last().dropna(): the last value of each UTC day that has one, found by
+    # one search per day boundary instead of grouping every bar (no bar-sized temporaries)
+    idx = eq.index
+    per_day = _PER_DAY.get(str(getattr(idx, "unit", "")))
+    utc = idx.tz is None or str(idx.tz) == "UTC"  # days are UTC days (or naive ones)
+    if per_day is None or not utc or not len(eq) or not idx.is_monotonic_increasing:
+        return eq.resample("1D").last().dropna()
+    ts = idx.asi8
+    first, last = int(ts[0]) // per_day, int(ts[-1]) // per_day
+    edges = np.arange(first + 1, last + 2, dtype="int64") * per_day  # each day's end
+    ends = np.searchsorted(ts, edges, side="left")  # one past each day's last bar
+    starts = np.concatenate(([0], ends[:-1]))
+    has = ends > starts
+    values = eq.to_numpy()[ends[has] - 1]
+    days = pd.DatetimeIndex((edges[has] - per_day).view(f"datetime64[{idx.unit}]"),
+                            dtype=idx.dtype)
+    return pd.Series(values, index=days).dropna()
+
+
+def _max_drawdown(v: np.ndarray) -> float:
+    # min of (eq / running peak - 1) where the peak is positive (0 elsewhere), NaN skipped: the
+    # pandas (eq / eq.cummax() - 1).where(peak > 0, 0).min() with two bar-sized arrays, not five
+    if not len(v):
+        return 0.0
+    peak = np.maximum.accumulate(v)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dd = v / peak
+    dd -= 1.0
+    dd[~(peak > 0)] = 0.0
+    return float(np.fmin.reduce(dd))
 
 
 @dataclass(slots=True, kw_only=True)

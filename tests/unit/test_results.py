@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -112,3 +113,34 @@ def test_rejected_run_still_writes(tmp_path: Path) -> None:
     out = r.write(tmp_path / "r")
     rej = pd.read_parquet(out / "rejections.parquet")
     assert list(rej["reason"]) == ["qty_not_positive"]
+
+
+def _pandas_daily_and_drawdown(eq: pd.Series) -> tuple[pd.Series, float]:
+    # the plain pandas expressions compute_metrics stands for
+    eq = eq.dropna()
+    peak = eq.cummax()
+    dd = (eq / peak - 1.0).where(peak > 0, 0.0)
+    return eq.resample("1D").last().dropna(), float(dd.min())
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_daily_closes_and_drawdown_equal_the_pandas_expressions(seed: int) -> None:
+    from backtester.results import _daily_closes, _max_drawdown
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(2, 3_000))
+    # irregular bars (gaps of minutes to days, some days empty), before and after 1970
+    start = pd.Timestamp("1969-12-30" if seed % 3 == 0 else "2024-02-28", tz="UTC")
+    steps = rng.choice([60, 3_600, 86_400, 3 * 86_400], size=n, p=[0.7, 0.2, 0.07, 0.03])
+    idx = start + pd.to_timedelta(np.cumsum(steps), unit="s")
+    idx = pd.DatetimeIndex(idx).as_unit(["s", "ms", "us", "ns"][seed % 4])
+    values = 1_000.0 * np.exp(np.cumsum(rng.normal(0.0, 0.02, n)))
+    if seed % 2:
+        values[rng.integers(0, n, 5)] = np.nan
+    if seed == 5:
+        values[n // 2:] -= values[n // 2] + 1.0  # wiped out: peak positive, equity negative
+    eq = pd.Series(values, index=idx)
+    daily, mdd = _pandas_daily_and_drawdown(eq)
+    got = _daily_closes(eq.dropna())
+    pd.testing.assert_series_equal(got, daily, check_exact=True, check_freq=False)
+    assert _max_drawdown(eq.dropna().to_numpy()) == mdd
