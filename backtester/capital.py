@@ -27,7 +27,8 @@ def _finite(x: float | None) -> float | None:
 
 
 def capital_metrics(equity: pd.DataFrame, *, traded_notional_usd: float, fees_paid: float,
-                    funding_paid: float) -> dict[str, Any]:
+                    funding_paid: float,
+                    series: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
     """Capital-efficiency metrics of a run (fractions, USD; None where undefined).
 
     Parameters
@@ -39,6 +40,8 @@ def capital_metrics(equity: pd.DataFrame, *, traded_notional_usd: float, fees_pa
         Sum of ``|qty|`` × notional of every fill, USD (options: premium value).
     fees_paid, funding_paid
         Positive = paid, USD.
+    series
+        The frame's :func:`utilization_series` when already computed (not recomputed then).
     """
     out: dict[str, Any] = {}
     eq = equity["equity"].to_numpy(dtype="float64")
@@ -52,14 +55,15 @@ def capital_metrics(equity: pd.DataFrame, *, traded_notional_usd: float, fees_pa
         if out["average_initial_margin"] else None
     out["return_on_peak_margin"] = _finite(pnl / out["peak_initial_margin"]) \
         if out["peak_initial_margin"] else None
-    with np.errstate(divide="ignore", invalid="ignore"):
-        util = np.where(mb > 0, im / mb, np.nan)
+    util, idle = series if series is not None else utilization_series(equity)
     u = util[np.isfinite(util)]
+    p50, p95 = (float(x) for x in np.percentile(u, [50, 95])) if len(u) else (None, None)
+    del util
     out["margin_utilization_mean"] = _finite(float(u.mean())) if len(u) else None
-    out["margin_utilization_p50"] = _finite(float(np.percentile(u, 50))) if len(u) else None
-    out["margin_utilization_p95"] = _finite(float(np.percentile(u, 95))) if len(u) else None
+    out["margin_utilization_p50"] = _finite(p50)
+    out["margin_utilization_p95"] = _finite(p95)
     out["margin_utilization_max"] = _finite(float(u.max())) if len(u) else None
-    idle = mb - im
+    del u
     out["idle_collateral_mean"] = _finite(float(idle.mean())) if len(idle) else None
     out["idle_collateral_min"] = _finite(float(idle.min())) if len(idle) else None
     days = 0.0

@@ -277,10 +277,10 @@ def _collect(engine: Engine, data_name: str, extra_warnings: list[str]) -> Backt
     from backtester.capital import capital_metrics, utilization_series
 
     traded = result_frames.traded_notional(engine, fills)
+    cols["margin_utilization"], cols["idle_collateral"] = series = utilization_series(equity)
     metrics.update(capital_metrics(equity, traded_notional_usd=traded, fees_paid=fees,
-                                   funding_paid=funding))
+                                   funding_paid=funding, series=series))
     metrics.update(metrics_extra)
-    cols["margin_utilization"], cols["idle_collateral"] = utilization_series(equity)
     equity = pd.DataFrame(cols, index=index, copy=False)
     # built last: the temporaries of the searches and metrics above are freed by then, and
     # the memory they held takes the positions frame's columns
