@@ -79,20 +79,19 @@ def fills_frame(fills: list[Any]) -> pd.DataFrame:
     """
     if not fills:
         return pd.DataFrame([], columns=_FILL_COLUMNS)
-    qty = [f.qty for f in fills]
-    price = [f.price for f in fills]
-    fee = [f.fee for f in fills]
+    # one pass over the fills (their fields as columns), then one conversion per column
+    (ts, order_id, symbol, qty, price, fee, fee_asset, liquidity, pnl, tag,
+     ambiguous) = (list(c) for c in zip(*[
+         (f.ts_ms, f.order_id, f.symbol, f.qty, f.price, f.fee, f.fee_asset, f.liquidity,
+          f.realized_pnl, f.tag, f.is_ambiguous) for f in fills], strict=True))
     text = _str_column
     return pd.DataFrame({
-        "ts": utc([f.ts_ms for f in fills]), "order_id": _ints([f.order_id for f in fills]),
-        "symbol": text([f.symbol for f in fills]), "qty": _floats(qty),
-        "price": _floats(price), "fee": _floats(fee),
-        "fee_asset": text([f.fee_asset for f in fills]),
-        "liquidity": text([f.liquidity for f in fills]),
-        "realized_pnl": _floats([f.realized_pnl for f in fills]),
-        "tag": text([f.tag for f in fills]), "is_ambiguous": [f.is_ambiguous for f in fills],
-        "qty_exact": text([str(x) for x in qty]), "price_exact": text([str(x) for x in price]),
-        "fee_exact": text([str(x) for x in fee])}, columns=_FILL_COLUMNS)
+        "ts": utc(ts), "order_id": _ints(order_id), "symbol": text(symbol),
+        "qty": _floats(qty), "price": _floats(price), "fee": _floats(fee),
+        "fee_asset": text(fee_asset), "liquidity": text(liquidity),
+        "realized_pnl": _floats(pnl), "tag": text(tag), "is_ambiguous": ambiguous,
+        "qty_exact": text(list(map(str, qty))), "price_exact": text(list(map(str, price))),
+        "fee_exact": text(list(map(str, fee)))}, columns=_FILL_COLUMNS)
 
 
 def _floats(values: list[Any]) -> np.ndarray:
@@ -113,15 +112,15 @@ def journal_frame(entries: list[Any]) -> pd.DataFrame:
     (``amount`` signed, positive = credit; ``balance_after`` of ``asset`` in ``ledger``)."""
     if not entries:
         return pd.DataFrame([], columns=_JOURNAL_COLUMNS)
+    kind = _KIND_TEXT
+    seq, ts, kinds, asset, amount, balance, symbol, ref, ledger = (list(c) for c in zip(*[
+        (e.seq, e.ts_ms, kind[e.kind], e.asset, str(e.amount), str(e.balance_after), e.symbol,
+         e.ref, e.ledger) for e in entries], strict=True))
     text = _str_column
     return pd.DataFrame({
-        "seq": _ints([e.seq for e in entries]), "ts": utc([e.ts_ms for e in entries]),
-        "kind": text([_KIND_TEXT[e.kind] for e in entries]),
-        "asset": text([e.asset for e in entries]),
-        "amount": text([str(e.amount) for e in entries]),
-        "balance_after": text([str(e.balance_after) for e in entries]),
-        "symbol": text([e.symbol for e in entries]), "ref": text([e.ref for e in entries]),
-        "ledger": text([e.ledger for e in entries])}, columns=_JOURNAL_COLUMNS)
+        "seq": _ints(seq), "ts": utc(ts), "kind": text(kinds), "asset": text(asset),
+        "amount": text(amount), "balance_after": text(balance), "symbol": text(symbol),
+        "ref": text(ref), "ledger": text(ledger)}, columns=_JOURNAL_COLUMNS)
 
 
 def orders_frame(log: list[dict[str, object]]) -> pd.DataFrame:
