@@ -24,6 +24,18 @@ __all__ = ["BacktestResult", "compute_metrics"]
 _YEAR_DAYS = 365.0
 
 
+def _json_ready(value: Any) -> Any:
+    # JSON has no infinity or NaN: non-finite floats (a margin ratio with no margin balance
+    # left, say) are written as null
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    return value
+
+
 def _finite(x: float) -> float | None:
     return float(x) if x is not None and math.isfinite(x) else None
 
@@ -158,7 +170,7 @@ class BacktestResult:
                 self.meta["final_margin"], indent=2, sort_keys=True, default=str,
                 allow_nan=False).encode())
         for name, payload in (("metrics", self.metrics), ("state", self.state),
-                              ("events", self.events), ("warnings", self.warnings),
+                              ("events", _json_ready(self.events)), ("warnings", self.warnings),
                               ("config", {**self.config, **{k: v for k, v in self.meta.items()
                                                             if k not in ("alternatives",
                                                                          "final_margin")}})):

@@ -108,6 +108,15 @@ def tearsheet_section(html_doc: str | None, text: str) -> str:
             f'onload="btFitFrame(this)" srcdoc="{esc(html_doc)}"></iframe>')
 
 
+def _marker_y(ratio: object, default: float) -> float:
+    # a ratio written to events.json as null (not finite: no margin balance left) or missing
+    # is drawn at the default level
+    if ratio is None:
+        return default
+    x = float(ratio)  # type: ignore[arg-type]
+    return x if np.isfinite(x) else default
+
+
 def margin(run: RunData) -> str:
     if run.equity.empty:
         return note("no steps were recorded")
@@ -117,9 +126,10 @@ def margin(run: RunData) -> str:
     ratio = _col(run, "margin_ratio").replace([np.inf, -np.inf], np.nan)
     markers = [
         ("margin call", [_ts(e) for e in calls],
-         [float(e.get("margin_ratio", call_level)) for e in calls], "triangle-up", "orange"),
+         [_marker_y(e.get("margin_ratio"), call_level) for e in calls], "triangle-up",
+         "orange"),
         ("liquidation", [_ts(e) for e in liqs],
-         [float(e.get("margin_ratio_before", 1.0)) for e in liqs], "x", "red"),
+         [_marker_y(e.get("margin_ratio_before"), 1.0) for e in liqs], "x", "red"),
     ]
     dist = _col(run, "distance_to_liquidation").replace([np.inf, -np.inf], np.nan)
     parts = [
