@@ -28,9 +28,11 @@ def test_infinite_ratios_are_written_as_null_and_reported(tmp_path):
     out = res.write(tmp_path / "run")
     text = (out / "events.json").read_text()
     events = json.loads(text)  # strict JSON: no Infinity / NaN tokens
-    assert "Infinity" not in text and "NaN" not in text
+    assert "Infinity" not in text
+    assert "NaN" not in text
     infinite = [(i, k) for i, e in enumerate(res.events) for k, v in e.items()
                 if isinstance(v, float) and math.isinf(v)]
-    assert infinite and all(events[i][k] is None for i, k in infinite)
+    assert infinite
+    assert all(events[i][k] is None for i, k in infinite)
     page = write_report(out)
-    assert page.exists() and "liquidation" in page.read_text()
+    assert "liquidation" in page.read_text()
