@@ -117,8 +117,11 @@ class Engine:
         self.step = -1  # the clock step being processed
         #: indicators given to ctx.wake_on (empty: on_bar runs at every step)
         self.wake_signals: list[Any] = []
+        #: position rows; "symbol" holds codes into ``symbols`` (the feed's sorted symbols)
+        self.symbols = sorted(feed.symbols)
+        self._symbol_code = {s: k for k, s in enumerate(self.symbols)}
         self.pos_rec: dict[str, Any] = {
-            k: [] if k == "symbol" else array("q" if k == "ts" else "d") for k in _POS_KEYS}
+            k: array("i" if k == "symbol" else "q" if k == "ts" else "d") for k in _POS_KEYS}
         self._pos_appenders = tuple(self.pos_rec[k].append for k in _POS_KEYS)
         self.stopped_reason: str | None = None
         self.greek_rec: list[tuple[int, dict[str, float], dict[str, float]]] = []
@@ -172,6 +175,7 @@ class Engine:
         (p_ts, p_sym, p_qty, p_entry, p_mark, p_upnl, p_notional,
          p_iso) = self._pos_appenders
         ctx = self.ctx
+        code = self._symbol_code
         margin.quiet = QuietStretch(margin, enabled=margin._quiet_path)
         quiet_holds = margin.quiet.holds
         wake = self._wake_steps()
@@ -235,9 +239,8 @@ class Engine:
             a_fix[s] = st.collateral_fixed
             a_mov[s] = st.collateral_moving
             for sym, qty, entry, mark, upnl, notional, iso in st.positions:
-                # as _record_positions, inlined
                 p_ts(t)
-                p_sym(sym)
+                p_sym(code[sym])
                 p_qty(qty)
                 p_entry(entry)
                 p_mark(mark)
@@ -394,19 +397,6 @@ class Engine:
             elif name in ("vega", "theta"):
                 totals[name] += value
         self.greek_rec.append((step, totals, dict(greeks)))
-
-    def _record_positions(self, t: int, positions: list[tuple[str, float, float, float, float,
-                                                                 float, float]]) -> None:
-        a_ts, a_sym, a_qty, a_entry, a_mark, a_upnl, a_notional, a_iso = self._pos_appenders
-        for sym, qty, entry, mark, upnl, notional, iso in positions:
-            a_ts(t)
-            a_sym(sym)
-            a_qty(qty)
-            a_entry(entry)
-            a_mark(mark)
-            a_upnl(upnl)
-            a_notional(notional)
-            a_iso(iso)
 
     # -- execution ------------------------------------------------------------------------
     def _execute(self, f: SymbolFeed) -> None:

@@ -166,15 +166,11 @@ def traded_notional(engine: Engine, fills: pd.DataFrame) -> float:
 
 def symbol_ids(engine: Engine) -> np.ndarray:
     """Return the index (in the sorted symbols of the feed) of each recorded position row."""
-    names = engine.pos_rec["symbol"]
-    syms = sorted(engine.feed.symbols)
-    if len(syms) == 1:
-        return np.zeros(len(names), dtype="int64")
-    sid = {s: k for k, s in enumerate(syms)}
-    return np.fromiter(map(sid.__getitem__, names), dtype="int64", count=len(names))
+    # the engine records the codes themselves
+    return np.asarray(engine.pos_rec["symbol"], dtype="int64")
 
 
-def _symbol_column(names: list[str], syms: list[str], ids: np.ndarray) -> Any:
+def _symbol_column(syms: list[str], ids: np.ndarray) -> Any:
     # the column pandas infers from the list of names; when that is pyarrow-backed strings it
     # is built from the symbol ids (one take) instead of from a million Python strings
     dtype = _STR_DTYPE
@@ -186,7 +182,7 @@ def _symbol_column(names: list[str], syms: list[str], ids: np.ndarray) -> Any:
         taken = pc.take(pa.array(syms, type=pa.large_string(), memory_pool=pool),
                         pa.array(ids, memory_pool=pool), memory_pool=pool)
         return pd.array(taken, dtype=dtype)
-    return names
+    return [syms[k] for k in ids.tolist()]
 
 
 def positions_frame(engine: Engine, ids: np.ndarray) -> pd.DataFrame:
@@ -199,7 +195,7 @@ def positions_frame(engine: Engine, ids: np.ndarray) -> pd.DataFrame:
                             for k, v in pr.items()}
     if n:
         cols["ts"] = utc(pr["ts"])
-        cols["symbol"] = _symbol_column(pr["symbol"], sorted(engine.feed.symbols), ids)
+        cols["symbol"] = _symbol_column(sorted(engine.feed.symbols), ids)
     cols.update(position_greeks(engine, ids))
     positions = pd.DataFrame(cols, copy=False)
     if not n:

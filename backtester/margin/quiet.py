@@ -97,8 +97,7 @@ class QuietStretch:
         self.segments: list[tuple[int, int, tuple[float, float, tuple[_Leg, ...]]]] = []
         self._feed_ok: dict[str, bool] = {}
         self._static: dict[str, Any] = {}
-        self.names = sorted(e.feed.symbols)  # position rows name their symbol by a code
-        self.code = {name: k for k, name in enumerate(self.names)}
+        self.code = e._symbol_code  # position rows name their symbol by a code
         self._tiers_ok: dict[str, bool] = {}
 
     # -- per bar --------------------------------------------------------------------------
@@ -289,7 +288,6 @@ class QuietStretch:
         n_quiet = sum((b - a) * len(p[2]) for a, b, p in segs)
         out = {k: np.empty(len(exact_ts) + n_quiet, dtype="int64" if k in ("ts", "symbol")
                            else "float64") for k in pos_rec}
-        code = self.code
         exact_place = np.arange(len(exact_ts))
         done = 0
         for part in _chunks(segs, _CHUNK_STEPS):  # bounded temporaries; steps are independent
@@ -305,11 +303,8 @@ class QuietStretch:
             done += m
         for k, old in pos_rec.items():
             col = out[k]
-            col[exact_place] = (np.fromiter(map(code.__getitem__, old), dtype="int64",
-                                            count=len(old)) if k == "symbol"
-                                else np.asarray(old, dtype=col.dtype))
-            pos_rec[k] = np.asarray(self.names, dtype=object)[col].tolist() if k == "symbol" \
-                else col
+            col[exact_place] = np.asarray(old, dtype=col.dtype)
+            pos_rec[k] = col
 
 
 def _chunks(segs: list[tuple[int, int, Any]], size: int) -> list[list[tuple[int, int, Any]]]:

@@ -102,8 +102,8 @@ def test_positions_frame_equals_the_frame_from_records(engine: Engine) -> None:
     ids = result_frames.symbol_ids(engine)
     pos = result_frames.positions_frame(engine, ids)
     assert pos["symbol"].nunique() == 3
-    ref = pd.DataFrame({k: np.asarray(v) if not isinstance(v, list) else list(v)
-                        for k, v in pr.items()})
+    ref = pd.DataFrame({k: np.asarray(v) if k != "symbol" else
+                        [engine.symbols[c] for c in v] for k, v in pr.items()})
     ref["ts"] = pd.to_datetime(np.asarray(pr["ts"], dtype="int64"), unit="ms", utc=True)
     _same(pos[list(ref.columns)], ref)
     # futures only: delta is the size in coins, gamma, vega and theta are zero
