@@ -77,8 +77,9 @@ class LeverageAtSignal(Strategy):
 
 def test_set_leverage_at_a_wake_step_is_not_skipped_over():
     # ctx.set_leverage changes the account (its version) without an order or an event; the
-    # steps after it must carry the new leverage's initial margin (0.1 x ~50k / 3), not the
-    # old one's (/ 20), whether they are skipped or stepped through
+    # steps after it must carry the new leverage's initial margin, 0.1 x ~50,000 / 3 ~ 1,667
+    # USDT, not the old one's, 0.1 x ~50,000 / 20 ~ 250 USDT, whether they are skipped or
+    # stepped through
     data = {BTC: _calm(1, 400, 50_000.0)}
     kw = {"collateral": {"USDT": 100_000.0}, "leverage": {"*": 20.0}}
     woken = _run(LeverageAtSignal, data, quiet=True, params={"wake": True}, **kw)
@@ -86,5 +87,39 @@ def test_set_leverage_at_a_wake_step_is_not_skipped_over():
     every = _run(LeverageAtSignal, data, quiet=True, params={"wake": False}, **kw)
     im = exact.equity["initial_margin"].to_numpy()
     assert im[150] > 2.0 * im[50] > 0.0  # leverage 3 after bar 100, 20 before
+    _same(every, exact)
+    _same(woken, exact)
+
+
+class LeverageOnFill(Strategy):
+    """Opens a long at the signal; its on_fill hook changes the leverage."""
+
+    wake: bool = False
+
+    def on_start(self, ctx):
+        n = len(ctx.series(BTC))
+        self.sig = ctx.indicator(_signal, n, (5, 300), symbol=BTC)
+        if self.wake:
+            ctx.wake_on(self.sig)
+
+    def on_bar(self, ctx):
+        if self.sig.now and ctx.position(BTC).is_flat:
+            ctx.target(BTC, Decimal("0.1"))
+
+    def on_fill(self, ctx, fill):
+        ctx.set_leverage(BTC, 3.0)
+
+
+def test_set_leverage_in_a_hook_is_not_skipped_over():
+    # the fill at bar 6 re-arms the quiet stretch (the account changed before the check),
+    # then on_fill sets leverage 3: bars 7..299 must show ~1,667 USDT of initial margin
+    # (0.1 x ~50,000 / 3), not the ~250 USDT of leverage 20 the stretch was armed with
+    data = {BTC: _calm(2, 400, 50_000.0)}
+    kw = {"collateral": {"USDT": 100_000.0}, "leverage": {"*": 20.0}}
+    woken = _run(LeverageOnFill, data, quiet=True, params={"wake": True}, **kw)
+    exact = _run(LeverageOnFill, data, quiet=False, params={"wake": True}, **kw)
+    every = _run(LeverageOnFill, data, quiet=True, params={"wake": False}, **kw)
+    im = exact.equity["initial_margin"].to_numpy()
+    assert 1_500.0 < im[100] < 1_850.0
     _same(every, exact)
     _same(woken, exact)
