@@ -178,6 +178,7 @@ class Engine:
         code = self._symbol_code
         margin.quiet = QuietStretch(margin, enabled=margin._quiet_path)
         quiet_holds = margin.quiet.holds
+        quiet_version = margin.quiet.armed_version
         wake = self._wake_steps()
         clock = self.feed.steps
         times, ids, groups = clock.times, clock.ids, clock.groups
@@ -218,8 +219,12 @@ class Engine:
                 except Exception as exc:
                     raise StrategyError(strat.name, "on_bar", t, exc) from exc
             if quiet:
-                # healthy without an evaluation: the state is rebuilt after the loop
-                if not self.pending and not self.orders and self.stopped_reason is None:
+                # healthy without an evaluation: the state is rebuilt after the loop. Skip
+                # ahead or run lean only while the account is still the one the stretch was
+                # armed on (a hook or on_bar may have changed it without an order or an event,
+                # e.g. ctx.set_leverage)
+                if not self.pending and not self.orders and self.stopped_reason is None \
+                        and account.version == quiet_version():
                     if can_skip:
                         s = self._skip_quiet(s, wake)  # type: ignore[arg-type]
                     elif can_run:

@@ -112,6 +112,10 @@ class QuietStretch:
                 return True
         return self._arm()
 
+    def armed_version(self) -> int:
+        """The account version the current stretch was armed on (-1 when not armed)."""
+        return self.version if self.armed else -1
+
     def exit_step(self, s: int, end: int) -> int:
         """The first step in ``(s, end)`` at which a leg's marks leave its band (else ``end``).
 
