@@ -101,8 +101,10 @@ class Engine:
         self.by_symbol: dict[str, list[Order]] = {}
         self._next_id = 1
         self.fills: list[Fill] = []
-        self.order_log: list[dict[str, object]] = []
-        self._order_rec: dict[int, dict[str, object]] = {}
+        #: every order placed, as [order, status, closed_ms] (the orders frame is built from
+        #: these; an order's recorded fields never change after it is placed)
+        self.order_log: list[list[Any]] = []
+        self._order_rec: dict[int, list[Any]] = {}
         self.rejections: list[OrderRejected] = []
         self.cancels: list[OrderCancelled] = []
         self.events: list[Any] = []
@@ -520,8 +522,8 @@ class Engine:
         self.orders.pop(order.id, None)
         record = self._order_rec.get(order.id)
         if record is not None:
-            record["status"] = "filled" if reason is None else f"cancelled: {reason}"
-            record["closed_ms"] = self.now_ms
+            record[1] = "filled" if reason is None else f"cancelled: {reason}"
+            record[2] = self.now_ms
         lst = self.by_symbol.get(order.symbol)
         if lst is not None and order in lst:
             lst.remove(order)
@@ -686,17 +688,15 @@ class Engine:
                       created_ms=self.now_ms, price=price, stop_price=stop_price, tif=tif,
                       is_reduce_only=reduce_only, is_post_only=post_only, tag=tag,
                       stop_loss=stop_loss, take_profit=take_profit, parent_id=parent_id)
-        record = order.as_dict()
-        record["status"] = "working"
-        record["closed_ms"] = None
+        record: list[Any] = [order, "working", None]
         self.order_log.append(record)
         self._order_rec[oid] = record
         if check:
             rej = self._check(order)
             if rej is not None:
                 self.rejections.append(rej)
-                record["status"] = f"rejected: {rej.reason}"
-                record["closed_ms"] = self.now_ms
+                record[1] = f"rejected: {rej.reason}"
+                record[2] = self.now_ms
                 return oid
         self.orders[oid] = order
         self.by_symbol.setdefault(symbol, []).append(order)

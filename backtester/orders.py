@@ -10,6 +10,7 @@ are :class:`OrderRejected` *events* with a reason code, never exceptions.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
@@ -17,6 +18,7 @@ from enum import StrEnum
 from backtester.instruments import Instrument
 
 __all__ = [
+    "ORDER_FIELDS",
     "Fill",
     "Order",
     "OrderCancelled",
@@ -113,18 +115,31 @@ class Order:
         return self.qty if self.side is Side.BUY else -self.qty
 
     def as_dict(self) -> dict[str, object]:
-        """Return a flat record for results tables."""
-        return {"order_id": self.id, "symbol": self.symbol, "side": self.side.value,
-                "qty": str(self.qty), "type": self.order_type.value,
-                "price": None if self.price is None else str(self.price),
-                "stop_price": None if self.stop_price is None else str(self.stop_price),
-                "tif": self.tif.value, "reduce_only": self.is_reduce_only,
-                "post_only": self.is_post_only, "tag": self.tag, "created_ms": self.created_ms,
-                "parent_id": self.parent_id}
+        """Return a flat record for results tables (the fields of :data:`ORDER_FIELDS`)."""
+        return {k: get(self) for k, get in ORDER_FIELDS}
 
     def __repr__(self) -> str:
         return (f"Order(#{self.id} {self.side} {self.qty} {self.symbol} {self.order_type}"
                 f" price={self.price} stop={self.stop_price})")
+
+
+#: The columns of an order's record in the results (``orders.parquet``) and how each is read
+#: from the order: amounts as exact decimal strings, enums by value.
+ORDER_FIELDS: tuple[tuple[str, Callable[[Order], object]], ...] = (
+    ("order_id", lambda o: o.id),
+    ("symbol", lambda o: o.symbol),
+    ("side", lambda o: o.side.value),
+    ("qty", lambda o: str(o.qty)),
+    ("type", lambda o: o.order_type.value),
+    ("price", lambda o: None if o.price is None else str(o.price)),
+    ("stop_price", lambda o: None if o.stop_price is None else str(o.stop_price)),
+    ("tif", lambda o: o.tif.value),
+    ("reduce_only", lambda o: o.is_reduce_only),
+    ("post_only", lambda o: o.is_post_only),
+    ("tag", lambda o: o.tag),
+    ("created_ms", lambda o: o.created_ms),
+    ("parent_id", lambda o: o.parent_id),
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

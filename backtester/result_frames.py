@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from backtester.accounting import EntryKind
+from backtester.orders import ORDER_FIELDS
 
 if TYPE_CHECKING:
     from backtester.engine import Engine
@@ -123,19 +124,18 @@ def journal_frame(entries: list[Any]) -> pd.DataFrame:
         "ref": text(ref), "ledger": text(ledger)}, columns=_JOURNAL_COLUMNS)
 
 
-def orders_frame(log: list[dict[str, object]]) -> pd.DataFrame:
-    """Return the ``orders`` frame from the engine's order records (one dict per order)."""
-    # column by column when every record has the same keys (the frame pandas builds from the
-    # records then), else from the records
-    keys = tuple(log[0]) if log else ()
-    if log and all(tuple(d) == keys for d in log):
-        orders = pd.DataFrame({k: _str_column([d[k] for d in log]) for k in keys},
-                              columns=list(keys))
-    else:
-        orders = pd.DataFrame(log)
-    if "status" not in orders.columns:
+def orders_frame(log: list[list[Any]]) -> pd.DataFrame:
+    """Return the ``orders`` frame from the engine's order log (``[order, status, closed_ms]``
+    per order): the columns of :data:`backtester.orders.ORDER_FIELDS`, then ``status`` and
+    ``closed_ms``."""
+    if not log:
+        orders = pd.DataFrame()
         orders["status"] = pd.Series(dtype="str")
-    return orders
+        return orders
+    cols = {k: _str_column([get(rec[0]) for rec in log]) for k, get in ORDER_FIELDS}
+    cols["status"] = _str_column([rec[1] for rec in log])
+    cols["closed_ms"] = _str_column([rec[2] for rec in log])
+    return pd.DataFrame(cols, columns=list(cols))
 
 
 def traded_notional(engine: Engine, fills: pd.DataFrame) -> float:

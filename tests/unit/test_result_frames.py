@@ -77,16 +77,17 @@ def test_journal_and_orders_frames_equal_row_dicts(engine: Engine) -> None:
     assert (ref["symbol"] == "").any()  # deposits carry no symbol
     _same(result_frames.journal_frame(entries), ref)
     log = engine.order_log
-    assert any(d.get("price") is None for d in log)  # market orders carry no price
-    _same(result_frames.orders_frame(log), pd.DataFrame(log))
+    rows = [{**order.as_dict(), "status": status, "closed_ms": closed}
+            for order, status, closed in log]
+    assert any(d["price"] is None for d in rows)  # market orders carry no price
+    assert any(d["closed_ms"] is not None for d in rows)
+    _same(result_frames.orders_frame(log), pd.DataFrame(rows))
 
 
-def test_orders_frame_with_uneven_records_falls_back_to_pandas() -> None:
-    log: list[dict[str, object]] = [{"order_id": 1, "symbol": "A", "price": "1.5"},
-                                    {"order_id": 2, "symbol": "A"}]
-    ref = pd.DataFrame(log)
+def test_orders_frame_of_no_orders_has_a_status_column() -> None:
+    ref = pd.DataFrame()
     ref["status"] = pd.Series(dtype="str")
-    _same(result_frames.orders_frame(log), ref)
+    _same(result_frames.orders_frame([]), ref)
 
 
 def test_string_columns_keep_the_dtype_pandas_infers() -> None:
