@@ -364,7 +364,7 @@ class Engine:
         if n_done < len(self.rec["ts"]):
             self.rec["ts"] = self.rec["ts"][:n_done]  # a copy: the clock keeps its steps
             for k in _REC_KEYS[1:]:
-                del self.rec[k][n_done:]
+                self.rec[k] = self.rec[k][:n_done]
         self.step = n_done  # records from on_finish fall after the last step (dropped)
 
     def _call(self, hook: str, func: Any, arg: Any) -> None:
@@ -810,10 +810,10 @@ class Engine:
         warnings.warn(message, BacktesterWarning, stacklevel=2)
 
 
-def _zeros(n: int) -> array[float]:
-    out: array[float] = array("d")
-    out.frombytes(bytes(8 * n))
-    return out
+def _zeros(n: int) -> Any:
+    # a float64 series of n zeros with fast scalar reads and writes (a memoryview); the zeros
+    # come from calloc, so pages no step writes (an all-zero series) take no memory
+    return memoryview(np.zeros(n))  # type: ignore[arg-type]
 
 
 def _as_decimal(name: str, value: Decimal | float | str | int) -> Decimal:

@@ -185,22 +185,68 @@ def _symbol_column(syms: list[str], ids: np.ndarray) -> Any:
     return [syms[k] for k in ids.tolist()]
 
 
-def positions_frame(engine: Engine, ids: np.ndarray) -> pd.DataFrame:
+def positions_frame(engine: Engine, ids: np.ndarray,
+                    equity: pd.DataFrame | None = None) -> pd.DataFrame:
     """Return the ``positions`` frame (one row per held position per step, with greeks);
-    ``ids`` are the rows' :func:`symbol_ids`. Numeric columns view the engine's records."""
+    ``ids`` are the rows' :func:`symbol_ids`. Numeric columns view the engine's records.
+
+    ``equity`` (the result's equity frame, one row per step) lets a book that holds one
+    position at every step of a stretch share that stretch's times and the columns that equal
+    the account's (:func:`shared_account_columns`) instead of storing them twice. Shared columns
+    are copy-on-write views: writing to one frame never changes the other.
+    """
     pr = engine.pos_rec
     n = len(pr["ts"])
     # compact arrays become numpy columns (views); empty series stay lists (as before)
     cols: dict[str, Any] = {k: np.asarray(v) if len(v) and not isinstance(v, list) else list(v)
                             for k, v in pr.items()}
+    k0, shared = shared_account_columns(engine) if equity is not None else (None, {})
     if n:
         cols["ts"] = utc(pr["ts"])
+        if k0 is not None and equity is not None:
+            cols["ts"] = pd.DatetimeIndex(equity.index[k0:k0 + n])  # the same times, once
+            for row_key, acct_key in shared.items():
+                cols[row_key] = equity[acct_key].iloc[k0:k0 + n].reset_index(drop=True)
         cols["symbol"] = _symbol_column(sorted(engine.feed.symbols), ids)
-    cols.update(position_greeks(engine, ids))
+    greeks = position_greeks(engine, ids)
+    if n and greeks["delta"] is cols["qty"]:
+        # contract size 1, linear: delta is the quantity itself; a copy-on-write view of it
+        qty = pd.Series(cols["qty"], copy=False)
+        cols["qty"], greeks["delta"] = qty, qty.copy(deep=False)
+    cols.update(greeks)
     positions = pd.DataFrame(cols, copy=False)
     if not n:
         positions["ts"] = utc(pr["ts"])
     return positions
+
+
+def shared_account_columns(engine: Engine) -> tuple[int | None, dict[str, str]]:
+    """Find the position rows' columns that equal the account's; return the first step and them.
+
+    When the position rows are one per step over a run of consecutive steps (one position
+    held throughout, the common single-instrument book), a row's unrealized PnL and notional
+    are bit for bit the account's unrealized PnL and gross exposure of that step for linear
+    contracts. Returns the first step of the run and ``{row column: account column}`` for the
+    columns equal bit for bit, or ``(None, {})`` when the rows are not one per step.
+    """
+    pr = engine.pos_rec
+    rec = engine.rec
+    n = len(pr["ts"])
+    steps = np.asarray(rec["ts"], dtype="int64")
+    rows = np.asarray(pr["ts"], dtype="int64")
+    if not n or n > len(steps):
+        return None, {}
+    k0 = int(np.searchsorted(steps, rows[0]))
+    if k0 + n > len(steps) or not np.array_equal(rows, steps[k0:k0 + n]):
+        return None, {}
+    shared = {}
+    for row_key, acct_key in (("unrealized_pnl", "unrealized_pnl"),
+                              ("notional", "gross_exposure")):
+        mine = np.asarray(pr[row_key], dtype="float64")
+        theirs = np.asarray(rec[acct_key], dtype="float64")[k0:k0 + n]
+        if np.array_equal(mine.view("int64"), theirs.view("int64")):  # bit for bit
+            shared[row_key] = acct_key
+    return k0, shared
 
 
 def position_greeks(engine: Engine, ids: np.ndarray) -> dict[str, np.ndarray]:
@@ -224,7 +270,9 @@ def position_greeks(engine: Engine, ids: np.ndarray) -> dict[str, np.ndarray]:
         # futures only: delta is the size in coins (contracts x size, over the mark when
         # inverse), row by row as per symbol
         cs = np.asarray([inst.cs for inst in insts], dtype="float64")
-        size = qty * (cs[0] if len(set(cs.tolist())) == 1 else cs[ids])
+        one = len(set(cs.tolist())) == 1
+        # contract size 1: the size is the quantity itself (x * 1.0 == x), shared, not copied
+        size = qty if one and cs[0] == 1.0 else qty * (cs[0] if one else cs[ids])
         linear = np.asarray([inst.is_linear for inst in insts], dtype=bool)
         if linear[held].all():
             out["delta"] = size

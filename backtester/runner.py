@@ -284,7 +284,7 @@ def _collect(engine: Engine, data_name: str, extra_warnings: list[str]) -> Backt
     equity = pd.DataFrame(cols, index=index, copy=False)
     # built last: the temporaries of the searches and metrics above are freed by then, and
     # the memory they held takes the positions frame's columns
-    positions = result_frames.positions_frame(engine, ids)
+    positions = result_frames.positions_frame(engine, ids, equity=equity)
     feed = engine.feed
     fp = hashlib.sha256()
     for sym in sorted(feed.symbols):

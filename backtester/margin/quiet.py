@@ -298,6 +298,8 @@ class QuietStretch:
             cols, rows = _rebuild(part, self, times)
             steps = cols.pop("_steps")
             for k, v in cols.items():
+                if v is None:
+                    continue  # +0.0 everywhere: the series' untouched zeros already say so
                 np.frombuffer(rec[k], dtype="float64")[steps] = v
             m = len(rows["ts"])
             place = np.arange(done, done + m) + np.searchsorted(exact_ts, rows["ts"])
@@ -356,7 +358,7 @@ def _maintenance(t: SimpleTiers | None, notional: np.ndarray, default_mmr: float
 
 
 def _rebuild(segs: list[tuple[int, int, tuple[float, float, tuple[_Leg, ...]]]],
-             qs: QuietStretch, times: np.ndarray) -> tuple[dict[str, np.ndarray],
+             qs: QuietStretch, times: np.ndarray) -> tuple[dict[str, np.ndarray | None],
                                                            dict[str, Any]]:
     # every quiet step's state, as fused._plain_state computes it for one step, vectorized
     starts = np.asarray([a for a, _, _ in segs], dtype="int64")
@@ -458,7 +460,8 @@ def _rebuild(segs: list[tuple[int, int, tuple[float, float, tuple[_Leg, ...]]]],
     cols = {"_steps": steps, "equity": equity, "wallet": bal_usd, "unrealized_pnl": upnl,
             "margin_balance": mb, "initial_margin": im, "maintenance_margin": mm_out,
             "margin_ratio": ratio, "available": available, "gross_exposure": gross,
-            "net_exposure": net, "collateral_fixed": mb_coll, "collateral_moving": zero}
+            "net_exposure": net, "collateral_fixed": mb_coll,
+            "collateral_moving": None}  # +0.0 at every quiet step (stablecoin collateral only)
     # position rows: step-major, legs in the account's order
     if len(per_slot) == 1:
         on1 = per_slot[0][1]

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import backtester
 import backtester.runner as runner
 from backtester import result_frames
 from backtester.engine import Engine
@@ -112,3 +113,33 @@ def test_positions_frame_equals_the_frame_from_records(engine: Engine) -> None:
     inverse = ref["symbol"] == "BTC/USD:BTC"
     np.testing.assert_array_equal(pos["delta"], size.where(~inverse, size / ref["mark"]))
     assert (pos[["gamma", "vega", "theta"]] == 0).all().all()
+
+
+def test_a_position_held_at_every_step_shares_the_account_columns_copy_on_write() -> None:
+    # one BTC perp, always long or short once the slow average exists: one position row per
+    # step from the first entry on, whose unrealized PnL and notional are the account's
+    from tests.integration.test_wake_on import Cross
+    from tests.integration.test_wake_on import _data as cross_data
+
+    sym = "BTC/USDT:USDT"
+    res = backtester.run(Cross, data={sym: cross_data(2, 400)[sym]},
+                     instruments={sym: instrument_from_symbol(sym)}, collateral={"USDT": 50_000})
+    pos, eq = res.positions, res.equity
+    k0 = int(eq.index.get_indexer([pos["ts"].iloc[0]])[0])
+    assert k0 > 0 and len(pos) == len(eq) - k0  # flat before the first entry, then always in
+    np.testing.assert_array_equal(pos["ts"], eq.index[k0:])
+    for row_key, acct_key in (("unrealized_pnl", "unrealized_pnl"), ("notional", "gross_exposure")):
+        np.testing.assert_array_equal(pos[row_key], eq[acct_key].iloc[k0:])
+        assert np.shares_memory(pos[row_key].to_numpy(), eq[acct_key].to_numpy())
+    assert (pos["unrealized_pnl"] != 0).mean() > 0.9
+    np.testing.assert_array_equal(pos["delta"], pos["qty"])  # contract size 1, linear
+    # the frames are independent values: a write to one changes neither the other nor a column
+    # that shared its memory
+    before = eq["unrealized_pnl"].iloc[k0]
+    qty0, delta0 = pos["qty"].iloc[0], pos["delta"].iloc[0]
+    pos.loc[0, "unrealized_pnl"] = before + 1e6
+    pos.loc[0, "qty"] = qty0 + 7.0
+    assert eq["unrealized_pnl"].iloc[k0] == before
+    assert pos["delta"].iloc[0] == delta0 and pos["qty"].iloc[0] == qty0 + 7.0
+    eq.loc[eq.index[k0 + 1], "gross_exposure"] = -1.0
+    assert pos["notional"].iloc[1] > 0
