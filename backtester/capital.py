@@ -57,12 +57,15 @@ def capital_metrics(equity: pd.DataFrame, *, traded_notional_usd: float, fees_pa
         if out["peak_initial_margin"] else None
     util, idle = series if series is not None else utilization_series(equity)
     u = util[np.isfinite(util)]
-    p50, p95 = (float(x) for x in np.percentile(u, [50, 95])) if len(u) else (None, None)
     del util
     out["margin_utilization_mean"] = _finite(float(u.mean())) if len(u) else None
+    mx = _finite(float(u.max())) if len(u) else None
+    # percentiles last: they may reorder u in place (no second copy of it)
+    p50, p95 = (float(x) for x in np.percentile(u, [50, 95], overwrite_input=True)) \
+        if len(u) else (None, None)
     out["margin_utilization_p50"] = _finite(p50)
     out["margin_utilization_p95"] = _finite(p95)
-    out["margin_utilization_max"] = _finite(float(u.max())) if len(u) else None
+    out["margin_utilization_max"] = mx
     del u
     out["idle_collateral_mean"] = _finite(float(idle.mean())) if len(idle) else None
     out["idle_collateral_min"] = _finite(float(idle.min())) if len(idle) else None
@@ -84,6 +87,6 @@ def utilization_series(equity: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     and idle collateral (margin balance − IM), USD."""
     im = equity["initial_margin"].to_numpy(dtype="float64")
     mb = equity["margin_balance"].to_numpy(dtype="float64")
-    with np.errstate(divide="ignore", invalid="ignore"):
-        util = np.where(mb > 0, im / mb, np.nan)
+    util = np.full(len(mb), np.nan)
+    np.divide(im, mb, out=util, where=mb > 0)  # one array, no quotient temporary
     return util, mb - im

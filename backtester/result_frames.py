@@ -9,6 +9,7 @@ memory. :func:`backtester.runner._collect` assembles them into a
 
 from __future__ import annotations
 
+from array import array
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -192,49 +193,53 @@ def positions_frame(engine: Engine, ids: np.ndarray,
 
     ``equity`` (the result's equity frame, one row per step) lets a book that holds one
     position at every step of a stretch share that stretch's times and the columns that equal
-    the account's (:func:`shared_account_columns`) instead of storing them twice. Shared columns
-    are copy-on-write views: writing to one frame never changes the other.
+    the account's (:func:`shared_account_columns`) instead of storing them twice; with it,
+    the rows' columns are also stored once each (:func:`compact_columns`), and the finished
+    engine's records they replace are released. Shared columns are copy-on-write views:
+    writing to one frame or column never changes another.
     """
     pr = engine.pos_rec
     n = len(pr["ts"])
     # compact arrays become numpy columns (views); empty series stay lists (as before)
     cols: dict[str, Any] = {k: np.asarray(v) if len(v) and not isinstance(v, list) else list(v)
                             for k, v in pr.items()}
-    k0, shared = shared_account_columns(engine) if equity is not None else (None, {})
+    cols.update(position_greeks(engine, ids))
     if n:
-        cols["ts"] = utc(pr["ts"])
+        k0, shared = shared_account_columns(engine, equity) if equity is not None else (None, {})
         if k0 is not None and equity is not None:
             cols["ts"] = pd.DatetimeIndex(equity.index[k0:k0 + n])  # the same times, once
+            _release(pr, "ts")
             for row_key, acct_key in shared.items():
                 cols[row_key] = equity[acct_key].iloc[k0:k0 + n].reset_index(drop=True)
+                _release(pr, row_key)
+        else:
+            cols["ts"] = utc(pr["ts"])
+        if equity is not None:
+            compact_columns(cols, pr)
+            trim_heap()
+        # built last: it takes the memory the released records gave back
         cols["symbol"] = _symbol_column(sorted(engine.feed.symbols), ids)
-    greeks = position_greeks(engine, ids)
-    if n and greeks["delta"] is cols["qty"]:
-        # contract size 1, linear: delta is the quantity itself; a copy-on-write view of it
-        qty = pd.Series(cols["qty"], copy=False)
-        cols["qty"], greeks["delta"] = qty, qty.copy(deep=False)
-    cols.update(greeks)
     positions = pd.DataFrame(cols, copy=False)
     if not n:
         positions["ts"] = utc(pr["ts"])
     return positions
 
 
-def shared_account_columns(engine: Engine) -> tuple[int | None, dict[str, str]]:
+def shared_account_columns(engine: Engine,
+                           equity: pd.DataFrame) -> tuple[int | None, dict[str, str]]:
     """Find the position rows' columns that equal the account's; return the first step and them.
 
     When the position rows are one per step over a run of consecutive steps (one position
     held throughout, the common single-instrument book), a row's unrealized PnL and notional
     are bit for bit the account's unrealized PnL and gross exposure of that step for linear
-    contracts. Returns the first step of the run and ``{row column: account column}`` for the
+    contracts. Returns the first step of the run and ``{row column: equity column}`` for the
     columns equal bit for bit, or ``(None, {})`` when the rows are not one per step.
     """
     pr = engine.pos_rec
-    rec = engine.rec
     n = len(pr["ts"])
-    steps = np.asarray(rec["ts"], dtype="int64")
+    steps = np.asarray(engine.rec["ts"], dtype="int64")
     rows = np.asarray(pr["ts"], dtype="int64")
-    if not n or n > len(steps):
+    if not n or n > len(steps) or len(equity) != len(steps):
         return None, {}
     k0 = int(np.searchsorted(steps, rows[0]))
     if k0 + n > len(steps) or not np.array_equal(rows, steps[k0:k0 + n]):
@@ -243,10 +248,77 @@ def shared_account_columns(engine: Engine) -> tuple[int | None, dict[str, str]]:
     for row_key, acct_key in (("unrealized_pnl", "unrealized_pnl"),
                               ("notional", "gross_exposure")):
         mine = np.asarray(pr[row_key], dtype="float64")
-        theirs = np.asarray(rec[acct_key], dtype="float64")[k0:k0 + n]
+        theirs = equity[acct_key].to_numpy(dtype="float64")[k0:k0 + n]
         if np.array_equal(mine.view("int64"), theirs.view("int64")):  # bit for bit
             shared[row_key] = acct_key
     return k0, shared
+
+
+def compact_columns(cols: dict[str, Any], store: dict[str, Any],
+                    index: pd.Index | None = None) -> None:
+    """Store each float64 column of ``cols`` once, in place; release what it replaces.
+
+    A column equal bit for bit to an earlier one (``-0.0`` is not ``0.0`` here; all-zero
+    columns are the common case) becomes a copy-on-write view of it (a pandas Series on
+    ``index``), so a write to either column of the finished frame copies first and never
+    changes the other. The entry of the same name in ``store`` (a finished engine's records,
+    read no more) is released. Columns that are not one-dimensional float64 numpy arrays are
+    left as they are.
+    """
+    kept: list[tuple[str, np.ndarray]] = []
+    series: dict[str, pd.Series] = {}
+    for key, v in list(cols.items()):
+        if not isinstance(v, np.ndarray) or v.dtype != np.float64 or v.ndim != 1 or not len(v):
+            continue
+        bits = v.view("int64")
+        for other, w in kept:
+            wb = w.view("int64")
+            if w is v or (len(w) == len(v) and wb[0] == bits[0] and wb[-1] == bits[-1]
+                          and np.array_equal(wb, bits)):
+                base = series.get(other)
+                if base is None:
+                    base = series[other] = pd.Series(w, index=index, copy=False)
+                    cols[other] = base
+                cols[key] = base.copy(deep=False)
+                _release(store, key)
+                break
+        else:
+            kept.append((key, v))
+
+
+def trim_heap() -> None:
+    """Return the C heap's free pages to the operating system (glibc's ``malloc_trim``).
+
+    Memory freed in the middle of the heap (a released record, a temporary) otherwise stays
+    in the process's resident set; a no-op where the C library is not glibc. Takes about a
+    millisecond on a W1-sized heap.
+    """
+    global _MALLOC_TRIM
+    if _MALLOC_TRIM is None:
+        _MALLOC_TRIM = False
+        try:
+            import ctypes
+            import ctypes.util
+            import platform
+
+            if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+                _MALLOC_TRIM = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _MALLOC_TRIM = False
+    if _MALLOC_TRIM:
+        _MALLOC_TRIM(0)
+
+
+_MALLOC_TRIM: Any = None
+
+
+def _release(store: dict[str, Any], key: str) -> None:
+    # drop a finished engine's record (an empty one of the same kind takes its place)
+    v = store.get(key)
+    if v is None:
+        return
+    store[key] = array(v.typecode) if isinstance(v, array) else [] if isinstance(
+        v, list) else np.zeros(0)
 
 
 def position_greeks(engine: Engine, ids: np.ndarray) -> dict[str, np.ndarray]:
@@ -271,7 +343,8 @@ def position_greeks(engine: Engine, ids: np.ndarray) -> dict[str, np.ndarray]:
         # inverse), row by row as per symbol
         cs = np.asarray([inst.cs for inst in insts], dtype="float64")
         one = len(set(cs.tolist())) == 1
-        # contract size 1: the size is the quantity itself (x * 1.0 == x), shared, not copied
+        # contract size 1: the size is the quantity itself (x * 1.0 == x); the frame stores
+        # the two columns once (compact_columns)
         size = qty if one and cs[0] == 1.0 else qty * (cs[0] if one else cs[ids])
         linear = np.asarray([inst.is_linear for inst in insts], dtype=bool)
         if linear[held].all():

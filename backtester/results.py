@@ -117,17 +117,29 @@ def _daily_closes(eq: pd.Series) -> pd.Series:
     return pd.Series(values, index=days).dropna()
 
 
+_DRAWDOWN_BLOCK = 1 << 16
+
+
 def _max_drawdown(v: np.ndarray) -> float:
     # min of (eq / running peak - 1) where the peak is positive (0 elsewhere), NaN skipped: the
-    # pandas (eq / eq.cummax() - 1).where(peak > 0, 0).min() with two bar-sized arrays, not five
+    # pandas (eq / eq.cummax() - 1).where(peak > 0, 0).min(), block by block with the running
+    # peak carried over (the same numbers; block-sized temporaries, not bar-sized ones). A NaN
+    # makes every later peak NaN, as np.maximum.accumulate over the whole series does.
     if not len(v):
         return 0.0
-    peak = np.maximum.accumulate(v)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        dd = v / peak
-    dd -= 1.0
-    dd[~(peak > 0)] = 0.0
-    return float(np.fmin.reduce(dd))
+    worst = np.nan
+    run = -np.inf
+    for a in range(0, len(v), _DRAWDOWN_BLOCK):
+        blk = v[a:a + _DRAWDOWN_BLOCK]
+        peak = np.maximum.accumulate(blk)
+        np.maximum(peak, run, out=peak)
+        run = peak[-1]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            dd = blk / peak
+        dd -= 1.0
+        dd[~(peak > 0)] = 0.0
+        worst = np.fmin(worst, np.fmin.reduce(dd))
+    return float(worst)
 
 
 @dataclass(slots=True, kw_only=True)

@@ -205,6 +205,7 @@ def _run_once(strat: Strategy, feed: Feed, cfg: RunConfig, profile: Any, data_na
               extra_warnings: list[str]) -> BacktestResult:
     engine = Engine(strat, feed, cfg, profile=profile)
     engine.run()
+    result_frames.trim_heap()  # the run's freed temporaries, before the result frames
     with _gc_paused():
         return _collect(engine, data_name, extra_warnings)
 
@@ -263,11 +264,15 @@ def _collect(engine: Engine, data_name: str, extra_warnings: list[str]) -> Backt
             # standard (summed) vs portfolio (netted) requirement of the same book
             metrics_extra["portfolio_to_standard_margin"] = float(
                 pim[held].mean() / cols["initial_margin"][held].mean())
+    # every column stored once (all-zero ones untouched, equal ones shared copy-on-write);
+    # the engine's records they replace are released (the engine is read no more for them)
+    result_frames.compact_columns(cols, rec, index)
+    result_frames.trim_heap()
     equity = pd.DataFrame(cols, index=index, copy=False)
     # |distance| and the margin ratio without +inf and NaN (ratios of -inf stay)
-    dist = np.abs(cols["distance_to_liquidation"])
+    dist = np.abs(np.asarray(cols["distance_to_liquidation"]))
     dist = dist[np.isfinite(dist)]
-    ratio = cols["margin_ratio"]
+    ratio = np.asarray(cols["margin_ratio"])
     ratio = ratio[~(np.isnan(ratio) | (ratio == np.inf))]
     metrics = compute_metrics(equity["equity"], fills=fills, fees_paid=fees,
                               funding_paid=funding, liquidations=engine.margin.liquidations,

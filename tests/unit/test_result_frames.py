@@ -126,7 +126,8 @@ def test_a_position_held_at_every_step_shares_the_account_columns_copy_on_write(
                      instruments={sym: instrument_from_symbol(sym)}, collateral={"USDT": 50_000})
     pos, eq = res.positions, res.equity
     k0 = int(eq.index.get_indexer([pos["ts"].iloc[0]])[0])
-    assert k0 > 0 and len(pos) == len(eq) - k0  # flat before the first entry, then always in
+    assert k0 > 0
+    assert len(pos) == len(eq) - k0
     np.testing.assert_array_equal(pos["ts"], eq.index[k0:])
     for row_key, acct_key in (("unrealized_pnl", "unrealized_pnl"), ("notional", "gross_exposure")):
         np.testing.assert_array_equal(pos[row_key], eq[acct_key].iloc[k0:])
@@ -140,6 +141,33 @@ def test_a_position_held_at_every_step_shares_the_account_columns_copy_on_write(
     pos.loc[0, "unrealized_pnl"] = before + 1e6
     pos.loc[0, "qty"] = qty0 + 7.0
     assert eq["unrealized_pnl"].iloc[k0] == before
-    assert pos["delta"].iloc[0] == delta0 and pos["qty"].iloc[0] == qty0 + 7.0
+    assert pos["delta"].iloc[0] == delta0
+    assert pos["qty"].iloc[0] == qty0 + 7.0
     eq.loc[eq.index[k0 + 1], "gross_exposure"] = -1.0
     assert pos["notional"].iloc[1] > 0
+    # stablecoin collateral only: the fixed collateral is the wallet, stored once
+    wallet, fixed = eq["wallet"].to_numpy(), eq["collateral_fixed"].to_numpy()
+    assert np.shares_memory(wallet, fixed)
+    eq.loc[eq.index[3], "wallet"] = -5.0
+    assert eq["collateral_fixed"].iloc[3] == 50_000.0
+    assert eq["wallet"].iloc[3] == -5.0
+
+
+def test_compact_columns_stores_equal_columns_once_and_releases_their_records() -> None:
+    zeros = np.zeros(6)
+    a = np.arange(6.0)
+    neg = -zeros  # -0.0 differs from 0.0 bit for bit: kept apart
+    store = {"a": [1.0], "b": [2.0], "z1": [0.0], "z2": [0.0], "n": [-0.0]}
+    cols: dict = {"a": a, "b": a.copy(), "z1": zeros, "z2": np.zeros(6), "n": neg,
+                  "i": np.arange(6), "s": ["x"] * 6}
+    result_frames.compact_columns(cols, store)
+    frame = pd.DataFrame(cols, copy=False)
+    assert np.shares_memory(frame["a"].to_numpy(), frame["b"].to_numpy())
+    assert np.shares_memory(frame["z1"].to_numpy(), frame["z2"].to_numpy())
+    assert not np.shares_memory(frame["n"].to_numpy(), frame["z1"].to_numpy())
+    assert store == {"a": [1.0], "b": [], "z1": [0.0], "z2": [], "n": [-0.0]}
+    frame.loc[2, "b"] = 99.0
+    frame.loc[1, "z1"] = 7.0
+    assert frame["a"].tolist() == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+    assert frame["z2"].tolist() == [0.0] * 6
+    assert frame["b"].iloc[2] == 99.0

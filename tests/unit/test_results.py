@@ -144,3 +144,26 @@ def test_daily_closes_and_drawdown_equal_the_pandas_expressions(seed: int) -> No
     got = _daily_closes(eq.dropna())
     pd.testing.assert_series_equal(got, daily, check_exact=True, check_freq=False)
     assert _max_drawdown(eq.dropna().to_numpy()) == mdd
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_drawdown_by_blocks_equals_the_whole_series_expression(seed: int,
+                                                               monkeypatch) -> None:
+    # the running peak carried across block edges: the deepest drawdown straddles an edge,
+    # and NaN (which poisons every later peak of the whole-series accumulate) too
+    import backtester.results as results
+
+    monkeypatch.setattr(results, "_DRAWDOWN_BLOCK", 64)
+    rng = np.random.default_rng(100 + seed)
+    n = 64 * 7 + int(rng.integers(1, 63))
+    v = 1_000.0 * np.exp(np.cumsum(rng.normal(0.0, 0.02, n)))
+    v[60:70] *= 0.5  # a crash across the first block edge
+    if seed % 2:
+        v[int(rng.integers(100, n))] = np.nan
+    if seed == 2:
+        v[:130] = -1.0  # no positive peak in the first two blocks
+    peak = np.maximum.accumulate(v)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        want = float(np.fmin.reduce(np.where(peak > 0, v / peak - 1.0, 0.0)))
+    assert results._max_drawdown(v) == want
+    assert want < -0.3
