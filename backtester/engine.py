@@ -127,6 +127,9 @@ class Engine:
         self._pos_appenders = tuple(self.pos_rec[k].append for k in _POS_KEYS)
         self.stopped_reason: str | None = None
         self.greek_rec: list[tuple[int, dict[str, float], dict[str, float]]] = []
+        # steps at which the account held several collateral pools: step, pool -> its
+        # collateral (USD at the close; margin.pools.PoolState.collateral)
+        self.pool_rec: list[tuple[int, dict[str, float]]] = []
         hour = profile.daily_settlement_hour_utc
         start = feed.steps[0][0] if len(feed.steps) else 0
         # the first settlement time after the run's first close (never, without one)
@@ -256,6 +259,8 @@ class Engine:
                 p_iso(iso)
             if st.greeks:
                 self._record_greeks(s, st.greeks)
+            if st.pools:
+                self.pool_rec.append((s, {a: p.collateral for a, p in st.pools.items()}))
             if self.stopped_reason is not None and self.config.stop_on_bankruptcy:
                 break
         self._finish_records(s + 1)

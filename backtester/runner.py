@@ -377,6 +377,37 @@ def _distances(engine: Engine, n: int, ids: np.ndarray) -> np.ndarray:
         out[a:b] = distance_to_liquidation(rows, tiers=tiers,
                                            default_mmr=engine.profile.default_mmr,
                                            isolated=isolated)
+    if engine.pool_rec and not isolated:
+        # steps at which the account held several collateral pools (margin.pools): each pool
+        # is liquidated on its own, so the distance is the nearest of the pools' distances,
+        # each pool judged on its own collateral and the positions that draw on it
+        steps = np.fromiter((k for k, _ in engine.pool_rec), dtype="int64",
+                            count=len(engine.pool_rec))
+        pools = sorted({p for _, d in engine.pool_rec for p in d})
+        pool_id = {p: j for j, p in enumerate(pools)}
+        sym_pool = np.asarray([pool_id.get(engine.margin.pool_of(inst.settle), -1)
+                               for inst in insts], dtype="int64")
+        row_step = np.searchsorted(step_ts, row_ts)
+        for a in range(0, len(steps), _DISTANCE_BLOCK):
+            blk = steps[a:a + _DISTANCE_BLOCK]
+            at = np.searchsorted(blk, row_step)
+            on = (at < len(blk)) & (blk[np.minimum(at, len(blk) - 1)] == row_step)
+            best = np.full(len(blk), np.inf)
+            for p in pools:
+                coll = np.asarray([d.get(p, 0.0) for _, d in engine.pool_rec[a:a + len(blk)]])
+                zero = np.zeros(len(blk))
+                stable = engine.feed.is_stable(p)
+                take = np.flatnonzero(on & (sym_pool[ids] == pool_id[p]))
+                k = ids[take]
+                rows = BookRows(n_bars=len(blk), bar=at[take], qty=qty[take], cs=cs[k],
+                                entry=entry[take], mark=mark[take], is_linear=lin[k],
+                                is_option=opt[k], symbol_id=k, isolated_margin=iso[take],
+                                collateral_fixed=coll if stable else zero,
+                                collateral_moving=zero if stable else coll)
+                d = distance_to_liquidation(rows, tiers=tiers,
+                                            default_mmr=engine.profile.default_mmr)
+                best = np.where(np.abs(d) < np.abs(best), d, best)
+            out[blk] = best
     return out
 
 

@@ -55,10 +55,13 @@ class PoolState:
     margin balance (inf when the margin balance is not positive and maintenance is);
     ``available`` = margin balance − initial margin − working orders' initial margin
     (isolated mode: balance − allocated margins − orders); ``status`` ``ok``/``call``/
-    ``liquidate`` as the account's.
+    ``liquidate`` as the account's. ``collateral`` = balance × haircut at the index + session
+    PnL at the mark close (the margin balance without the positions' PnL; what the distance to
+    liquidation moves with the pool's asset).
     """
 
     asset: str
+    collateral: float = 0.0
     margin_balance: float = 0.0
     initial_margin: float = 0.0
     maintenance_margin: float = 0.0
@@ -159,8 +162,8 @@ class PoolsMixin:
             ratio, status = pool_ratio_status(mb, mm, self.call_level)
             oim = order_im.get(asset, 0.0)
             st.pools[asset] = PoolState(
-                asset=asset, margin_balance=mb, initial_margin=im, maintenance_margin=mm,
-                margin_ratio=ratio, status=status,
+                asset=asset, collateral=coll + session, margin_balance=mb, initial_margin=im,
+                maintenance_margin=mm, margin_ratio=ratio, status=status,
                 available=(coll - iso - oim) if isolated else (mb - im - oim))
             worst_ratio = max(worst_ratio, ratio)
             if _RANK[status] > _RANK[worst]:
@@ -222,8 +225,9 @@ class PoolsMixin:
             avail = min(c.available, w.available)
             shortfall += c.available - avail
             close.pools[pool] = PoolState(
-                asset=pool, margin_balance=w.margin_balance, initial_margin=c.initial_margin,
-                maintenance_margin=w.maintenance_margin, margin_ratio=w.margin_ratio,
+                asset=pool, collateral=c.collateral, margin_balance=w.margin_balance,
+                initial_margin=c.initial_margin, maintenance_margin=w.maintenance_margin,
+                margin_ratio=w.margin_ratio,
                 available=avail, status=w.status)
         close.margin_balance = sum(p.margin_balance for p in close.pools.values())
         close.maintenance_margin = sum(p.maintenance_margin for p in close.pools.values())

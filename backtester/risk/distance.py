@@ -5,7 +5,9 @@ fraction ``x`` from its close; the account is liquidated at the first ``x`` (sea
 and upwards from 0) where its margin balance no longer exceeds its maintenance margin. The result
 is signed: ``-0.23`` means a 23 % fall of every underlying liquidates the account, ``+0.4`` a 40 %
 rise. Cross margin is judged on the account; isolated margin on each position's allocation, the
-nearest position deciding. Options are held at their current value (not repriced) here.
+nearest position deciding. Options are held at their current value (not repriced) here. An
+account of several collateral pools (``margin.pools``) is judged pool by pool, each pool's rows
+and collateral handed in on their own, the nearest pool deciding (``runner._distances``).
 """
 
 from __future__ import annotations

@@ -133,6 +133,14 @@ def test_coinm_eth_crash_liquidates_the_eth_pool_only():
     assert [(p["symbol"], p["size"]) for p in r.state["positions"]] == [(btc, 100.0)]
     assert r.equity["margin_balance"].iloc[3] == pytest.approx(4_700)
     assert r.equity["maintenance_margin"].iloc[3] == pytest.approx(50)
+    # distance to liquidation before the crash (bars 1-2), every underlying moved by x, each
+    # pool on its own (coin balance + 10,000 x (1/entry - 1/m) <= 0.5 % x 10,000 / m):
+    #   ETH pool: m <= 10,050 / (1.27 + 10,000 / 2,000) = 1,602.87 -> x = -19.86 %
+    #   BTC pool: m <= 10,050 / (0.1 + 10,000 / 50,000) = 33,500 -> x = -33 %
+    # the nearest is the ETH pool's (one pool for both would be further still)
+    dist = r.equity["distance_to_liquidation"].to_numpy()
+    assert dist[1] == pytest.approx(10_050 / 6.27 / 2_000 - 1, rel=1e-9)
+    assert dist[2] == dist[1]
 
 
 @pytest.mark.parametrize("mode", ["cross", "isolated"])
@@ -171,3 +179,29 @@ def test_unified_profiles_pool_every_asset_with_haircuts(profile):
     usdm = run(data, f"{USDT_PERP}=4@20", profile="binance-usdm",
                collateral={"BTC": 0.2, "USDC": 1_000})
     assert list(usdm.rejections["reason"]) == ["insufficient_margin"]
+
+
+def test_distance_to_liquidation_is_the_nearest_pools():
+    # The book of the test above at 50,000 (bars 1-2, both perps open) and 48,290 (bars 3-4).
+    # Every underlying (BTC) moves by x; each pool is liquidated on its own:
+    #   USDC pool: 2,000 + 1 x (m - 50,000) <= 0.5 % x m  <=>  m <= 48,000 / 0.995
+    #              = 48,241.2060... -> x = 48,241.206 / 50,000 - 1 = -3.5176 % at 50,000,
+    #              and 48,241.206 / 48,290 - 1 = -0.1010 % at 48,290;
+    #   USDT pool: 10,000 + 0.1 x (m - 50,000) <= 0.4 % x 0.1 x m  <=>  m <= -5,000 / 0.0996:
+    #              never.
+    # One pool for both would need 12,000 + 1.1 x (m - 50,000) <= 0.005 m + 0.0004 m, i.e.
+    # m <= 43,000 / 1.0946 = 39,283.8 (-21.4 %): the pools make it six times nearer.
+    # After the USDC pool's liquidation (bar 5 on) only the USDT leg is left: no distance.
+    prices = [50_000.0] * 3 + [48_290.0] * 2 + [48_200.0] * 2
+    data = {USDC_PERP: bars(prices), USDT_PERP: bars(prices)}
+    legs = f"{USDC_PERP}=1@50;{USDT_PERP}=0.1@10"
+    r = run(data, legs, profile="binance-usdm", collateral={"USDT": 10_000, "USDC": 2_000})
+    dist = r.equity["distance_to_liquidation"].to_numpy()
+    m_liq = 48_000 / 0.995
+    assert dist[0] == float("inf")  # nothing held yet
+    assert dist[1] == pytest.approx(m_liq / 50_000 - 1, rel=1e-9)
+    assert dist[2] == pytest.approx(m_liq / 50_000 - 1, rel=1e-9)
+    assert dist[3] == pytest.approx(m_liq / 48_290 - 1, rel=1e-9)
+    assert dist[5] == float("inf")
+    assert r.metrics["min_distance_to_liquidation"] == pytest.approx(1 - m_liq / 48_290,
+                                                                     rel=1e-9)
