@@ -88,5 +88,6 @@ def utilization_series(equity: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     im = equity["initial_margin"].to_numpy(dtype="float64")
     mb = equity["margin_balance"].to_numpy(dtype="float64")
     util = np.full(len(mb), np.nan)
-    np.divide(im, mb, out=util, where=mb > 0)  # one array, no quotient temporary
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        np.divide(im, mb, out=util, where=mb > 0)  # one array, no quotient temporary
     return util, mb - im

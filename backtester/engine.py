@@ -130,6 +130,9 @@ class Engine:
         # steps at which the account held several collateral pools: step, pool -> its
         # collateral (USD at the close; margin.pools.PoolState.collateral)
         self.pool_rec: list[tuple[int, dict[str, float]]] = []
+        # steps with unsettled session amounts (daily-settlement profiles): step, in
+        # stablecoins, in coins (USD; MarginState.session_fixed / session_moving)
+        self.session_rec: list[tuple[int, float, float]] = []
         hour = profile.daily_settlement_hour_utc
         start = feed.steps[0][0] if len(feed.steps) else 0
         # the first settlement time after the run's first close (never, without one)
@@ -183,6 +186,10 @@ class Engine:
         code = self._symbol_code
         margin.quiet = QuietStretch(margin, enabled=margin._quiet_path)
         quiet_holds = margin.quiet.holds
+        # a flat account is evaluated when it changed, holds working orders or holds coins
+        # (whose price moves its margin balance); otherwise its state stands as it was
+        flat_version = -1
+        flat_moving = False
         quiet_version = margin.quiet.armed_version
         wake = self._wake_steps()
         clock = self.feed.steps
@@ -213,7 +220,15 @@ class Engine:
                 self._expire(t)
             if t >= self._next_settlement:
                 self._daily_settlement(t)
-            quiet = (quiet_holds() or margin.check(t)) if account.positions else False
+            if account.positions:
+                quiet = quiet_holds() or margin.check(t)
+            else:
+                quiet = False
+                if flat_moving or self.orders or account.version != flat_version:
+                    margin.check(t)  # no positions: no call or liquidation, the state only
+                    flat_version = account.version
+                    st = margin.state
+                    flat_moving = st.collateral_moving != 0.0 or st.session_moving != 0.0
             if self.pending:
                 self._deliver()
             if self.stopped_reason is None and (wake is None or wake[s]):
@@ -261,6 +276,8 @@ class Engine:
                 self._record_greeks(s, st.greeks)
             if st.pools:
                 self.pool_rec.append((s, {a: p.collateral for a, p in st.pools.items()}))
+            if st.session_fixed or st.session_moving:
+                self.session_rec.append((s, st.session_fixed, st.session_moving))
             if self.stopped_reason is not None and self.config.stop_on_bankruptcy:
                 break
         self._finish_records(s + 1)
@@ -371,6 +388,7 @@ class Engine:
             for k in _REC_KEYS[1:]:
                 self.rec[k] = self.rec[k][:n_done]
         self.step = n_done  # records from on_finish fall after the last step (dropped)
+        self._pos_appenders = ()  # the loop is over: the records alone hold their arrays
 
     def _call(self, hook: str, func: Any, arg: Any) -> None:
         try:

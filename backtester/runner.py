@@ -355,7 +355,15 @@ def _distances(engine: Engine, n: int, ids: np.ndarray) -> np.ndarray:
     iso = np.asarray(pr["isolated_margin"], dtype="float64")
     fixed = np.asarray(rec["collateral_fixed"], dtype="float64")
     moving = np.asarray(rec["collateral_moving"], dtype="float64")
-    tiers = {sid[s]: t for s, t in engine.profile.tiers.items() if s in sid}
+    if engine.session_rec:
+        # unsettled session PnL and funding count in the margin balance (daily settlement)
+        at = np.asarray([k for k, _, _ in engine.session_rec], dtype="int64")
+        fixed, moving = fixed.copy(), moving.copy()
+        fixed[at] += np.asarray([f for _, f, _ in engine.session_rec])
+        moving[at] += np.asarray([m for _, _, m in engine.session_rec])
+    tiers: dict[int, Any] = {sid[s]: t for s, t in engine.profile.tiers.items() if s in sid}
+    # size-dependent rates replace the tiers of their symbols, as in MarginEngine.requirement
+    tiers.update({sid[s]: r for s, r in engine.profile.rates.items() if s in sid})
     isolated = engine.config.margin_mode is MarginMode.ISOLATED
     # each bar's distance depends on that bar's rows only: blocks of bars give the same
     # numbers with a fraction of the temporary memory. The recorded steps are strictly

@@ -40,7 +40,12 @@ def account_snapshot(engine: Engine) -> dict[str, Any]:
             entry["instrument"]["option_type"] = inst.option_type.value if inst.option_type \
                 else None
         tiers = engine.profile.tiers.get(sym)
-        if tiers is None and not inst.is_option:
+        rates = engine.profile.rates.get(sym)
+        if rates is not None and not inst.is_option:
+            # size-dependent rates (Deribit standard margin), as the engine charged them
+            entry["instrument"]["margin_rates"] = {"im": [rates.im_base, rates.im_per_coin],
+                                                   "mm": [rates.mm_base, rates.mm_per_coin]}
+        elif tiers is None and not inst.is_option:
             # no tier table: the engine charged the profile's default maintenance rate
             entry["tiers"] = [{"min_notional": 0.0, "max_notional": 1e18,
                                "mmr": engine.profile.default_mmr, "maintenance_amount": 0.0,

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from backtester.margin.portfolio import PortfolioParams
+from backtester.margin.profiles import MarginRates
 from backtester.margin.tiers import TierTable
 
 __all__ = ["ProfileData", "SimpleTiers"]
@@ -75,6 +76,9 @@ class ProfileData:
     delivery_window_ms: int = 30 * 60_000
     haircuts: dict[str, float] = field(default_factory=dict)
     tiers: dict[str, SimpleTiers] = field(default_factory=dict)
+    #: size-dependent IM/MM rates per futures symbol (Deribit standard margin, margin-rules
+    #: §7.2): they replace leverage-based IM and tiered/default MM for those symbols
+    rates: dict[str, MarginRates] = field(default_factory=dict)
     funding_style: str = "discrete"  # discrete stamps, or continuous accrual (Deribit)
     option_margin_style: str = "linear"  # deribit | linear | bybit (backtester.margin.options)
     option_maintenance_rate: float = 0.075

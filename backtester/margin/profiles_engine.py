@@ -45,6 +45,15 @@ def engine_profile(name: str, *, tiers: Any = None,
             rows = src.get(sym) if isinstance(src, Mapping) else None
             if rows:
                 table[sym] = SimpleTiers.from_table(tier_table(rows, where=f"tiers.{sym}"))
+    rates = {}
+    for sym in symbols:
+        base, _, rest = sym.partition("/")
+        settle = rest.partition(":")[2]
+        if not settle or settle.count("-") >= 3:
+            continue  # spot, or an option (BASE/QUOTE:SETTLE-YYMMDD-STRIKE-C|P)
+        r = prof.margin_rates_for(base, settle.split("-")[0])
+        if r is not None:
+            rates[sym] = r
     coin_pool = prof.valuation == "coin"
     style = style_for_profile(name)
     fee_cap = prof.option_fee_cap if prof.option_fee_cap is not None else 0.125
@@ -58,7 +67,8 @@ def engine_profile(name: str, *, tiers: Any = None,
         liquidation_slippage_rate=prof.liquidation_slippage_rate,
         option_fee_cap=dec(fee_cap), delivery_fee_rate=dec(prof.delivery_fee_rate),
         delivery_window_ms=(prof.delivery_twap_minutes or 30) * 60_000,
-        haircuts=dict(prof.haircuts), tiers=table, funding_style=prof.funding_style,
+        haircuts=dict(prof.haircuts), tiers=table, rates=rates,
+        funding_style=prof.funding_style,
         daily_settlement_hour_utc=prof.daily_settlement_hour_utc,
         option_margin_style=style,
         option_maintenance_rate=default_maintenance_rate(style),

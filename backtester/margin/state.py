@@ -34,6 +34,7 @@ from backtester.margin.options import option_requirements
 from backtester.margin.pools import PoolsMixin, PoolState, pool_sums
 from backtester.margin.portfolio import PortfolioPosition, portfolio_margin
 from backtester.margin.quiet import QuietStretch
+from backtester.margin.requirements import rated_requirement
 from backtester.numeric import ZERO, dec, to_money
 from backtester.orders import OrderRejected, RejectReason, Side
 from backtester.pricing import black76
@@ -77,6 +78,10 @@ class MarginState:
     distance_to_liquidation: float = _INF
     collateral_fixed: float = 0.0
     collateral_moving: float = 0.0
+    #: unsettled session PnL and funding (daily-settlement profiles), USD: in stablecoins, in
+    #: coins (part of the margin balance, not of the wallet's collateral split above)
+    session_fixed: float = 0.0
+    session_moving: float = 0.0
     positions: list[tuple[str, float, float, float, float, float, float]] = field(
         default_factory=list)
     greeks: dict[str, float] = field(default_factory=dict)
@@ -116,7 +121,7 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
         self._pooled = profile.pool != "usd" and self.mode is not MarginMode.PORTFOLIO
         # the fused pass knows neither session ledgers (daily settlement) nor options
         self._fuse = self._fast_path and self.mode is MarginMode.CROSS \
-            and profile.daily_settlement_hour_utc is None
+            and profile.daily_settlement_hour_utc is None and not profile.rates
         self.quiet: QuietStretch | None = None  # set by the engine when its loop starts
         self.state = self.evaluate_now()
 
@@ -204,6 +209,11 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
             if q >= 0:
                 return inst.notional(q, und), 0.0, 0.0
             return self._short_option(pos, mark, und)
+        rates = self.profile.rates.get(inst.symbol)
+        if rates is not None:
+            # size-dependent rates (Deribit standard margin): leverage plays no part
+            r = rated_requirement(inst, q, mark, rates=rates, index_price=und)
+            return r.notional, r.initial_margin, r.maintenance_margin
         notional = inst.notional(q, mark)
         im = notional / pos.leverage
         tiers = self.profile.tiers.get(inst.symbol)
@@ -276,6 +286,10 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
                 x = float(bal) * self.price_usd(
                     asset, scenario_of.get(asset, 2) if scenario_of else 2)
                 session += x
+                if stable(asset):
+                    st.session_fixed += x
+                else:
+                    st.session_moving += x
                 if acc is not None:
                     pool_sums(acc, asset)[1] += x
         upnl = 0.0
@@ -353,9 +367,15 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
                 continue
             px = float(o.price) if o.price is not None else f.c[f.idx]
             lev = self.e.account.leverage.get(o.symbol, self.e.account.default_leverage)
+            rates = self.profile.rates.get(o.symbol)
             if inst.is_option:
                 total += (float(o.qty) * inst.cs * px * self.price_usd(inst.settle)
                           if o.side is Side.BUY else 0.0)
+            elif rates is not None:
+                # the order's own size at its rate (size-dependent rates)
+                total += rated_requirement(inst, float(o.qty), px, rates=rates,
+                                           index_price=px).initial_margin \
+                    * self.price_usd(inst.settle)
             else:
                 total += inst.notional(float(o.qty), px) / lev * self.price_usd(inst.settle)
         return total
@@ -521,6 +541,13 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
         if inst.is_option:
             need = increase * inst.cs * px if q > 0 else \
                 self._short_option(_probe(pos, inst, -increase), px, f.ic[f.idx])[1]
+        elif (rates := self.profile.rates.get(order.symbol)) is not None:
+            # size-dependent rates: what the order adds to the position's initial margin,
+            # the order's price standing for the index
+            need = (rated_requirement(inst, have + q, px, rates=rates, index_price=px)
+                    .initial_margin
+                    - rated_requirement(inst, have, px, rates=rates, index_price=px)
+                    .initial_margin)
         else:
             notional_after = inst.notional(abs(have + q), px)
             tiers = self.profile.tiers.get(order.symbol)

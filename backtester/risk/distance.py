@@ -19,10 +19,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from backtester.margin.profile_data import SimpleTiers
+from backtester.margin.profiles import MarginRates
 
 __all__ = ["BookRows", "distance_to_liquidation"]
 
 F64 = NDArray[np.float64]
+#: a symbol's maintenance margin: a tier table, or size-dependent rates (Deribit)
+Margin = SimpleTiers | MarginRates
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -49,12 +52,16 @@ class BookRows:
     collateral_moving: F64
 
 
-def _mm(notional: F64, symbol_id: NDArray[np.int64], tiers: Mapping[int, SimpleTiers],
-        default_mmr: float) -> F64:
+def _mm(notional: F64, symbol_id: NDArray[np.int64], tiers: Mapping[int, Margin],
+        default_mmr: float, size_coin: F64) -> F64:
     out = notional * default_mmr
     for sid, t in tiers.items():
         sel = symbol_id == sid
         if not sel.any():
+            continue
+        if isinstance(t, MarginRates):
+            # size-dependent rate (Deribit): notional x (base + per coin x size in coins)
+            out[sel] = notional[sel] * (t.mm_base + t.mm_per_coin * size_coin[sel])
             continue
         fl = np.asarray(t.floors)
         k = np.clip(np.searchsorted(fl, notional[sel], side="right") - 1, 0, len(fl) - 1)
@@ -62,7 +69,7 @@ def _mm(notional: F64, symbol_id: NDArray[np.int64], tiers: Mapping[int, SimpleT
     return out
 
 
-def _row_excess(rows: BookRows, x_row: F64, tiers: Mapping[int, SimpleTiers],
+def _row_excess(rows: BookRows, x_row: F64, tiers: Mapping[int, Margin],
                 default_mmr: float) -> F64:
     m = rows.mark * (1.0 + x_row)
     q = rows.qty * rows.cs
@@ -70,12 +77,14 @@ def _row_excess(rows: BookRows, x_row: F64, tiers: Mapping[int, SimpleTiers],
     value = np.where(rows.is_option, q * rows.mark,
                      np.where(lin, q * (m - rows.entry), q * (1.0 / rows.entry - 1.0 / m)))
     notional = np.where(lin, np.abs(q) * m, np.abs(q) / m)
-    mm = np.where(rows.is_option, 0.0, _mm(notional, rows.symbol_id, tiers, default_mmr))
+    size_coin = np.where(lin, np.abs(q), notional)  # linear: q is in coins; inverse: USD
+    mm = np.where(rows.is_option, 0.0,
+                  _mm(notional, rows.symbol_id, tiers, default_mmr, size_coin))
     settle_px = np.where(lin, 1.0, m)  # inverse contracts settle in the coin that moves
     return (value - mm) * settle_px
 
 
-def _cross_excess(rows: BookRows, x_bar: F64, tiers: Mapping[int, SimpleTiers],
+def _cross_excess(rows: BookRows, x_bar: F64, tiers: Mapping[int, Margin],
                   default_mmr: float) -> F64:
     # the account's excess per bar (cross margin) with every underlying moved by x_bar
     ex = _row_excess(rows, x_bar[rows.bar], tiers, default_mmr)
@@ -83,7 +92,7 @@ def _cross_excess(rows: BookRows, x_bar: F64, tiers: Mapping[int, SimpleTiers],
     return total + rows.collateral_fixed + rows.collateral_moving * (1.0 + x_bar)
 
 
-def distance_to_liquidation(rows: BookRows, *, tiers: Mapping[int, SimpleTiers],
+def distance_to_liquidation(rows: BookRows, *, tiers: Mapping[int, Margin],
                             default_mmr: float, isolated: bool = False,
                             down_limit: float = 0.99, up_limit: float = 10.0,
                             grid: int = 64, iterations: int = 40) -> F64:
@@ -96,7 +105,8 @@ def distance_to_liquidation(rows: BookRows, *, tiers: Mapping[int, SimpleTiers],
     excess (with a margin far above float rounding) proves the account safe, and evaluates only
     the bars still searching; the numbers are exactly those of the full scan.
     """
-    if isolated or bool(rows.is_option.any()):
+    if isolated or bool(rows.is_option.any()) or any(
+            isinstance(t, MarginRates) for t in tiers.values()):
         return _full_scan(rows, tiers=tiers, default_mmr=default_mmr, isolated=isolated,
                           down_limit=down_limit, up_limit=up_limit, grid=grid,
                           iterations=iterations)
@@ -104,7 +114,7 @@ def distance_to_liquidation(rows: BookRows, *, tiers: Mapping[int, SimpleTiers],
                         up_limit=up_limit, grid=grid, iterations=iterations)
 
 
-def _full_scan(rows: BookRows, *, tiers: Mapping[int, SimpleTiers], default_mmr: float,
+def _full_scan(rows: BookRows, *, tiers: Mapping[int, Margin], default_mmr: float,
                isolated: bool, down_limit: float, up_limit: float, grid: int,
                iterations: int) -> F64:
     # every bar at every grid point, then bisection of every bar's first bracket
@@ -171,7 +181,7 @@ def _take_bars(rows: BookRows, bars: NDArray[np.int64]) -> BookRows:
                     collateral_moving=rows.collateral_moving[bars])
 
 
-def _safe_floor(rows: BookRows, tiers: Mapping[int, SimpleTiers], default_mmr: float,
+def _safe_floor(rows: BookRows, tiers: Mapping[int, Margin], default_mmr: float,
                 up_limit: float) -> tuple[F64, F64, F64]:
     # A lower bound a + b*x (per bar, real arithmetic) of the cross excess for x in
     # [-1, up_limit], and a margin exceeding the float rounding of the excess there.
@@ -186,6 +196,8 @@ def _safe_floor(rows: BookRows, tiers: Mapping[int, SimpleTiers], default_mmr: f
     cum_min = np.zeros(max(n_sym, 1))
     cum_abs = np.zeros(max(n_sym, 1))
     for sid, t in tiers.items():
+        if isinstance(t, MarginRates):
+            continue  # books with size-dependent rates take the full scan
         if 0 <= sid < n_sym and len(t.mmr):
             rate_max[sid] = max(t.mmr)
             cum_min[sid] = min(t.cum)
@@ -233,7 +245,7 @@ def _safe_floor(rows: BookRows, tiers: Mapping[int, SimpleTiers], default_mmr: f
     return a, b, margin
 
 
-def _pruned_scan(rows: BookRows, *, tiers: Mapping[int, SimpleTiers], default_mmr: float,
+def _pruned_scan(rows: BookRows, *, tiers: Mapping[int, Margin], default_mmr: float,
                  down_limit: float, up_limit: float, grid: int, iterations: int) -> F64:
     n = rows.n_bars
     out = np.full(n, np.inf)
@@ -294,7 +306,7 @@ def _first_unproven(a: F64, b: F64, margin: F64, sure: NDArray[np.bool_], sign: 
 
 
 def _first_bracket(rows: BookRows, start: NDArray[np.int64], steps: F64, sign: float,
-                   tiers: Mapping[int, SimpleTiers], default_mmr: float,
+                   tiers: Mapping[int, Margin], default_mmr: float,
                    ) -> tuple[F64, F64, NDArray[np.bool_]]:
     # the grid scan from each bar's first unproven step: the first step whose excess is not
     # positive (hi) and the step before it (lo; 0 before the first step)

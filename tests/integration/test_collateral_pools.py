@@ -205,3 +205,25 @@ def test_distance_to_liquidation_is_the_nearest_pools():
     assert dist[5] == float("inf")
     assert r.metrics["min_distance_to_liquidation"] == pytest.approx(1 - m_liq / 48_290,
                                                                      rel=1e-9)
+
+
+class Idle(Strategy):
+    """Holds nothing (only the collateral)."""
+
+    def on_bar(self, ctx):
+        pass
+
+
+def test_a_flat_account_holding_coins_is_revalued_every_bar():
+    # bybit, one USD pool: 1 BTC (haircut 0.95) and 100 USDT, no position ever. BTC at
+    # 50,000 -> 40,000 -> 30,000 -> 35,000: equity = BTC + 100, margin balance = 0.95 BTC
+    # + 100 (the coin's fall lowers both with no position open)
+    prices = [50_000.0, 40_000.0, 30_000.0, 35_000.0]
+    r = backtester.run(Idle, data={USDT_PERP: bars(prices)}, funding="zero", profile="bybit",
+                       instruments={USDT_PERP: instrument_from_symbol(USDT_PERP)},
+                       collateral={"BTC": 1, "USDT": 100})
+    eq = r.equity
+    assert eq["equity"].tolist() == pytest.approx([p + 100 for p in prices])
+    assert eq["margin_balance"].tolist() == pytest.approx([0.95 * p + 100 for p in prices])
+    assert eq["collateral_moving"].tolist() == pytest.approx([0.95 * p for p in prices])
+    assert r.metrics["total_return"] == pytest.approx(35_100 / 50_100 - 1)

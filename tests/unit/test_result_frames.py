@@ -171,3 +171,23 @@ def test_compact_columns_stores_equal_columns_once_and_releases_their_records() 
     assert frame["a"].tolist() == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
     assert frame["z2"].tolist() == [0.0] * 6
     assert frame["b"].iloc[2] == 99.0
+
+
+def test_positions_frame_alone_keeps_delta_and_quantity_apart() -> None:
+    # contract size 1, linear: delta equals the quantity; built without the equity frame (no
+    # compaction) the two columns must still be separate values
+    from tests.integration.test_wake_on import Cross
+    from tests.integration.test_wake_on import _data as cross_data
+
+    sym = "BTC/USDT:USDT"
+    prep = runner.prepare(Cross, data={sym: cross_data(3, 200)[sym]},
+                          instruments={sym: instrument_from_symbol(sym)},
+                          collateral={"USDT": 50_000})
+    eng = Engine(Cross(), prep.feed, prep.config, profile=prep.profile)
+    eng.run()
+    assert eng._pos_appenders == ()  # the finished loop holds no record arrays
+    pos = result_frames.positions_frame(eng, result_frames.symbol_ids(eng))
+    np.testing.assert_array_equal(pos["delta"], pos["qty"])
+    delta0 = pos["delta"].iloc[0]
+    pos.loc[0, "qty"] = delta0 + 5.0
+    assert pos["delta"].iloc[0] == delta0
