@@ -361,6 +361,18 @@ def _distances(engine: Engine, n: int, ids: np.ndarray) -> np.ndarray:
         fixed, moving = fixed.copy(), moving.copy()
         fixed[at] += np.asarray([f for _, f, _ in engine.session_rec])
         moving[at] += np.asarray([m for _, _, m in engine.session_rec])
+    # coin-settled options: their value is in coin, worth the underlying's index at the close
+    settle_usd = None
+    inverse_opt = [k for k, inst in enumerate(insts) if inst.is_option and not inst.is_linear]
+    if inverse_opt:
+        settle_usd = np.ones(len(row_ts))
+        for j in inverse_opt:
+            sel_k = np.flatnonzero(ids == j)
+            if len(sel_k):
+                f = engine.feed.symbols[syms[j]]
+                i = np.clip(np.searchsorted(f.ts_np + f.tf_ms, row_ts[sel_k], side="right") - 1,
+                            0, f.n - 1)
+                settle_usd[sel_k] = np.asarray(f.arrays["index_close"], dtype="float64")[i]
     tiers: dict[int, Any] = {sid[s]: t for s, t in engine.profile.tiers.items() if s in sid}
     # size-dependent rates replace the tiers of their symbols, as in MarginEngine.requirement
     tiers.update({sid[s]: r for s, r in engine.profile.rates.items() if s in sid})
@@ -381,7 +393,8 @@ def _distances(engine: Engine, n: int, ids: np.ndarray) -> np.ndarray:
         rows = BookRows(n_bars=b - a, bar=block_bar, qty=qty[sel], cs=cs[k],
                         entry=entry[sel], mark=mark[sel], is_linear=lin[k], is_option=opt[k],
                         symbol_id=k, isolated_margin=iso[sel], collateral_fixed=fixed[a:b],
-                        collateral_moving=moving[a:b])
+                        collateral_moving=moving[a:b],
+                        settle_usd=None if settle_usd is None else settle_usd[sel])
         out[a:b] = distance_to_liquidation(rows, tiers=tiers,
                                            default_mmr=engine.profile.default_mmr,
                                            isolated=isolated)
@@ -411,7 +424,8 @@ def _distances(engine: Engine, n: int, ids: np.ndarray) -> np.ndarray:
                                 entry=entry[take], mark=mark[take], is_linear=lin[k],
                                 is_option=opt[k], symbol_id=k, isolated_margin=iso[take],
                                 collateral_fixed=coll if stable else zero,
-                                collateral_moving=zero if stable else coll)
+                                collateral_moving=zero if stable else coll,
+                                settle_usd=None if settle_usd is None else settle_usd[take])
                 d = distance_to_liquidation(rows, tiers=tiers,
                                             default_mmr=engine.profile.default_mmr)
                 best = np.where(np.abs(d) < np.abs(best), d, best)

@@ -5,7 +5,10 @@ fraction ``x`` from its close; the account is liquidated at the first ``x`` (sea
 and upwards from 0) where its margin balance no longer exceeds its maintenance margin. The result
 is signed: ``-0.23`` means a 23 % fall of every underlying liquidates the account, ``+0.4`` a 40 %
 rise. Cross margin is judged on the account; isolated margin on each position's allocation, the
-nearest position deciding. Options are held at their current value (not repriced) here. An
+nearest position deciding. Options are held at their current value (not repriced) in their
+settle currency — a coin-settled option's value moves with the coin — and their maintenance
+margin is not counted (short options' requirement is not modelled here). Futures' maintenance
+follows the profile: tier tables, or size-dependent rates (Deribit). An
 account of several collateral pools (``margin.pools``) is judged pool by pool, each pool's rows
 and collateral handed in on their own, the nearest pool deciding (``runner._distances``).
 """
@@ -36,6 +39,9 @@ class BookRows:
     ``entry``, ``mark`` prices; ``is_linear``; ``is_option``; ``symbol_id`` indexes ``tiers``;
     ``isolated_margin`` (settle currency, NaN in cross). Per bar: ``collateral_fixed`` (margin
     value of stablecoins, USD) and ``collateral_moving`` (haircut value of coins, USD at close).
+    ``settle_usd`` (per row, optional): the USD price of an option's settle currency at the
+    close — an inverse (coin-settled) option's value ``qty × cs × mark`` is in coin and moves
+    with the coin; None: every option settles in a stablecoin (1.0).
     """
 
     n_bars: int
@@ -50,6 +56,7 @@ class BookRows:
     isolated_margin: F64
     collateral_fixed: F64
     collateral_moving: F64
+    settle_usd: F64 | None = None
 
 
 def _mm(notional: F64, symbol_id: NDArray[np.int64], tiers: Mapping[int, Margin],
@@ -74,7 +81,11 @@ def _row_excess(rows: BookRows, x_row: F64, tiers: Mapping[int, Margin],
     m = rows.mark * (1.0 + x_row)
     q = rows.qty * rows.cs
     lin = rows.is_linear | rows.is_option
-    value = np.where(rows.is_option, q * rows.mark,
+    opt_value = q * rows.mark  # options: held at their current value, in the settle currency
+    if rows.settle_usd is not None:
+        # coin-settled options: USD at the coin's price, which moves with every underlying
+        opt_value = opt_value * rows.settle_usd * np.where(rows.is_linear, 1.0, 1.0 + x_row)
+    value = np.where(rows.is_option, opt_value,
                      np.where(lin, q * (m - rows.entry), q * (1.0 / rows.entry - 1.0 / m)))
     notional = np.where(lin, np.abs(q) * m, np.abs(q) / m)
     size_coin = np.where(lin, np.abs(q), notional)  # linear: q is in coins; inverse: USD
@@ -178,7 +189,8 @@ def _take_bars(rows: BookRows, bars: NDArray[np.int64]) -> BookRows:
                     is_linear=rows.is_linear[sel], is_option=rows.is_option[sel],
                     symbol_id=rows.symbol_id[sel], isolated_margin=rows.isolated_margin[sel],
                     collateral_fixed=rows.collateral_fixed[bars],
-                    collateral_moving=rows.collateral_moving[bars])
+                    collateral_moving=rows.collateral_moving[bars],
+                    settle_usd=None if rows.settle_usd is None else rows.settle_usd[sel])
 
 
 def _safe_floor(rows: BookRows, tiers: Mapping[int, Margin], default_mmr: float,

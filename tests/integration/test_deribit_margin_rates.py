@@ -125,3 +125,42 @@ def test_distance_counts_unsettled_session_pnl():
     assert dist.iloc[2] == pytest.approx(want, rel=1e-9)  # holding the first long
     assert dist.iloc[3] == float("inf")  # flat
     assert list(dist.iloc[4:7]) == pytest.approx([want] * 3, rel=1e-9)
+
+
+class PerpAndPut(Strategy):
+    def on_bar(self, ctx):
+        if not getattr(self, "done", False):
+            self.done = True
+            ctx.buy("BTC/USD:BTC", Decimal(500))  # 500 x 100 USD = 50,000 USD face, 1 BTC
+            ctx.buy("BTC/USD:BTC-250328-40000-P", Decimal(1))  # 0.1 BTC premium
+
+
+def test_distance_values_a_coin_settled_option_at_the_coin_price():
+    # 0.2 BTC; long 50,000 USD face of the inverse perp at 50,000 and one put paid 0.1 BTC:
+    # 0.1 BTC left plus a put worth 0.1 BTC (held at its value in coin, so worth 0.1 x m in
+    # USD when every underlying moves to m). MM of the perp (size 50,000 / m BTC, rate
+    # 1.5 % + 0.005 % x size) in USD: 50,000 x (0.015 + 0.00005 x 50,000 / m). Liquidation:
+    #   (0.1 + 0.1) m + 50,000 (m / 50,000 - 1) - 750 - 125,000 / m = 0
+    #   1.2 m^2 - 50,750 m - 125,000 = 0  ->  m = 42,294.13, x = -15.41 %
+    # (the put counted as 0.1 USD instead would give m = 46,142, x = -7.7 %)
+    import math
+
+    perp, put = "BTC/USD:BTC", "BTC/USD:BTC-250328-40000-P"
+    ts = pd.date_range("2025-01-01", periods=5, freq="1h", tz="UTC")
+
+    def flat(px: float) -> pd.DataFrame:
+        return pd.DataFrame({"ts": ts, "open": px, "high": px, "low": px, "close": px,
+                             "volume": 1e9})
+
+    from backtester.data.feed import MarketFrames
+
+    index = flat(50_000.0)
+    data = {perp: MarketFrames(ohlcv=flat(50_000.0), index=index),
+            put: MarketFrames(ohlcv=flat(0.1), index=index)}
+    r = backtester.run(PerpAndPut, data=data, profile="deribit", funding="zero",
+                       instruments={s: instrument_from_symbol(s, **ZERO_FEES) for s in data},
+                       slippage_bps=0, margin_check="close", collateral={"BTC": 0.2})
+    assert len(r.fills) == 2
+    m = (50_750 + math.sqrt(50_750**2 + 4 * 1.2 * 125_000)) / 2.4
+    dist = r.equity["distance_to_liquidation"]
+    assert list(dist.iloc[1:]) == pytest.approx([m / 50_000 - 1] * 4, rel=1e-9)
