@@ -119,9 +119,11 @@ class Engine:
         self.step = -1  # the clock step being processed
         #: indicators given to ctx.wake_on (empty: on_bar runs at every step)
         self.wake_signals: list[Any] = []
-        #: position rows; "symbol" holds codes into ``symbols`` (the feed's sorted symbols)
+        #: position rows; "symbol" holds codes into ``symbols`` (the feed's sorted symbols),
+        #: ``symbol_code`` maps a symbol to its code, ``instruments`` are in code order
         self.symbols = sorted(feed.symbols)
-        self._symbol_code = {s: k for k, s in enumerate(self.symbols)}
+        self.symbol_code = {s: k for k, s in enumerate(self.symbols)}
+        self.instruments = [feed.symbols[s].instrument for s in self.symbols]
         self.pos_rec: dict[str, Any] = {
             k: array("i" if k == "symbol" else "q" if k == "ts" else "d") for k in _POS_KEYS}
         self._pos_appenders = tuple(self.pos_rec[k].append for k in _POS_KEYS)
@@ -183,7 +185,7 @@ class Engine:
         (p_ts, p_sym, p_qty, p_entry, p_mark, p_upnl, p_notional,
          p_iso) = self._pos_appenders
         ctx = self.ctx
-        code = self._symbol_code
+        code = self.symbol_code
         margin.quiet = QuietStretch(margin, enabled=margin._quiet_path)
         quiet_holds = margin.quiet.holds
         # a flat account is evaluated when it changed, holds working orders or holds coins
@@ -370,7 +372,7 @@ class Engine:
         on = np.zeros(len(times), dtype=bool)
         for sig in self.wake_signals:
             f = sig._src
-            idx = np.searchsorted(f.ts_np + f.tf_ms, times, side="right") - 1
+            idx = f.bar_at(times)
             moved = np.empty(len(idx), dtype=bool)
             moved[:1] = idx[:1] >= 0
             moved[1:] = idx[1:] != idx[:-1]

@@ -149,10 +149,8 @@ def traded_notional(engine: Engine, fills: pd.DataFrame) -> float:
     # unlike sum), the same number as a Python loop
     if not len(fills):
         return 0.0
-    syms = sorted(engine.feed.symbols)
-    insts = [engine.feed.symbols[s].instrument for s in syms]
-    sid = {s: k for k, s in enumerate(syms)}
-    k = np.fromiter(map(sid.__getitem__, fills["symbol"].tolist()), dtype="int64",
+    insts = engine.instruments
+    k = np.fromiter(map(engine.symbol_code.__getitem__, fills["symbol"].tolist()), dtype="int64",
                     count=len(fills))
     cs = np.asarray([inst.cs for inst in insts], dtype="float64")[k]
     by_price = np.asarray([inst.is_linear or inst.is_option for inst in insts], dtype=bool)[k]
@@ -221,7 +219,7 @@ def positions_frame(engine: Engine, ids: np.ndarray,
             compact_columns(cols, pr)
             trim_heap()
         # built last: it takes the memory the released records gave back
-        cols["symbol"] = _symbol_column(sorted(engine.feed.symbols), ids)
+        cols["symbol"] = _symbol_column(engine.symbols, ids)
     positions = pd.DataFrame(cols, copy=False)
     if not n:
         positions["ts"] = utc(pr["ts"])
@@ -337,8 +335,7 @@ def position_greeks(engine: Engine, ids: np.ndarray) -> dict[str, np.ndarray]:
     ts = np.asarray(pr["ts"], dtype="int64")
     qty = np.asarray(pr["qty"], dtype="float64")
     mark = np.asarray(pr["mark"], dtype="float64")
-    syms = sorted(engine.feed.symbols)
-    insts = [engine.feed.symbols[s].instrument for s in syms]
+    syms, insts = engine.symbols, engine.instruments
     counts = np.bincount(ids, minlength=len(syms))
     held = [k for k in range(len(syms)) if counts[k]]
     if not any(insts[k].is_option for k in held):
@@ -374,7 +371,7 @@ def _option_greeks(f: Any, ts: np.ndarray, size: np.ndarray, out: dict[str, np.n
 
     inst = f.instrument
     # the bar that closed at each recorded step
-    i = np.clip(np.searchsorted(f.ts_np + f.tf_ms, ts, side="right") - 1, 0, f.n - 1)
+    i = np.clip(f.bar_at(ts), 0, f.n - 1)
     iv = np.asarray(f.option_iv if f.option_iv is not None else [np.nan] * f.n,
                     dtype="float64")[i]
     fwd = f.arrays["index_close"][i]

@@ -158,7 +158,8 @@ def prepare(strategy: str | type[Strategy] | Strategy, *, dataset: str | None = 
         data_name = cfg.dataset or ""
     feed = Feed.build(insts, frames, start_ms=cfg.start, end_ms=cfg.end, vol_index=vol_index)
     profile = engine_profile(cfg.resolved_profile(), tiers=cfg.tiers or tiers_raw,
-                             symbols=list(feed.symbols))
+                             symbols=list(feed.symbols),
+                             instruments={s: f.instrument for s, f in feed.symbols.items()})
     return PreparedRun(strategy_class=cls, params=params, template=template,
                        pristine=None if template is None else copy.deepcopy(template), feed=feed,
                        config=cfg,
@@ -341,9 +342,7 @@ def _distances(engine: Engine, n: int, ids: np.ndarray) -> np.ndarray:
 
     pr = engine.pos_rec
     rec = engine.rec
-    syms = sorted(engine.feed.symbols)
-    sid = {s: k for k, s in enumerate(syms)}
-    insts = [engine.feed.symbols[s].instrument for s in syms]
+    syms, sid, insts = engine.symbols, engine.symbol_code, engine.instruments
     step_ts = np.asarray(rec["ts"], dtype="int64")
     row_ts = np.asarray(pr["ts"], dtype="int64")
     cs = np.asarray([inst.cs for inst in insts], dtype="float64")
@@ -370,13 +369,26 @@ def _distances(engine: Engine, n: int, ids: np.ndarray) -> np.ndarray:
             sel_k = np.flatnonzero(ids == j)
             if len(sel_k):
                 f = engine.feed.symbols[syms[j]]
-                i = np.clip(np.searchsorted(f.ts_np + f.tf_ms, row_ts[sel_k], side="right") - 1,
-                            0, f.n - 1)
+                i = np.clip(f.bar_at(row_ts[sel_k]), 0, f.n - 1)
                 settle_usd[sel_k] = np.asarray(f.arrays["index_close"], dtype="float64")[i]
     tiers: dict[int, Any] = {sid[s]: t for s, t in engine.profile.tiers.items() if s in sid}
     # size-dependent rates replace the tiers of their symbols, as in MarginEngine.requirement
     tiers.update({sid[s]: r for s, r in engine.profile.rates.items() if s in sid})
     isolated = engine.config.margin_mode is MarginMode.ISOLATED
+    default_mmr = engine.profile.default_mmr
+
+    def search(take: Any, bar: np.ndarray, n_bars: int, fixed_c: np.ndarray,
+               moving_c: np.ndarray, *, iso_book: bool) -> np.ndarray:
+        # the distances of n_bars bars from the position rows ``take`` (each at ``bar``)
+        k = ids[take]
+        rows = BookRows(n_bars=n_bars, bar=bar, qty=qty[take], cs=cs[k], entry=entry[take],
+                        mark=mark[take], is_linear=lin[k], is_option=opt[k], symbol_id=k,
+                        isolated_margin=iso[take], collateral_fixed=fixed_c,
+                        collateral_moving=moving_c,
+                        settle_usd=None if settle_usd is None else settle_usd[take])
+        return distance_to_liquidation(rows, tiers=tiers, default_mmr=default_mmr,
+                                       isolated=iso_book)
+
     # each bar's distance depends on that bar's rows only: blocks of bars give the same
     # numbers with a fraction of the temporary memory. The recorded steps are strictly
     # increasing, the rows are in step order and every row is at one of the steps, so a
@@ -389,15 +401,7 @@ def _distances(engine: Engine, n: int, ids: np.ndarray) -> np.ndarray:
         r1 = int(np.searchsorted(row_ts, step_ts[b - 1], side="right"))
         sel = slice(r0, r1)
         block_bar = np.searchsorted(step_ts[a:b], row_ts[sel]).astype("int64")
-        k = ids[sel]
-        rows = BookRows(n_bars=b - a, bar=block_bar, qty=qty[sel], cs=cs[k],
-                        entry=entry[sel], mark=mark[sel], is_linear=lin[k], is_option=opt[k],
-                        symbol_id=k, isolated_margin=iso[sel], collateral_fixed=fixed[a:b],
-                        collateral_moving=moving[a:b],
-                        settle_usd=None if settle_usd is None else settle_usd[sel])
-        out[a:b] = distance_to_liquidation(rows, tiers=tiers,
-                                           default_mmr=engine.profile.default_mmr,
-                                           isolated=isolated)
+        out[a:b] = search(sel, block_bar, b - a, fixed[a:b], moving[a:b], iso_book=isolated)
     if engine.pool_rec and not isolated:
         # steps at which the account held several collateral pools (margin.pools): each pool
         # is liquidated on its own, so the distance is the nearest of the pools' distances,
@@ -419,15 +423,8 @@ def _distances(engine: Engine, n: int, ids: np.ndarray) -> np.ndarray:
                 zero = np.zeros(len(blk))
                 stable = engine.feed.is_stable(p)
                 take = np.flatnonzero(on & (sym_pool[ids] == pool_id[p]))
-                k = ids[take]
-                rows = BookRows(n_bars=len(blk), bar=at[take], qty=qty[take], cs=cs[k],
-                                entry=entry[take], mark=mark[take], is_linear=lin[k],
-                                is_option=opt[k], symbol_id=k, isolated_margin=iso[take],
-                                collateral_fixed=coll if stable else zero,
-                                collateral_moving=zero if stable else coll,
-                                settle_usd=None if settle_usd is None else settle_usd[take])
-                d = distance_to_liquidation(rows, tiers=tiers,
-                                            default_mmr=engine.profile.default_mmr)
+                d = search(take, at[take], len(blk), coll if stable else zero,
+                           zero if stable else coll, iso_book=False)
                 best = np.where(np.abs(d) < np.abs(best), d, best)
             out[blk] = best
     return out

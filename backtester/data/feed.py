@@ -12,7 +12,7 @@ from __future__ import annotations
 from array import array
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -221,6 +221,11 @@ class SymbolFeed:
                 self.mark_missing = (~ok).astype(np.uint8).tobytes()
                 self.has_mark = True
         self.idx = -1
+
+    def bar_at(self, ts_ms: Any) -> np.ndarray:
+        """Index of the last bar closed at or before each time of ``ts_ms`` (epoch ms; -1
+        before the first close)."""
+        return np.searchsorted(self.ts_np + self.tf_ms, ts_ms, side="right") - 1
 
     def price_option(self, vol_index: pd.DataFrame | None) -> None:
         """Give an option its implied vol per bar (and theoretical marks when it has none).

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
+from backtester.instruments import Instrument
 from backtester.margin.options import (
     DEFAULT_BYBIT_LIQUIDATION_FEE_RATE,
     default_maintenance_rate,
@@ -33,9 +34,10 @@ def tier_table(rows: Sequence[Mapping[str, Any]], *, where: str) -> TierTable:
     return TierTable.from_ccxt(list(rows), where=where)
 
 
-def engine_profile(name: str, *, tiers: Any = None,
-                   symbols: Sequence[str] = ()) -> ProfileData:
-    """Return the engine parameters of profile ``name`` with tier tables for ``symbols``."""
+def engine_profile(name: str, *, tiers: Any = None, symbols: Sequence[str] = (),
+                   instruments: Mapping[str, Instrument] | None = None) -> ProfileData:
+    """Return the engine parameters of profile ``name`` with tier tables for ``symbols`` and
+    the profile's size-dependent margin rates for the futures among ``instruments``."""
     prof = load_profile(name)
     table: dict[str, SimpleTiers] = {s: SimpleTiers.from_table(t) for s, t in prof.tiers.items()
                                      if s in symbols}
@@ -46,12 +48,8 @@ def engine_profile(name: str, *, tiers: Any = None,
             if rows:
                 table[sym] = SimpleTiers.from_table(tier_table(rows, where=f"tiers.{sym}"))
     rates = {}
-    for sym in symbols:
-        base, _, rest = sym.partition("/")
-        settle = rest.partition(":")[2]
-        if not settle or settle.count("-") >= 3:
-            continue  # spot, or an option (BASE/QUOTE:SETTLE-YYMMDD-STRIKE-C|P)
-        r = prof.margin_rates_for(base, settle.split("-")[0])
+    for sym, inst in (instruments or {}).items():
+        r = None if inst.is_option else prof.margin_rates_for(inst.base, inst.settle)
         if r is not None:
             rates[sym] = r
     coin_pool = prof.valuation == "coin"

@@ -97,7 +97,7 @@ class QuietStretch:
         self.segments: list[tuple[int, int, tuple[float, float, tuple[_Leg, ...]]]] = []
         self._feed_ok: dict[str, bool] = {}
         self._static: dict[str, Any] = {}
-        self.code = e._symbol_code  # position rows name their symbol by a code
+        self.code = e.symbol_code  # position rows name their symbol by a code
         self._tiers_ok: dict[str, bool] = {}
 
     # -- per bar --------------------------------------------------------------------------
@@ -393,8 +393,7 @@ def _rebuild(segs: list[tuple[int, int, tuple[float, float, tuple[_Leg, ...]]]],
             f, cs, is_linear, tiers = first.f, first.cs, first.is_linear, first.tiers
             q, entry, lev = q[seg_of], entry[seg_of], lev[seg_of]
             on = q != 0.0
-            idx = steps if qs.lockstep else \
-                np.searchsorted(f.ts_np + f.tf_ms, t_steps, side="right") - 1
+            idx = steps if qs.lockstep else f.bar_at(t_steps)
             qcs = q * cs
             aq = np.abs(q) * cs
             marks = ((np.frombuffer(f.ml, dtype="float64")[idx],

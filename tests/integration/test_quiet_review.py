@@ -20,7 +20,6 @@ from backtester.margin.state import MarginEngine
 from .test_margin_fast_path import _same
 
 BTC = "BTC/USDT:USDT"
-ETH = "ETH/USDT:USDT"
 
 
 def _calm(seed: int, n: int, start: float, *, vol: float = 0.001) -> pd.DataFrame:
@@ -53,6 +52,19 @@ def _run(strategy: type[Strategy], data: dict[str, pd.DataFrame], *, quiet: bool
         MarginEngine._quiet_path = old  # type: ignore[misc]
 
 
+def _three_ways(strategy: type[Strategy], *, seed: int) -> backtester.BacktestResult:
+    # a calm BTC book at leverage 20 run woken with quiet stretches, woken without them
+    # (exact) and called every bar with them: all three must be identical; returns the exact
+    data = {BTC: _calm(seed, 400, 50_000.0)}
+    kw = {"collateral": {"USDT": 100_000.0}, "leverage": {"*": 20.0}}
+    woken = _run(strategy, data, quiet=True, params={"wake": True}, **kw)
+    exact = _run(strategy, data, quiet=False, params={"wake": True}, **kw)
+    every = _run(strategy, data, quiet=True, params={"wake": False}, **kw)
+    _same(every, exact)
+    _same(woken, exact)
+    return exact
+
+
 class LeverageAtSignal(Strategy):
     """Opens a long at the first signal, changes its leverage at the second."""
 
@@ -80,15 +92,9 @@ def test_set_leverage_at_a_wake_step_is_not_skipped_over():
     # steps after it must carry the new leverage's initial margin, 0.1 x ~50,000 / 3 ~ 1,667
     # USDT, not the old one's, 0.1 x ~50,000 / 20 ~ 250 USDT, whether they are skipped or
     # stepped through
-    data = {BTC: _calm(1, 400, 50_000.0)}
-    kw = {"collateral": {"USDT": 100_000.0}, "leverage": {"*": 20.0}}
-    woken = _run(LeverageAtSignal, data, quiet=True, params={"wake": True}, **kw)
-    exact = _run(LeverageAtSignal, data, quiet=False, params={"wake": True}, **kw)
-    every = _run(LeverageAtSignal, data, quiet=True, params={"wake": False}, **kw)
+    exact = _three_ways(LeverageAtSignal, seed=1)
     im = exact.equity["initial_margin"].to_numpy()
     assert im[150] > 2.0 * im[50] > 0.0  # leverage 3 after bar 100, 20 before
-    _same(every, exact)
-    _same(woken, exact)
 
 
 class LeverageOnFill(Strategy):
@@ -114,12 +120,6 @@ def test_set_leverage_in_a_hook_is_not_skipped_over():
     # the fill at bar 6 re-arms the quiet stretch (the account changed before the check),
     # then on_fill sets leverage 3: bars 7..299 must show ~1,667 USDT of initial margin
     # (0.1 x ~50,000 / 3), not the ~250 USDT of leverage 20 the stretch was armed with
-    data = {BTC: _calm(2, 400, 50_000.0)}
-    kw = {"collateral": {"USDT": 100_000.0}, "leverage": {"*": 20.0}}
-    woken = _run(LeverageOnFill, data, quiet=True, params={"wake": True}, **kw)
-    exact = _run(LeverageOnFill, data, quiet=False, params={"wake": True}, **kw)
-    every = _run(LeverageOnFill, data, quiet=True, params={"wake": False}, **kw)
+    exact = _three_ways(LeverageOnFill, seed=2)
     im = exact.equity["initial_margin"].to_numpy()
     assert 1_500.0 < im[100] < 1_850.0
-    _same(every, exact)
-    _same(woken, exact)
