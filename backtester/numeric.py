@@ -53,11 +53,15 @@ def to_money(value: float | int | str | Decimal) -> Decimal:
     return dec(value).quantize(MONEY_QUANTUM, rounding=ROUND_HALF_EVEN, context=_CTX)
 
 
-def to_price(value: float | Decimal, tick: Decimal) -> Decimal:
-    """Round a price to the nearest multiple of ``tick`` (half up).
+def to_price(value: float | Decimal, tick: Decimal, *, rounding: str = ROUND_HALF_UP) -> Decimal:
+    """Round a price to a multiple of ``tick``: the nearest (half up) unless ``rounding`` (a
+    :mod:`decimal` rounding mode, e.g. ``ROUND_FLOOR``) says otherwise.
 
     >>> to_price(60000.37, Decimal("0.5"))
     Decimal('60000.5')
+    >>> from decimal import ROUND_FLOOR
+    >>> to_price(60000.37, Decimal("0.5"), rounding=ROUND_FLOOR)
+    Decimal('6E+4')
     """
     d = dec(value)
     if tick <= 0:
@@ -65,7 +69,7 @@ def to_price(value: float | Decimal, tick: Decimal) -> Decimal:
     if d == 0:
         return ZERO
     # the arithmetic of the fixed 34-digit context, passed explicitly (no context switch)
-    steps = _CTX.divide(d, tick).quantize(_ONE, rounding=ROUND_HALF_UP, context=_CTX)
+    steps = _CTX.divide(d, tick).quantize(_ONE, rounding=rounding, context=_CTX)
     return _CTX.multiply(steps, tick).normalize(_CTX)
 
 

@@ -28,6 +28,9 @@ class EntryKind(StrEnum):
     LIQUIDATION_FEE = "liquidation_fee"
     INSURANCE_COVER = "insurance_cover"
     SESSION_TRANSFER = "session_transfer"
+    #: collateral sold to repay a liability (a negative balance) in a liquidation: a debit of
+    #: the asset sold and a credit of the asset repaid
+    COLLATERAL_CONVERSION = "collateral_conversion"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -35,6 +35,7 @@ from backtester.errors import ConfigError
 from backtester.margin.prices import (
     Leg,
     bankruptcy_price,
+    bybit_inverse_cross_liquidation_price,
     isolated_bankruptcy_price,
     isolated_liquidation_price,
     liquidation_price,
@@ -158,9 +159,12 @@ def _value(p: ParsedPosition, snap: ParsedSnapshot) -> _Valued:
                        upnl=_option_value(p, snap), leg=None)
     req = position_requirement(inst, p.qty, p.mark, leverage=p.leverage, tiers=p.tiers,
                                margin_rates=p.margin_rates, index_price=p.index_price)
+    # in a USD pool a coin-settled contract converts at its own coin's price, which moves
+    # with the mark being solved for
+    moves = snap.profile.pool == "usd" and inst.settle == inst.base
     leg = Leg(qty=p.qty, entry_price=p.entry_price, contract_size=inst.cs,
               is_linear=inst.is_linear, tiers=p.tiers if p.margin_rates is None else None,
-              mmr=req.mmr, maintenance_amount=0.0, fx=fx)
+              mmr=req.mmr, maintenance_amount=0.0, fx=fx, fx_moves=moves)
     return _Valued(pos=p, pool=_pool_of(p, snap), fx=fx, notional=req.notional, tier=req.tier,
                    initial_margin=req.initial_margin, maintenance_margin=req.maintenance_margin,
                    upnl=inst.pnl(p.qty, p.entry_price, p.mark), leg=leg)
@@ -183,8 +187,9 @@ def _collateral_pools(snap: ParsedSnapshot, valued: list[_Valued]) -> tuple[dict
     to_usd: dict[str, float] = {}
     if profile.pool == "usd":
         total = 0.0
+        face = _face_value_assets(snap)
         for asset, amount in snap.collateral.items():
-            haircut = snap.haircuts.get(asset)
+            haircut = 1.0 if asset in face else snap.haircuts.get(asset)
             if haircut is None:
                 msg = (f"collateral.{asset}: profile {profile.name} has no collateral ratio for "
                        f"{asset}; give haircuts.{asset}")
@@ -211,6 +216,25 @@ def _collateral_pools(snap: ParsedSnapshot, valued: list[_Valued]) -> tuple[dict
         else:
             to_usd[pool] = 1.0
     return pools, to_usd
+
+
+def _face_value_assets(snap: ParsedSnapshot) -> frozenset[str]:
+    # the settle coins of inverse positions, which margin them at face value on profiles with
+    # inverse_margin_at_face (Bybit [BY1] §5.3; MarginEngine.face_value_assets in a run)
+    if not snap.profile.inverse_margin_at_face:
+        return frozenset()
+    return frozenset(p.instrument.settle for p in snap.positions
+                     if not p.instrument.is_linear and not p.instrument.is_option)
+
+
+def _moving_collateral(snap: ParsedSnapshot, coin: str) -> float:
+    # USD value (with its haircut) of a USD pool's collateral in ``coin``: it moves with a
+    # position on that coin when a liquidation or bankruptcy price is solved
+    amount = snap.collateral.get(coin)
+    if snap.profile.pool != "usd" or not amount or coin not in snap.asset_prices:
+        return 0.0
+    haircut = 1.0 if coin in _face_value_assets(snap) else snap.haircuts.get(coin, 1.0)
+    return amount * snap.asset_prices[coin] * (haircut if amount > 0 else 1.0)
 
 
 def _status(mm: float, mb: float, call_level: float, has_risk: bool) -> str:
@@ -265,9 +289,23 @@ def _cross(snap: ParsedSnapshot, valued: list[_Valued]) -> dict[str, object]:
             legs = [v.leg for v in group if v.leg is not None]
             g_upnl = sum(v.fx * v.upnl for v in group)
             g_mm = sum(v.fx * v.maintenance_margin for v in group)
-            lp = liquidation_price(legs, mark=group[0].pos.mark, balance=mb - g_upnl,
-                                   other_maintenance=mm - g_mm)
-            bp = bankruptcy_price(legs, balance=mb - g_upnl)
+            inst = group[0].pos.instrument
+            mark = group[0].pos.mark
+            moving = _moving_collateral(snap, inst.base)
+            fee = float(inst.taker_rate) if profile.bankruptcy_includes_close_fee else 0.0
+            bp = bankruptcy_price(legs, balance=mb - g_upnl, mark=mark, moving_balance=moving,
+                                  fee_rate=fee)
+            if (profile.inverse_cross_formula == "bybit" and len(group) == 1
+                    and not inst.is_linear and bp is not None):
+                # [BY1] §5.3: maintenance on the entry value plus the fee to close at BP
+                v = group[0]
+                lp = bybit_inverse_cross_liquidation_price(
+                    contracts=abs(v.pos.qty) * inst.cs, entry_price=v.pos.entry_price,
+                    balance=(mb - g_upnl) / v.fx, mmr=v.leg.mmr if v.leg else 0.0,
+                    taker_rate=float(inst.taker_rate), bankruptcy=bp, is_long=v.pos.qty > 0)
+            else:
+                lp = liquidation_price(legs, mark=mark, balance=mb - g_upnl,
+                                       other_maintenance=mm - g_mm, moving_balance=moving)
             for v in group:
                 prices[v.pos.index] = (lp, bp)
     mb_total = totals["wallet"] + totals["upnl"]

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from backtester.margin import state as _state
+from backtester.margin.pools import liquidation_status
 
 if TYPE_CHECKING:
     from backtester.accounting import Position
@@ -119,7 +120,11 @@ def fused_state(me: MarginEngine, *, intrabar: bool) -> MarginState | None:
                 if pool is not None:
                     return None
                 pool = a
-    haircut = me.profile.haircut
+    face = me.face_value_assets()
+
+    def haircut(asset: str) -> float:
+        return 1.0 if asset in face else me.profile.haircut(asset)
+
     order_im = me._order_im() if e.orders else 0.0
     inf = _state._INF
     if plain:
@@ -210,12 +215,13 @@ def fused_state(me: MarginEngine, *, intrabar: bool) -> MarginState | None:
     st.collateral_moving = moving
     return _finish(st, bal_usd=bal_usd, mb_coll=mb_coll, upnl=upnl, im=im, mm=mm, gross=gross,
                    net=net, order_im=order_im, call_level=me.call_level,
-                   worst=(mb_coll_s + upnl_s, mm_s, im_s) if intrabar else None)
+                   worst=(mb_coll_s + upnl_s, mm_s, im_s) if intrabar else None,
+                   has_liability=any(b < 0 for b in balances.values()))
 
 
 def _finish(st: MarginState, *, bal_usd: float, mb_coll: float, upnl: float, im: float,
             mm: float, gross: float, net: float, order_im: float, call_level: float,
-            worst: tuple[float, float, float] | None) -> MarginState:
+            worst: tuple[float, float, float] | None, has_liability: bool) -> MarginState:
     # the account totals of MarginEngine._evaluate at the closes; with ``worst`` (margin
     # balance, maintenance, initial margin at the worst scenario) the check's values (as _worst)
     inf = _state._INF
@@ -235,7 +241,7 @@ def _finish(st: MarginState, *, bal_usd: float, mb_coll: float, upnl: float, im:
         st.maintenance_margin = mm
         ratio = st.margin_ratio = mm / mb if mb > 0 else (inf if mm > 0 else 0.0)
         st.available = min(st.available, mb - im_s - order_im)
-    st.status = "liquidate" if mm > 0 and mb <= mm else "call" if ratio >= call_level else "ok"
+    st.status = liquidation_status(mb, mm, ratio, call_level, has_liability=has_liability)
     return st
 
 
@@ -295,4 +301,5 @@ def _plain_state(me: MarginEngine, legs: list, *, intrabar: bool,  # type: ignor
             mm_s += p_mm
     return _finish(st, bal_usd=bal_usd, mb_coll=mb_coll, upnl=upnl, im=im, mm=mm, gross=gross,
                    net=net, order_im=order_im, call_level=me.call_level,
-                   worst=(mb_coll + upnl_s, mm_s, im_s) if intrabar else None)
+                   worst=(mb_coll + upnl_s, mm_s, im_s) if intrabar else None,
+                   has_liability=any(b < 0 for b in me.e.account.balances.values()))

@@ -12,14 +12,15 @@ orders are cancelled and only its positions closed, its fees capped at its margi
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_UP, Decimal
 from functools import partial
 from typing import TYPE_CHECKING
 
 from backtester.accounting import EntryKind, Position
 from backtester.config import MarginMode
 from backtester.events import LiquidationStep, PositionLiquidated
-from backtester.numeric import ZERO, dec, to_money, to_price
+from backtester.margin.prices import secant_root
+from backtester.numeric import MONEY_QUANTUM, ZERO, dec, to_money, to_price
 
 if TYPE_CHECKING:
     from backtester.data.feed import SymbolFeed
@@ -63,6 +64,8 @@ class LiquidationMixin:
         def pool_state(self, st: MarginState, pool: str) -> PoolState: ...
         def _position_in(self, pos: Position, pool: str | None) -> bool: ...
         def _available_for(self, settle: str) -> tuple[float, str]: ...
+        def note_liability(self) -> None: ...
+        _shift: tuple[str, float, str] | None
 
     # -- isolated margin ------------------------------------------------------------------
     def on_fill(self, pos: Position, old_qty: Decimal, price: Decimal) -> None:
@@ -222,7 +225,9 @@ class LiquidationMixin:
             pos, f, mark = victim
             triggers[pos.symbol] = mark
             qty = self._slice(pos, mark, style)
-            self._close_slice(t, pos, f, qty, mark, steps, flow)
+            self._close_slice(t, pos, f, qty, mark, steps, flow, scenario=scenario)
+        if not self._pooled:
+            self._repay_liabilities(t, steps, scenario)
         bankrupt, stop = self._cover_deficit(t, steps, flow, pool)
         if stop:
             e.stopped_reason = "bankrupt"
@@ -292,33 +297,48 @@ class LiquidationMixin:
 
     def _close_slice(self, t: int, pos: Position, f: SymbolFeed, qty: Decimal, mark: float,
                      steps: list[LiquidationStep], flow: dict[str, Decimal], *,
-                     bankruptcy: float | None = None) -> None:
+                     bankruptcy: float | None = None,
+                     scenario: dict[str, int] | None = None) -> None:
         inst = pos.instrument
         is_long = pos.qty > 0
         market = mark * (1.0 - self.liq_slippage) if is_long else mark * (1.0 + self.liq_slippage)
-        bp = bankruptcy if bankruptcy is not None else self.bankruptcy_price(pos, mark)
+        bp = bankruptcy if bankruptcy is not None else self.bankruptcy_price(
+            pos, mark, scenario=scenario)
         # a liquidation order fills at the triggering mark moved against the position; when
         # that is beyond the bankruptcy price the position is taken over at the bankruptcy
         # price and the insurance fund (or ADL) bears the difference (DESIGN §2)
         is_takeover = bp is not None and bp > 0 and (market < bp if is_long else market > bp)
-        px = bp if is_takeover and bp is not None else market
-        price = to_price(max(px, float(inst.tick_size)), inst.tick_size)
+        if is_takeover and bp is not None:
+            # the bankruptcy price on the tick, rounded against the account (never leaves it
+            # a fraction of a tick of margin the fund then pays for)
+            price = to_price(max(bp, float(inst.tick_size)), inst.tick_size)
+            if abs(float(price) - bp) > 1e-9 * bp:  # not a tick already, up to float error
+                price = to_price(max(bp, float(inst.tick_size)), inst.tick_size,
+                                 rounding=ROUND_FLOOR if is_long else ROUND_CEILING)
+        else:
+            price = to_price(max(market, float(inst.tick_size)), inst.tick_size)
         signed = -qty if is_long else qty
         acct = self.e.account
         realized = acct.apply_fill(t, inst, signed, price, ZERO, ref="liquidation")
         fee = ZERO
+        rate: float | None = None
         if not is_takeover:
-            notional = inst.notional_exact(qty, price) if not inst.is_option else to_money(
-                abs(qty) * inst.contract_size * price)
             rate = (self.profile.option_liquidation_fee_rate if inst.is_option
                     else self.profile.liquidation_fee_for(inst.base))
+        elif self.profile.bankruptcy_includes_close_fee and bankruptcy is None:
+            rate = float(inst.taker_rate)  # the fee to close the bankruptcy price left room for
+        if rate:
+            notional = inst.notional_exact(qty, price) if not inst.is_option else to_money(
+                abs(qty) * inst.contract_size * price)
             # the fee takes at most what margin is left (in the position's pool): it never
             # bankrupts the account
-            left = self._margin_left(inst.settle) / max(self.price_usd(inst.settle), 1e-300)
+            px = self.price_usd(inst.settle, (scenario or {}).get(inst.settle, 2))
+            left = self._margin_left(inst.settle, scenario) / max(px, 1e-300)
             fee = min(to_money(notional * dec(rate)), max(ZERO, to_money(max(left, 0.0))))
             if fee > 0:
                 acct.book(t, EntryKind.LIQUIDATION_FEE, inst.settle, -fee, symbol=inst.symbol,
-                          ref="liquidation")
+                          ref="fee to close at the bankruptcy price" if is_takeover
+                          else "liquidation")
                 pos.fees += fee
                 acct.fund_insurance(inst.settle, fee)
                 flow[inst.settle] = flow.get(inst.settle, ZERO) + fee
@@ -344,34 +364,52 @@ class LiquidationMixin:
                     tag="liquidation")
         self.e.fills.append(fill)
 
-    def _margin_left(self, settle: str) -> float:
-        # margin balance (USD) at the closes of the pool a position settled in ``settle``
-        # draws on (the account's with one pool)
-        st = self.evaluate_now()
+    def _margin_left(self, settle: str, scenario: dict[str, int] | None = None) -> float:
+        # margin balance (USD) of the pool a position settled in ``settle`` draws on (the
+        # account's with one pool), at the liquidation's scenario (the closes when None)
+        st = self.evaluate_now() if scenario is None else self._evaluate(scenario)
         if not self._pooled:
             return st.margin_balance
         return self.pool_state(st, self.pool_of(settle)).margin_balance
 
-    def bankruptcy_price(self, pos: Position, mark: float) -> float | None:
+    def bankruptcy_price(self, pos: Position, mark: float, *,
+                         scenario: dict[str, int] | None = None) -> float | None:
         """Price of ``pos`` at which the margin balance of its pool (the account's with one
-        pool) is zero, other positions and collateral held at their current values (None when
-        there is none)."""
+        pool) is zero, or None when there is none.
+
+        The position and its coin move as one: the mark of ``pos`` and the price of its
+        underlying coin — the pool's collateral and session amounts in that coin, and the
+        conversion of what settles in it — are scaled by one factor from their prices in
+        ``scenario`` (the liquidation's triggering scenario; the closes when None); other
+        positions, even on the same coin, are held there (margin-rules §1.6, as Binance's
+        formula holds the other contracts at their marks). With
+        ``bankruptcy_includes_close_fee`` the margin balance must also pay the taker fee to
+        close ``pos`` at that price ([BY1]).
+        """
         inst = pos.instrument
-        px_settle = self.price_usd(inst.settle)
-        if px_settle <= 0 or inst.is_option:
+        if inst.is_option or mark <= 0:
             return None
-        mb = self._margin_left(inst.settle)
-        own = self.position_value(pos, mark) * px_settle
-        rest = mb - own  # the pool's margin balance without this position's PnL
-        q = pos.qty_f * inst.cs
-        if inst.is_linear:
-            # rest + q (P - entry) * px = 0
-            p = pos.entry_f - rest / (q * px_settle)
-        else:
-            # rest + q (1/entry - 1/P) * px = 0  ->  1/P = 1/entry + rest / (q px)
-            inv = 1.0 / pos.entry_f + rest / (q * px_settle)
-            p = 1.0 / inv if inv > 0 else _INF
-        return p if p > 0 else None
+        pool = self.pool_of(inst.settle) if self._pooled else None
+        sc = scenario or {}
+        fee_rate = float(inst.taker_rate) if self.profile.bankruptcy_includes_close_fee else 0.0
+
+        def left(factor: float) -> float:
+            self._shift = (inst.base, factor, inst.symbol)
+            try:
+                st = self._evaluate(sc)
+                mb = st.margin_balance if pool is None else self.pool_state(st, pool) \
+                    .margin_balance
+                if fee_rate:
+                    mb -= fee_rate * inst.notional(pos.qty_f, mark * factor) * self.price_usd(
+                        inst.settle, sc.get(inst.settle, 2))
+                return mb
+            finally:
+                self._shift = None
+
+        factor = secant_root(left, 1.0, 0.9 if pos.qty_f > 0 else 1.1)
+        if factor is None or factor <= 0:
+            return None
+        return mark * factor
 
     def absorb_deficit(self, t: int, asset: str, amount: Decimal,
                        steps: list[LiquidationStep], flow: dict[str, Decimal], *, symbol: str,
@@ -388,6 +426,45 @@ class LiquidationMixin:
         steps.append(LiquidationStep(action="adl" if is_adl else "insurance_cover",
                                      symbol=symbol, qty=ZERO, price=ZERO, fee=ZERO,
                                      realized_pnl=amount))
+
+    def _repay_liabilities(self, t: int, steps: list[LiquidationStep],
+                           scenario: dict[str, int]) -> None:
+        """Repay the negative balances of a one-pool account (liabilities against its other
+        collateral) by selling that collateral: other stablecoins first at par, then coins by
+        USD value, each at its index in the liquidation's scenario moved against the account by
+        the liquidation slippage; only what the liability needs is sold (docs/margin.md)."""
+        acct = self.e.account
+        stable = self.e.feed.is_stable
+        for liab in sorted(a for a, b in acct.balances.items() if b < 0):
+            self.note_liability()
+            px_liab = self.price_usd(liab, scenario.get(liab, 2))
+            if px_liab <= 0:
+                continue
+            sellers = [a for a, b in acct.balances.items() if b > 0 and a != liab]
+
+            def rank(a: str) -> tuple[int, float, str]:
+                usd = float(acct.balances[a]) * self.price_usd(a, scenario.get(a, 2))
+                return (0 if stable(a) else 1, -usd, a)
+
+            for asset in sorted(sellers, key=rank):
+                need = -acct.balances[liab]
+                if need <= 0:
+                    break
+                px = self.price_usd(asset, scenario.get(asset, 2))
+                if not (stable(asset) and stable(liab)):
+                    px *= 1.0 - self.liq_slippage  # a market conversion, against the account
+                rate = dec(px / px_liab)  # units of the liability per unit sold
+                if rate <= 0:
+                    continue
+                qty = min(acct.balances[asset], (need / rate).quantize(
+                    MONEY_QUANTUM, rounding=ROUND_UP))
+                proceeds = to_money(qty * rate)
+                acct.book(t, EntryKind.COLLATERAL_CONVERSION, asset, -qty,
+                          ref=f"sold to repay {liab}")
+                acct.book(t, EntryKind.COLLATERAL_CONVERSION, liab, proceeds,
+                          ref=f"sale of {asset}")
+                steps.append(LiquidationStep(action="collateral_sale", symbol=asset, qty=-qty,
+                                             price=rate, fee=ZERO, realized_pnl=proceeds))
 
     def _cover_deficit(self, t: int, steps: list[LiquidationStep], flow: dict[str, Decimal],
                        pool: str | None = None) -> tuple[bool, bool]:
@@ -419,5 +496,6 @@ class LiquidationMixin:
         gone = self.pool_state(now, pool).margin_balance <= 0 or not any(
             p.qty != 0 and self._position_in(p, pool) for p in acct.positions.values())
         return gone, gone and now.equity <= 0
+
 
 

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from backtester.margin.profile_data import ProfileData
     from backtester.margin.state import MarginState
 
-__all__ = ["PoolState", "PoolsMixin", "pool_ratio_status", "pool_sums"]
+__all__ = ["PoolState", "PoolsMixin", "liquidation_status", "pool_ratio_status", "pool_sums"]
 
 _INF = float("inf")
 _SCENARIOS = (0, 1, 2)  # mark low, mark high, mark close
@@ -70,11 +70,22 @@ class PoolState:
     status: str = "ok"
 
 
-def pool_ratio_status(mb: float, mm: float, call_level: float) -> tuple[float, str]:
-    """Margin ratio and status of a margin balance ``mb`` against maintenance ``mm`` (USD)."""
+def liquidation_status(mb: float, mm: float, ratio: float, call_level: float, *,
+                       has_liability: bool) -> str:
+    """Status of a pool: ``liquidate`` when its margin balance does not exceed its maintenance
+    margin and it carries risk (maintenance > 0, or a negative balance: a liability against the
+    pool's other collateral); ``call`` at the call level; else ``ok``."""
+    if mb <= mm and (mm > 0 or has_liability):
+        return "liquidate"
+    return "call" if ratio >= call_level else "ok"
+
+
+def pool_ratio_status(mb: float, mm: float, call_level: float, *,
+                      has_liability: bool = False) -> tuple[float, str]:
+    """Margin ratio and status of a margin balance ``mb`` against maintenance ``mm`` (USD);
+    ``has_liability``: the pool holds a negative balance (see :func:`liquidation_status`)."""
     ratio = mm / mb if mb > 0 else (_INF if mm > 0 else 0.0)
-    status = "liquidate" if mm > 0 and mb <= mm else "call" if ratio >= call_level else "ok"
-    return ratio, status
+    return ratio, liquidation_status(mb, mm, ratio, call_level, has_liability=has_liability)
 
 
 def pool_sums(acc: dict[str, list[float]], pool: str) -> list[float]:
@@ -159,7 +170,7 @@ class PoolsMixin:
         worst_ratio, worst = 0.0, "ok"
         for asset, (coll, session, upnl, im, mm, iso) in acc.items():
             mb = coll + session + upnl
-            ratio, status = pool_ratio_status(mb, mm, self.call_level)
+            ratio, status = pool_ratio_status(mb, mm, self.call_level, has_liability=coll < 0)
             oim = order_im.get(asset, 0.0)
             st.pools[asset] = PoolState(
                 asset=asset, collateral=coll + session, margin_balance=mb, initial_margin=im,

@@ -27,7 +27,7 @@ inverse [BY4] §5.3, with the maintenance margin taken at the entry value.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from backtester.errors import ConfigError
@@ -38,10 +38,12 @@ __all__ = [
     "bankruptcy_price",
     "binance_coinm_liquidation_price",
     "binance_usdm_liquidation_price",
+    "bybit_inverse_cross_liquidation_price",
     "isolated_bankruptcy_price",
     "isolated_liquidation_price",
     "liquidation_price",
     "margin_surplus",
+    "secant_root",
 ]
 
 _MAX_ITER = 32
@@ -67,6 +69,9 @@ class Leg:
         Fixed rate and deduction used when ``tiers`` is None.
     fx
         Valuation-currency units per settle-currency unit (1 when they are the same).
+    fx_moves
+        True when the settle currency is the coin whose price is solved for (an inverse
+        contract in a USD pool): ``fx`` then moves in proportion to the price.
     """
 
     qty: float
@@ -77,6 +82,7 @@ class Leg:
     mmr: float = 0.0
     maintenance_amount: float = 0.0
     fx: float = 1.0
+    fx_moves: bool = False
 
     def notional(self, price: float) -> float:
         """Absolute value at ``price`` in the settle currency (inverse: coin)."""
@@ -103,16 +109,49 @@ class Leg:
 
 
 def margin_surplus(legs: Sequence[Leg], price: float, *, balance: float,
-                   other_maintenance: float = 0.0, extra_rate: float = 0.0) -> float:
+                   other_maintenance: float = 0.0, extra_rate: float = 0.0,
+                   mark: float | None = None, moving_balance: float = 0.0,
+                   fixed_rate: float | None = None) -> float:
     """Return ``MB(P) − MM(P)`` in the valuation currency with all legs at ``price``.
 
-    ``extra_rate`` is added to every leg's MMR (OKX closing cost). Positive = healthy.
+    ``extra_rate`` is added to every leg's MMR (OKX closing cost). ``moving_balance`` is the
+    part of ``balance`` (valued at ``mark``) that moves in proportion to the price — collateral
+    in the coin solved for — and legs with ``fx_moves`` convert at a price that moves the same
+    way. ``fixed_rate`` replaces every leg's (MMR, cum) by (rate, 0) (the bankruptcy price with
+    a closing fee). Positive = healthy.
     """
-    total = balance - other_maintenance
+    scale = price / mark if mark else 1.0
+    total = balance + moving_balance * (scale - 1.0) - other_maintenance
     for leg in legs:
-        m, c = leg.rate_and_amount(price)
-        total += leg.fx * (leg.upnl(price) - (leg.notional(price) * (m + extra_rate) - c))
+        m, c = leg.rate_and_amount(price) if fixed_rate is None else (fixed_rate, 0.0)
+        fx = leg.fx * scale if leg.fx_moves else leg.fx
+        total += fx * (leg.upnl(price) - (leg.notional(price) * (m + extra_rate) - c))
     return total
+
+
+def secant_root(f: Callable[[float], float], x0: float, x1: float, *,
+                iterations: int = 60) -> float | None:
+    """Return a root of ``f`` near ``x0`` by secant steps from ``x0`` and ``x1`` (exact in one
+    step where ``f`` is affine), or None when the steps leave the positive numbers or stall.
+
+    >>> round(secant_root(lambda x: 3.0 * x - 1.5, 1.0, 0.9), 12)
+    0.5
+    """
+    f0 = f(x0)
+    if f0 == 0.0:
+        return x0
+    f1 = f(x1)
+    for _ in range(iterations):
+        if f1 == f0:
+            return None
+        x2 = x1 - f1 * (x1 - x0) / (f1 - f0)
+        if not x2 > 0.0:
+            return None
+        f2 = f(x2)
+        if abs(f2) <= 1e-12 * (abs(f0) + abs(f1) + 1.0) or x2 == x1:
+            return x2
+        x0, f0, x1, f1 = x1, f1, x2, f2
+    return x1
 
 
 def _solve(legs: Sequence[Leg], rates: Sequence[tuple[float, float]], balance: float,
@@ -142,7 +181,8 @@ def _solve(legs: Sequence[Leg], rates: Sequence[tuple[float, float]], balance: f
 
 
 def liquidation_price(legs: Sequence[Leg], *, mark: float, balance: float,
-                      other_maintenance: float = 0.0, extra_rate: float = 0.0) -> float | None:
+                      other_maintenance: float = 0.0, extra_rate: float = 0.0,
+                      moving_balance: float = 0.0) -> float | None:
     """Return the mark at which ``MB = MM`` for legs moving together, others held fixed.
 
     Parameters
@@ -158,6 +198,10 @@ def liquidation_price(legs: Sequence[Leg], *, mark: float, balance: float,
         Sum of the other positions' maintenance margins (0 when isolated).
     extra_rate
         Added to each leg's MMR (OKX taker closing cost).
+    moving_balance
+        The part of ``balance`` that moves with the price (collateral in the coin solved for,
+        valued at ``mark``); with it, or with a leg whose ``fx_moves``, the price is solved
+        numerically on :func:`margin_surplus`.
 
     Returns
     -------
@@ -180,6 +224,9 @@ def liquidation_price(legs: Sequence[Leg], *, mark: float, balance: float,
     if any(leg.is_linear != legs[0].is_linear for leg in legs):
         msg = "liquidation_price: legs on one mark must be all linear or all inverse"
         raise ConfigError(msg)
+    if moving_balance or any(leg.fx_moves for leg in legs):
+        return _moving_root(legs, mark, balance=balance, other_maintenance=other_maintenance,
+                            extra_rate=extra_rate, moving_balance=moving_balance)
     rates = [leg.rate_and_amount(mark) for leg in legs]
     price: float | None = None
     for _ in range(_MAX_ITER):
@@ -195,14 +242,20 @@ def liquidation_price(legs: Sequence[Leg], *, mark: float, balance: float,
 
 def _bisect(legs: Sequence[Leg], mark: float, guess: float | None, balance: float,
             other_maintenance: float, extra_rate: float) -> float | None:
-    if guess is None:
-        return None
-    lo, hi = (guess, mark) if guess < mark else (mark, guess)
-
     def f(p: float) -> float:
         return margin_surplus(legs, p, balance=balance, other_maintenance=other_maintenance,
                               extra_rate=extra_rate)
 
+    return _bisect_between(f, mark, guess)
+
+
+def _bisect_between(f: Callable[[float], float], mark: float,
+                    guess: float | None) -> float | None:
+    # the root of f between the mark and a guess, by bisection (f is continuous across tiers
+    # thanks to cum); the guess itself when the two ends do not bracket a root
+    if guess is None:
+        return None
+    lo, hi = (guess, mark) if guess < mark else (mark, guess)
     flo, fhi = f(lo), f(hi)
     if flo * fhi > 0.0:
         return guess
@@ -213,23 +266,70 @@ def _bisect(legs: Sequence[Leg], mark: float, guess: float | None, balance: floa
             lo, flo = mid, fm
         else:
             hi = mid
-        if hi - lo <= 1e-12 * hi:
+        if hi - lo <= 1e-15 * hi:
             break
     return 0.5 * (lo + hi)
 
 
-def bankruptcy_price(legs: Sequence[Leg], *, balance: float) -> float | None:
+def bankruptcy_price(legs: Sequence[Leg], *, balance: float, mark: float | None = None,
+                     moving_balance: float = 0.0, fee_rate: float = 0.0) -> float | None:
     """Return the mark at which the margin balance is zero (others held fixed), or None.
 
-    ``balance`` as in :func:`liquidation_price` (isolated: the isolated margin).
+    ``balance``, ``mark`` and ``moving_balance`` as in :func:`liquidation_price` (isolated:
+    the isolated margin); ``fee_rate``: the margin balance must also pay a taker fee of that
+    rate on the notional to close at the price (Bybit [BY1] §5.3).
 
     >>> round(bankruptcy_price([Leg(qty=1.0, entry_price=20_000.0)], balance=400.0), 6)
     19600.0
     """
     if not legs:
         return None
-    zero = [(0.0, 0.0)] * len(legs)
-    return _solve(legs, zero, balance, 0.0, 0.0)
+    if moving_balance or any(leg.fx_moves for leg in legs):
+        if mark is None:
+            msg = "bankruptcy_price: a moving balance needs the current mark"
+            raise ConfigError(msg)
+        return _moving_root(legs, mark, balance=balance, other_maintenance=0.0,
+                            extra_rate=0.0, moving_balance=moving_balance, fixed_rate=fee_rate)
+    return _solve(legs, [(fee_rate, 0.0)] * len(legs), balance, 0.0, 0.0)
+
+
+def _moving_root(legs: Sequence[Leg], mark: float, *, balance: float,
+                 other_maintenance: float, extra_rate: float, moving_balance: float,
+                 fixed_rate: float | None = None) -> float | None:
+    # the price where margin_surplus is zero with moving parts, by secant steps from the mark
+    # (exact in one step where the surplus is affine in the price: linear legs, moving
+    # collateral, inverse legs converted at a moving price), then tier-aware bisection between
+    # the mark and that guess
+    def f(p: float) -> float:
+        return margin_surplus(legs, p, balance=balance, other_maintenance=other_maintenance,
+                              extra_rate=extra_rate, mark=mark, moving_balance=moving_balance,
+                              fixed_rate=fixed_rate)
+
+    net = sum(leg.qty for leg in legs)
+    guess = secant_root(f, mark, mark * (0.9 if net > 0 else 1.1))
+    if guess is None or abs(f(guess)) <= 1e-12 * (abs(balance) + 1.0):
+        return guess
+    return _bisect_between(f, mark, guess)
+
+
+def bybit_inverse_cross_liquidation_price(*, contracts: float, entry_price: float,
+                                          balance: float, mmr: float, taker_rate: float,
+                                          bankruptcy: float, is_long: bool) -> float | None:
+    """Return Bybit's cross liquidation price of an inverse position, [BY1] §5.3, verbatim.
+
+    ``C·(1/EP − 1/LP) = −(B − (C/EP)·MMR − C·taker/BP)`` for a long (mirrored for a short):
+    the maintenance margin is the position value at the entry price times MMR plus the fee
+    to close at the bankruptcy price. ``contracts`` is the USD face ``C``, ``balance`` the coin
+    balance ``B`` backing the position (Balance − OrderMargin).
+
+    >>> bp = 1.00075 * 10_000 / (1.25 + 0.5)
+    >>> round(bybit_inverse_cross_liquidation_price(contracts=10_000, entry_price=8_000,
+    ...     balance=0.5, mmr=0.005, taker_rate=0.00075, bankruptcy=bp, is_long=True), 2)
+    5739.08
+    """
+    cushion = balance - contracts / entry_price * mmr - contracts * taker_rate / bankruptcy
+    inv = 1.0 / entry_price + (cushion if is_long else -cushion) / contracts
+    return 1.0 / inv if inv > 0.0 else None
 
 
 def isolated_liquidation_price(leg: Leg, *, mark: float, margin: float,

@@ -84,6 +84,11 @@ class ProfileData:
     option_maintenance_rate: float = 0.075
     option_liquidation_fee_rate: float = 0.002
     portfolio_params: PortfolioParams | None = None  # None: Deribit's published grid
+    #: the settle coin of an open inverse contract margins it at face value (no haircut;
+    #: Bybit [BY1] §5.3)
+    inverse_margin_at_face: bool = False
+    #: the bankruptcy price leaves room for the taker fee to close at that price ([BY1] §5.3)
+    bankruptcy_includes_close_fee: bool = False
     assumptions: tuple[str, ...] = ()
 
     def liquidation_fee_for(self, underlying: str) -> float:

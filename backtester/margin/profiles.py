@@ -104,6 +104,16 @@ class Profile:
         ``discrete`` (paid at stamps) or ``continuous`` (Deribit).
     has_exchange_margin_ratio
         True when the exchange publishes its own ratio (OKX: equity / (MM + liquidation cost)).
+    inverse_margin_at_face
+        True when the coin an inverse contract settles in margins it at face value (no haircut
+        on that coin while such a position is open; Bybit [BY1] §5.3).
+    bankruptcy_includes_close_fee
+        True when the bankruptcy price leaves room for the taker fee to close the position at
+        that price (Bybit [BY1] §5.3: ``BP = (1 + taker)·C / (C/EP + balance)`` inverse).
+    inverse_cross_formula
+        The calculator's cross liquidation price of an inverse position: ``general`` (MB = MM
+        at the mark, :func:`backtester.margin.prices.liquidation_price`) or ``bybit`` ([BY1]
+        §5.3: maintenance on the entry value plus the fee to close at the bankruptcy price).
     margin_rates
         Size-dependent rates per key (``"BTC"`` coin-settled, ``"BTC_USDC"`` linear).
     tiers
@@ -133,6 +143,9 @@ class Profile:
     daily_settlement_hour_utc: int | None = None
     funding_style: FundingStyle = "discrete"
     has_exchange_margin_ratio: bool = False
+    inverse_margin_at_face: bool = False
+    bankruptcy_includes_close_fee: bool = False
+    inverse_cross_formula: Literal["general", "bybit"] = "general"
     margin_rates: Mapping[str, MarginRates] = field(default_factory=dict)
     tiers: Mapping[str, TierTable] = field(default_factory=dict)
     assumptions: tuple[str, ...] = ()

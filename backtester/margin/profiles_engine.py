@@ -72,4 +72,6 @@ def engine_profile(name: str, *, tiers: Any = None, symbols: Sequence[str] = (),
         option_maintenance_rate=default_maintenance_rate(style),
         option_liquidation_fee_rate=prof.option_liquidation_fee_rate
         or DEFAULT_BYBIT_LIQUIDATION_FEE_RATE,
+        inverse_margin_at_face=prof.inverse_margin_at_face,
+        bankruptcy_includes_close_fee=prof.bankruptcy_includes_close_fee,
         assumptions=prof.assumptions)

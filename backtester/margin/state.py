@@ -20,6 +20,7 @@ margin balance; its liquidation closes only its own positions.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING
@@ -31,7 +32,7 @@ from backtester.instruments import OptionType
 from backtester.margin.fused import LegConstants, fused_state
 from backtester.margin.liquidation import LiquidationMixin
 from backtester.margin.options import option_requirements
-from backtester.margin.pools import PoolsMixin, PoolState, pool_sums
+from backtester.margin.pools import PoolsMixin, PoolState, liquidation_status, pool_sums
 from backtester.margin.portfolio import PortfolioPosition, portfolio_margin
 from backtester.margin.quiet import QuietStretch
 from backtester.margin.requirements import rated_requirement
@@ -123,6 +124,11 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
         self._fuse = self._fast_path and self.mode is MarginMode.CROSS \
             and profile.daily_settlement_hour_utc is None and not profile.rates
         self.quiet: QuietStretch | None = None  # set by the engine when its loop starts
+        # (coin, factor, symbol) while a bankruptcy price is solved (liquidation.py): the
+        # symbol's marks and underlying price and the coin's own price (collateral, session,
+        # conversion of what settles in it) are scaled by the factor; the rest stays put
+        self._shift: tuple[str, float, str] | None = None
+        self._liability_noted = False  # the liability assumption is in the run's warnings
         self.state = self.evaluate_now()
 
     # -- prices ---------------------------------------------------------------------------
@@ -132,26 +138,41 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
             return 1.0
         f = self.e.feed.index_feeds.get(asset)
         if f is None or f.idx < 0:
-            return 0.0 if f is None else f.io[0]
+            px = 0.0 if f is None else f.io[0]
+        else:
+            i = f.idx
+            px = f.il[i] if which == 0 else f.ih[i] if which == 1 else f.ic[i]
+        shift = self._shift
+        return px * shift[1] if shift is not None and shift[0] == asset else px
+
+    def _und(self, f: SymbolFeed, w: int) -> float:
+        # the underlying (index) price of a leg at scenario w, scaled while a shift is on
         i = f.idx
-        return f.il[i] if which == 0 else f.ih[i] if which == 1 else f.ic[i]
+        und = f.il[i] if w == 0 else f.ih[i] if w == 1 else f.ic[i]
+        shift = self._shift
+        return und * shift[1] if shift is not None and shift[2] == f.symbol else und
 
     def _mark(self, f: SymbolFeed, w: int) -> float:
         # the leg's mark at scenario w (0 low, 1 high, 2 close of its underlying); options are
         # repriced with Black-76 at the underlying's low/high at the bar's implied vol
         i = f.idx
-        if w == 2:
+        shift = self._shift
+        factor = shift[1] if shift is not None and shift[2] == f.symbol else None
+        if w == 2 and factor is None:
             return f.mc[i]
         if f.option_iv is not None:
             iv = f.option_iv[i]
             if iv == iv and iv > 0:
                 inst = f.instrument
-                und = f.il[i] if w == 0 else f.ih[i]
+                und = self._und(f, w)
                 t = max((inst.expiry_ms or 0) - self.e.now_ms, 0) / _MS_PER_YEAR
                 is_call = inst.option_type is OptionType.CALL
                 pricer = black76.price if inst.is_linear else black76.inverse_price
                 return float(pricer(und, inst.strike or 0.0, t, iv, is_call))
-        return f.ml[i] if w == 0 else f.mh[i]
+        mark = f.ml[i] if w == 0 else f.mh[i] if w == 1 else f.mc[i]
+        if factor is None or f.instrument.is_option:
+            return mark  # an option without an implied vol is held at its mark
+        return mark * factor
 
     def greeks(self) -> dict[str, float]:
         """Account greeks per underlying at the current closes (only when options are held).
@@ -267,12 +288,15 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
         if multi is None:
             multi = self._multi_pool()
         acc: dict[str, list[float]] | None = {} if multi else None
+        face = self.face_value_assets()
+        has_liability = False
         for asset, bal in acct.balances.items():
             w = scenario_of.get(asset, 2) if scenario_of else 2
             px = self.price_usd(asset, w)
             b = float(bal)
             bal_usd += b * px
-            v = b * px * (self.profile.haircut(asset) if b > 0 else 1.0)
+            has_liability = has_liability or b < 0.0
+            v = b * px * (self.profile.haircut(asset) if b > 0 and asset not in face else 1.0)
             mb_coll += v
             if stable(asset):
                 st.collateral_fixed += v
@@ -303,9 +327,8 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
             f = feeds[sym]
             inst = pos.instrument
             w = scenario_of.get(inst.base, 2) if scenario_of else 2
-            i = f.idx
             mark = self._mark(f, w)
-            und = f.il[i] if w == 0 else f.ih[i] if w == 1 else f.ic[i]
+            und = self._und(f, w)
             px_settle = self.price_usd(inst.settle, scenario_of.get(inst.settle, 2)
                                        if scenario_of else 2)
             value = self.position_value(pos, mark, f)
@@ -329,9 +352,14 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
                 st.positions.append((sym, pos.qty_f, pos.entry_f, mark, value, notional,
                                      float(pos.isolated_margin) if pos.isolated_margin
                                      is not None else float("nan")))
-        if self.mode is MarginMode.PORTFOLIO and (im > 0.0 or mm > 0.0):
-            # requirements net across the pool: the grid's worst loss replaces the sum
-            im, mm = self._portfolio_requirement(scenario_of)
+        order_im = None
+        if self.mode is MarginMode.PORTFOLIO:
+            if im > 0.0 or mm > 0.0:
+                # requirements net across the pool: the grid's worst loss replaces the sum
+                im, mm = self._portfolio_requirement(scenario_of)
+            if self.e.orders:
+                # open-order rule: the worse of all working buys / all working sells filled
+                order_im = self._portfolio_with_orders(None)[0] - im
         st.wallet_balance = bal_usd
         st.unrealized_pnl = upnl
         st.equity = bal_usd + session + upnl
@@ -344,11 +372,12 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
             # isolated: allocated margins are out of the pool; positions' PnL is not available
             st.available = mb_coll - iso_alloc - self._order_im()
         else:
-            st.available = st.margin_balance - im - self._order_im()
+            st.available = st.margin_balance - im - (
+                self._order_im() if order_im is None else order_im)
         st.gross_exposure = gross
         st.net_exposure = net
-        st.status = ("liquidate" if mm > 0 and st.margin_balance <= mm else
-                     "call" if st.margin_ratio >= self.call_level else "ok")
+        st.status = liquidation_status(st.margin_balance, mm, st.margin_ratio, self.call_level,
+                                       has_liability=has_liability)
         if acc is not None and len(acc) > 1:
             self._split_pools(st, acc, isolated=isolated)
         return st
@@ -421,16 +450,16 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
         bal = acct.balances.get(group)
         if bal is not None and (pool is None or self.pool_of(group) == pool):
             b = float(bal)
-            excess += b * px_g * (self.profile.haircut(group) if b > 0 else 1.0)
+            excess += b * px_g * (self.profile.haircut(group)
+                                  if b > 0 and group not in self.face_value_assets() else 1.0)
         for sym, pos in acct.positions.items():
             inst = pos.instrument
             if pos.qty_f == 0.0 or inst.base != group or (
                     pool is not None and self.pool_of(inst.settle) != pool):
                 continue
             f = feeds[sym]
-            i = f.idx
             mark = self._mark(f, w)
-            und = f.il[i] if w == 0 else f.ih[i] if w == 1 else f.ic[i]
+            und = self._und(f, w)
             px_settle = px_g if inst.settle == group else self.price_usd(inst.settle)
             if self.mode is MarginMode.PORTFOLIO:
                 excess += self.position_value(pos, mark, f) * px_settle
@@ -443,16 +472,16 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
 
     def _portfolio_requirement(self, scenario_of: dict[str, int] | None, *,
                                only: str | None = None,
-                               extra: tuple[str, float] | None = None) -> tuple[float, float]:
+                               extra: Sequence[tuple[str, float]] = ()) -> tuple[float, float]:
         """Portfolio margin (USD): the worst loss over the scenario grid of each underlying's
         risk unit (Deribit-like, ``backtester.margin.portfolio``); maintenance a fraction of it.
-        ``extra`` = (symbol, signed contracts) adds a hypothetical trade (order admission)."""
+        ``extra`` = (symbol, signed contracts) pairs add hypothetical trades (working orders
+        filled, order admission)."""
         feeds = self.e.feed.symbols
         book: list[PortfolioPosition] = []
         prices: dict[str, float] = {}
         held = dict(self.e.account.positions.items())
-        if extra is not None:
-            sym, dq = extra
+        for sym, dq in extra:
             base = held.get(sym)
             probe = _probe(None, feeds[sym].instrument, (base.qty_f if base else 0.0) + dq)
             probe.entry_f = base.entry_f if base else feeds[sym].mc[feeds[sym].idx]
@@ -464,7 +493,7 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
             f = feeds[sym]
             i = f.idx
             w = scenario_of.get(inst.base, 2) if scenario_of else 2
-            und = f.il[i] if w == 0 else f.ih[i] if w == 1 else f.ic[i]
+            und = self._und(f, w)
             prices.setdefault(inst.base, und)
             iv = f.option_iv[i] if f.option_iv is not None else None
             book.append(PortfolioPosition(
@@ -485,6 +514,43 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
         mm = sum(v * self._currency_usd(c, scenario_of)
                  for c, v in res.maintenance_margin.items())
         return im, mm
+
+    def _portfolio_with_orders(self, new: tuple[str, float] | None) -> tuple[float, str]:
+        """Portfolio initial margin (USD) under the open-order rule: the greater of the
+        requirement with every working buy filled and with every working sell filled (``new``,
+        a (symbol, signed contracts) order being admitted, counted with its side); returns
+        (requirement, ``"buys"`` or ``"sells"``). Reduce-only orders never add risk."""
+        buys: list[tuple[str, float]] = []
+        sells: list[tuple[str, float]] = []
+        for o in self.e.orders.values():
+            if not o.is_reduce_only and self.e.feed.symbols[o.symbol].idx >= 0:
+                q = float(o.signed_qty)
+                (buys if q > 0 else sells).append((o.symbol, q))
+        if new is not None:
+            (buys if new[1] > 0 else sells).append(new)
+        im_buys = self._portfolio_requirement(None, extra=buys)[0]
+        im_sells = self._portfolio_requirement(None, extra=sells)[0]
+        return (im_buys, "buys") if im_buys >= im_sells else (im_sells, "sells")
+
+    def note_liability(self) -> None:
+        """Say once, in the run's warnings, what a liability (negative balance) assumes."""
+        if not self._liability_noted:
+            self._liability_noted = True
+            self.e.warnings.append(
+                "liability assumption: a negative balance is a loan against the pool's other "
+                "collateral; no interest is charged on it and it carries no maintenance margin "
+                "of its own (neither rate is published in margin-rules); a liquidation repays "
+                "it by selling collateral at the index moved by the liquidation slippage")
+
+    def face_value_assets(self) -> frozenset[str]:
+        """Coins valued at face value (no haircut): with a profile whose inverse contracts are
+        margined by their settle coin (``inverse_margin_at_face``, Bybit [BY1] §5.3), the
+        settle coins of the open inverse positions."""
+        if not self.profile.inverse_margin_at_face:
+            return frozenset()
+        return frozenset(p.instrument.settle for p in self.e.account.positions.values()
+                         if p.qty_f != 0.0 and not p.instrument.is_linear
+                         and not p.instrument.is_option)
 
     def _currency_usd(self, currency: str, scenario_of: dict[str, int] | None) -> float:
         if currency == "USD":
@@ -513,6 +579,8 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
             self._margin_call(t, st)  # per pool with several pools (margin.pools)
         else:
             self._in_call = False
+        if not self._liability_noted and any(b < 0 for b in self.e.account.balances.values()):
+            self.note_liability()
         if not self._option_free and self._holds_options():
             st.greeks = self.greeks()
             if self.mode is not MarginMode.PORTFOLIO:
@@ -562,11 +630,18 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
             need = inst.notional(increase, px) / lev
         need_usd = need * self.price_usd(inst.settle)
         if self.mode is MarginMode.PORTFOLIO:
-            # requirements net in portfolio mode: the order needs what it adds to the grid's
-            # worst loss (a hedge may need nothing)
-            before, _ = self._portfolio_requirement(None)
-            after, _ = self._portfolio_requirement(None, extra=(order.symbol, q))
-            need_usd = max(0.0, after - before)
+            # requirements net in portfolio mode; open-order rule: the book with every working
+            # buy filled and with every working sell filled (this order included), the worse
+            total, side = self._portfolio_with_orders((order.symbol, q))
+            mb = self.evaluate_now().margin_balance
+            if total > mb + 1e-9:
+                return OrderRejected(
+                    ts_ms=self.e.now_ms, order_id=order.id, symbol=order.symbol,
+                    reason=RejectReason.INSUFFICIENT_MARGIN, tag=order.tag,
+                    message=f"portfolio initial margin {total:,.2f} USD with the working "
+                            f"{side} filled exceeds the margin balance {mb:,.2f} USD for "
+                            f"{order.side} {order.qty} {order.symbol}")
+            return None
         avail, where = self._available_for(inst.settle)  # of the order's pool
         if need_usd > avail + 1e-9:
             return OrderRejected(

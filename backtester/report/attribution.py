@@ -36,7 +36,8 @@ __all__ = [
 
 #: Components in display order. Sign: positive = the component added to equity.
 COMPONENTS = ("trading", "option_premium", "fees_maker", "fees_taker", "delivery_fees",
-              "funding", "settlement", "liquidation_fees", "insurance_cover", "unrealized")
+              "funding", "settlement", "liquidation_fees", "insurance_cover",
+              "collateral_conversion", "unrealized")
 
 #: Instrument label of entries not tied to one instrument (for example a bankruptcy cover).
 ACCOUNT_LEVEL = "(account)"
@@ -49,6 +50,9 @@ _BY_KIND = MappingProxyType({
     EntryKind.SETTLEMENT: "settlement",
     EntryKind.LIQUIDATION_FEE: "liquidation_fees",
     EntryKind.INSURANCE_COVER: "insurance_cover",
+    # a liquidation sells collateral to repay a liability: in each asset the amount sold
+    # (negative) or received (positive)
+    EntryKind.COLLATERAL_CONVERSION: "collateral_conversion",
 })
 
 

@@ -435,3 +435,61 @@ def test_cli_help_has_an_example() -> None:
     assert result.exit_code == 0
     assert "Example:" in result.output
     assert "backtester margin -" in result.output
+
+
+def bybit_inverse_cross_example() -> dict[str, Any]:
+    # margin-rules §5.3 [BY1]: 0.5 BTC, long 10,000 USD of the inverse perp @ 8,000, MMR 0.5 %,
+    # taker 0.075 % (the page's rate)
+    return {
+        "profile": "bybit", "mode": "cross", "collateral": {"BTC": 0.5},
+        "prices": {"BTC/USD:BTC": {"mark": 8_000.0, "index": 8_000.0},
+                   "BTC": {"index": 8_000.0}},
+        "positions": [{
+            "symbol": "BTC/USD:BTC", "side": "long", "size": 10_000, "entry_price": 8_000.0,
+            "leverage": 100,
+            "instrument": {"type": "swap", "linear": False, "contract_size": 1,
+                           "settle": "BTC", "taker": 0.00075},
+            "tiers": [{"min_notional": 0, "max_notional": 1e9, "mmr": 0.005,
+                       "max_leverage": 100}]}],
+    }
+
+
+def test_bybit_inverse_cross_reproduces_section_5_3() -> None:
+    # [BY1] bankruptcy price BP = (1 + 0.00075) C / (C / EP + balance)
+    #   = 1.00075 x 10,000 / (1.25 + 0.5) = 10,007.5 / 1.75 = 5,718.5714...   (page: 5,718.57)
+    # [BY1] liquidation price: C (1/EP - 1/LP) = -(balance - (C/EP) MMR - C x 0.00075 / BP)
+    #   (C/EP) MMR = 1.25 x 0.005 = 0.00625; C x 0.00075 / BP = 7.5 x 1.75 / 10,007.5
+    #   = 0.0013115163627...; 1/LP = 1/8,000 + (0.5 - 0.00625 - 0.0013115163627) / 10,000
+    #   -> LP = 10,000 / (1.25 + 0.4924384836373) = 5,739.0840...
+    #   (the page prints 5,739.50; its own formula gives 5,739.08, which is what we test)
+    # The 0.5 BTC margins the BTC-settled contract at face value (no 0.95 haircut):
+    #   margin balance 0.5 x 8,000 = 4,000 USD.
+    out = evaluate(bybit_inverse_cross_example())
+    (pos,) = out["positions"]
+    assert pos["bankruptcy_price"] == pytest.approx(10_007.5 / 1.75, rel=1e-12)
+    cost = 7.5 * 1.75 / 10_007.5
+    lp = 10_000 / (1.25 + 0.5 - 0.00625 - cost)
+    assert pos["liquidation_price"] == pytest.approx(lp, rel=1e-12)
+    assert round(pos["liquidation_price"], 2) == 5_739.08
+    assert out["margin_balance"] == pytest.approx(4_000.0)
+    assert pos["maintenance_margin"] == pytest.approx(0.00625)
+
+
+def test_usd_pool_coin_collateral_moves_with_a_linear_long_in_the_bankruptcy_price() -> None:
+    # bybit, 1 BTC collateral (haircut 0.95), long 1 BTC/USDT perp @ 50,000, mark 50,000,
+    # taker 0.055 % (the profile's): the collateral moves with the position, and bybit's
+    # bankruptcy price leaves room for the fee to close there ([BY1]):
+    #   0.95 P + (P - 50,000) - 0.00055 P = 0 -> BP = 50,000 / 1.94945
+    # LP (MB = MM at the mark): 0.95 P + (P - 50,000) = 0.005 P -> P = 50,000 / 1.945
+    # (held fixed, the collateral would give BP 50,000 - 47,500 = 2,500)
+    snap = {
+        "profile": "bybit", "collateral": {"BTC": 1.0},
+        "prices": {"BTC/USDT:USDT": {"mark": 50_000.0, "index": 50_000.0},
+                   "BTC": {"index": 50_000.0}},
+        "positions": [{"symbol": "BTC/USDT:USDT", "side": "long", "size": 1,
+                       "entry_price": 50_000.0, "leverage": 10,
+                       "instrument": dict(LINEAR_SWAP), "tiers": FLAT_05}],
+    }
+    (pos,) = evaluate(snap)["positions"]
+    assert pos["bankruptcy_price"] == pytest.approx(50_000 / 1.94945, rel=1e-12)
+    assert pos["liquidation_price"] == pytest.approx(50_000 / 1.945, rel=1e-12)
