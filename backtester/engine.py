@@ -38,7 +38,7 @@ from backtester.errors import (
 )
 from backtester.events import FundingPaid
 from backtester.execution import BarPath, Match, SlippageModel, match_order
-from backtester.margin.quiet import QuietStretch
+from backtester.margin import kernel
 from backtester.margin.state import MarginEngine
 from backtester.numeric import ZERO, dec, to_money, to_price
 from backtester.orders import (
@@ -59,9 +59,14 @@ if TYPE_CHECKING:
 
 __all__ = ["Engine"]
 
-_REC_KEYS = ("ts", "equity", "wallet", "unrealized_pnl", "margin_balance", "initial_margin",
-             "maintenance_margin", "margin_ratio", "available", "gross_exposure", "net_exposure",
-             "collateral_fixed", "collateral_moving")
+#: the per-step account series and their columns in the margin kernel's records
+_REC_COLUMNS = {"equity": kernel.REC_EQUITY, "wallet": kernel.REC_WALLET,
+                "unrealized_pnl": kernel.REC_UPNL, "margin_balance": kernel.REC_MB,
+                "initial_margin": kernel.REC_IM, "maintenance_margin": kernel.REC_MM,
+                "margin_ratio": kernel.REC_RATIO, "available": kernel.REC_AVAILABLE,
+                "gross_exposure": kernel.REC_GROSS, "net_exposure": kernel.REC_NET,
+                "collateral_fixed": kernel.REC_COLL_FIXED,
+                "collateral_moving": kernel.REC_COLL_MOVING}
 _POS_KEYS = ("ts", "symbol", "qty", "entry_price", "mark", "unrealized_pnl", "notional",
              "isolated_margin")
 
@@ -96,6 +101,10 @@ class Engine:
                 self.account.set_leverage(sym, lev)
         self.slippage = SlippageModel(bps=config.slippage_bps, volume_impact=config.volume_impact)
         self.orders: dict[int, Order] = {}
+        #: bumped whenever a working order is placed or leaves the book (the margin monitor's
+        #: block holds while it and the account's version stand still)
+        self.orders_version = 0
+        self.step = -1  # the clock step being processed
         self.margin = MarginEngine(self, profile=profile)
         self.ctx = Context(self)
         self.by_symbol: dict[str, list[Order]] = {}
@@ -111,12 +120,12 @@ class Engine:
         self.pending: list[tuple[str, Any]] = []
         self.warnings: list[str] = list(feed.warnings)
         self.user_records: dict[str, list[float]] = {}
-        # per-step and per-position series in compact arrays (8 bytes a value); "symbol" is a
-        # list of (shared) strings
-        # the account series are written by step (quiet steps are filled in after the loop)
-        self.rec: dict[str, Any] = {k: _zeros(len(feed.steps)) for k in _REC_KEYS[1:]}
+        # the account series: columns of the margin kernel's records, written by the kernel
+        # for every step it evaluates (a block of steps at a time)
+        n_steps = len(feed.steps)
+        self.rec: dict[str, Any] = {k: self.margin.rec[col, :n_steps]
+                                    for k, col in _REC_COLUMNS.items()}
         self.rec["ts"] = feed.steps.times  # shared with the clock; copied if a run stops early
-        self.step = -1  # the clock step being processed
         #: indicators given to ctx.wake_on (empty: on_bar runs at every step)
         self.wake_signals: list[Any] = []
         #: position rows; "symbol" holds codes into ``symbols`` (the feed's sorted symbols),
@@ -126,15 +135,11 @@ class Engine:
         self.instruments = [feed.symbols[s].instrument for s in self.symbols]
         self.pos_rec: dict[str, Any] = {
             k: array("i" if k == "symbol" else "q" if k == "ts" else "d") for k in _POS_KEYS}
-        self._pos_appenders = tuple(self.pos_rec[k].append for k in _POS_KEYS)
         self.stopped_reason: str | None = None
         self.greek_rec: list[tuple[int, dict[str, float], dict[str, float]]] = []
         # steps at which the account held several collateral pools: step, pool -> its
         # collateral (USD at the close; margin.pools.PoolState.collateral)
         self.pool_rec: list[tuple[int, dict[str, float]]] = []
-        # steps with unsettled session amounts (daily-settlement profiles): step, in
-        # stablecoins, in coins (USD; MarginState.session_fixed / session_moving)
-        self.session_rec: list[tuple[int, float, float]] = []
         hour = profile.daily_settlement_hour_utc
         start = feed.steps[0][0] if len(feed.steps) else 0
         # the first settlement time after the run's first close (never, without one)
@@ -177,31 +182,15 @@ class Engine:
         orders_by_symbol = self.by_symbol
         margin = self.margin
         account = self.account
-        rec = self.rec
         special_funding = self._special
-        # the recorders of _REC_KEYS[1:] in order, bound once
-        (a_eq, a_wal, a_upnl, a_mb, a_im, a_mm, a_ratio, a_av, a_gross, a_net, a_fix,
-         a_mov) = (rec[k] for k in _REC_KEYS[1:])
-        (p_ts, p_sym, p_qty, p_entry, p_mark, p_upnl, p_notional,
-         p_iso) = self._pos_appenders
         ctx = self.ctx
-        code = self.symbol_code
-        margin.quiet = QuietStretch(margin, enabled=margin._quiet_path)
-        quiet_holds = margin.quiet.holds
-        # a flat account is evaluated when it changed, holds working orders or holds coins
-        # (whose price moves its margin balance); otherwise its state stands as it was
-        flat_version = -1
-        flat_moving = False
-        quiet_version = margin.quiet.armed_version
         wake = self._wake_steps()
         clock = self.feed.steps
         times, ids, groups = clock.times, clock.ids, clock.groups
         n = len(times)
         # with wake_on, runs of steps where nothing can happen are skipped (every feed must
         # advance at every step, so a feed's bar index is the step index)
-        can_skip = wake is not None and margin.quiet.lockstep
-        # without wake_on, quiet steps go through a lean inner loop (_quiet_run)
-        can_run = wake is None and margin.quiet.lockstep and not special_funding
+        can_skip = wake is not None and all(r < 0 for r in margin.store.rows.values())
         s = -1
         while s + 1 < n:
             s += 1
@@ -222,15 +211,11 @@ class Engine:
                 self._expire(t)
             if t >= self._next_settlement:
                 self._daily_settlement(t)
-            if account.positions:
-                quiet = quiet_holds() or margin.check(t)
-            else:
-                quiet = False
-                if flat_moving or self.orders or account.version != flat_version:
-                    margin.check(t)  # no positions: no call or liquidation, the state only
-                    flat_version = account.version
-                    st = margin.state
-                    flat_moving = st.collateral_moving != 0.0 or st.session_moving != 0.0
+            # margin: the step's state is the block's unless the book changed, the block is
+            # used up or the step is not ok (then the monitor evaluates, calls, liquidates)
+            if account.version != margin.block_key[0] or self.orders_version != \
+                    margin.block_key[1] or s >= margin.block_end or s >= margin.block_bad:
+                margin.step(s)
             if self.pending:
                 self._deliver()
             if self.stopped_reason is None and (wake is None or wake[s]):
@@ -240,54 +225,17 @@ class Engine:
                     raise  # the engine's own errors already name what is wrong, as in _call
                 except Exception as exc:
                     raise StrategyError(strat.name, "on_bar", t, exc) from exc
-            if quiet:
-                # healthy without an evaluation: the state is rebuilt after the loop. Skip
-                # ahead or run lean only while the account is still the one the stretch was
-                # armed on (a hook or on_bar may have changed it without an order or an event,
-                # e.g. ctx.set_leverage)
-                if not self.pending and not self.orders and self.stopped_reason is None \
-                        and account.version == quiet_version():
-                    if can_skip:
-                        s = self._skip_quiet(s, wake)  # type: ignore[arg-type]
-                    elif can_run:
-                        s = self._quiet_run(s)
-                continue
-            st = margin.state
-            a_eq[s] = st.equity
-            a_wal[s] = st.wallet_balance
-            a_upnl[s] = st.unrealized_pnl
-            a_mb[s] = st.margin_balance
-            a_im[s] = st.initial_margin
-            a_mm[s] = st.maintenance_margin
-            a_ratio[s] = st.margin_ratio
-            a_av[s] = st.available
-            a_gross[s] = st.gross_exposure
-            a_net[s] = st.net_exposure
-            a_fix[s] = st.collateral_fixed
-            a_mov[s] = st.collateral_moving
-            for sym, qty, entry, mark, upnl, notional, iso in st.positions:
-                p_ts(t)
-                p_sym(code[sym])
-                p_qty(qty)
-                p_entry(entry)
-                p_mark(mark)
-                p_upnl(upnl)
-                p_notional(notional)
-                p_iso(iso)
-            if st.greeks:
-                self._record_greeks(s, st.greeks)
-            if st.pools:
-                self.pool_rec.append((s, {a: p.collateral for a, p in st.pools.items()}))
-            if st.session_fixed or st.session_moving:
-                self.session_rec.append((s, st.session_fixed, st.session_moving))
             if self.stopped_reason is not None and self.config.stop_on_bankruptcy:
                 break
+            if can_skip and not self.pending and not self.orders \
+                    and self.stopped_reason is None:
+                s = self._skip(s, wake)  # type: ignore[arg-type]
         self._finish_records(s + 1)
         self.phase = "finish"
         self._call("on_finish", strat.on_finish, None)
         account.check_replay()
 
-    def _quiet_steps_end(self, s: int, end: int) -> int:
+    def _next_event_step(self, s: int, end: int) -> int:
         # the first step after ``s`` (at most ``end``) at which a funding stamp, an expiry or
         # a daily settlement is processed
         times = self.feed.steps.times
@@ -300,69 +248,27 @@ class Engine:
             end = min(end, bisect_left(times, self._next_settlement))
         return end
 
-    def _quiet_run(self, s: int) -> int:
-        # the bar loop for the steps after a quiet step ``s`` while nothing but the strategy
-        # can act: every feed advances (lockstep clock), no order works, no funding, expiry
-        # or settlement is due, the account stays unchanged and each leg's marks stay inside
-        # their quiet bands; per step that is the loop's work (cursor, time, margin check,
-        # on_bar) without its checks. Returns the last step done; a step whose marks leave a
-        # band is given back undone to the full loop
-        end = self._quiet_steps_end(s, len(self.feed.steps.times))
-        if end - s <= 1:
-            return s
-        qs = self.margin.quiet
-        account = self.account
-        if qs is None or not qs.armed or account.version != qs.version:
-            return s  # on_bar changed the account (e.g. its leverage): the full loop re-arms
-        legs = qs.legs
-        version = qs.version
-        orders = self.orders
-        times = self.feed.steps.times
-        feeds = tuple(self.feed.symbols.values())
-        on_bar = self.strategy.on_bar
-        ctx = self.ctx
-        while s + 1 < end:
-            s += 1
-            for f in feeds:
-                f.idx = s
-            for leg in legs:
-                if leg.lo_seq[s] < leg.lo or leg.hi_seq[s] > leg.hi:
-                    for f in feeds:
-                        f.idx = s - 1
-                    return s - 1
-            t = times[s]
-            self.step = s
-            self.now_ms = t
-            try:
-                on_bar(ctx)
-            except (StrategyError, PhaseError, ConfigError, DataError):
-                raise
-            except Exception as exc:
-                raise StrategyError(self.strategy.name, "on_bar", t, exc) from exc
-            if orders or self.pending or account.version != version \
-                    or self.stopped_reason is not None:
-                return s
-        return s
-
-    def _skip_quiet(self, s: int, wake: bytearray) -> int:
+    def _skip(self, s: int, wake: bytearray) -> int:
         # the last step before anything can happen: a wake signal, a funding stamp, an expiry,
-        # a daily settlement, or a mark leaving its quiet band; the steps skipped are quiet
-        # (their states are rebuilt with the stretch's) and every feed's cursor moves with them
+        # a daily settlement, or the end of the margin block (a step that is not ok, or one
+        # the block does not cover); the steps skipped keep the block's states, and every
+        # feed's cursor moves with them
+        if self.account.version != self.margin.block_key[0] \
+                or self.orders_version != self.margin.block_key[1]:
+            return s  # on_bar changed the account (e.g. its leverage): evaluate the next step
         times = self.feed.steps.times
         n = len(times)
         end = wake.find(1, s + 1)
-        end = self._quiet_steps_end(s, n if end < 0 else end)
+        end = self._next_event_step(s, n if end < 0 else end)
+        end = min(end, self.margin.block_end, self.margin.block_bad)
         if end - s <= _MIN_SKIP:
-            return s  # a short gap is cheaper stepped through than searched with numpy
-        end = self.margin.quiet.exit_step(s, end)  # type: ignore[union-attr]
+            return s  # a short gap is cheaper stepped through than searched
         last = end - 1
-        if last > s:
-            for f in self.feed.symbols.values():
-                f.idx = last
-            self.step = last
-            self.now_ms = times[last]
-            return last
-        return s
+        for f in self.feed.symbols.values():
+            f.idx = last
+        self.step = last
+        self.now_ms = times[last]
+        return last
 
     def _wake_steps(self) -> bytearray | None:
         # per clock step: 1 where a wake_on signal's symbol closes a bar with a true value
@@ -382,15 +288,13 @@ class Engine:
         return bytearray(on.astype("uint8").tobytes())
 
     def _finish_records(self, n_done: int) -> None:
-        # fill in the quiet steps, then drop the steps a stopped run did not reach
-        if self.margin.quiet is not None:
-            self.margin.quiet.flush(n_done, self.rec, self.pos_rec)
+        # the last block's records, then drop the steps a stopped run did not reach
+        self.margin.finish(n_done)
         if n_done < len(self.rec["ts"]):
             self.rec["ts"] = self.rec["ts"][:n_done]  # a copy: the clock keeps its steps
-            for k in _REC_KEYS[1:]:
+            for k in _REC_COLUMNS:
                 self.rec[k] = self.rec[k][:n_done]
         self.step = n_done  # records from on_finish fall after the last step (dropped)
-        self._pos_appenders = ()  # the loop is over: the records alone hold their arrays
 
     def _call(self, hook: str, func: Any, arg: Any) -> None:
         try:
@@ -413,15 +317,16 @@ class Engine:
             if self.stopped_reason is None:
                 self._call(f"on_{kind}", hooks[kind], event)
 
-    def _record_greeks(self, step: int, greeks: dict[str, float]) -> None:
-        # account greeks in USD terms, summed over underlyings: delta (USD per 100 % move of
-        # every underlying), gamma (USD change of delta per 1 % move), vega (USD per vol
-        # point), theta (USD per day); per-underlying detail stays in greeks_detail
+    def record_greeks(self, step: int, greeks: dict[str, float]) -> None:
+        """Record the account greeks of ``step`` (the margin monitor calls this per step while
+        options are held): in USD terms, summed over underlyings — delta (USD per 100 % move of
+        every underlying), gamma (USD change of delta per 1 % move), vega (USD per vol point),
+        theta (USD per day); the per-underlying detail is kept beside them."""
         totals = {"delta": 0.0, "gamma": 0.0, "vega": 0.0, "theta": 0.0,
                   "portfolio_initial_margin": greeks.pop("portfolio_initial_margin", float("nan"))}
         for key, value in greeks.items():
             coin, _, name = key.partition(".")
-            px = self.margin.price_usd(coin)
+            px = self._coin_usd(coin, step)
             if name == "delta":
                 totals["delta"] += value * px
             elif name == "gamma":
@@ -429,6 +334,16 @@ class Engine:
             elif name in ("vega", "theta"):
                 totals[name] += value
         self.greek_rec.append((step, totals, dict(greeks)))
+
+    def _coin_usd(self, coin: str, step: int) -> float:
+        # a coin's USD price (index close) at ``step``: 1 for stablecoins
+        if self.feed.is_stable(coin):
+            return 1.0
+        f = self.feed.index_feeds.get(coin)
+        if f is None:
+            return 0.0
+        i = int(f.bar_at(np.asarray([self.feed.steps.times[step]]))[0])
+        return f.ic[i] if i >= 0 else f.io[0]
 
     # -- execution ------------------------------------------------------------------------
     def _execute(self, f: SymbolFeed) -> None:
@@ -544,7 +459,8 @@ class Engine:
             self.orders[ids[1]].oco_id = ids[0]
 
     def _remove(self, order: Order, reason: str | None) -> None:
-        self.orders.pop(order.id, None)
+        if self.orders.pop(order.id, None) is not None:
+            self.orders_version += 1
         record = self._order_rec.get(order.id)
         if record is not None:
             record[1] = "filled" if reason is None else f"cancelled: {reason}"
@@ -724,6 +640,7 @@ class Engine:
                 record[2] = self.now_ms
                 return oid
         self.orders[oid] = order
+        self.orders_version += 1
         self.by_symbol.setdefault(symbol, []).append(order)
         return oid
 
@@ -833,12 +750,6 @@ class Engine:
         """Record a warning for the results (and emit it as a BacktesterWarning)."""
         self.warnings.append(message)
         warnings.warn(message, BacktesterWarning, stacklevel=2)
-
-
-def _zeros(n: int) -> Any:
-    # a float64 series of n zeros with fast scalar reads and writes (a memoryview); the zeros
-    # come from calloc, so pages no step writes (an all-zero series) take no memory
-    return memoryview(np.zeros(n))  # type: ignore[arg-type]
 
 
 def _as_decimal(name: str, value: Decimal | float | str | int) -> Decimal:

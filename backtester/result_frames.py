@@ -202,7 +202,7 @@ def positions_frame(engine: Engine, ids: np.ndarray,
     cols: dict[str, Any] = {k: np.asarray(v) if len(v) and not isinstance(v, list) else list(v)
                             for k, v in pr.items()}
     cols.update(position_greeks(engine, ids))
-    if n and equity is None and cols["delta"] is cols["qty"]:
+    if n and equity is None and np.shares_memory(cols["delta"], cols["qty"]):
         # no compaction below to make the two columns copy-on-write views: a copy
         cols["delta"] = cols["qty"].copy()
     if n:

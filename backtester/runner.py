@@ -354,12 +354,14 @@ def _distances(engine: Engine, n: int, ids: np.ndarray) -> np.ndarray:
     iso = np.asarray(pr["isolated_margin"], dtype="float64")
     fixed = np.asarray(rec["collateral_fixed"], dtype="float64")
     moving = np.asarray(rec["collateral_moving"], dtype="float64")
-    if engine.session_rec:
+    from backtester.margin import kernel
+
+    ses_fixed = engine.margin.rec[kernel.REC_SESSION_FIXED, :n]
+    ses_moving = engine.margin.rec[kernel.REC_SESSION_MOVING, :n]
+    if ses_fixed.any() or ses_moving.any():
         # unsettled session PnL and funding count in the margin balance (daily settlement)
-        at = np.asarray([k for k, _, _ in engine.session_rec], dtype="int64")
-        fixed, moving = fixed.copy(), moving.copy()
-        fixed[at] += np.asarray([f for _, f, _ in engine.session_rec])
-        moving[at] += np.asarray([m for _, _, m in engine.session_rec])
+        fixed = fixed + ses_fixed
+        moving = moving + ses_moving
     # coin-settled options: their value is in coin, worth the underlying's index at the close
     settle_usd = None
     inverse_opt = [k for k, inst in enumerate(insts) if inst.is_option and not inst.is_linear]

@@ -46,8 +46,10 @@ def run_one(name: str, *, margin_check: str, use_tracemalloc: bool = False,
     from backtester.engine import Engine
     from backtester.margin.state import MarginEngine
 
-    # --exact-margin: evaluate every bar exactly (no quiet stretches), for comparison
-    MarginEngine._quiet_path = not exact_margin  # type: ignore[misc]
+    # --exact-margin: evaluate the margin one step per kernel call (blocks of one), for
+    # comparison with the adaptive blocks
+    if exact_margin:
+        MarginEngine.block_min = MarginEngine.block_max = 1  # type: ignore[misc]
 
     w = workloads.WORKLOADS[name]
     data = workloads.workload_data(w)
@@ -140,7 +142,7 @@ def main() -> None:
                     help="the SMA strategy declares its crossovers with ctx.wake_on (on_bar "
                          "runs only there; same trades)")
     ap.add_argument("--exact-margin", action="store_true",
-                    help="evaluate the margin of every bar exactly (quiet stretches off)")
+                    help="evaluate the margin one step per kernel call (blocks of one)")
     ap.add_argument("--json", action="store_true", help="print JSON lines only")
     ap.add_argument("--tracemalloc", action="store_true", help="also report tracemalloc peak")
     ap.add_argument("--profile", action="store_true", help="cProfile the run (to stderr)")

@@ -93,8 +93,8 @@ class Account:
         self.session_kinds: frozenset[EntryKind] = frozenset()
         self.leverage: dict[str, float] = {}
         self.default_leverage = default_leverage
-        #: bumped by every change of balances, positions or leverage (the margin engine's
-        #: quiet stretches hold while it stands still)
+        #: bumped by every change of balances, positions, leverage or isolated allocations
+        #: (the margin monitor's block of evaluated steps holds while it stands still)
         self.version = 0
         for asset in sorted(collateral):
             self.book(start_ms, EntryKind.DEPOSIT, asset, collateral[asset], ref="initial")
@@ -156,6 +156,11 @@ class Account:
         pos = self.positions.get(symbol)
         if pos is not None:
             pos.leverage = leverage
+
+    def set_isolated_margin(self, pos: Position, amount: Decimal | None) -> None:
+        """Set the isolated margin allocated to ``pos`` (None: none; cross margin)."""
+        pos.isolated_margin = amount
+        self.version += 1
 
     def apply_fill(self, ts_ms: int, instrument: Instrument, qty: Decimal, price: Decimal,
                    fee: Decimal, *, ref: str = "", fee_kind: EntryKind = EntryKind.FEE) -> Decimal:

@@ -13,12 +13,12 @@ orders are cancelled and only its positions closed, its fees capped at its margi
 from __future__ import annotations
 
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_UP, Decimal
-from functools import partial
 from typing import TYPE_CHECKING
 
 from backtester.accounting import EntryKind, Position
 from backtester.config import MarginMode
 from backtester.events import LiquidationStep, PositionLiquidated
+from backtester.margin import kernel
 from backtester.margin.prices import secant_root
 from backtester.numeric import MONEY_QUANTUM, ZERO, dec, to_money, to_price
 
@@ -32,7 +32,6 @@ if TYPE_CHECKING:
 __all__ = ["LiquidationMixin"]
 
 _SCENARIOS = (0, 1, 2)  # mark low, mark high, mark close
-_INF = float("inf")
 
 
 class LiquidationMixin:
@@ -52,20 +51,19 @@ class LiquidationMixin:
 
         def evaluate_now(self) -> MarginState: ...
         def _evaluate(self, scenario_of: dict[str, int] | None, *,
-                      multi: bool | None = None) -> MarginState: ...
+                      shift: tuple[str, float, str] | None = None) -> MarginState: ...
+        def _choice(self, pool: str | None) -> dict[str, int]: ...
         def price_usd(self, asset: str, which: int = 2) -> float: ...
         def requirement(self, pos: Position, mark: float,
                         und: float) -> tuple[float, float, float]: ...
         def position_value(self, pos: Position, mark: float,
                            f: SymbolFeed | None = None) -> float: ...
-        def _mark(self, f: SymbolFeed, w: int) -> float: ...
-        def _group_excess(self, group: str, w: int, pool: str | None = None) -> float: ...
+        def _mark_at(self, f: SymbolFeed, w: int, i: int, s: int) -> float: ...
         def pool_of(self, asset: str) -> str: ...
         def pool_state(self, st: MarginState, pool: str) -> PoolState: ...
         def _position_in(self, pos: Position, pool: str | None) -> bool: ...
         def _available_for(self, settle: str) -> tuple[float, str]: ...
         def note_liability(self) -> None: ...
-        _shift: tuple[str, float, str] | None
 
     # -- isolated margin ------------------------------------------------------------------
     def on_fill(self, pos: Position, old_qty: Decimal, price: Decimal) -> None:
@@ -76,12 +74,13 @@ class LiquidationMixin:
         new = pos.qty
         inst = pos.instrument
         alloc = pos.isolated_margin or ZERO
+        acct = self.e.account
         if new == 0:
-            pos.isolated_margin = None
+            acct.set_isolated_margin(pos, None)
             return
         if old_qty != 0 and (old_qty > 0) == (new > 0):
             if abs(new) < abs(old_qty):
-                pos.isolated_margin = to_money(alloc * abs(new) / abs(old_qty))
+                acct.set_isolated_margin(pos, to_money(alloc * abs(new) / abs(old_qty)))
                 return
             grown = abs(new) - abs(old_qty)
         else:
@@ -89,7 +88,7 @@ class LiquidationMixin:
             grown = abs(new)
         add = to_money(inst.notional_exact(grown, price) / dec(pos.leverage)
                        * dec(self.e.config.margin_scale))
-        pos.isolated_margin = alloc + add
+        acct.set_isolated_margin(pos, alloc + add)
 
     def adjust_isolated_margin(self, symbol: str, amount: Decimal) -> None:
         """Add (positive) or remove (negative) margin of an isolated position.
@@ -117,11 +116,11 @@ class LiquidationMixin:
                 msg = (f"cannot remove {-amount} from {symbol}: its margin would fall below the "
                        f"initial margin {im:.2f}")
                 raise ConfigError(msg)
-        pos.isolated_margin += amount
+        self.e.account.set_isolated_margin(pos, pos.isolated_margin + amount)
 
     def _position_excess(self, pos: Position, f: SymbolFeed, w: int) -> float:
         i = f.idx
-        mark = self._mark(f, w)
+        mark = self._mark_at(f, w, i, self.e.step)
         und = f.il[i] if w == 0 else f.ih[i] if w == 1 else f.ic[i]
         _, _, mm = self.requirement(pos, mark, und)
         return float(pos.isolated_margin or 0) + self.position_value(pos, mark, f) - mm
@@ -136,7 +135,6 @@ class LiquidationMixin:
             w = min(ws, key=lambda w: self._position_excess(pos, f, w))
             if self._position_excess(pos, f, w) <= 0:
                 self._liquidate_isolated(t, pos, f, w)
-        self.state = self.evaluate_now()
 
     def _liquidate_isolated(self, t: int, pos: Position, f: SymbolFeed, w: int) -> None:
         e = self.e
@@ -147,7 +145,7 @@ class LiquidationMixin:
             steps.append(LiquidationStep(action="cancel_orders", symbol=pos.symbol,
                                          qty=Decimal(n), price=ZERO, fee=ZERO,
                                          realized_pnl=ZERO))
-        mark = self._mark(f, w)
+        mark = self._mark_at(f, w, f.idx, self.e.step)
         alloc = pos.isolated_margin or ZERO
         flow: dict[str, Decimal] = {}
         settle = pos.instrument.settle
@@ -160,7 +158,7 @@ class LiquidationMixin:
             # losses are capped at the isolated margin: the fund covers the rest
             self.absorb_deficit(t, settle, lost - alloc, steps, flow, symbol=pos.symbol,
                                 ref="isolated deficit")
-        pos.isolated_margin = None
+        self.e.account.set_isolated_margin(pos, None)
         self.liquidations += 1
         ev = PositionLiquidated(ts_ms=t, scope="position", reason="isolated margin + PnL <= "
                                 "maintenance margin", trigger_price={pos.symbol: mark},
@@ -171,18 +169,13 @@ class LiquidationMixin:
         e.events.append(ev)
         e.pending.append(("liquidation", ev))
 
-    @staticmethod
-    def _isolated_bankruptcy(pos: Position, alloc: Decimal) -> float | None:
+    def _isolated_bankruptcy(self, pos: Position, alloc: Decimal) -> float | None:
         # the price at which the isolated margin is exhausted: margin + PnL(P) = 0
-        inst = pos.instrument
-        q = pos.qty_f * inst.cs
         m = float(alloc)
-        if inst.is_linear:
-            p = pos.entry_f - m / q
-        else:
-            inv = 1.0 / pos.entry_f + m / q
-            p = 1.0 / inv if inv > 0 else _INF
-        return p if p > 0 else None
+        entry = pos.entry_f
+        p = secant_root(lambda x: m + self.position_value(pos, x), entry,
+                        entry * (0.9 if pos.qty_f > 0 else 1.1))
+        return p if p is not None and p > 0 else None
 
     # -- liquidation ----------------------------------------------------------------------
     def _liquidate(self, t: int, st: MarginState) -> None:
@@ -209,7 +202,7 @@ class LiquidationMixin:
         if n_orders:
             steps.append(LiquidationStep(action="cancel_orders", symbol="", qty=Decimal(n_orders),
                                          price=ZERO, fee=ZERO, realized_pnl=ZERO))
-        scenario = self._trigger_scenario(pool)
+        scenario = self._choice(pool)
         self._liq_start_size = {}
         triggers: dict[str, float] = {}
         style = self.profile.liquidation_style
@@ -243,36 +236,23 @@ class LiquidationMixin:
         e.events.append(ev)
         e.pending.append(("liquidation", ev))
 
-    def _trigger_scenario(self, pool: str | None = None) -> dict[str, int]:
-        if not self.intrabar:
-            return {}
-        acct = self.e.account
-        groups = {p.instrument.base for p in acct.positions.values()
-                  if p.qty_f != 0.0 and self._position_in(p, pool)}
-        out = {}
-        for g in groups:
-            out[g] = min(_SCENARIOS, key=partial(self._group_excess, g, pool=pool))
-        return out
-
     def _pick_victim(self, scenario: dict[str, int],
                      pool: str | None = None) -> tuple[Position, SymbolFeed, float] | None:
-        # futures before options (Deribit), then the largest maintenance requirement; with
-        # ``pool`` only that pool's positions
+        # futures before options (Deribit), then the largest maintenance requirement (at the
+        # scenario, USD at the close); with ``pool`` only that pool's positions
+        st = self._evaluate(scenario)
+        marks = {row[0]: row[3] for row in st.positions}
+        mms = {row[0]: req[1] for row, req in zip(st.positions, st.requirements, strict=True)}
         best = None
         best_key: tuple[int, float] = (2, -1.0)
         for sym, pos in sorted(self.e.account.positions.items()):
             if pos.qty_f == 0.0 or not self._position_in(pos, pool):
                 continue
             f = self.e.feed.symbols[sym]
-            w = scenario.get(pos.instrument.base, 2)
-            i = f.idx
-            mark = self._mark(f, w)
-            und = f.il[i] if w == 0 else f.ih[i] if w == 1 else f.ic[i]
-            _, _, mm = self.requirement(pos, mark, und)
-            key = (1 if pos.instrument.is_option else 0, -mm * self.price_usd(
+            key = (1 if pos.instrument.is_option else 0, -mms[sym] * self.price_usd(
                 pos.instrument.settle))
             if best is None or key < best_key:
-                best, best_key = (pos, f, mark), key
+                best, best_key = (pos, f, marks[sym]), key
         return best
 
     def _slice(self, pos: Position, mark: float, style: str) -> Decimal:
@@ -286,7 +266,7 @@ class LiquidationMixin:
         if style == "tiered":
             tiers = self.profile.tiers.get(inst.symbol)
             if tiers is not None:
-                notional = inst.notional(pos.qty_f, mark)
+                notional = kernel.notional(pos.qty_f, inst.cs, mark, inst.is_linear)
                 i = tiers.index(notional)
                 if i > 0:
                     floor = tiers.floors[i]
@@ -393,18 +373,17 @@ class LiquidationMixin:
         sc = scenario or {}
         fee_rate = float(inst.taker_rate) if self.profile.bankruptcy_includes_close_fee else 0.0
 
+        settle_moves = inst.settle == inst.base
+
         def left(factor: float) -> float:
-            self._shift = (inst.base, factor, inst.symbol)
-            try:
-                st = self._evaluate(sc)
-                mb = st.margin_balance if pool is None else self.pool_state(st, pool) \
-                    .margin_balance
-                if fee_rate:
-                    mb -= fee_rate * inst.notional(pos.qty_f, mark * factor) * self.price_usd(
-                        inst.settle, sc.get(inst.settle, 2))
-                return mb
-            finally:
-                self._shift = None
+            st = self._evaluate(sc, shift=(inst.base, factor, inst.symbol))
+            mb = st.margin_balance if pool is None else self.pool_state(st, pool).margin_balance
+            if fee_rate:
+                px = self.price_usd(inst.settle, sc.get(inst.settle, 2))
+                mb -= fee_rate * kernel.notional(pos.qty_f, inst.cs, mark * factor,
+                                                 inst.is_linear) * (
+                    px * factor if settle_moves else px)
+            return mb
 
         factor = secant_root(left, 1.0, 0.9 if pos.qty_f > 0 else 1.1)
         if factor is None or factor <= 0:

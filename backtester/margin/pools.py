@@ -26,7 +26,6 @@ an open position; order admission checks the available margin of the order's poo
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
 from typing import TYPE_CHECKING
 
 from backtester.config import MarginMode
@@ -34,16 +33,13 @@ from backtester.events import MarginCalled
 
 if TYPE_CHECKING:
     from backtester.accounting import Position
-    from backtester.data.feed import SymbolFeed
     from backtester.engine import Engine
+    from backtester.margin.book import Book
     from backtester.margin.profile_data import ProfileData
     from backtester.margin.state import MarginState
 
-__all__ = ["PoolState", "PoolsMixin", "liquidation_status", "pool_ratio_status", "pool_sums"]
+__all__ = ["PoolState", "PoolsMixin"]
 
-_INF = float("inf")
-_SCENARIOS = (0, 1, 2)  # mark low, mark high, mark close
-_RANK = {"ok": 0, "call": 1, "liquidate": 2}
 
 
 @dataclass(slots=True, kw_only=True)
@@ -70,35 +66,8 @@ class PoolState:
     status: str = "ok"
 
 
-def liquidation_status(mb: float, mm: float, ratio: float, call_level: float, *,
-                       has_liability: bool) -> str:
-    """Status of a pool: ``liquidate`` when its margin balance does not exceed its maintenance
-    margin and it carries risk (maintenance > 0, or a negative balance: a liability against the
-    pool's other collateral); ``call`` at the call level; else ``ok``."""
-    if mb <= mm and (mm > 0 or has_liability):
-        return "liquidate"
-    return "call" if ratio >= call_level else "ok"
-
-
-def pool_ratio_status(mb: float, mm: float, call_level: float, *,
-                      has_liability: bool = False) -> tuple[float, str]:
-    """Margin ratio and status of a margin balance ``mb`` against maintenance ``mm`` (USD);
-    ``has_liability``: the pool holds a negative balance (see :func:`liquidation_status`)."""
-    ratio = mm / mb if mb > 0 else (_INF if mm > 0 else 0.0)
-    return ratio, liquidation_status(mb, mm, ratio, call_level, has_liability=has_liability)
-
-
-def pool_sums(acc: dict[str, list[float]], pool: str) -> list[float]:
-    """The running sums of ``pool`` in ``acc`` (created as zeros on first use): collateral,
-    session, PnL, initial and maintenance margin and isolated allocations, USD."""
-    a = acc.get(pool)
-    if a is None:
-        a = acc[pool] = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
-    return a
-
-
 class PoolsMixin:
-    """Per-pool evaluation of the margin engine (mixed into ``MarginEngine``)."""
+    """Per-pool helpers and margin calls of the margin engine (mixed into ``MarginEngine``)."""
 
     if TYPE_CHECKING:  # provided by MarginEngine
         e: Engine
@@ -109,12 +78,9 @@ class PoolsMixin:
         _in_call: bool
         _pooled: bool
 
-        def _evaluate(self, scenario_of: dict[str, int] | None, *,
-                      multi: bool | None = None) -> MarginState: ...
         def evaluate_now(self) -> MarginState: ...
-        def _order_im(self, pool: str | None = None) -> float: ...
-        def _group_excess(self, group: str, w: int, pool: str | None = None) -> float: ...
-        def _mark(self, f: SymbolFeed, w: int) -> float: ...
+        def book(self) -> Book: ...
+        def price_usd(self, asset: str, which: int = 2) -> float: ...
 
     _pools_in_call: frozenset[str] = frozenset()
 
@@ -124,71 +90,14 @@ class PoolsMixin:
         return asset if self._pooled else "USD"
 
     def _pool_keys(self) -> list[str]:
-        # the pools the account holds, in _evaluate's order: non-zero balances, session
-        # amounts, open positions' settle assets
-        acct = self.e.account
-        keys = [a for a, b in acct.balances.items() if b != 0]
-        keys += [a for a, b in acct.session.items() if b != 0]
-        keys += [p.instrument.settle for p in acct.positions.values() if p.qty_f != 0.0]
-        return list(dict.fromkeys(self.pool_of(k) for k in keys))
-
-    def _multi_pool(self) -> bool:
-        # True when the account holds several pools (_pool_keys has more than one), cheaply
-        if not self._pooled:
-            return False
-        acct = self.e.account
-        first = None
-        for a, b in acct.balances.items():
-            if b:
-                if first is None:
-                    first = a
-                elif a != first:
-                    return True
-        if acct.session:
-            for a, b in acct.session.items():
-                if b and a != first:
-                    if first is not None:
-                        return True
-                    first = a
-        for p in acct.positions.values():
-            if p.qty_f != 0.0 and p.instrument.settle != first:
-                if first is not None:
-                    return True
-                first = p.instrument.settle
-        return False
+        # the pools the account holds: non-zero balances, session amounts, open positions'
+        # settle assets
+        book = self.book()
+        return book.pool_names[:book.n_held_pools]
 
     def _position_in(self, pos: Position, pool: str | None) -> bool:
         # True when pos draws on ``pool`` (None: the whole account)
         return pool is None or self.pool_of(pos.instrument.settle) == pool
-
-    def _split_pools(self, st: MarginState, acc: dict[str, list[float]], *,
-                     isolated: bool) -> None:
-        # several pools: acc maps pool -> [collateral, session, upnl, im, mm, isolated
-        # allocations] (USD); fill st.pools and take the account's ratio and status from the
-        # worst pool (the totals stay the account's)
-        order_im = self._order_im_by_pool() if self.e.orders else {}
-        worst_ratio, worst = 0.0, "ok"
-        for asset, (coll, session, upnl, im, mm, iso) in acc.items():
-            mb = coll + session + upnl
-            ratio, status = pool_ratio_status(mb, mm, self.call_level, has_liability=coll < 0)
-            oim = order_im.get(asset, 0.0)
-            st.pools[asset] = PoolState(
-                asset=asset, collateral=coll + session, margin_balance=mb, initial_margin=im,
-                maintenance_margin=mm, margin_ratio=ratio, status=status,
-                available=(coll - iso - oim) if isolated else (mb - im - oim))
-            worst_ratio = max(worst_ratio, ratio)
-            if _RANK[status] > _RANK[worst]:
-                worst = status
-        st.margin_ratio = worst_ratio
-        st.status = worst
-
-    def _order_im_by_pool(self) -> dict[str, float]:
-        # working orders' initial margin (USD) per pool of their settle asset
-        out: dict[str, float] = {}
-        for pool in dict.fromkeys(self.pool_of(self.e.feed.symbols[o.symbol].instrument.settle)
-                                  for o in self.e.orders.values()):
-            out[pool] = self._order_im(pool)
-        return out
 
     def pool_state(self, st: MarginState, pool: str) -> PoolState:
         """Pool ``pool`` of the evaluation ``st`` (an empty pool when the account has none)."""
@@ -204,6 +113,34 @@ class PoolsMixin:
                              status=st.status)
         return PoolState(asset=pool, available=-self._order_im(pool))
 
+    def _order_im(self, pool: str) -> float:
+        # the initial margin (USD) the working orders drawing on ``pool`` reserve, at their
+        # price (market orders at their instrument's last close)
+        from backtester.margin import kernel as k
+
+        book = self.book()
+        if pool not in book.pool_names:
+            return 0.0
+        p = book.pool_names.index(pool)
+        total = 0.0
+        for j in range(book.of.shape[0]):
+            if book.oi[j, k.OI_POOL] != p:
+                continue
+            price = float(book.of[j, k.OF_PRICE])
+            if price != price:
+                f = self.e.feed.symbols[book.order_symbols[j]]
+                if f.idx < 0:
+                    continue
+                price = f.c[f.idx]
+            settle = book.asset_names[int(book.oi[j, k.OI_SETTLE])]
+            of, oi = book.of[j], book.oi[j]
+            total += k.order_margin(
+                float(of[k.OF_QTY]), float(of[k.OF_CS]), price, float(of[k.OF_LEV]),
+                bool(oi[k.OI_LIN]), bool(oi[k.OI_OPT]), bool(oi[k.OI_BUY]),
+                int(oi[k.OI_MMK]) == k.MMK_RATES, float(of[k.OF_IMB]), float(of[k.OF_IMP])
+            ) * self.price_usd(settle)
+        return total
+
     def _available_for(self, settle: str) -> tuple[float, str]:
         # available margin (USD) at the closes for what settles in ``settle``: its pool's
         # (the account's with one pool), and " in the <pool> pool" when that is not the account
@@ -211,41 +148,9 @@ class PoolsMixin:
         if not self._pooled:
             return now.available, ""
         pool = self.pool_of(settle)
-        where = f" in the {pool} pool" if now.pools or self._pool_keys() != [pool] else ""
+        keys = self._pool_keys()
+        where = f" in the {pool} pool" if now.pools or keys != [pool] else ""
         return self.pool_state(now, pool).available, where
-
-    def _worst_pools(self, keys: list[str]) -> MarginState:
-        # the intrabar check of several pools: each pool at its own worst scenario (its
-        # underlying groups at the mark low/high/close that leave it the least excess), as
-        # _worst_general does for the one pool; the account sums the pools' worst values
-        acct = self.e.account
-        stable = self.e.feed.is_stable
-        close = self._evaluate(None, multi=True)
-        shortfall = 0.0
-        for pool in keys:
-            c = close.pools[pool]
-            groups = {p.instrument.base for p in acct.positions.values()
-                      if p.qty_f != 0.0 and self._position_in(p, pool)}
-            groups |= {a for a, b in acct.balances.items()
-                       if b != 0 and not stable(a) and self.pool_of(a) == pool}
-            if not groups:
-                continue
-            scenario = {g: min(_SCENARIOS, key=partial(self._group_excess, g, pool=pool))
-                        for g in sorted(groups)}
-            w = self._evaluate(scenario, multi=True).pools[pool]
-            avail = min(c.available, w.available)
-            shortfall += c.available - avail
-            close.pools[pool] = PoolState(
-                asset=pool, collateral=c.collateral, margin_balance=w.margin_balance,
-                initial_margin=c.initial_margin, maintenance_margin=w.maintenance_margin,
-                margin_ratio=w.margin_ratio,
-                available=avail, status=w.status)
-        close.margin_balance = sum(p.margin_balance for p in close.pools.values())
-        close.maintenance_margin = sum(p.maintenance_margin for p in close.pools.values())
-        close.margin_ratio = max(p.margin_ratio for p in close.pools.values())
-        close.status = max((p.status for p in close.pools.values()), key=_RANK.__getitem__)
-        close.available -= shortfall
-        return close
 
     def _margin_call(self, t: int, st: MarginState) -> None:
         # a margin call (status "call"): one event when the account (one pool) or a pool

@@ -5,6 +5,15 @@ Valuation currency is USD: a collateral asset is worth ``balance x index price``
 each position's initial and maintenance margin is computed on its own and summed; the pool
 offsets PnL, not requirements (DESIGN §4).
 
+Every number comes from the margin kernel (:mod:`backtester.margin.kernel`), evaluated over the
+run's arrays (:mod:`backtester.margin.book`): the per-bar check evaluates the constant book over
+a **block** of coming bars in one call (the kernel writes each bar's state into the run's
+records), and the loop consumes the statuses bar by bar; any change of the book (a fill, a
+cash flow, an expiry, a leverage or allocation change, a liquidation step, a working order)
+discards the rest of the block and recomputes from the bar where it happened. Bar k's values
+are read at bar k only. Blocks are exact: a block of any length gives the states a block of
+one bar gives.
+
 Collateral pools (:mod:`backtester.margin.pools`): one USD pool (bybit, okx, portfolio mode),
 or one pool per asset (binance-usdm per settle asset, binance-coinm per coin, deribit per
 currency) where a position draws only on its settle asset's pool. Each pool has its own
@@ -25,19 +34,19 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from backtester.accounting import EntryKind, Position
 from backtester.config import MarginCheck, MarginMode
 from backtester.events import InstrumentExpired
 from backtester.instruments import OptionType
-from backtester.margin.fused import LegConstants, fused_state
+from backtester.margin import kernel as k
+from backtester.margin.book import Book, BookView, PriceStore, build_book
 from backtester.margin.liquidation import LiquidationMixin
-from backtester.margin.options import option_requirements
-from backtester.margin.pools import PoolsMixin, PoolState, liquidation_status, pool_sums
+from backtester.margin.pools import PoolsMixin, PoolState
 from backtester.margin.portfolio import PortfolioPosition, portfolio_margin
-from backtester.margin.quiet import QuietStretch
-from backtester.margin.requirements import rated_requirement
 from backtester.numeric import ZERO, dec, to_money
-from backtester.orders import OrderRejected, RejectReason, Side
+from backtester.orders import OrderRejected, RejectReason
 from backtester.pricing import black76
 
 if TYPE_CHECKING:
@@ -48,9 +57,24 @@ if TYPE_CHECKING:
 
 __all__ = ["MarginEngine", "MarginState"]
 
-_SCENARIOS = (0, 1, 2)  # mark low, mark high, mark close
 _INF = float("inf")
 _MS_PER_YEAR = 365.0 * 86_400_000
+_STATUS = ("ok", "call", "liquidate")
+_BLOCK_MIN = 8
+_BLOCK_MAX = 4096
+# the kernel's optional inputs, when not given
+_NO_CHOICE = np.full((1, 1), 2, dtype=np.int64)
+_NO_PM = np.full(2, np.nan)
+_NO_EXCESS = np.zeros((0, 1, 3))
+
+
+def _least(values: Sequence[float] | np.ndarray) -> int:
+    # the first scenario (0 low, 1 high, 2 close) with the least excess
+    best_w, best = 2, _INF
+    for w in (0, 1, 2):
+        if values[w] < best:
+            best_w, best = w, values[w]
+    return best_w
 
 
 @dataclass(slots=True, kw_only=True)
@@ -83,21 +107,23 @@ class MarginState:
     #: coins (part of the margin balance, not of the wallet's collateral split above)
     session_fixed: float = 0.0
     session_moving: float = 0.0
+    #: per leg at the evaluated scenario: (symbol, qty, entry, mark, value, notional,
+    #: isolated margin or NaN)
     positions: list[tuple[str, float, float, float, float, float, float]] = field(
         default_factory=list)
     greeks: dict[str, float] = field(default_factory=dict)
     pools: dict[str, PoolState] = field(default_factory=dict)
+    #: per leg at the evaluated scenario: (initial, maintenance) margin, settle currency
+    requirements: list[tuple[float, float]] = field(default_factory=list)
 
 
 class MarginEngine(PoolsMixin, LiquidationMixin):
     """Evaluates the account each bar and runs the profile's liquidation process."""
 
-    #: private switch: evaluate cross books without options in one fused pass (bit-identical
-    #: to the general evaluation; tests compare both)
-    _fast_path = True
-    #: private switch: skip the evaluation of bars that provably stay healthy and rebuild
-    #: their states after the run (``backtester.margin.quiet``; bit-identical, tested)
-    _quiet_path = True
+    #: bounds of the adaptive block length (steps evaluated per kernel call); a block of any
+    #: length gives the same states (tests run with both bounds at 1)
+    block_min = _BLOCK_MIN
+    block_max = _BLOCK_MAX
 
     def __init__(self, engine: Engine, *, profile: ProfileData) -> None:
         self.e = engine
@@ -109,70 +135,358 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
         self.liq_slippage = (cfg.liquidation_slippage_bps * 1e-4
                              if cfg.liquidation_slippage_bps is not None
                              else profile.liquidation_slippage_rate)
-        self.state = MarginState()
         self.margin_calls = 0
         self.liquidations = 0
         self._in_call = False
         self._liq_start_size: dict[str, Decimal] = {}
         self._taken_over = False
-        self._legs: dict[str, LegConstants | None] = {}
-        self._option_free = False
+        self._liability_noted = False  # the liability assumption is in the run's warnings
         # one pool per asset (per-asset profiles, except portfolio mode whose grid spans the
         # account); False: one USD pool
         self._pooled = profile.pool != "usd" and self.mode is not MarginMode.PORTFOLIO
-        # the fused pass knows neither session ledgers (daily settlement) nor options
-        self._fuse = self._fast_path and self.mode is MarginMode.CROSS \
-            and profile.daily_settlement_hour_utc is None and not profile.rates
-        self.quiet: QuietStretch | None = None  # set by the engine when its loop starts
-        # (coin, factor, symbol) while a bankruptcy price is solved (liquidation.py): the
-        # symbol's marks and underlying price and the coin's own price (collateral, session,
-        # conversion of what settles in it) are scaled by the factor; the rest stays put
-        self._shift: tuple[str, float, str] | None = None
-        self._liability_noted = False  # the liability assumption is in the run's warnings
+        times = np.frombuffer(engine.feed.steps.times, dtype="int64")
+        self._times = times
+        self.store = PriceStore(engine.feed.symbols, engine.feed.index_feeds, times)
+        #: the per-bar records, one row per ``kernel.REC_*`` (the run's equity series)
+        self.rec = np.zeros((k.NREC, max(len(times), 1)))
+        self._book: Book | None = None
+        self._book_key: tuple[int, int] = (-1, -1)
+        # the block: steps [block_start, block_end) evaluated with the book of ``block_key``;
+        # ``block_bad`` the first of them whose status is not ok (block_end when none)
+        self.block_start = 0
+        self.block_end = 0
+        self.block_bad = 0
+        self.block_key: tuple[int, int] = (-1, -1)
+        self._block_book: Book | None = None
+        self._block_size = 64
+        self._legs_buf = np.zeros((1, 1, 5))
+        self._pools_buf = np.zeros((1, 1, k.NPOOL))
+        self._flushed = 0
+        self._last_breach = -2
         self.state = self.evaluate_now()
 
-    # -- prices ---------------------------------------------------------------------------
+    # -- the book ------------------------------------------------------------------------
+    def book_key(self) -> tuple[int, int]:
+        """What identifies the book: the account's and the working orders' versions."""
+        return self.e.account.version, self.e.orders_version
+
+    def book(self) -> Book:
+        """The current book's kernel arrays (rebuilt when the account or its orders change)."""
+        key = self.book_key()
+        if self._book is None or key != self._book_key:
+            acct = self.e.account
+            feeds = self.e.feed
+            view = BookView(balances=acct.balances, session=acct.session,
+                            positions=list(acct.positions.values()),
+                            orders=list(self.e.orders.values()),
+                            leverage=lambda s: acct.leverage.get(s, acct.default_leverage),
+                            feeds=feeds.symbols, index_feeds=feeds.index_feeds,
+                            is_stable=feeds.is_stable)
+            self._book = build_book(view, self.store, self.profile, per_asset_pools=self._pooled,
+                                    isolated=self.mode is MarginMode.ISOLATED)
+            self._book_key = key
+        return self._book
+
+    def _multi(self, book: Book) -> bool:
+        # several collateral pools held: each is evaluated, called and liquidated on its own
+        return self._pooled and book.n_held_pools > 1
+
+    def _optmark(self, book: Book, s0: int, nbars: int) -> np.ndarray:
+        # options' marks at their underlying's low and high: Black-76 at the bar's implied vol
+        # and time to expiry (NaN where a bar has no implied vol: the recorded mark low/high)
+        out = np.full((book.n_legs, nbars, 2), np.nan)
+        if not self.intrabar:
+            return out
+        for j, pos in enumerate(book.positions):
+            inst = pos.instrument
+            f = self.e.feed.symbols[inst.symbol]
+            if not inst.is_option or f.option_iv is None:
+                continue
+            steps = np.arange(s0, s0 + nbars)
+            bars = self._bars(f, steps)
+            iv = np.asarray(f.option_iv, dtype="float64")[np.maximum(bars, 0)]
+            ok = (iv == iv) & (iv > 0) & (bars >= 0)
+            if not ok.any():
+                continue
+            t = np.maximum((inst.expiry_ms or 0) - self._times[steps], 0) / _MS_PER_YEAR
+            pricer = black76.price if inst.is_linear else black76.inverse_price
+            is_call = inst.option_type is OptionType.CALL
+            for w, name in ((0, "index_low"), (1, "index_high")):
+                und = np.asarray(f.arrays[name], dtype="float64")[np.maximum(bars, 0)]
+                px = np.asarray(pricer(und[ok], inst.strike or 0.0, t[ok], iv[ok], is_call),
+                                dtype="float64")
+                out[j, np.flatnonzero(ok), w] = px
+        return out
+
+    def _bars(self, f: SymbolFeed, steps: np.ndarray) -> np.ndarray:
+        row = self.store.rows[f.symbol]
+        return steps if row < 0 else self.store.bars[row, steps]
+
+    # -- the per-bar check ---------------------------------------------------------------
+    def step(self, s: int) -> None:
+        """Check step ``s`` (the engine's current step): evaluate a block from ``s`` when the
+        book changed or the block is used up, then raise a margin call or liquidate where the
+        status says so. The step's state is in :attr:`rec` (row ``s``) and :attr:`state`."""
+        if self.book_key() != self.block_key or s >= self.block_end:
+            self._refresh(s)
+        if s >= self.block_bad:
+            self._breach(s)
+
+    def _refresh(self, s: int) -> None:
+        # evaluate a new block from s (the records of the steps before s are final)
+        n = len(self._times)
+        self._flush(s)
+        if self.block_key == self.book_key() and s >= self.block_end:
+            self._block_size = self._block_size * 2  # used up: longer
+        elif self.block_end > self.block_start:
+            self._block_size = 2 * (s - self.block_start)  # cut short: about what was used
+        self._block_size = min(max(self._block_size, self.block_min), self.block_max)
+        book = self.book()
+        nbars = min(self._block_size, n - s)
+        if self.mode is MarginMode.PORTFOLIO or self._special_step(book):
+            nbars = 1  # portfolio margin's grid per step; per-bar accruals change the book
+        self._ensure_buffers(book, nbars)
+        if self.mode is MarginMode.PORTFOLIO:
+            bad = self._portfolio_block(book, s)
+        else:
+            bad = self._kernel(book, s, nbars, self._flags(book), self.rec, 0, self._legs_buf,
+                               self._pools_buf)
+        self.block_start = s
+        self.block_end = s + nbars
+        self.block_bad = s + bad
+        self.block_key = self.book_key()
+        self._block_book = book
+        self.state = self.state_at(s)
+        if not self._liability_noted and (book.af[:, k.AF_BAL] < 0).any():
+            self.note_liability()
+
+    def _flags(self, book: Book, *, intrabar: bool | None = None) -> int:
+        flags = k.INTRABAR if (self.intrabar if intrabar is None else intrabar) else 0
+        if self.mode is MarginMode.ISOLATED:
+            flags |= k.ISOLATED
+        if self._multi(book):
+            flags |= k.MULTI
+        return flags
+
+    def _kernel(self, book: Book, s0: int, nbars: int, flags: int, rec: np.ndarray,
+                rec_off: int, legs: np.ndarray, pools: np.ndarray, *,
+                choice: np.ndarray | None = None, shift: tuple[int, int, float] = (-1, -1, 1.0),
+                pm: tuple[float, float] | None = None,
+                excess: np.ndarray | None = None) -> int:
+        # one call of the kernel on ``book`` (see backtester.margin.kernel.evaluate)
+        optmark = (self._optmark(book, s0, nbars) if (flags & (k.INTRABAR | k.FORCED))
+                   and s0 >= 0 else np.full((book.n_legs, nbars, 2), np.nan))
+        return int(k.evaluate(
+            s0, nbars, flags, self.call_level, book.lf, book.li, book.af, book.ai, book.of,
+            book.oi, len(book.group_names), len(book.pool_names), book.floors, book.mmr,
+            book.cum, self.store.store, self.store.bars, optmark,
+            _NO_CHOICE if choice is None else choice, shift[0], shift[1], shift[2],
+            _NO_PM if pm is None else np.asarray(pm, dtype="float64"), rec, rec_off, legs, pools,
+            _NO_EXCESS if excess is None else excess))
+
+    def _special_step(self, book: Book) -> bool:
+        # steps whose book changes every bar: Deribit's continuous funding on a held perp
+        return bool(self.e._special) and any(p.instrument.is_perpetual for p in book.positions)
+
+    def _ensure_buffers(self, book: Book, nbars: int) -> None:
+        legs = max(book.n_legs, 1)
+        if self._legs_buf.shape[0] < nbars or self._legs_buf.shape[1] < legs:
+            self._legs_buf = np.zeros((max(nbars, self._legs_buf.shape[0]),
+                                       max(legs, self._legs_buf.shape[1]), 5))
+        pools = max(len(book.pool_names), 1)
+        if self._pools_buf.shape[0] < nbars or self._pools_buf.shape[1] < pools:
+            self._pools_buf = np.zeros((max(nbars, self._pools_buf.shape[0]),
+                                        max(pools, self._pools_buf.shape[1]), k.NPOOL))
+
+    def _next_bad(self, s: int) -> None:
+        # after a breach handled at s without a change of the book: the next one in the block
+        rest = self.rec[k.REC_STATUS, s + 1:self.block_end]
+        bad = np.flatnonzero(rest != k.STATUS_OK)
+        self.block_bad = s + 1 + int(bad[0]) if len(bad) else self.block_end
+
+    def _breach(self, s: int) -> None:
+        t = int(self._times[s])
+        if s != self._last_breach + 1:
+            self._in_call = False  # an ok step came between: a new call is a new event
+        self._last_breach = s
+        st = self.state_at(s)
+        if self.mode is MarginMode.ISOLATED:
+            self._check_isolated(t)
+            self._refresh(s)
+            return
+        if st.status == "liquidate":
+            self._liquidate(t, st)
+            self._refresh(s)  # the step's state after the liquidation
+            return
+        self._margin_call(t, st)
+        self._next_bad(s)
+
+    def _flush(self, upto: int) -> None:
+        # append the records of the block's steps before ``upto`` that are not yet recorded:
+        # position rows, per-pool collateral, greeks
+        book = self._block_book
+        a = max(self._flushed, self.block_start)
+        b = min(upto, self.block_end)
+        if book is None or b <= a:
+            self._flushed = max(self._flushed, upto)
+            return
+        e = self.e
+        nl = book.n_legs
+        if nl:
+            m = b - a
+            legs = self._legs_buf[a - self.block_start:b - self.block_start, :nl]
+            ts = np.repeat(self._times[a:b], nl)
+            code = np.tile(np.asarray([e.symbol_code[sym] for sym in book.symbols],
+                                      dtype=np.int32), m)
+            qty = np.tile(book.lf[:, k.LF_QTY], m)
+            entry = np.tile(book.lf[:, k.LF_ENTRY], m)
+            iso = np.tile(book.lf[:, k.LF_ISO], m)
+            pr = e.pos_rec
+            for key, arr in (("ts", ts), ("symbol", code), ("qty", qty), ("entry_price", entry),
+                             ("mark", legs[:, :, 0].ravel()),
+                             ("unrealized_pnl", legs[:, :, 1].ravel()),
+                             ("notional", legs[:, :, 2].ravel()), ("isolated_margin", iso)):
+                pr[key].frombytes(np.ascontiguousarray(arr, dtype=pr[key].typecode
+                                                       if key in ("ts", "symbol")
+                                                       else "float64").tobytes())
+        if self._multi(book):
+            names = book.pool_names[:book.n_held_pools]
+            for step in range(a, b):
+                row = self._pools_buf[step - self.block_start]
+                e.pool_rec.append((step, {p: float(row[j, k.POOL_COLLATERAL])
+                                          for j, p in enumerate(names)}))
+        if book.li[:, k.LI_OPT].any():
+            for step in range(a, b):
+                self._record_greeks(step, book)
+        self._flushed = b
+
+    def finish(self, n_done: int) -> None:
+        """Record the last block's steps up to ``n_done`` (the steps the run reached)."""
+        self._flush(n_done)
+
+    # -- states --------------------------------------------------------------------------
+    def state_at(self, s: int) -> MarginState:
+        """The recorded state of step ``s`` of the current block."""
+        book = self._block_book if self._block_book is not None else self.book()
+        b = s - self.block_start
+        return self._state(self.rec[:, s], book, self._legs_buf[b], self._pools_buf[b])
+
+    def _state(self, row: np.ndarray, book: Book, legs: np.ndarray,
+               pools: np.ndarray) -> MarginState:
+        st = MarginState(
+            equity=float(row[k.REC_EQUITY]), wallet_balance=float(row[k.REC_WALLET]),
+            unrealized_pnl=float(row[k.REC_UPNL]), margin_balance=float(row[k.REC_MB]),
+            initial_margin=float(row[k.REC_IM]), maintenance_margin=float(row[k.REC_MM]),
+            margin_ratio=float(row[k.REC_RATIO]), available=float(row[k.REC_AVAILABLE]),
+            status=_STATUS[int(row[k.REC_STATUS])], gross_exposure=float(row[k.REC_GROSS]),
+            net_exposure=float(row[k.REC_NET]), collateral_fixed=float(row[k.REC_COLL_FIXED]),
+            collateral_moving=float(row[k.REC_COLL_MOVING]),
+            session_fixed=float(row[k.REC_SESSION_FIXED]),
+            session_moving=float(row[k.REC_SESSION_MOVING]))
+        lf = book.lf
+        for j, sym in enumerate(book.symbols):
+            st.positions.append((sym, float(lf[j, k.LF_QTY]), float(lf[j, k.LF_ENTRY]),
+                                 float(legs[j, 0]), float(legs[j, 1]), float(legs[j, 2]),
+                                 float(lf[j, k.LF_ISO])))
+            st.requirements.append((float(legs[j, 3]), float(legs[j, 4])))
+        if self._multi(book):
+            for j, name in enumerate(book.pool_names[:book.n_held_pools]):
+                r = pools[j]
+                st.pools[name] = PoolState(
+                    asset=name, collateral=float(r[k.POOL_COLLATERAL]),
+                    margin_balance=float(r[k.POOL_MB]), initial_margin=float(r[k.POOL_IM]),
+                    maintenance_margin=float(r[k.POOL_MM]), margin_ratio=float(r[k.POOL_RATIO]),
+                    available=float(r[k.POOL_AVAILABLE]),
+                    status=_STATUS[int(r[k.POOL_STATUS])])
+        return st
+
+    def evaluate_now(self) -> MarginState:
+        """The account at the current step's closes (no intrabar extremes), with the book as
+        it is now (orders placed this step included)."""
+        book = self.book()
+        s = self.e.step
+        legs = np.zeros((1, max(book.n_legs, 1), 5))
+        pools = np.zeros((1, max(len(book.pool_names), 1), k.NPOOL))
+        row = np.zeros((k.NREC, 1))
+        if self.mode is MarginMode.PORTFOLIO:
+            self._portfolio_state(book, s, close_only=True, out=row, legs=legs, pools=pools)
+        else:
+            self._kernel(book, s, 1, self._flags(book, intrabar=False), row, s, legs, pools)
+        return self._state(row[:, 0], book, legs[0], pools[0])
+
+    def _evaluate(self, scenario_of: dict[str, int] | None, *,
+                  shift: tuple[str, float, str] | None = None) -> MarginState:
+        """The account at the current step with each underlying group at ``scenario_of[group]``
+        (0 low, 1 high, 2 close; missing: close). ``shift`` = (coin, factor, symbol) scales
+        that symbol's mark and underlying and that coin's price by ``factor`` (the move a
+        bankruptcy price is solved over)."""
+        book = self.book()
+        s = self.e.step
+        choice = np.full((max(len(book.pool_names), 1), max(len(book.group_names), 1)), 2,
+                         dtype=np.int64)
+        if scenario_of:
+            for g, name in enumerate(book.group_names):
+                choice[:, g] = scenario_of.get(name, 2)
+        shift_leg = shift_asset = -1
+        factor = 1.0
+        if shift is not None:
+            coin, factor, sym = shift
+            shift_leg = book.symbols.index(sym) if sym in book.symbols else -1
+            shift_asset = book.asset_names.index(coin) if coin in book.asset_names else -1
+        out = np.zeros((k.NREC, 1))
+        pools = np.zeros((1, max(len(book.pool_names), 1), k.NPOOL))
+        legs = np.zeros((1, max(book.n_legs, 1), 5))
+        pm = None
+        if self.mode is MarginMode.PORTFOLIO and book.n_legs:
+            pm = self._portfolio_requirement(scenario_of, shift=shift)
+        self._kernel(book, s, 1, self._flags(book, intrabar=False) | k.FORCED, out, s, legs,
+                     pools, choice=choice, shift=(shift_leg, shift_asset, factor), pm=pm)
+        return self._state(out[:, 0], book, legs[0], pools[0])
+
+    def _choice(self, pool: str | None) -> dict[str, int]:
+        # the triggering scenario of a liquidation: each group of the positions that draw on
+        # ``pool`` (all of them when None) at the intrabar check's worst (collateral-only
+        # groups at the close)
+        if not self.intrabar:
+            return {}
+        book = self.book()
+        s = self.e.step
+        multi = self._multi(book)
+        choice = np.full((len(book.pool_names) if multi else 1, max(len(book.group_names), 1)),
+                         2, dtype=np.int64)
+        groups = {pos.instrument.base for pos in book.positions
+                  if pool is None or self.pool_of(pos.instrument.settle) == pool}
+        if self.mode is MarginMode.PORTFOLIO:
+            return {g: w for g, w in self._portfolio_choice(book, s).items() if g in groups}
+        excess = np.zeros((choice.shape[0], choice.shape[1], 3))
+        self._excess(book, s, excess)
+        p = book.pool_names.index(pool) if multi and pool is not None else 0
+        return {g: _least(excess[p, j]) for j, g in enumerate(book.group_names) if g in groups}
+
+    def _excess(self, book: Book, s: int, excess: np.ndarray, *, flags: int = 0) -> None:
+        # each group's margin excess at the step's low, high and close (USD; per pool)
+        legs = np.zeros((1, max(book.n_legs, 1), 5))
+        pools = np.zeros((1, max(len(book.pool_names), 1), k.NPOOL))
+        self._kernel(book, s, 1, self._flags(book) | k.INTRABAR | flags, np.zeros((k.NREC, 1)),
+                     s, legs, pools, excess=excess)
+
+    # -- prices and values ---------------------------------------------------------------
     def price_usd(self, asset: str, which: int = 2) -> float:
         """USD price of ``asset``: 1 for stablecoins, else its index low/high/close (0/1/2)."""
         if self.e.feed.is_stable(asset):
             return 1.0
         f = self.e.feed.index_feeds.get(asset)
         if f is None or f.idx < 0:
-            px = 0.0 if f is None else f.io[0]
-        else:
-            i = f.idx
-            px = f.il[i] if which == 0 else f.ih[i] if which == 1 else f.ic[i]
-        shift = self._shift
-        return px * shift[1] if shift is not None and shift[0] == asset else px
-
-    def _und(self, f: SymbolFeed, w: int) -> float:
-        # the underlying (index) price of a leg at scenario w, scaled while a shift is on
+            return 0.0 if f is None else f.io[0]
         i = f.idx
-        und = f.il[i] if w == 0 else f.ih[i] if w == 1 else f.ic[i]
-        shift = self._shift
-        return und * shift[1] if shift is not None and shift[2] == f.symbol else und
+        return f.il[i] if which == 0 else f.ih[i] if which == 1 else f.ic[i]
 
-    def _mark(self, f: SymbolFeed, w: int) -> float:
-        # the leg's mark at scenario w (0 low, 1 high, 2 close of its underlying); options are
-        # repriced with Black-76 at the underlying's low/high at the bar's implied vol
-        i = f.idx
-        shift = self._shift
-        factor = shift[1] if shift is not None and shift[2] == f.symbol else None
-        if w == 2 and factor is None:
-            return f.mc[i]
-        if f.option_iv is not None:
-            iv = f.option_iv[i]
-            if iv == iv and iv > 0:
-                inst = f.instrument
-                und = self._und(f, w)
-                t = max((inst.expiry_ms or 0) - self.e.now_ms, 0) / _MS_PER_YEAR
-                is_call = inst.option_type is OptionType.CALL
-                pricer = black76.price if inst.is_linear else black76.inverse_price
-                return float(pricer(und, inst.strike or 0.0, t, iv, is_call))
-        mark = f.ml[i] if w == 0 else f.mh[i] if w == 1 else f.mc[i]
-        if factor is None or f.instrument.is_option:
-            return mark  # an option without an implied vol is held at its mark
-        return mark * factor
+    def position_value(self, pos: Position, mark: float, f: SymbolFeed | None = None) -> float:
+        """Unrealized PnL (futures) or market value (options) in the settle currency."""
+        inst = pos.instrument
+        if inst.is_option:
+            return pos.qty_f * inst.cs * mark
+        return k.pnl(pos.qty_f, inst.cs, pos.entry_f, mark, inst.is_linear)
 
     def greeks(self) -> dict[str, float]:
         """Account greeks per underlying at the current closes (only when options are held).
@@ -182,35 +496,38 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
         per day) and, for coin-settled books, ``<COIN>.coin_delta`` — the premium-adjusted coin
         exposure a hedge must offset.
         """
+        return self._greeks_at(self.e.step, self.book())
+
+    def _greeks_at(self, s: int, book: Book) -> dict[str, float]:
+        # the greeks of ``book`` (its legs as they were) at step s
         out: dict[str, float] = {}
         feeds = self.e.feed.symbols
-        for sym, pos in self.e.account.positions.items():
-            if pos.qty_f == 0.0:
-                continue
+        now = int(self._times[s]) if 0 <= s < len(self._times) else self.e.now_ms
+        for j, pos in enumerate(book.positions):
             inst = pos.instrument
-            f = feeds[sym]
-            i = f.idx
+            f = feeds[inst.symbol]
+            i = self._bar(f, s)
             b = inst.base
-            size = pos.qty_f * inst.cs
+            size = float(book.lf[j, k.LF_QTY]) * inst.cs
             if inst.is_option:
                 iv = f.option_iv[i] if f.option_iv is not None else float("nan")
                 if not (iv == iv and iv > 0):
                     continue
                 fwd = f.ic[i]
-                t = max((inst.expiry_ms or 0) - self.e.now_ms, 0) / _MS_PER_YEAR
-                k = inst.strike or 0.0
+                t = max((inst.expiry_ms or 0) - now, 0) / _MS_PER_YEAR
+                kk = inst.strike or 0.0
                 call = inst.option_type is OptionType.CALL
-                d = float(black76.delta(fwd, k, t, iv, call))
+                d = float(black76.delta(fwd, kk, t, iv, call))
                 out[f"{b}.delta"] = out.get(f"{b}.delta", 0.0) + size * d
                 out[f"{b}.gamma"] = out.get(f"{b}.gamma", 0.0) + size * float(
-                    black76.gamma(fwd, k, t, iv, call))
+                    black76.gamma(fwd, kk, t, iv, call))
                 out[f"{b}.vega"] = out.get(f"{b}.vega", 0.0) + size * float(
-                    black76.vega(fwd, k, t, iv, call))
+                    black76.vega(fwd, kk, t, iv, call))
                 out[f"{b}.theta"] = out.get(f"{b}.theta", 0.0) + size * float(
-                    black76.theta(fwd, k, t, iv, call))
+                    black76.theta(fwd, kk, t, iv, call))
                 if not inst.is_linear:
                     out[f"{b}.coin_delta"] = out.get(f"{b}.coin_delta", 0.0) + size * float(
-                        black76.inverse_delta(fwd, k, t, iv, call))
+                        black76.inverse_delta(fwd, kk, t, iv, call))
             else:
                 mark = f.mc[i]
                 coins = size if inst.is_linear else size / mark
@@ -221,299 +538,122 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
                     out[f"{b}.coin_delta"] = out.get(f"{b}.coin_delta", 0.0) + coins
         return out
 
-    # -- per position ---------------------------------------------------------------------
+    def _record_greeks(self, step: int, book: Book) -> None:
+        greeks = self._greeks_at(step, book)
+        if not greeks:
+            return
+        if self.mode is not MarginMode.PORTFOLIO:
+            # what the same book would need under portfolio margin (where requirements net),
+            # beside the standard requirement, for the capital-efficiency report
+            greeks["portfolio_initial_margin"] = self._portfolio_requirement(
+                None, at=step, book=book)[0]
+        self.e.record_greeks(step, greeks)
+
+    def _holds_options(self) -> bool:
+        return any(p.qty_f != 0.0 and p.instrument.is_option
+                   for p in self.e.account.positions.values())
+
+    # -- per position --------------------------------------------------------------------
     def requirement(self, pos: Position, mark: float, und: float) -> tuple[float, float, float]:
         """Return (notional, initial margin, maintenance margin) in the settle currency."""
-        inst = pos.instrument
-        q = pos.qty_f
-        if inst.is_option:
-            if q >= 0:
-                return inst.notional(q, und), 0.0, 0.0
-            return self._short_option(pos, mark, und)
-        rates = self.profile.rates.get(inst.symbol)
-        if rates is not None:
-            # size-dependent rates (Deribit standard margin): leverage plays no part
-            r = rated_requirement(inst, q, mark, rates=rates, index_price=und)
-            return r.notional, r.initial_margin, r.maintenance_margin
-        notional = inst.notional(q, mark)
-        im = notional / pos.leverage
-        tiers = self.profile.tiers.get(inst.symbol)
-        mm = (tiers.maintenance(notional) if tiers is not None
-              else notional * self.profile.default_mmr)
-        return notional, im, mm
+        book = self.book()
+        if pos.symbol not in book.symbols:
+            return 0.0, 0.0, 0.0
+        n, im, mm = k.leg_margin(book.lf, book.li, book.symbols.index(pos.symbol), mark, und,
+                                 book.floors, book.mmr, book.cum)
+        return float(n), float(im), float(mm)
 
-    def _short_option(self, pos: Position, mark: float, und: float) -> tuple[float, float, float]:
-        # the profile's standard short-option formula (margin-rules §5.4 / §7.3)
-        inst = pos.instrument
-        p = self.profile
-        req = option_requirements(
-            style=p.option_margin_style,  # type: ignore[arg-type]
-            option_type="call" if inst.option_type is OptionType.CALL else "put",
-            strike=inst.strike or 0.0, underlying=und, mark=max(mark, 0.0), qty=pos.qty_f,
-            contract_size=inst.cs, maintenance_rate=p.option_maintenance_rate,
-            liquidation_fee_rate=p.option_liquidation_fee_rate
-            if p.option_margin_style == "bybit" else None)
-        return inst.notional(pos.qty_f, und), req.initial_margin, req.maintenance_margin
-
-    def position_value(self, pos: Position, mark: float, f: SymbolFeed | None = None) -> float:
-        """Unrealized PnL (futures) or market value (options) in the settle currency."""
-        inst = pos.instrument
-        if inst.is_option:
-            return pos.qty_f * inst.cs * mark
-        return inst.pnl(pos.qty_f, pos.entry_f, mark)
-
-    # -- evaluation -----------------------------------------------------------------------
-    def _fused(self, *, intrabar: bool) -> MarginState | None:
-        st = fused_state(self, intrabar=intrabar)
-        self._option_free = st is not None  # the fused pass only takes books without options
-        return st
-
-    def evaluate_now(self) -> MarginState:
-        """Evaluate at the current closes (no intrabar extremes)."""
-        if self._fuse:
-            st = self._fused(intrabar=False)
-            if st is not None:
-                return st
-        return self._evaluate(scenario_of=None)
-
-    def _evaluate(self, scenario_of: dict[str, int] | None, *,
-                  multi: bool | None = None) -> MarginState:
-        acct = self.e.account
-        feeds = self.e.feed.symbols
-        st = MarginState()
-        bal_usd = 0.0
-        mb_coll = 0.0
-        stable = self.e.feed.is_stable
-        # several pools: pool -> [collateral, session, upnl, im, mm, isolated allocations]
-        if multi is None:
-            multi = self._multi_pool()
-        acc: dict[str, list[float]] | None = {} if multi else None
-        face = self.face_value_assets()
-        has_liability = False
-        for asset, bal in acct.balances.items():
-            w = scenario_of.get(asset, 2) if scenario_of else 2
-            px = self.price_usd(asset, w)
-            b = float(bal)
-            bal_usd += b * px
-            has_liability = has_liability or b < 0.0
-            v = b * px * (self.profile.haircut(asset) if b > 0 and asset not in face else 1.0)
-            mb_coll += v
-            if stable(asset):
-                st.collateral_fixed += v
-            else:
-                st.collateral_moving += v
-            if acc is not None and b != 0.0:
-                pool_sums(acc, asset)[0] += v
-        session = 0.0  # unsettled session PnL and funding (daily-settlement profiles)
-        for asset, bal in acct.session.items():
-            if bal:
-                x = float(bal) * self.price_usd(
-                    asset, scenario_of.get(asset, 2) if scenario_of else 2)
-                session += x
-                if stable(asset):
-                    st.session_fixed += x
-                else:
-                    st.session_moving += x
-                if acc is not None:
-                    pool_sums(acc, asset)[1] += x
-        upnl = 0.0
-        im = mm = 0.0
-        gross = net = 0.0
-        iso_alloc = 0.0
-        isolated = self.mode is MarginMode.ISOLATED
-        for sym, pos in acct.positions.items():
-            if pos.qty_f == 0.0:
-                continue
-            f = feeds[sym]
-            inst = pos.instrument
-            w = scenario_of.get(inst.base, 2) if scenario_of else 2
-            mark = self._mark(f, w)
-            und = self._und(f, w)
-            px_settle = self.price_usd(inst.settle, scenario_of.get(inst.settle, 2)
-                                       if scenario_of else 2)
-            value = self.position_value(pos, mark, f)
-            notional, p_im, p_mm = self.requirement(pos, mark, und)
-            if isolated and pos.isolated_margin is not None:
-                iso_alloc += float(pos.isolated_margin) * px_settle
-            upnl += value * px_settle
-            im += p_im * px_settle
-            mm += p_mm * px_settle
-            if acc is not None:
-                a = pool_sums(acc, inst.settle)
-                a[2] += value * px_settle
-                a[3] += p_im * px_settle
-                a[4] += p_mm * px_settle
-                if isolated and pos.isolated_margin is not None:
-                    a[5] += float(pos.isolated_margin) * px_settle
-            usd = inst.notional_usd(pos.qty_f, und if inst.is_option else mark)
-            gross += usd
-            net += usd if pos.qty_f > 0 else -usd
-            if scenario_of is None:
-                st.positions.append((sym, pos.qty_f, pos.entry_f, mark, value, notional,
-                                     float(pos.isolated_margin) if pos.isolated_margin
-                                     is not None else float("nan")))
-        order_im = None
-        if self.mode is MarginMode.PORTFOLIO:
-            if im > 0.0 or mm > 0.0:
-                # requirements net across the pool: the grid's worst loss replaces the sum
-                im, mm = self._portfolio_requirement(scenario_of)
-            if self.e.orders:
-                # open-order rule: the worse of all working buys / all working sells filled
-                order_im = self._portfolio_with_orders(None)[0] - im
-        st.wallet_balance = bal_usd
-        st.unrealized_pnl = upnl
-        st.equity = bal_usd + session + upnl
-        st.margin_balance = mb_coll + session + upnl
-        st.initial_margin = im
-        st.maintenance_margin = mm
-        st.margin_ratio = mm / st.margin_balance if st.margin_balance > 0 else (
-            _INF if mm > 0 else 0.0)
-        if isolated:
-            # isolated: allocated margins are out of the pool; positions' PnL is not available
-            st.available = mb_coll - iso_alloc - self._order_im()
-        else:
-            st.available = st.margin_balance - im - (
-                self._order_im() if order_im is None else order_im)
-        st.gross_exposure = gross
-        st.net_exposure = net
-        st.status = liquidation_status(st.margin_balance, mm, st.margin_ratio, self.call_level,
-                                       has_liability=has_liability)
-        if acc is not None and len(acc) > 1:
-            self._split_pools(st, acc, isolated=isolated)
-        return st
-
-    def _order_im(self, pool: str | None = None) -> float:
-        # working orders' initial margin, USD (of the orders drawing on ``pool`` if given)
-        total = 0.0
-        for o in self.e.orders.values():
-            if o.is_reduce_only:
-                continue
-            f = self.e.feed.symbols[o.symbol]
-            if f.idx < 0:
-                continue
-            inst = f.instrument
-            if pool is not None and self.pool_of(inst.settle) != pool:
-                continue
-            px = float(o.price) if o.price is not None else f.c[f.idx]
-            lev = self.e.account.leverage.get(o.symbol, self.e.account.default_leverage)
-            rates = self.profile.rates.get(o.symbol)
-            if inst.is_option:
-                total += (float(o.qty) * inst.cs * px * self.price_usd(inst.settle)
-                          if o.side is Side.BUY else 0.0)
-            elif rates is not None:
-                # the order's own size at its rate (size-dependent rates)
-                total += rated_requirement(inst, float(o.qty), px, rates=rates,
-                                           index_price=px).initial_margin \
-                    * self.price_usd(inst.settle)
-            else:
-                total += inst.notional(float(o.qty), px) / lev * self.price_usd(inst.settle)
-        return total
-
-    def _worst(self) -> MarginState:
-        # group legs and collateral by underlying; take each group's worst of low/high/close
-        if self._fuse:
-            fused = self._fused(intrabar=True)
-            if fused is not None:
-                return fused
-        return self._worst_general()
-
-    def _worst_general(self) -> MarginState:
-        if self._multi_pool():
-            return self._worst_pools(self._pool_keys())
-        acct = self.e.account
-        groups: set[str] = {p.instrument.base for p in acct.positions.values() if p.qty_f != 0.0}
-        groups |= {a for a, b in acct.balances.items() if b != 0 and not self.e.feed.is_stable(a)}
-        if not groups:
-            return self.evaluate_now()
-        scenario: dict[str, int] = {}
-        for g in sorted(groups):
-            best_w, best_excess = 2, _INF
-            for w in _SCENARIOS:
-                excess = self._group_excess(g, w)
-                if excess < best_excess:
-                    best_w, best_excess = w, excess
-            scenario[g] = best_w
-        st = self._evaluate(scenario, multi=False)
-        close = self._evaluate(None, multi=False)  # evaluate_now: the fused pass declined
-        close.margin_balance, close.maintenance_margin = st.margin_balance, st.maintenance_margin
-        close.margin_ratio, close.status = st.margin_ratio, st.status
-        close.available = min(close.available, st.available)
-        return close
-
-    def _group_excess(self, group: str, w: int, pool: str | None = None) -> float:
-        # margin excess (USD) of one underlying's collateral and legs at scenario w; with
-        # ``pool`` only what draws on that pool
-        acct = self.e.account
-        feeds = self.e.feed.symbols
-        px_g = self.price_usd(group, w)
-        excess = 0.0
-        bal = acct.balances.get(group)
-        if bal is not None and (pool is None or self.pool_of(group) == pool):
-            b = float(bal)
-            excess += b * px_g * (self.profile.haircut(group)
-                                  if b > 0 and group not in self.face_value_assets() else 1.0)
-        for sym, pos in acct.positions.items():
-            inst = pos.instrument
-            if pos.qty_f == 0.0 or inst.base != group or (
-                    pool is not None and self.pool_of(inst.settle) != pool):
-                continue
-            f = feeds[sym]
-            mark = self._mark(f, w)
-            und = self._und(f, w)
-            px_settle = px_g if inst.settle == group else self.price_usd(inst.settle)
-            if self.mode is MarginMode.PORTFOLIO:
-                excess += self.position_value(pos, mark, f) * px_settle
-                continue
-            _, _, p_mm = self.requirement(pos, mark, und)
-            excess += (self.position_value(pos, mark, f) - p_mm) * px_settle
-        if self.mode is MarginMode.PORTFOLIO:
-            excess -= self._portfolio_requirement({group: w}, only=group)[1]
-        return excess
-
+    # -- portfolio margin ------------------------------------------------------------------
     def _portfolio_requirement(self, scenario_of: dict[str, int] | None, *,
                                only: str | None = None,
-                               extra: Sequence[tuple[str, float]] = ()) -> tuple[float, float]:
+                               extra: Sequence[tuple[str, float]] = (),
+                               shift: tuple[str, float, str] | None = None,
+                               at: int | None = None,
+                               book: Book | None = None) -> tuple[float, float]:
         """Portfolio margin (USD): the worst loss over the scenario grid of each underlying's
         risk unit (Deribit-like, ``backtester.margin.portfolio``); maintenance a fraction of it.
         ``extra`` = (symbol, signed contracts) pairs add hypothetical trades (working orders
-        filled, order admission)."""
+        filled, order admission); ``at`` a step (default the current one); ``book`` the legs
+        as a block had them (default the account's positions now)."""
         feeds = self.e.feed.symbols
-        book: list[PortfolioPosition] = []
+        s = self.e.step if at is None else at
+        grid: list[PortfolioPosition] = []
         prices: dict[str, float] = {}
-        held = dict(self.e.account.positions.items())
+        if book is not None:
+            held = {sym: _probe(p.instrument, float(book.lf[j, k.LF_QTY]))
+                    for j, (sym, p) in enumerate(zip(book.symbols, book.positions, strict=True))}
+        else:
+            held = dict(self.e.account.positions.items())
         for sym, dq in extra:
             base = held.get(sym)
-            probe = _probe(None, feeds[sym].instrument, (base.qty_f if base else 0.0) + dq)
-            probe.entry_f = base.entry_f if base else feeds[sym].mc[feeds[sym].idx]
+            f = feeds[sym]
+            probe = _probe(f.instrument, (base.qty_f if base else 0.0) + dq)
+            probe.entry_f = base.entry_f if base else f.mc[self._bar(f, s)]
             held[sym] = probe
         for sym, pos in held.items():
             inst = pos.instrument
             if pos.qty_f == 0.0 or (only is not None and inst.base != only):
                 continue
             f = feeds[sym]
-            i = f.idx
+            i = self._bar(f, s)
             w = scenario_of.get(inst.base, 2) if scenario_of else 2
-            und = self._und(f, w)
+            und = f.il[i] if w == 0 else f.ih[i] if w == 1 else f.ic[i]
+            mark = self._mark_at(f, w, i, s)
+            if shift is not None and shift[2] == sym:
+                und *= shift[1]
+                mark *= shift[1]
             prices.setdefault(inst.base, und)
             iv = f.option_iv[i] if f.option_iv is not None else None
-            book.append(PortfolioPosition(
+            grid.append(PortfolioPosition(
                 symbol=sym, underlying=inst.base,
                 kind="option" if inst.is_option else (
                     "perpetual" if inst.is_perpetual else "future"),
                 is_linear=inst.is_linear, qty=pos.qty_f, contract_size=inst.cs,
-                mark_price=self._mark(f, w),
+                mark_price=mark,
                 strike=inst.strike, option_type=None if inst.option_type is None
                 else inst.option_type.value,  # type: ignore[arg-type]
                 expiry_ms=inst.expiry_ms, iv=iv if iv is not None and iv == iv else None,
                 forward=und if inst.is_option else None))
-        if not book:
+        if not grid:
             return 0.0, 0.0
-        res = portfolio_margin(book, underlying_prices=prices, time_ms=self.e.now_ms,
+        now = int(self._times[s]) if 0 <= s < len(self._times) else self.e.now_ms
+        res = portfolio_margin(grid, underlying_prices=prices, time_ms=now,
                                params=self.profile.portfolio_params)
-        im = sum(v * self._currency_usd(c, scenario_of) for c, v in res.initial_margin.items())
-        mm = sum(v * self._currency_usd(c, scenario_of)
+        im = sum(v * self._currency_usd(c, scenario_of, shift) for c, v in
+                 res.initial_margin.items())
+        mm = sum(v * self._currency_usd(c, scenario_of, shift)
                  for c, v in res.maintenance_margin.items())
         return im, mm
+
+    def _bar(self, f: SymbolFeed, s: int) -> int:
+        if s < 0:
+            return f.idx
+        row = self.store.rows[f.symbol]
+        return s if row < 0 else int(self.store.bars[row, s])
+
+    def _mark_at(self, f: SymbolFeed, w: int, i: int, s: int) -> float:
+        # a leg's mark at scenario w of step s (bar i): options repriced at the underlying's
+        # low/high with Black-76 at the bar's implied vol; else the mark low/high/close
+        if w == 2:
+            return f.mc[i]
+        if f.option_iv is not None:
+            iv = f.option_iv[i]
+            if iv == iv and iv > 0:
+                inst = f.instrument
+                und = f.il[i] if w == 0 else f.ih[i]
+                now = int(self._times[s]) if 0 <= s < len(self._times) else self.e.now_ms
+                t = max((inst.expiry_ms or 0) - now, 0) / _MS_PER_YEAR
+                is_call = inst.option_type is OptionType.CALL
+                pricer = black76.price if inst.is_linear else black76.inverse_price
+                return float(pricer(und, inst.strike or 0.0, t, iv, is_call))
+        return f.ml[i] if w == 0 else f.mh[i]
+
+    def _currency_usd(self, currency: str, scenario_of: dict[str, int] | None,
+                      shift: tuple[str, float, str] | None = None) -> float:
+        if currency == "USD":
+            return 1.0
+        px = self.price_usd(currency, scenario_of.get(currency, 2) if scenario_of else 2)
+        return px * shift[1] if shift is not None and shift[0] == currency else px
 
     def _portfolio_with_orders(self, new: tuple[str, float] | None) -> tuple[float, str]:
         """Portfolio initial margin (USD) under the open-order rule: the greater of the
@@ -532,69 +672,54 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
         im_sells = self._portfolio_requirement(None, extra=sells)[0]
         return (im_buys, "buys") if im_buys >= im_sells else (im_sells, "sells")
 
-    def note_liability(self) -> None:
-        """Say once, in the run's warnings, what a liability (negative balance) assumes."""
-        if not self._liability_noted:
-            self._liability_noted = True
-            self.e.warnings.append(
-                "liability assumption: a negative balance is a loan against the pool's other "
-                "collateral; no interest is charged on it and it carries no maintenance margin "
-                "of its own (neither rate is published in margin-rules); a liquidation repays "
-                "it by selling collateral at the index moved by the liquidation slippage")
+    def _portfolio_choice(self, book: Book, s: int) -> dict[str, int]:
+        # portfolio mode: each group's scenario leaving it the least excess — its collateral
+        # and legs' value less the group's grid maintenance at that scenario
+        vals = np.zeros((1, max(len(book.group_names), 1), 3))
+        self._excess(book, s, vals, flags=k.PORTFOLIO)
+        out = {}
+        for g, name in enumerate(book.group_names):
+            out[name] = _least([vals[0, g, w] - self._portfolio_requirement(
+                {name: w}, only=name, at=s)[1] for w in (0, 1, 2)])
+        return out
 
-    def face_value_assets(self) -> frozenset[str]:
-        """Coins valued at face value (no haircut): with a profile whose inverse contracts are
-        margined by their settle coin (``inverse_margin_at_face``, Bybit [BY1] §5.3), the
-        settle coins of the open inverse positions."""
-        if not self.profile.inverse_margin_at_face:
-            return frozenset()
-        return frozenset(p.instrument.settle for p in self.e.account.positions.values()
-                         if p.qty_f != 0.0 and not p.instrument.is_linear
-                         and not p.instrument.is_option)
+    def _portfolio_state(self, book: Book, s: int, *, close_only: bool, out: np.ndarray,
+                         legs: np.ndarray, pools: np.ndarray) -> None:
+        # the portfolio-mode state of step s into ``out`` (REC_* fields): the kernel's state
+        # with the grid's netted requirement at the close and, intrabar, at each group's worst
+        # scenario (merged as the cross check merges)
+        choice = np.full((1, max(len(book.group_names), 1)), 2, dtype=np.int64)
+        pm = self._portfolio_requirement(None, at=s)
+        self._kernel(book, s, 1, k.FORCED, out, s, legs, pools, choice=choice, pm=pm)
+        with_orders = self._portfolio_with_orders(None)[0] if self.e.orders else 0.0
+        if self.e.orders:
+            out[k.REC_AVAILABLE, 0] = out[k.REC_MB, 0] - with_orders
+        if close_only or not self.intrabar:
+            return
+        scenario = self._portfolio_choice(book, s)
+        if not scenario:
+            return
+        for g, name in enumerate(book.group_names):
+            choice[0, g] = scenario.get(name, 2)
+        w_out = np.zeros((k.NREC, 1))
+        pm_w = self._portfolio_requirement(scenario, at=s)
+        self._kernel(book, s, 1, k.FORCED, w_out, s, np.zeros_like(legs), np.zeros_like(pools),
+                     choice=choice, pm=pm_w)
+        if self.e.orders:
+            w_out[k.REC_AVAILABLE, 0] = w_out[k.REC_MB, 0] - with_orders
+        # the check's state: the close's, with the worst scenario's margin (as in cross)
+        for c in (k.REC_MB, k.REC_MM, k.REC_RATIO, k.REC_STATUS):
+            out[c, 0] = w_out[c, 0]
+        out[k.REC_AVAILABLE, 0] = min(out[k.REC_AVAILABLE, 0], w_out[k.REC_AVAILABLE, 0])
 
-    def _currency_usd(self, currency: str, scenario_of: dict[str, int] | None) -> float:
-        if currency == "USD":
-            return 1.0
-        return self.price_usd(currency, scenario_of.get(currency, 2) if scenario_of else 2)
+    def _portfolio_block(self, book: Book, s: int) -> int:
+        row = np.zeros((k.NREC, 1))
+        self._portfolio_state(book, s, close_only=False, out=row, legs=self._legs_buf,
+                              pools=self._pools_buf)
+        self.rec[:, s] = row[:, 0]
+        return 0 if row[k.REC_STATUS, 0] != k.STATUS_OK else 1
 
-    # -- the per-bar check ----------------------------------------------------------------
-    def check(self, t: int) -> bool:
-        """Evaluate the account at ``t``; raise a margin call or liquidate as the profile says.
-
-        Returns False (the bar was evaluated). The engine asks :attr:`quiet` first: a bar it
-        finds healthy without an evaluation is not checked here, and its state is rebuilt after
-        the run (``backtester.margin.quiet``), not kept in :attr:`state`.
-        """
-        if self.mode is MarginMode.ISOLATED:
-            self._check_isolated(t)
-            return False
-        st = fused_state(self, intrabar=self.intrabar) if self._fuse else None
-        self._option_free = st is not None
-        if st is None:
-            st = self._worst_general() if self.intrabar else self._evaluate(scenario_of=None)
-        if st.status == "liquidate":
-            self._liquidate(t, st)
-            st = self._worst() if self.intrabar else self.evaluate_now()
-        elif st.status == "call":
-            self._margin_call(t, st)  # per pool with several pools (margin.pools)
-        else:
-            self._in_call = False
-        if not self._liability_noted and any(b < 0 for b in self.e.account.balances.values()):
-            self.note_liability()
-        if not self._option_free and self._holds_options():
-            st.greeks = self.greeks()
-            if self.mode is not MarginMode.PORTFOLIO:
-                # what the same book would need under portfolio margin (where requirements
-                # net), beside the standard requirement, for the capital-efficiency report
-                st.greeks["portfolio_initial_margin"] = self._portfolio_requirement(None)[0]
-        self.state = st
-        return False
-
-    def _holds_options(self) -> bool:
-        return any(p.qty_f != 0.0 and p.instrument.is_option
-                   for p in self.e.account.positions.values())
-
-    # -- admission ------------------------------------------------------------------------
+    # -- admission -----------------------------------------------------------------------
     def admit(self, order: Order, f: SymbolFeed) -> OrderRejected | None:
         """Initial-margin check of a new (not reduce-only) order against available margin."""
         inst = f.instrument
@@ -606,18 +731,24 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
             return None
         px = float(order.price) if order.price is not None else f.c[f.idx]
         lev = self.e.account.leverage.get(order.symbol, self.e.account.default_leverage)
+        lin = inst.is_linear
         if inst.is_option:
-            need = increase * inst.cs * px if q > 0 else \
-                self._short_option(_probe(pos, inst, -increase), px, f.ic[f.idx])[1]
+            if q > 0:
+                need = increase * inst.cs * px
+            else:
+                style = self._book_style()
+                need = k.short_option_margin(
+                    style, inst.option_type is OptionType.CALL, inst.strike or 0.0,
+                    f.ic[f.idx], px, increase * inst.cs, self.profile.option_maintenance_rate,
+                    self.profile.option_liquidation_fee_rate
+                    if self.profile.option_margin_style == "bybit" else 0.0)[0]
         elif (rates := self.profile.rates.get(order.symbol)) is not None:
             # size-dependent rates: what the order adds to the position's initial margin,
             # the order's price standing for the index
-            need = (rated_requirement(inst, have + q, px, rates=rates, index_price=px)
-                    .initial_margin
-                    - rated_requirement(inst, have, px, rates=rates, index_price=px)
-                    .initial_margin)
+            need = (k.rated_margin(have + q, inst.cs, px, lin, rates.im_base, rates.im_per_coin)
+                    - k.rated_margin(have, inst.cs, px, lin, rates.im_base, rates.im_per_coin))
         else:
-            notional_after = inst.notional(abs(have + q), px)
+            notional_after = k.notional(abs(have + q), inst.cs, px, lin)
             tiers = self.profile.tiers.get(order.symbol)
             if tiers is not None:
                 max_lev = tiers.max_leverage[tiers.index(notional_after)]
@@ -627,7 +758,7 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
                         reason=RejectReason.LEVERAGE_EXCEEDS_BRACKET, tag=order.tag,
                         message=f"leverage {lev:g} exceeds the bracket maximum {max_lev:g} for "
                                 f"a notional of {notional_after:,.2f} on {order.symbol}")
-            need = inst.notional(increase, px) / lev
+            need = k.notional(increase, inst.cs, px, lin) / lev
         need_usd = need * self.price_usd(inst.settle)
         if self.mode is MarginMode.PORTFOLIO:
             # requirements net in portfolio mode; open-order rule: the book with every working
@@ -650,6 +781,27 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
                 message=f"initial margin {need_usd:,.2f} USD exceeds available {avail:,.2f} USD"
                         f"{where} for {order.side} {order.qty} {order.symbol}")
         return None
+
+    def _book_style(self) -> int:
+        return {"deribit": k.OSTYLE_DERIBIT, "bybit": k.OSTYLE_BYBIT}.get(
+            self.profile.option_margin_style, k.OSTYLE_LINEAR)
+
+    # -- collateral -------------------------------------------------------------------------
+    def note_liability(self) -> None:
+        """Say once, in the run's warnings, what a liability (negative balance) assumes."""
+        if not self._liability_noted:
+            self._liability_noted = True
+            self.e.warnings.append(
+                "liability assumption: a negative balance is a loan against the pool's other "
+                "collateral; no interest is charged on it and it carries no maintenance margin "
+                "of its own (neither rate is published in margin-rules); a liquidation repays "
+                "it by selling collateral at the index moved by the liquidation slippage")
+
+    def face_value_assets(self) -> frozenset[str]:
+        """Coins valued at face value (no haircut): with a profile whose inverse contracts are
+        margined by their settle coin (``inverse_margin_at_face``, Bybit [BY1] §5.3), the
+        settle coins of the open inverse positions."""
+        return self.book().face_value
 
     # -- expiry ---------------------------------------------------------------------------
     def settle_expiry(self, f: SymbolFeed, expiry_ms: int) -> None:
@@ -706,10 +858,9 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
             return g.ic[g.idx], "index" if g.has_index else "trade"
         return f.mc[max(f.idx, 0)], "mark"
 
-def _probe(pos: Position | None, inst: object, qty: float) -> Position:
-    from backtester.accounting import Position as P
 
-    probe = P(inst, leverage=1.0)  # type: ignore[arg-type]
+def _probe(inst: object, qty: float) -> Position:
+    probe = Position(inst, leverage=1.0)  # type: ignore[arg-type]
     probe.qty_f = qty
     probe.qty = dec(qty)
     return probe

@@ -118,7 +118,7 @@ class SlowTrader(Strategy):
 
 
 def _random_book(seed: int, *, margin_check: str, collateral: dict[str, float],
-                 profile: str | None = None) -> BacktestResult:
+                 profile: str | None = None, margin_mode: str = "cross") -> BacktestResult:
     # the former fast-path test's book: 300 hourly bars of three perps
     rng = np.random.default_rng(seed)
     n = 300
@@ -131,7 +131,8 @@ def _random_book(seed: int, *, margin_check: str, collateral: dict[str, float],
     insts = {s: instrument_from_symbol(s) for s in SYMS}
     return backtester.run(RandomTrader, data=data, instruments=insts, funding="zero",
                           collateral=collateral, margin_check=margin_check, profile=profile,
-                          slippage_bps=2, params={"seed": seed, "size": 1.0 + seed % 4})
+                          margin_mode=margin_mode, slippage_bps=2,
+                          params={"seed": seed, "size": 1.0 + seed % 4})
 
 
 def _slow_book(seed: int, *, margin_check: str, syms: tuple[str, ...],

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 import backtester  # noqa: F401  (registers backtester.runner)
-from tests.integration.test_margin_fast_path import _run
+from tests.integration.books import random_book
 
 api = sys.modules["backtester.runner"]
 
@@ -23,9 +23,9 @@ api = sys.modules["backtester.runner"]
 @pytest.mark.parametrize("seed", [0, 1, 4, 5])
 def test_block_size_does_not_change_distances(seed, mode, monkeypatch):
     coll = {"USDT": 3_000} if seed % 2 else {"USDT": 2_000, "BTC": 0.05}
-    whole = _run(seed, fast=True, margin_check="intrabar", collateral=coll, margin_mode=mode)
+    whole = random_book(seed, margin_check="intrabar", collateral=coll, margin_mode=mode)
     monkeypatch.setattr(api, "_DISTANCE_BLOCK", 7)
-    blocks = _run(seed, fast=True, margin_check="intrabar", collateral=coll, margin_mode=mode)
+    blocks = random_book(seed, margin_check="intrabar", collateral=coll, margin_mode=mode)
     a = whole.equity["distance_to_liquidation"]
     b = blocks.equity["distance_to_liquidation"]
     assert np.isfinite(a).sum() > 50  # positions were held on many bars

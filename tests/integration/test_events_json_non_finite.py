@@ -10,17 +10,16 @@ from __future__ import annotations
 import json
 import math
 
-from backtester.margin.state import MarginEngine
 from backtester.report.page import write_report
 
-from .test_margin_fast_path import _run
+from .books import random_book
 
 
 def test_infinite_ratios_are_written_as_null_and_reported(tmp_path):
     res = None
-    for seed in range(8):  # the random books of the fast-path test; some end bankrupt
+    for seed in range(8):  # the golden random books; some end bankrupt
         coll = {"USDT": 3_000} if seed % 2 else {"USDT": 2_000, "BTC": 0.05}
-        r = _run(seed, fast=MarginEngine._fast_path, margin_check="intrabar", collateral=coll)
+        r = random_book(seed, margin_check="intrabar", collateral=coll)
         if any(isinstance(v, float) and math.isinf(v) for e in r.events for v in e.values()):
             res = r
             break

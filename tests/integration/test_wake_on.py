@@ -19,9 +19,8 @@ from backtester import Strategy
 from backtester.data.feed import MarketFrames
 from backtester.errors import ConfigError, PhaseError
 from backtester.instruments import instrument_from_symbol
-from backtester.margin.state import MarginEngine
 
-from .test_margin_fast_path import _same
+from .books import blocks_of_one, same
 
 SYMS = ("BTC/USDT:USDT", "ETH/USDT:USDT")
 ON_BAR_CALLS: list[int] = []  # bar times at which Cross.on_bar ran
@@ -95,18 +94,18 @@ def _data(seed: int, n: int) -> dict[str, MarketFrames]:
     return out
 
 
-def _run(seed: int, *, wake: bool, quiet: bool = True, collateral: float = 20_000.0,
+def _run(seed: int, *, wake: bool, blocks: bool = True, collateral: float = 20_000.0,
          n: int = 3_000):
-    old = MarginEngine._quiet_path
-    MarginEngine._quiet_path = quiet  # type: ignore[misc]
-    try:
-        res = backtester.run(Cross, data=_data(seed, n),
-                             instruments={s: instrument_from_symbol(s) for s in SYMS},
-                             collateral={"USDT": collateral}, leverage={"*": 20.0},
-                             params={"wake": wake})
-    finally:
-        MarginEngine._quiet_path = old  # type: ignore[misc]
-    return res
+    def run():
+        return backtester.run(Cross, data=_data(seed, n),
+                              instruments={s: instrument_from_symbol(s) for s in SYMS},
+                              collateral={"USDT": collateral}, leverage={"*": 20.0},
+                              params={"wake": wake})
+
+    if blocks:
+        return run()
+    with blocks_of_one():
+        return run()
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -114,11 +113,11 @@ def test_woken_strategy_trades_exactly_as_the_every_bar_one(seed):
     coll = 1_100.0 if seed % 2 else 20_000.0  # a tight book (calls, liquidations), a loose one
     every = _run(seed, wake=False, collateral=coll)
     woken = _run(seed, wake=True, collateral=coll)
-    exact = _run(seed, wake=True, quiet=False, collateral=coll)
+    exact = _run(seed, wake=True, blocks=False, collateral=coll)
     assert len(every.fills) > 50
     assert every.metrics["funding_paid"] != 0.0
-    _same(woken, every)
-    _same(woken, exact)
+    same(woken, every)
+    same(woken, exact)
 
 
 def test_tight_books_do_reach_margin_calls_and_liquidations():

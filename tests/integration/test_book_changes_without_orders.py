@@ -1,8 +1,9 @@
-"""Review of the quiet-stretch and wake_on fast paths: cases where they must still match.
+"""Changes of the book without an order: blocks and wake_on skips must not step over them.
 
-Each test runs one small book with the fast paths on and off (``MarginEngine._quiet_path``;
-``ctx.wake_on`` against calling ``on_bar`` every bar with an ``on_bar`` that does nothing
-off-signal) and asserts bit-identical results (``_same``).
+``ctx.set_leverage`` changes the account (its version) without an order or an event. Each
+test runs one small book woken by ``ctx.wake_on`` (which skips the steps where nothing can
+happen), woken with blocks of one step, and called every bar, and asserts bit-identical
+results (``same``).
 """
 
 from __future__ import annotations
@@ -15,9 +16,8 @@ import pandas as pd
 import backtester
 from backtester import Strategy
 from backtester.instruments import instrument_from_symbol
-from backtester.margin.state import MarginEngine
 
-from .test_margin_fast_path import _same
+from .books import blocks_of_one, same
 
 BTC = "BTC/USDT:USDT"
 
@@ -40,28 +40,29 @@ def _signal(n: int, bars: tuple[int, ...]) -> np.ndarray:
     return out
 
 
-def _run(strategy: type[Strategy], data: dict[str, pd.DataFrame], *, quiet: bool,
+def _run(strategy: type[Strategy], data: dict[str, pd.DataFrame], *, blocks: bool,
          **kw: object) -> backtester.BacktestResult:
-    old = MarginEngine._quiet_path
-    MarginEngine._quiet_path = quiet  # type: ignore[misc]
-    try:
+    def run() -> backtester.BacktestResult:
         return backtester.run(strategy, data=data,
                               instruments={s: instrument_from_symbol(s) for s in data},
                               funding="zero", **kw)  # type: ignore[arg-type]
-    finally:
-        MarginEngine._quiet_path = old  # type: ignore[misc]
+
+    if blocks:
+        return run()
+    with blocks_of_one():
+        return run()
 
 
 def _three_ways(strategy: type[Strategy], *, seed: int) -> backtester.BacktestResult:
-    # a calm BTC book at leverage 20 run woken with quiet stretches, woken without them
-    # (exact) and called every bar with them: all three must be identical; returns the exact
+    # a calm BTC book at leverage 20 run woken with blocks, woken with blocks of one step
+    # (exact) and called every bar with blocks: all three must be identical; returns the exact
     data = {BTC: _calm(seed, 400, 50_000.0)}
     kw = {"collateral": {"USDT": 100_000.0}, "leverage": {"*": 20.0}}
-    woken = _run(strategy, data, quiet=True, params={"wake": True}, **kw)
-    exact = _run(strategy, data, quiet=False, params={"wake": True}, **kw)
-    every = _run(strategy, data, quiet=True, params={"wake": False}, **kw)
-    _same(every, exact)
-    _same(woken, exact)
+    woken = _run(strategy, data, blocks=True, params={"wake": True}, **kw)
+    exact = _run(strategy, data, blocks=False, params={"wake": True}, **kw)
+    every = _run(strategy, data, blocks=True, params={"wake": False}, **kw)
+    same(every, exact)
+    same(woken, exact)
     return exact
 
 
@@ -117,9 +118,9 @@ class LeverageOnFill(Strategy):
 
 
 def test_set_leverage_in_a_hook_is_not_skipped_over():
-    # the fill at bar 6 re-arms the quiet stretch (the account changed before the check),
-    # then on_fill sets leverage 3: bars 7..299 must show ~1,667 USDT of initial margin
-    # (0.1 x ~50,000 / 3), not the ~250 USDT of leverage 20 the stretch was armed with
+    # the fill at bar 6 starts a new block (the account changed before the check), then
+    # on_fill sets leverage 3: bars 7..299 must show ~1,667 USDT of initial margin
+    # (0.1 x ~50,000 / 3), not the ~250 USDT of leverage 20 the block was evaluated with
     exact = _three_ways(LeverageOnFill, seed=2)
     im = exact.equity["initial_margin"].to_numpy()
     assert 1_500.0 < im[100] < 1_850.0
