@@ -18,6 +18,7 @@ from typing import Any
 
 from backtester.errors import ConfigError
 from backtester.numeric import dec
+from backtester.paths import safe_component
 from backtester.timeutil import parse_utc_ms
 
 __all__ = ["FillMode", "FundingMode", "MarginCheck", "MarginMode", "RunConfig", "load_config"]
@@ -186,6 +187,8 @@ def load_config(path: str | Path | None = None, *, base: RunConfig | None = None
 
 
 def _validate(key: str, value: Any) -> Any:
+    if key in ("dataset", "run_id"):  # one folder name under datasets/ or the output folder
+        return safe_component(value, field=key)
     if key == "margin_mode":
         return _enum(MarginMode, key, value)
     if key == "margin_check":

@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from backtester.errors import ConfigError
+from backtester.paths import safe_component
 
 __all__ = ["InProcessExecutor", "SweepResult", "SweepSpec", "expand_grid", "make_executor",
            "param_hash", "parse_grid", "run_sweep", "run_task", "sample_grid", "select_best"]
@@ -511,7 +512,8 @@ def run_sweep(spec: SweepSpec, *, output_dir: str | Path = "reports", sweep_id: 
     if spec.metric not in METRICS:
         msg = f"--metric: unknown metric {spec.metric!r} (metrics: {', '.join(METRICS)})"
         raise ConfigError(msg)
-    sweep_id = sweep_id or default_sweep_id(spec, cls.__name__)
+    sweep_id = safe_component(sweep_id or default_sweep_id(spec, cls.__name__),
+                              field="sweep_id")
     out = Path(output_dir) / sweep_id
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / "results.parquet"

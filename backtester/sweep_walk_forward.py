@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from backtester.errors import ConfigError
+from backtester.paths import safe_component
 from backtester.sweep import (
     METRICS,
     SweepSpec,
@@ -289,7 +290,8 @@ def run_walk_forward_sweep(spec: SweepSpec, wf: WalkForwardSpec, *,
     if spec.metric not in METRICS:
         msg = f"--metric: unknown metric {spec.metric!r} (metrics: {', '.join(METRICS)})"
         raise ConfigError(msg)
-    sweep_id = sweep_id or default_sweep_id(spec, cls.__name__) + "-wf"
+    sweep_id = safe_component(sweep_id or default_sweep_id(spec, cls.__name__) + "-wf",
+                              field="sweep_id")
     out = Path(output_dir) / sweep_id
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out / "sweep.json", json.dumps(

@@ -72,7 +72,8 @@ def fetch_command(exchange: str, symbols: tuple[str, ...], kinds: str, timeframe
     report = fetch(exchange, list(symbols), kinds=kind_list, timeframe=timeframe,
                    since_ms=since_ms, until_ms=_utc(until, "--until"), store=Store(datasets),
                    base_url=base_url, exchange_options=parse_exchange_options(exchange_options),
-                   tiers_file=tiers_file, quiet=quiet)
+                   tiers_file=tiers_file, quiet=quiet,
+                   on_wait=lambda m: click.echo(f"note: {m}", err=True))
     for w in report.warnings:
         click.echo(f"warning: {w}", err=True)
     if quiet:

@@ -112,8 +112,12 @@ def sweep(strategy: str, dataset: str, grid: tuple[str, ...], params: tuple[str,
           --grid lookback=48,96,168 --grid entry_z=1.5:2.5:0.5 --metric sharpe --best 3
     """
     from backtester.api import load_strategy
+    from backtester.paths import safe_component
     from backtester.sweep import SweepSpec, parse_grid, run_sweep
 
+    safe_component(dataset, field="--dataset")
+    if sweep_id is not None:
+        safe_component(sweep_id, field="--sweep-id")
     cls = load_strategy(strategy)
     parsed = parse_grid([*grid, *params], cls.parameters, strategy=cls.__name__)
     run_keys: dict[str, Any] = {}

@@ -195,7 +195,7 @@ def load_dataset(name: str, *, root: Path | str | None = None,
         from backtester.data.sample import ensure_sample
 
         ensure_sample(store.root)  # the synthetic sample is generated on first use
-    if not (store.root / name).is_dir():
+    if not store.exchange_dir(name).is_dir():
         have = list_datasets(store.root)
         msg = (f"no dataset {name!r} in {store.root}"
                + (f" (have: {', '.join(have)})" if have else "")
