@@ -12,6 +12,7 @@ import gc
 import hashlib
 import importlib
 import importlib.util
+import re
 import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ from backtester.timeutil import ms_to_iso
 
 __all__ = ["PreparedRun", "load_strategy", "prepare", "run_prepared"]
 
+_MODULE_NAME = re.compile(r"^[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*$")
 _DISTANCE_BLOCK = 32_768  # bars per block of the distance-to-liquidation search
 _FEE_KINDS = frozenset({EntryKind.FEE, EntryKind.DELIVERY_FEE, EntryKind.LIQUIDATION_FEE})
 
@@ -70,6 +72,10 @@ def load_strategy(spec: str | type[Strategy]) -> type[Strategy]:
             msg = f"strategy file {path} failed to import: {type(exc).__name__}: {exc}"
             raise ConfigError(msg) from exc
     else:
+        if _MODULE_NAME.match(target) is None:
+            msg = (f"strategy {spec!r}: expected a file path ending in .py (path/to/file.py"
+                   "[:Class]) or a module path (package.module:Class)")
+            raise ConfigError(msg)
         try:
             module = importlib.import_module(target)
         except ImportError as exc:
