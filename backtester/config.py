@@ -22,7 +22,8 @@ from backtester.numeric import dec
 from backtester.paths import safe_component
 from backtester.timeutil import ms_to_iso, parse_utc_ms
 
-__all__ = ["FillMode", "FundingMode", "MarginCheck", "MarginMode", "RunConfig", "load_config"]
+__all__ = ["OUTLIER_RETURN_MULTIPLE", "FillMode", "FundingMode", "MarginCheck", "MarginMode",
+           "RunConfig", "load_config"]
 
 
 class MarginMode(StrEnum):
@@ -53,6 +54,10 @@ class FundingMode(StrEnum):
     HISTORY = "history"
     ZERO = "zero"
 
+
+#: Default of ``outlier_return_multiple``: a return beyond this multiple of a series' robust
+#: scale is flagged (calibration in :mod:`backtester.data.outliers`).
+OUTLIER_RETURN_MULTIPLE = 100.0
 
 PROFILE_FOR_DATASET = {"binanceusdm": "binance-usdm", "binancecoinm": "binance-coinm",
                        "bybit": "bybit", "okx": "okx", "deribit": "deribit", "sample": "bybit"}
@@ -90,6 +95,9 @@ class RunConfig:
     check_initial_margin: bool = True
     #: isolated mode: each position's allocation is ``initial margin x margin_scale``
     margin_scale: float = 1.0
+    #: data checks: a return beyond this multiple of a series' robust scale is flagged (a
+    #: warning of the run; :mod:`backtester.data.outliers`)
+    outlier_return_multiple: float = OUTLIER_RETURN_MULTIPLE
     tiers: str | dict[str, Any] | None = None
     run_id: str | None = None
     output_dir: str = "reports"
