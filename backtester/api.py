@@ -15,7 +15,7 @@ from backtester.results import BacktestResult
 from backtester.runner import PreparedRun, load_strategy, prepare, run_prepared
 from backtester.strategy import Strategy
 
-__all__ = ["PreparedRun", "load_strategy", "prepare", "run", "run_prepared"]
+__all__ = ["PreparedRun", "load_strategy", "prepare", "run", "run_all", "run_prepared"]
 
 
 def run(strategy: str | type[Strategy] | Strategy, *, dataset: str | None = None,
@@ -50,6 +50,11 @@ def run(strategy: str | type[Strategy] | Strategy, *, dataset: str | None = None
     prep = prepare(strategy, dataset=dataset, data=data, instruments=instruments,
                    vol_indexes=vol_indexes, config=config, config_file=config_file,
                    datasets_root=datasets_root, **keys)
+    return run_all(prep)
+
+
+def run_all(prep: PreparedRun) -> BacktestResult:
+    """Run a prepared backtest, then the margin-mode comparison or survival search it asks for."""
     cfg = prep.config
     result = run_prepared(prep, primary=True)
     if cfg.compare_margin_modes:

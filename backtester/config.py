@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import math
 import tomllib
 from dataclasses import asdict, dataclass, field, fields, replace
 from decimal import Decimal
@@ -18,9 +19,11 @@ from typing import Any
 
 from backtester.errors import ConfigError
 from backtester.numeric import dec
-from backtester.timeutil import parse_utc_ms
+from backtester.paths import safe_component
+from backtester.timeutil import ms_to_iso, parse_utc_ms
 
-__all__ = ["FillMode", "FundingMode", "MarginCheck", "MarginMode", "RunConfig", "load_config"]
+__all__ = ["OUTLIER_RETURN_MULTIPLE", "FillMode", "FundingMode", "MarginCheck", "MarginMode",
+           "RunConfig", "load_config"]
 
 
 class MarginMode(StrEnum):
@@ -51,6 +54,10 @@ class FundingMode(StrEnum):
     HISTORY = "history"
     ZERO = "zero"
 
+
+#: Default of ``outlier_return_multiple``: a return beyond this multiple of a series' robust
+#: scale is flagged (calibration in :mod:`backtester.data.outliers`).
+OUTLIER_RETURN_MULTIPLE = 100.0
 
 PROFILE_FOR_DATASET = {"binanceusdm": "binance-usdm", "binancecoinm": "binance-coinm",
                        "bybit": "bybit", "okx": "okx", "deribit": "deribit", "sample": "bybit"}
@@ -88,6 +95,9 @@ class RunConfig:
     check_initial_margin: bool = True
     #: isolated mode: each position's allocation is ``initial margin x margin_scale``
     margin_scale: float = 1.0
+    #: data checks: a return beyond this multiple of a series' robust scale is flagged (a
+    #: warning of the run; :mod:`backtester.data.outliers`)
+    outlier_return_multiple: float = OUTLIER_RETURN_MULTIPLE
     tiers: str | dict[str, Any] | None = None
     run_id: str | None = None
     output_dir: str = "reports"
@@ -126,15 +136,48 @@ def _enum(cls: type[StrEnum], key: str, value: Any) -> StrEnum:
         raise ConfigError(msg) from None
 
 
-def _number(key: str, value: Any, *, positive: bool = False) -> float:
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        msg = f"{key}: expected a number, got {value!r}"
-        raise ConfigError(msg) from None
-    if x != x or (positive and x <= 0) or x < 0:
-        kind = "positive" if positive else "non-negative"
-        msg = f"{key}: expected a {kind} number, got {value!r}"
+@dataclass(frozen=True, slots=True)
+class _Range:
+    """Allowed values of a numeric run key: finite, between ``low`` and ``high`` (each bound
+    included when its flag says so); ``text`` says it in the error message."""
+
+    low: float
+    is_low_inclusive: bool
+    high: float
+    is_high_inclusive: bool
+    text: str
+
+
+# The one home of every numeric run key's range. Slippage below 10,000 bps (100 %): a sell
+# filled 100 % below the price would fill at zero.
+_NUMERIC: dict[str, _Range] = {
+    "leverage": _Range(0.0, False, math.inf, False, "a positive number"),
+    "default_leverage": _Range(0.0, False, math.inf, False, "a positive number"),
+    "margin_scale": _Range(0.0, False, math.inf, False, "a positive number"),
+    "call_level": _Range(0.0, False, 1.0, True, "a fraction in (0, 1]"),
+    "slippage_bps": _Range(0.0, True, 10_000.0, False, "a number of bps in [0, 10000)"),
+    "liquidation_slippage_bps": _Range(0.0, True, 10_000.0, False,
+                                       "a number of bps in [0, 10000)"),
+    "volume_impact": _Range(0.0, True, math.inf, False, "a non-negative number"),
+    "outlier_return_multiple": _Range(0.0, False, math.inf, False, "a positive number"),
+}
+
+
+def _number(key: str, value: Any, *, field: str | None = None) -> float:
+    """Return ``value`` as a float within ``_NUMERIC[key]``, else raise naming ``field``."""
+    where = field or key
+    rng = _NUMERIC[key]
+    if isinstance(value, bool):
+        x = math.nan
+    else:
+        try:
+            x = float(value)
+        except (TypeError, ValueError, OverflowError):
+            x = math.nan
+    is_above_low = x >= rng.low if rng.is_low_inclusive else x > rng.low
+    is_below_high = x <= rng.high if rng.is_high_inclusive else x < rng.high
+    if not (math.isfinite(x) and is_above_low and is_below_high):
+        msg = f"{where}: expected {rng.text}, got {value!r}"
         raise ConfigError(msg)
     return x
 
@@ -143,6 +186,10 @@ def _pairs(key: str, value: Any) -> dict[str, Any]:
     """Accept a dict, or 'A=1,B=2' / ['A=1', 'B=2'] (CLI form)."""
     if isinstance(value, dict):
         return dict(value)
+    if not isinstance(value, str | list | tuple):
+        msg = (f"{key}: expected NAME=VALUE pairs or a table (in run.toml: {key} = "
+               f"{{ NAME = VALUE }}), got {value!r}")
+        raise ConfigError(msg)
     items = value.split(",") if isinstance(value, str) else list(value)
     out: dict[str, Any] = {}
     for item in items:
@@ -182,10 +229,17 @@ def load_config(path: str | Path | None = None, *, base: RunConfig | None = None
             msg = f"unknown run configuration key {key!r}{hint}"
             raise ConfigError(msg)
         updates[key] = _validate(key, value)
-    return replace(cfg, **updates)
+    out = replace(cfg, **updates)
+    if out.start is not None and out.end is not None and out.start >= out.end:
+        msg = (f"start {ms_to_iso(out.start)} is not before end {ms_to_iso(out.end)}: the run "
+               "covers [start, end)")
+        raise ConfigError(msg)
+    return out
 
 
 def _validate(key: str, value: Any) -> Any:
+    if key in ("dataset", "run_id"):  # one folder name under datasets/ or the output folder
+        return safe_component(value, field=key)
     if key == "margin_mode":
         return _enum(MarginMode, key, value)
     if key == "margin_check":
@@ -216,18 +270,13 @@ def _validate(key: str, value: Any) -> Any:
         return out
     if key == "leverage":
         if isinstance(value, int | float) and not isinstance(value, bool):
-            return {"*": _number(key, value, positive=True)}
+            return {"*": _number(key, value)}
         if isinstance(value, str) and "=" not in value:
-            return {"*": _number(key, value, positive=True)}
-        return {sym: _number(f"leverage.{sym}", lev, positive=True)
+            return {"*": _number(key, value)}
+        return {sym: _number(key, lev, field=f"leverage.{sym}")
                 for sym, lev in _pairs(key, value).items()}
-    if key in ("call_level", "slippage_bps", "volume_impact", "liquidation_slippage_bps",
-               "default_leverage", "margin_scale"):
-        x = _number(key, value, positive=key in ("default_leverage", "margin_scale"))
-        if key == "call_level" and not 0 < x <= 1:
-            msg = f"call_level: expected a fraction in (0, 1], got {value!r}"
-            raise ConfigError(msg)
-        return x
+    if key in _NUMERIC:
+        return _number(key, value)
     if key in ("start", "end"):
         try:
             return parse_utc_ms(value)

@@ -17,6 +17,7 @@ Each clock step ``t`` (a bar close):
 from __future__ import annotations
 
 import logging
+import math
 import warnings
 from array import array
 from bisect import bisect_left, bisect_right
@@ -591,6 +592,11 @@ class Engine:
             msg = f"orders cannot be placed in {'on_' + self.phase}; place them from on_bar"
             raise PhaseError(msg)
         f = self.feed_of(symbol)
+        refused = self._refuse_non_finite(symbol, side, order_type, tag, qty=qty, limit=price,
+                                          stop=stop_price, stop_loss=stop_loss,
+                                          take_profit=take_profit)
+        if refused is not None:
+            return refused
         q = _as_decimal("qty", qty)
         if order_type in (OrderType.LIMIT, OrderType.STOP_LIMIT) and price is None:
             msg = f"{order_type} order on {symbol} needs a limit price"
@@ -617,6 +623,24 @@ class Engine:
             c = f.c[f.idx]
             self._fill(order, f, Match(t=3.0, price=c, is_maker=False, is_gap=False))
         return OrderTicket(order_id=oid, rejection=rejection)
+
+    def _refuse_non_finite(self, symbol: str, side: Side, order_type: OrderType, tag: str,
+                           **numbers: Decimal | float | str | int | None) -> OrderTicket | None:
+        # a NaN or infinite quantity or price (a strategy's division by zero, an empty
+        # window's mean) is refused like any other order: a rejection event, not an abort
+        for name, value in numbers.items():
+            if value is None or not _is_non_finite(value):
+                continue
+            oid = self._next_id
+            self._next_id += 1
+            reason = RejectReason.QTY_NOT_FINITE if name == "qty" else \
+                RejectReason.PRICE_NOT_FINITE
+            rej = OrderRejected(ts_ms=self.now_ms, order_id=oid, symbol=symbol, reason=reason,
+                                message=f"{side} {order_type} order on {symbol}: {name} "
+                                        f"{value!r} is not a finite number", tag=tag)
+            self.rejections.append(rej)
+            return OrderTicket(order_id=oid, rejection=rej)
+        return None
 
     def _place(self, symbol: str, side: Side, qty: Decimal, order_type: OrderType,
                price: Decimal | None, stop_price: Decimal | None, tif: TimeInForce,
@@ -750,6 +774,20 @@ class Engine:
         """Record a warning for the results (and emit it as a BacktesterWarning)."""
         self.warnings.append(message)
         warnings.warn(message, BacktesterWarning, stacklevel=2)
+
+
+def _is_non_finite(value: Decimal | float | str | int) -> bool:
+    if isinstance(value, Decimal):
+        return not value.is_finite()
+    if isinstance(value, str):
+        try:
+            return not Decimal(value.strip()).is_finite()
+        except ArithmeticError:
+            return False  # not a number at all: _as_decimal names it
+    try:
+        return not math.isfinite(float(value))
+    except (TypeError, ValueError, OverflowError):
+        return False
 
 
 def _as_decimal(name: str, value: Decimal | float | str | int) -> Decimal:

@@ -6,6 +6,9 @@ Exceptions here describe bad input, user-code failures and engine bugs.
 
 from __future__ import annotations
 
+import traceback
+from pathlib import Path
+
 
 class BacktesterError(Exception):
     """Base class of every error raised by the backtester."""
@@ -20,7 +23,10 @@ class DataError(BacktesterError):
 
 
 class StrategyError(BacktesterError):
-    """An exception raised inside a strategy hook, with the strategy name and bar time.
+    """An exception raised inside a strategy hook, with the strategy name, bar time and line.
+
+    The message is one line ending with the innermost ``file:line`` of the strategy's code
+    (outside the backtester package); :attr:`traceback_text` holds the full traceback.
 
     Parameters
     ----------
@@ -38,12 +44,32 @@ class StrategyError(BacktesterError):
         from backtester.timeutil import ms_to_iso
 
         when = "before the first bar" if ts_ms is None else f"at {ms_to_iso(ts_ms)}"
-        msg = f"strategy {strategy}.{hook} raised {type(cause).__name__} {when}: {cause}"
+        where = _user_line(cause)
+        msg = (f"strategy {strategy}.{hook} raised {type(cause).__name__} {when}: {cause}"
+               + (f" ({where})" if where else ""))
         super().__init__(msg)
         self.strategy = strategy
         self.hook = hook
         self.ts_ms = ts_ms
         self.cause = cause
+        #: where the failed run's config and traceback were written (set by the CLI), if any
+        self.run_folder: Path | None = None
+
+    @property
+    def traceback_text(self) -> str:
+        """The full traceback of the strategy's exception (``file:line`` of every frame)."""
+        return "".join(traceback.format_exception(self.cause)).rstrip()
+
+
+def _user_line(cause: BaseException) -> str:
+    # the innermost frame outside this package: the strategy's own line
+    package = Path(__file__).resolve().parent
+    found = ""
+    for frame in traceback.extract_tb(cause.__traceback__):
+        path = Path(frame.filename)
+        if package not in path.resolve().parents:
+            found = f"{path.name}:{frame.lineno}"
+    return found
 
 
 class PhaseError(BacktesterError):

@@ -60,6 +60,8 @@ class RejectReason(StrEnum):
     """Why an order was rejected."""
 
     QTY_NOT_POSITIVE = "qty_not_positive"
+    QTY_NOT_FINITE = "qty_not_finite"
+    PRICE_NOT_FINITE = "price_not_finite"
     QTY_NOT_LOT_MULTIPLE = "qty_not_lot_multiple"
     PRICE_NOT_TICK_MULTIPLE = "price_not_tick_multiple"
     BELOW_MIN_QTY = "below_min_qty"

@@ -12,6 +12,7 @@ import gc
 import hashlib
 import importlib
 import importlib.util
+import re
 import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ from backtester.timeutil import ms_to_iso
 
 __all__ = ["PreparedRun", "load_strategy", "prepare", "run_prepared"]
 
+_MODULE_NAME = re.compile(r"^[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*$")
 _DISTANCE_BLOCK = 32_768  # bars per block of the distance-to-liquidation search
 _FEE_KINDS = frozenset({EntryKind.FEE, EntryKind.DELIVERY_FEE, EntryKind.LIQUIDATION_FEE})
 
@@ -70,6 +72,10 @@ def load_strategy(spec: str | type[Strategy]) -> type[Strategy]:
             msg = f"strategy file {path} failed to import: {type(exc).__name__}: {exc}"
             raise ConfigError(msg) from exc
     else:
+        if _MODULE_NAME.match(target) is None:
+            msg = (f"strategy {spec!r}: expected a file path ending in .py (path/to/file.py"
+                   "[:Class]) or a module path (package.module:Class)")
+            raise ConfigError(msg)
         try:
             module = importlib.import_module(target)
         except ImportError as exc:
@@ -156,6 +162,7 @@ def prepare(strategy: str | type[Strategy] | Strategy, *, dataset: str | None = 
         vol_index = {k.split("/")[0]: v for k, v in ds.vol_index.items()}
         extra_warnings.extend(ds.warnings)
         data_name = cfg.dataset or ""
+    extra_warnings.extend(_flagged(frames, cfg))
     feed = Feed.build(insts, frames, start_ms=cfg.start, end_ms=cfg.end, vol_index=vol_index)
     profile = engine_profile(cfg.resolved_profile(), tiers=cfg.tiers or tiers_raw,
                              symbols=list(feed.symbols),
@@ -180,6 +187,33 @@ def run_prepared(prep: PreparedRun, *, primary: bool = False, **updates: Any) ->
     else:
         strat = prep.strategy_class(**prep.params)
     return _run_once(strat, prep.feed, cfg, prep.profile, prep.data_name, list(prep.warnings))
+
+
+def _flagged(frames: Mapping[str, MarketFrames], cfg: RunConfig) -> list[str]:
+    # implausible values the run will use (data validation's outlier rules), as warnings
+    from backtester.data.outliers import find_outliers, summarize
+    from backtester.data.schema import Kind, validate_frame
+    from backtester.errors import DataError
+    from backtester.margin.profiles import load_profile
+
+    profile = cfg.resolved_profile()
+    cap = load_profile(profile).funding_rate_cap
+    found = []
+    for sym, mf in frames.items():
+        for kind, frame in ((Kind.OHLCV, mf.ohlcv), (Kind.MARK, mf.mark), (Kind.INDEX, mf.index),
+                            (Kind.FUNDING, mf.funding)):
+            if frame is None or not len(frame):
+                continue
+            try:  # data= frames may be unsorted or indexed by time: the feed validates them
+                clean = frame if "ts" in frame.columns and frame["ts"].is_monotonic_increasing \
+                    else validate_frame(frame, kind, symbol=sym, timeframe=None)
+            except (DataError, KeyError):
+                continue
+            found += find_outliers(clean, kind, symbol=sym, funding_cap=cap,
+                                   return_multiple=cfg.outlier_return_multiple,
+                                   cap_source=f"{profile} profile")
+    return [f"flagged data used by this run (see `backtester data validate`): {line}"
+            for line in summarize(found)]
 
 
 def _dataset_frames(ds: Any) -> dict[str, MarketFrames]:

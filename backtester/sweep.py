@@ -32,13 +32,16 @@ from concurrent.futures import Executor, Future, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
+from urllib.parse import urlsplit
 
 import numpy as np
 import pandas as pd
 
 from backtester.errors import ConfigError
+from backtester.paths import safe_component
 
-__all__ = ["InProcessExecutor", "SweepResult", "SweepSpec", "expand_grid", "make_executor",
+__all__ = ["InProcessExecutor", "SchedulerTls", "SweepResult", "SweepSpec",
+           "check_scheduler_address", "expand_grid", "local_cluster", "make_executor",
            "param_hash", "parse_grid", "run_sweep", "run_task", "sample_grid", "select_best"]
 
 log = logging.getLogger(__name__)
@@ -51,6 +54,8 @@ METRICS = ("total_return", "cagr", "volatility", "sharpe", "sortino", "calmar", 
            "trades", "win_rate", "fees_paid", "funding_paid", "liquidations", "margin_calls",
            "min_distance_to_liquidation", "max_margin_ratio", "is_wiped_out")
 _INT_METRICS = ("trades", "liquidations", "margin_calls")
+#: Default largest grid (parameter sets) a sweep builds; ``--max-runs`` changes it.
+MAX_GRID_RUNS = 100_000
 
 
 # -- grid -----------------------------------------------------------------------------------
@@ -71,7 +76,7 @@ def _convert(strategy: str, name: str, typ: Any, text: str) -> Any:
     return text
 
 
-def _range(strategy: str, name: str, typ: Any, text: str) -> list[Any]:
+def _range(strategy: str, name: str, typ: Any, text: str, *, max_runs: int) -> list[Any]:
     parts = text.split(":")
     if len(parts) != 3:
         msg = f"--grid {name}={text}: a range is start:stop:step (stop inclusive)"
@@ -83,19 +88,25 @@ def _range(strategy: str, name: str, typ: Any, text: str) -> list[Any]:
     if step <= 0 or stop < start:
         msg = f"--grid {name}={text}: expected start <= stop and step > 0"
         raise ConfigError(msg)
+    # count before building: a fine step over a wide range must not fill the memory
+    n = (stop - start) // step if typ is int else math.floor((stop - start) / step + 1e-9)
+    if n + 1 > max_runs:
+        msg = (f"--grid {name}={text}: {n + 1:,} values, more runs than the limit of "
+               f"{max_runs:,} (--max-runs); use a coarser step or a narrower range")
+        raise ConfigError(msg)
     if typ is int:
         return list(range(start, stop + 1, step))
     # stop is inclusive; round to 12 significant digits so 0.1 steps give 0.3, not 0.30000000004
-    n = math.floor((stop - start) / step + 1e-9)
     return [float(f"{start + k * step:.12g}") for k in range(n + 1)]
 
 
 def parse_grid(items: Sequence[str], parameters: Mapping[str, tuple[Any, Any]], *,
-               strategy: str = "strategy") -> dict[str, list[Any]]:
+               strategy: str = "strategy", max_runs: int = MAX_GRID_RUNS) -> dict[str, list[Any]]:
     """Parse ``name=v1,v2,...`` and ``name=start:stop:step`` (stop inclusive) into a grid.
 
     Values are typed by the strategy's parameter types (``Strategy.parameters``). The grid keeps
-    the order of ``items``; duplicated values of one parameter are dropped.
+    the order of ``items``; duplicated values of one parameter are dropped. A grid of more than
+    ``max_runs`` parameter sets is refused, with its size, before it is built.
 
     >>> parse_grid(["n=1:5:2", "x=0.5,1"], {"n": (int, 3), "x": (float, 1.0)})
     {'n': [1, 3, 5], 'x': [0.5, 1.0]}
@@ -120,10 +131,16 @@ def parse_grid(items: Sequence[str], parameters: Mapping[str, tuple[Any, Any]], 
             raise ConfigError(msg)
         typ = parameters[name][0]
         if ":" in values and "," not in values and typ is not str:
-            parsed = _range(strategy, name, typ, values)
+            parsed = _range(strategy, name, typ, values, max_runs=max_runs)
         else:
             parsed = [_convert(strategy, name, typ, v) for v in values.split(",")]
         grid[name] = list(dict.fromkeys(parsed))
+        runs = math.prod(len(v) for v in grid.values())
+        if runs > max_runs:
+            sizes = " × ".join(f"{len(v):,} {k}" for k, v in grid.items())
+            msg = (f"--grid: the grid makes {sizes} = {runs:,} runs, more than the limit of "
+                   f"{max_runs:,} (--max-runs); use fewer values, or --random N to sample")
+            raise ConfigError(msg)
     return grid
 
 
@@ -343,30 +360,113 @@ class InProcessExecutor(Executor):
         return fut
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SchedulerTls:
+    """PEM files for a TLS connection to a remote Dask scheduler (``--tls-*`` flags).
+
+    ``ca_file`` is the certificate authority that signed the scheduler's (and workers')
+    certificates; ``cert_file``/``key_file`` are this client's certificate and private key.
+    """
+
+    ca_file: str
+    cert_file: str
+    key_file: str
+
+    def security(self) -> Any:
+        """Return the ``distributed.security.Security`` of a client using these files."""
+        from distributed.security import Security
+
+        for flag, path in (("--tls-ca-file", self.ca_file), ("--tls-cert", self.cert_file),
+                           ("--tls-key", self.key_file)):
+            if not Path(path).is_file():
+                msg = f"{flag}: file {path} not found"
+                raise ConfigError(msg)
+        return Security(tls_ca_file=self.ca_file, tls_client_cert=self.cert_file,
+                        tls_client_key=self.key_file, require_encryption=True)
+
+
+def check_scheduler_address(address: str) -> str:
+    """Return ``address`` when it is ``tcp://host:port`` or ``tls://host:port``.
+
+    >>> check_scheduler_address("tls://10.0.0.5:8786")
+    'tls://10.0.0.5:8786'
+    """
+    parts = urlsplit(address)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if parts.scheme not in ("tcp", "tls") or not parts.hostname or port is None \
+            or parts.path not in ("", "/"):
+        msg = (f"--scheduler: {address!r} is not a Dask scheduler address; expected "
+               "tls://host:port (or tcp://host:port on a trusted network), e.g. "
+               "tls://10.0.0.5:8786")
+        raise ConfigError(msg)
+    return address
+
+
+@contextlib.contextmanager
+def local_cluster(n_workers: int) -> Iterator[Any]:
+    """Start a loopback Dask cluster secured with temporary TLS credentials; yield its Client.
+
+    The scheduler and workers listen on 127.0.0.1 with ``tls://`` only. A fresh self-signed
+    key and certificate are made in memory for this cluster (``Security.temporary()``; never
+    written to disk) and every connection must present them, so another local user (or
+    process) that reaches the port cannot submit work or read results.
+    """
+    from distributed import Client, LocalCluster
+    from distributed.security import Security
+
+    security = Security.temporary()
+    cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
+                           host="127.0.0.1", dashboard_address="127.0.0.1:0",
+                           protocol="tls://", security=security,
+                           silence_logs=logging.ERROR)
+    try:
+        client = Client(cluster, security=security)
+        try:
+            yield client
+        finally:
+            client.close()
+    finally:
+        cluster.close()
+
+
 @contextlib.contextmanager
 def make_executor(*, workers: int | None = None, scheduler: str | None = None,
-                  n_tasks: int | None = None) -> Iterator[Executor]:
+                  n_tasks: int | None = None,
+                  tls: SchedulerTls | None = None) -> Iterator[Executor]:
     """Yield the Executor of a sweep and shut it down afterwards.
 
-    ``scheduler`` (or ``$DASK_SCHEDULER_ADDRESS``) → that Dask cluster; ``workers=1`` → in
-    process; otherwise a local Dask cluster of ``min(workers or cpu count, n_tasks)`` processes
-    with one thread each.
+    ``scheduler`` (or ``$DASK_SCHEDULER_ADDRESS``) → that Dask cluster, over TLS with ``tls``
+    (or Dask's own ``distributed.comm.tls.*`` configuration for a ``tls://`` address);
+    ``workers=1`` → in process; otherwise a local TLS-secured Dask cluster
+    (:func:`local_cluster`) of ``min(workers or cpu count, n_tasks)`` processes with one thread
+    each.
     """
     scheduler = scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS") or None
+    if scheduler is not None:
+        check_scheduler_address(scheduler)
+    elif tls is not None:
+        msg = "--tls-ca-file/--tls-cert/--tls-key: only for a remote --scheduler"
+        raise ConfigError(msg)
     if scheduler is None and workers == 1:
         yield InProcessExecutor()
         return
     try:
-        from distributed import Client, LocalCluster
+        from distributed import Client
+        from distributed.security import Security
     except ImportError:
         msg = ("sweeps on a Dask cluster need dask[distributed]: pip install "
                "'backtester[distributed]' (or use --workers 1)")
         raise ConfigError(msg) from None
     if scheduler is not None:
+        security = tls.security() if tls is not None else (
+            Security() if scheduler.startswith("tls://") else None)
         try:
-            client = Client(scheduler, timeout="10s")
-        except OSError as exc:
-            msg = f"--scheduler: cannot reach Dask scheduler {scheduler}: {exc}"
+            client = Client(scheduler, timeout="10s", security=security)
+        except (OSError, TypeError, ValueError) as exc:
+            msg = f"--scheduler: cannot connect to Dask scheduler {scheduler}: {exc}"
             raise ConfigError(msg) from None
         try:
             yield client.get_executor()
@@ -376,16 +476,8 @@ def make_executor(*, workers: int | None = None, scheduler: str | None = None,
     n = workers or os.cpu_count() or 1
     if n_tasks is not None:
         n = max(1, min(n, n_tasks))
-    # loopback only: a Dask scheduler runs whatever its clients send
-    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                           host="127.0.0.1", dashboard_address="127.0.0.1:0",
-                           silence_logs=logging.ERROR)
-    client = Client(cluster)
-    try:
-        yield client.get_executor()
-    finally:
-        client.close()
-        cluster.close()
+    with local_cluster(n) as local:
+        yield local.get_executor()
 
 
 # -- the runner ------------------------------------------------------------------------------
@@ -487,7 +579,8 @@ def execute(tasks: Sequence[Task], executor: Executor, *,
 
 def run_sweep(spec: SweepSpec, *, output_dir: str | Path = "reports", sweep_id: str | None = None,
               executor: Executor | None = None, workers: int | None = None,
-              scheduler: str | None = None, is_resume: bool = False, best: int = 0,
+              scheduler: str | None = None, tls: SchedulerTls | None = None,
+              is_resume: bool = False, best: int = 0,
               on_progress: Callable[[int, int], None] | None = None) -> SweepResult:
     """Run every parameter set of ``spec`` and write ``results.parquet``, ``sweep.json`` and
     ``index.html`` under ``output_dir/sweep_id``.
@@ -496,7 +589,7 @@ def run_sweep(spec: SweepSpec, *, output_dir: str | Path = "reports", sweep_id: 
     ----------
     executor
         Any :class:`concurrent.futures.Executor`; when None one is made with
-        :func:`make_executor` from ``workers`` / ``scheduler``.
+        :func:`make_executor` from ``workers`` / ``scheduler`` / ``tls``.
     is_resume
         Skip runs whose parameter hash is already in ``results.parquet`` (their rows are kept).
     best
@@ -511,7 +604,8 @@ def run_sweep(spec: SweepSpec, *, output_dir: str | Path = "reports", sweep_id: 
     if spec.metric not in METRICS:
         msg = f"--metric: unknown metric {spec.metric!r} (metrics: {', '.join(METRICS)})"
         raise ConfigError(msg)
-    sweep_id = sweep_id or default_sweep_id(spec, cls.__name__)
+    sweep_id = safe_component(sweep_id or default_sweep_id(spec, cls.__name__),
+                              field="sweep_id")
     out = Path(output_dir) / sweep_id
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / "results.parquet"
@@ -545,7 +639,7 @@ def run_sweep(spec: SweepSpec, *, output_dir: str | Path = "reports", sweep_id: 
     if todo:
         with contextlib.ExitStack() as stack:
             ex = executor or stack.enter_context(
-                make_executor(workers=workers, scheduler=scheduler, n_tasks=len(todo)))
+                make_executor(workers=workers, scheduler=scheduler, n_tasks=len(todo), tls=tls))
             _, is_complete = execute(todo, ex, on_row=on_row, on_progress=on_progress)
     table = _table(rows, names)
     write_table(table, results_path)

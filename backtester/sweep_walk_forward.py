@@ -24,8 +24,10 @@ import numpy as np
 import pandas as pd
 
 from backtester.errors import ConfigError
+from backtester.paths import safe_component
 from backtester.sweep import (
     METRICS,
+    SchedulerTls,
     SweepSpec,
     cached_dataset,
     execute,
@@ -157,7 +159,7 @@ def _chain(curves: list[pd.Series]) -> pd.Series:
 
 def run_walk_forward(spec: SweepSpec, wf: WalkForwardSpec, *, out: Path,
                      executor: Executor | None = None, workers: int | None = None,
-                     scheduler: str | None = None,
+                     scheduler: str | None = None, tls: SchedulerTls | None = None,
                      on_progress: Callable[[int, int], None] | None = None
                      ) -> tuple[pd.DataFrame, pd.Series, bool]:
     """Optimise ``spec.grid`` on every train window and run the best set on its test window.
@@ -185,7 +187,8 @@ def run_walk_forward(spec: SweepSpec, wf: WalkForwardSpec, *, out: Path,
 
     with contextlib.ExitStack() as stack:
         ex = executor or stack.enter_context(
-            make_executor(workers=workers, scheduler=scheduler, n_tasks=len(train_tasks)))
+            make_executor(workers=workers, scheduler=scheduler, n_tasks=len(train_tasks),
+                          tls=tls))
         train_rows, ok = execute(train_tasks, ex, on_progress=progress)
         if not ok:
             return pd.DataFrame(), pd.Series(dtype="float64"), False
@@ -271,7 +274,7 @@ def _sum(rows: list[dict[str, Any]], key: str) -> float:
 def run_walk_forward_sweep(spec: SweepSpec, wf: WalkForwardSpec, *,
                            output_dir: str | Path = "reports", sweep_id: str | None = None,
                            executor: Executor | None = None, workers: int | None = None,
-                           scheduler: str | None = None,
+                           scheduler: str | None = None, tls: SchedulerTls | None = None,
                            on_progress: Callable[[int, int], None] | None = None) -> Any:
     """Run a walk-forward into ``output_dir/sweep_id`` and write its page; return a SweepResult.
 
@@ -289,7 +292,8 @@ def run_walk_forward_sweep(spec: SweepSpec, wf: WalkForwardSpec, *,
     if spec.metric not in METRICS:
         msg = f"--metric: unknown metric {spec.metric!r} (metrics: {', '.join(METRICS)})"
         raise ConfigError(msg)
-    sweep_id = sweep_id or default_sweep_id(spec, cls.__name__) + "-wf"
+    sweep_id = safe_component(sweep_id or default_sweep_id(spec, cls.__name__) + "-wf",
+                              field="sweep_id")
     out = Path(output_dir) / sweep_id
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out / "sweep.json", json.dumps(
@@ -297,7 +301,8 @@ def run_walk_forward_sweep(spec: SweepSpec, wf: WalkForwardSpec, *,
             "train_ms": wf.train_ms, "test_ms": wf.test_ms, "anchored": wf.is_anchored}},
         indent=2, sort_keys=True, default=str).encode())
     table, equity, ok = run_walk_forward(spec, wf, out=out, executor=executor, workers=workers,
-                                         scheduler=scheduler, on_progress=on_progress)
+                                         scheduler=scheduler, tls=tls,
+                                         on_progress=on_progress)
     result = SweepResult(spec=spec, table=pd.DataFrame({"error": pd.Series(dtype="str")}),
                          path=out, n_run=0, n_skipped=0, is_complete=ok)
     write_sweep_page(result, walk_forward=table, oos_equity=equity)

@@ -33,6 +33,31 @@ def _when(ms: int | None) -> str:
     return ms_to_iso(ms) if ms is not None else "-"
 
 
+_outlier_option = click.option(
+    "--outlier-multiple", type=float, default=None,
+    help="Flag returns beyond this multiple of the series' robust scale (default 100; "
+         "run key outlier_return_multiple).")
+
+
+def _outliers(store: Store, s: StoredSeries, multiple: float | None) -> tuple[int, list[str]]:
+    # implausible values of one stored series (backtester.data.outliers): count, lines to show
+    from backtester.config import PROFILE_FOR_DATASET, load_config
+    from backtester.data.outliers import find_outliers, summarize
+    from backtester.margin.profiles import PROFILE_NAMES, load_profile
+
+    cfg = load_config(outlier_return_multiple=multiple)  # validates the multiple
+    profile = PROFILE_FOR_DATASET.get(s.exchange)
+    if profile is not None:
+        cap, source = load_profile(profile).funding_rate_cap, f"{profile} profile"
+    else:  # a folder named after no known exchange: the widest cap of any profile
+        caps = [c for c in (load_profile(n).funding_rate_cap for n in PROFILE_NAMES) if c]
+        cap, source = (max(caps) if caps else None), "widest cap of the exchange profiles"
+    frame = store.read(s.exchange, s.kind, s.symbol, s.timeframe)
+    found = find_outliers(frame, s.kind, symbol=s.symbol, funding_cap=cap,
+                          return_multiple=cfg.outlier_return_multiple, cap_source=source)
+    return len(found), summarize(found, limit=20)
+
+
 @cli.command("fetch")
 @click.argument("exchange")
 @click.argument("symbols", nargs=-1, required=True)
@@ -72,7 +97,8 @@ def fetch_command(exchange: str, symbols: tuple[str, ...], kinds: str, timeframe
     report = fetch(exchange, list(symbols), kinds=kind_list, timeframe=timeframe,
                    since_ms=since_ms, until_ms=_utc(until, "--until"), store=Store(datasets),
                    base_url=base_url, exchange_options=parse_exchange_options(exchange_options),
-                   tiers_file=tiers_file, quiet=quiet)
+                   tiers_file=tiers_file, quiet=quiet,
+                   on_wait=lambda m: click.echo(f"note: {m}", err=True))
     for w in report.warnings:
         click.echo(f"warning: {w}", err=True)
     if quiet:
@@ -182,10 +208,16 @@ def data_inspect(symbol: str, exchange: str | None, datasets: Path | None) -> No
 
 @data_group.command("validate")
 @click.option("--exchange", default=None, help="Only this dataset/exchange.")
+@_outlier_option
 @_datasets_option
 @friendly_errors
-def data_validate(exchange: str | None, datasets: Path | None) -> None:
+def data_validate(exchange: str | None, outlier_multiple: float | None,
+                  datasets: Path | None) -> None:
     """Check every stored file; quarantine unreadable ones. Exit 1 if anything is wrong.
+
+    Besides unreadable and invalid files, implausible values are problems, listed with their
+    times: funding beyond the exchange's cap, and returns beyond --outlier-multiple times the
+    series' robust scale (docs/data.md).
 
     \b
     Example:
@@ -199,10 +231,14 @@ def data_validate(exchange: str | None, datasets: Path | None) -> None:
     series = store.list(exchange)
     for s in series:
         try:
-            store.read(s.exchange, s.kind, s.symbol, s.timeframe)
+            n_flagged, lines = _outliers(store, s, outlier_multiple)
         except DataError as exc:
             click.echo(f"invalid: {s.path}: {exc}", err=True)
             problems += 1
+            continue
+        for line in lines:
+            click.echo(f"flagged: {line}", err=True)
+        problems += n_flagged
     click.echo(f"{len(series)} files checked, {problems} problem(s)")
     if problems:
         sys.exit(1)
@@ -215,10 +251,12 @@ def data_validate(exchange: str | None, datasets: Path | None) -> None:
 @click.option("--kind", required=True, type=click.Choice([k.value for k in Kind]))
 @click.option("--timeframe", "-t", default=None, help="Candle timeframe (default: inferred).")
 @click.option("--assume-utc", is_flag=True, help="Read time-zone-less times as UTC.")
+@_outlier_option
 @_datasets_option
 @friendly_errors
 def data_import(file: Path, exchange: str, symbol: str, kind: str, timeframe: str | None,
-                assume_utc: bool, datasets: Path | None) -> None:
+                assume_utc: bool, outlier_multiple: float | None,
+                datasets: Path | None) -> None:
     """Import a CSV, freqtrade feather or JSON(.gz) file into the store.
 
     \b
@@ -232,6 +270,12 @@ def data_import(file: Path, exchange: str, symbol: str, kind: str, timeframe: st
     path = import_file(file, store=store, exchange=exchange, symbol=symbol, kind=kind,
                        timeframe=timeframe, assume_utc=assume_utc)
     k = Kind(kind)
-    meta = store.metadata(exchange, k, symbol, None if k is Kind.FUNDING else path.stem)
+    tf = None if k is Kind.FUNDING else path.stem
+    meta = store.metadata(exchange, k, symbol, tf)
     click.echo(f"imported {file.name} -> {path}: {meta.get('rows')} rows "
                f"{_when(meta.get('first_ms'))} .. {_when(meta.get('last_ms'))}; {_gap_text(meta)}")
+    stored = StoredSeries(exchange=exchange, kind=k, symbol=symbol, timeframe=tf, path=path,
+                          rows=int(meta.get("rows") or 0), first_ms=meta.get("first_ms"),
+                          last_ms=meta.get("last_ms"))
+    for line in _outliers(store, stored, outlier_multiple)[1]:
+        click.echo(f"warning: flagged: {line}", err=True)

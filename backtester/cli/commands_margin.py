@@ -41,6 +41,9 @@ def margin_command(snapshot: str, indent: int) -> None:
     except json.JSONDecodeError as exc:
         msg = f"{where}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
         raise ConfigError(msg) from None
+    except RecursionError:
+        msg = f"{where}: JSON nested too deeply to be a snapshot"
+        raise ConfigError(msg) from None
     if not isinstance(data, dict):
         msg = f"{where}: expected a JSON object (the snapshot), got {type(data).__name__}"
         raise ConfigError(msg)

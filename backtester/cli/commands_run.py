@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -65,22 +71,80 @@ def print_summary(result: Any, path: Path, *, console: Console | None = None) ->
 
 
 def run_and_write(strategy: Any, *, quiet: bool = False, **keys: Any) -> tuple[Any, Path]:
-    """Run, write the results folder (and its report) and return (result, folder)."""
-    from backtester.api import run
+    """Run, write the results folder (and its report) and return (result, folder).
 
-    result = run(strategy, **keys)
+    Invalid keys fail before anything is written. The folder is built under a temporary name
+    and renamed when complete, so a failure never leaves a half-written folder. A strategy that
+    raises leaves a folder holding only ``config.json`` and ``warnings.json`` (the error and its
+    full traceback), then the error is raised again.
+    """
+    from backtester.api import prepare, run_all
+    from backtester.errors import StrategyError
+
+    prep = prepare(strategy, **keys)
     out_dir = Path(keys.get("output_dir") or "reports")
-    run_id = keys.get("run_id") or (f"{result.strategy}-{result.meta['dataset']}-"
-                                    f"{result.meta['config_hash'][:8]}")
-    path = result.write(out_dir / run_id)
-    folders = [path]
-    for mode, alt in result.meta.get("alternatives", {}).items():
-        folders.append(alt.write(path / f"alternative-{mode}"))
-    from backtester.report import write_report
+    run_id = keys.get("run_id") or (f"{prep.strategy_class.__name__}-{prep.data_name}-"
+                                    f"{prep.config.config_hash()[:8]}")
+    final = out_dir / run_id
+    with _building(final) as tmp:
+        try:
+            result = run_all(prep)
+        except StrategyError as exc:
+            _write_failure(tmp, prep, exc)
+            exc.run_folder = final
+            raise
+        result.write(tmp)
+        folders = [tmp]
+        for mode, alt in result.meta.get("alternatives", {}).items():
+            folders.append(alt.write(tmp / f"alternative-{mode}"))
+        from backtester.report import write_report
 
-    for folder in folders:
-        write_report(folder, datasets_root=keys.get("datasets_root"))
-    return result, path
+        for folder in folders:
+            write_report(folder, datasets_root=keys.get("datasets_root"))
+    result.path = final
+    for mode, alt in result.meta.get("alternatives", {}).items():
+        alt.path = final / f"alternative-{mode}"
+    return result, final
+
+
+@contextmanager
+def _building(final: Path) -> Iterator[Path]:
+    # build in a hidden sibling folder; on success (or a recorded strategy failure) swap it in
+    # for ``final`` (an older folder of the same id is replaced), on any other error delete it
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.tmp-{uuid.uuid4().hex}")
+    tmp.mkdir()
+    from backtester.errors import StrategyError
+
+    try:
+        yield tmp
+    except StrategyError:
+        _swap_in(tmp, final)
+        raise
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _swap_in(tmp, final)
+
+
+def _swap_in(tmp: Path, final: Path) -> None:
+    old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex}")
+    if final.exists():
+        final.replace(old)
+    tmp.replace(final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _write_failure(folder: Path, prep: Any, exc: Any) -> None:
+    from backtester.data.store import atomic_write_bytes
+
+    config = {**prep.config.as_dict(), "strategy": prep.strategy_class.__name__,
+              "dataset": prep.data_name, "config_hash": prep.config.config_hash(),
+              "status": "failed", "error": str(exc)}
+    warnings = [*prep.warnings, f"run failed: {exc}", exc.traceback_text]
+    for name, payload in (("config", config), ("warnings", warnings)):
+        atomic_write_bytes(folder / f"{name}.json", json.dumps(
+            payload, indent=2, sort_keys=True, default=str).encode())
 
 
 _OPTIONS = [
@@ -112,6 +176,8 @@ _OPTIONS = [
     click.option("--datasets", "datasets_root", type=click.Path(file_okay=False),
                  help="Datasets folder (default ./datasets or $BACKTESTER_DATASETS)."),
     click.option("--quiet", is_flag=True, help="Print only the results path."),
+    click.option("--debug", is_flag=True,
+                 help="On a strategy error, also print its full traceback."),
 ]
 
 
@@ -134,15 +200,28 @@ def _keys(kw: dict[str, Any]) -> dict[str, Any]:
 @click.argument("strategy")
 @_with_options
 @friendly_errors
-def run(strategy: str, quiet: bool, **kw: Any) -> None:
+def run(strategy: str, quiet: bool, debug: bool, **kw: Any) -> None:
     """Run STRATEGY (a file path or module:Class) on a dataset and write its results.
+
+    An exception in the strategy prints one line (strategy, hook, bar time, file:line); its
+    full traceback is in the results folder's warnings.json, and printed with --debug.
 
     \b
     Example:
       backtester run strategies/hedged_pair.py --dataset sample --margin-mode isolated \\
           --collateral USDT=50000 --param entry_z=2.5 --compare-margin-modes
     """
-    result, path = run_and_write(strategy, quiet=quiet, **_keys(kw))
+    from backtester.errors import StrategyError
+
+    try:
+        result, path = run_and_write(strategy, quiet=quiet, **_keys(kw))
+    except StrategyError as exc:
+        if debug:
+            click.echo(exc.traceback_text, err=True)
+        where = exc.run_folder / "warnings.json" if exc.run_folder else "the run's warnings"
+        click.echo(f"error: {exc}; full traceback in {where}"
+                   + ("" if debug else " (or rerun with --debug)"), err=True)
+        sys.exit(2)
     if quiet:
         click.echo(str(path))
     else:

@@ -71,10 +71,21 @@ def _summary(console: Console, result: Any, metric: str) -> None:
               help="name=v1,v2,... or name=start:stop:step (stop inclusive); repeat.")
 @click.option("--param", "params", multiple=True, help="Fixed strategy parameter NAME=VALUE.")
 @click.option("--random", "n_random", type=int, help="Run N parameter sets sampled from the grid.")
+@click.option("--max-runs", type=click.IntRange(min=1), default=None,
+              help="Refuse grids of more parameter sets than this, counted before they are "
+                   "built (default 100,000: backtester.sweep.MAX_GRID_RUNS).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of --random.")
 @click.option("--metric", default="sharpe", show_default=True, help="Metric that ranks runs.")
 @click.option("--maximize/--minimize", "is_maximize", default=True, show_default=True)
-@click.option("--scheduler", help="Dask scheduler address tcp://host:8786 (default: local).")
+@click.option("--scheduler", help="Dask scheduler address tls://host:8786 or tcp://host:8786 "
+                                   "(default: a local cluster secured with temporary TLS "
+                                   "credentials).")
+@click.option("--tls-ca-file", type=click.Path(dir_okay=False),
+              help="With --scheduler tls://...: CA certificate (PEM) that signed the cluster's.")
+@click.option("--tls-cert", type=click.Path(dir_okay=False),
+              help="With --scheduler tls://...: this client's certificate (PEM).")
+@click.option("--tls-key", type=click.Path(dir_okay=False),
+              help="With --scheduler tls://...: this client's private key (PEM).")
 @click.option("--workers", type=int, help="Local worker processes (1 = in process).")
 @click.option("--resume", "is_resume", is_flag=True,
               help="Skip runs already in results.parquet.")
@@ -95,8 +106,9 @@ def _summary(console: Console, result: Any, metric: str) -> None:
 @click.option("--quiet", is_flag=True, help="No progress bar; print only the results folder.")
 @friendly_errors
 def sweep(strategy: str, dataset: str, grid: tuple[str, ...], params: tuple[str, ...],
-          n_random: int | None, seed: int, metric: str, is_maximize: bool,
-          scheduler: str | None, workers: int | None, is_resume: bool, best: int,
+          n_random: int | None, max_runs: int | None, seed: int, metric: str, is_maximize: bool,
+          scheduler: str | None, tls_ca_file: str | None, tls_cert: str | None,
+          tls_key: str | None, workers: int | None, is_resume: bool, best: int,
           walk_forward: str | None, start: str | None, end: str | None, symbols: str | None,
           profile: str | None, margin_mode: str | None, collateral: tuple[str, ...],
           sweep_id: str | None, datasets_root: str | None, output_dir: str,
@@ -112,10 +124,36 @@ def sweep(strategy: str, dataset: str, grid: tuple[str, ...], params: tuple[str,
           --grid lookback=48,96,168 --grid entry_z=1.5:2.5:0.5 --metric sharpe --best 3
     """
     from backtester.api import load_strategy
-    from backtester.sweep import SweepSpec, parse_grid, run_sweep
+    from backtester.errors import ConfigError
+    from backtester.paths import safe_component
+    from backtester.sweep import (
+        MAX_GRID_RUNS,
+        SchedulerTls,
+        SweepSpec,
+        check_scheduler_address,
+        parse_grid,
+        run_sweep,
+    )
 
+    safe_component(dataset, field="--dataset")
+    if sweep_id is not None:
+        safe_component(sweep_id, field="--sweep-id")
+    if scheduler is not None:
+        check_scheduler_address(scheduler)
+    tls_files = (tls_ca_file, tls_cert, tls_key)
+    tls = None
+    if any(tls_files):
+        if not all(tls_files):
+            msg = "--tls-ca-file, --tls-cert and --tls-key go together: give all three"
+            raise ConfigError(msg)
+        if scheduler is None or not scheduler.startswith("tls://"):
+            msg = "--tls-ca-file/--tls-cert/--tls-key: need --scheduler tls://host:port"
+            raise ConfigError(msg)
+        tls = SchedulerTls(ca_file=str(tls_ca_file), cert_file=str(tls_cert),
+                           key_file=str(tls_key))
     cls = load_strategy(strategy)
-    parsed = parse_grid([*grid, *params], cls.parameters, strategy=cls.__name__)
+    parsed = parse_grid([*grid, *params], cls.parameters, strategy=cls.__name__,
+                        max_runs=max_runs or MAX_GRID_RUNS)
     run_keys: dict[str, Any] = {}
     if profile:
         run_keys["profile"] = profile
@@ -137,10 +175,10 @@ def sweep(strategy: str, dataset: str, grid: tuple[str, ...], params: tuple[str,
             result = run_walk_forward_sweep(spec, parse_walk_forward(walk_forward),
                                             output_dir=output_dir, sweep_id=sweep_id,
                                             workers=workers, scheduler=scheduler,
-                                            on_progress=on_progress)
+                                            tls=tls, on_progress=on_progress)
         else:
             result = run_sweep(spec, output_dir=output_dir, sweep_id=sweep_id, workers=workers,
-                               scheduler=scheduler, is_resume=is_resume, best=best,
+                               scheduler=scheduler, tls=tls, is_resume=is_resume, best=best,
                                on_progress=on_progress)
     if not result.is_complete:
         click.echo(f"interrupted: finished runs kept in {result.path}", err=True)

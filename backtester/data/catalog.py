@@ -167,6 +167,27 @@ def _select(series: list[StoredSeries], wanted: set[str] | None,
     return chosen + sorted(vol.values(), key=lambda s: s.symbol)
 
 
+def _check_window(series: list[StoredSeries], frames: Mapping[Kind, Mapping[str, pd.DataFrame]],
+                  name: str, start_ms: int | None, end_ms: int | None) -> None:
+    # a window that misses every stored candle: say which window and what the data covers
+    if start_ms is None and end_ms is None:
+        return
+    kept = [f for k in (Kind.OHLCV, Kind.OPTION_MARKS) for f in frames[k].values()]
+    if not kept or any(len(f) for f in kept):
+        return
+    firsts = [s.first_ms for s in series
+              if s.kind in (Kind.OHLCV, Kind.OPTION_MARKS) and s.first_ms is not None]
+    lasts = [s.last_ms for s in series
+             if s.kind in (Kind.OHLCV, Kind.OPTION_MARKS) and s.last_ms is not None]
+    covers = (f"{ms_to_iso(min(firsts))} .. {ms_to_iso(max(lasts))}" if firsts and lasts
+              else "nothing")
+    window = (f"{ms_to_iso(start_ms) if start_ms is not None else 'its start'} .. "
+              f"{ms_to_iso(end_ms) if end_ms is not None else 'its end'}")
+    msg = (f"dataset {name} has no candles from {window} (start inclusive, end exclusive); "
+           f"its candles cover {covers}: choose --start/--end inside that range")
+    raise DataError(msg)
+
+
 def load_dataset(name: str, *, root: Path | str | None = None,
                  symbols: Iterable[str] | None = None, timeframe: str | None = None,
                  start_ms: int | None = None, end_ms: int | None = None) -> Dataset:
@@ -195,7 +216,7 @@ def load_dataset(name: str, *, root: Path | str | None = None,
         from backtester.data.sample import ensure_sample
 
         ensure_sample(store.root)  # the synthetic sample is generated on first use
-    if not (store.root / name).is_dir():
+    if not store.exchange_dir(name).is_dir():
         have = list_datasets(store.root)
         msg = (f"no dataset {name!r} in {store.root}"
                + (f" (have: {', '.join(have)})" if have else "")
@@ -221,6 +242,7 @@ def load_dataset(name: str, *, root: Path | str | None = None,
             if gap.count:
                 warnings.append(f"{s.kind} {s.symbol} {s.timeframe}: {gap.count} gap(s), "
                                 f"{gap.missing_bars} bars missing ({100 * gap.pct_missing:.2f}%)")
+    _check_window(series, frames, name, start_ms, end_ms)
     if wanted is not None:
         absent = sorted(wanted - set(frames[Kind.OHLCV]) - set(frames[Kind.OPTION_MARKS]))
         if absent:

@@ -452,7 +452,8 @@ def fetch(exchange_id: str, symbols: Sequence[str], *, kinds: Sequence[Kind | st
           tiers_file: Path | str | None = None, progress: bool | None = None,
           quiet: bool = False, clock: Callable[[], int] | None = None,
           sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None,
-          policy: RetryPolicy | None = None, page_limit: int | None = None) -> FetchReport:
+          policy: RetryPolicy | None = None, page_limit: int | None = None,
+          on_wait: Callable[[str], None] | None = None) -> FetchReport:
     """Download ``kinds`` of ``symbols`` from ``exchange_id`` into ``store``, resuming.
 
     Parameters
@@ -474,6 +475,9 @@ def fetch(exchange_id: str, symbols: Sequence[str], *, kinds: Sequence[Kind | st
         Rich progress bars on stderr (default: when stderr is a terminal); ``quiet`` hides them.
     clock, sleep, rng, policy, page_limit
         Injected for tests: ``clock()`` → now in int ms; backoff; rows per request.
+    on_wait
+        Called with a message when another process is writing a series this fetch wants (the
+        fetch then waits for it and resumes from what it stored).
 
     Returns
     -------
@@ -557,7 +561,8 @@ def fetch(exchange_id: str, symbols: Sequence[str], *, kinds: Sequence[Kind | st
                                      symbol=symbol, timeframe=tf, since_ms=start,
                                      end_ms=series_end, to_frame=_frame_maker(kind),
                                      metadata=meta, policy=policy, sleep=sleep, rng=rng,
-                                     on_progress=partial(bars.update, task))
+                                     on_progress=partial(bars.update, task),
+                                     on_wait=on_wait)
             bars.finish(task)
             if report.end_of_data_ms is not None:
                 note = (f"{report.label}: no data after {ms_to_iso(report.end_of_data_ms)} "

@@ -110,7 +110,8 @@ def infer_timeframe(path: Path | str, frame: pd.DataFrame | None = None) -> str:
         timeframe_ms(m.group(1))
         return m.group(1)
     if frame is not None and len(frame) >= 2:
-        ts = frame["ts"].dt.as_unit("ms").astype("int64").to_numpy()
+        # sorted first: the spacing of rows in file order says nothing when they are shuffled
+        ts = np.unique(frame["ts"].dt.as_unit("ms").astype("int64").to_numpy())
         steps = np.diff(ts)
         steps = steps[steps > 0]
         if len(steps):
@@ -139,6 +140,9 @@ def import_file(path: Path | str, *, store: Store, exchange: str, symbol: str,
     kind = Kind(kind)
     src = Path(path)
     raw = read_data_file(src, kind=kind)
+    if raw.empty:
+        msg = f"{src.name}: no rows (only a header) — nothing to import"
+        raise DataError(msg)
     tf: str | None = None
     try:
         if kind in CANDLE_KINDS or kind is Kind.OPTION_MARKS:

@@ -14,7 +14,14 @@ owns the policy (DESIGN §5):
   there (or the instrument was not listed yet): the loop moves to the next window, and the
   missing bars show in the gap report;
 * every page is appended to the store atomically, so a kill between pages leaves readable files
-  and a rerun continues to the same content as an uninterrupted download.
+  and a rerun continues to the same content as an uninterrupted download;
+* the whole download holds the series' lock (:meth:`Store.series_lock`): a second process
+  fetching the same series waits, then resumes from what the first one stored;
+* bars missing *between* stored candles inside the asked range are asked for again, unless an
+  earlier download already walked through them and the exchange had nothing there: those holes
+  are recorded in the file's metadata (``exchange_gaps``, ``[start_ms, end_ms)`` pairs) once a
+  download finishes, so a hole left by anything else (an interrupted or older writer) is filled
+  by the next fetch instead of passing for an exchange outage.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from backtester.data.schema import CANDLE_KINDS, Kind
@@ -125,7 +133,8 @@ def download_series(page: PageFn, *, store: Store, exchange: str, kind: Kind, sy
                     to_frame: Callable[[list[Row]], pd.DataFrame],
                     metadata: dict[str, Any], policy: RetryPolicy | None = None,
                     sleep: Callable[[float], None], rng: random.Random,
-                    on_progress: Callable[[int], None] | None = None) -> SeriesReport:
+                    on_progress: Callable[[int], None] | None = None,
+                    on_wait: Callable[[str], None] | None = None) -> SeriesReport:
     """Download ``[since_ms, end_ms)`` of one series page by page into ``store``.
 
     With data already stored, only what is missing is asked for: the stretch before the first
@@ -144,7 +153,21 @@ def download_series(page: PageFn, *, store: Store, exchange: str, kind: Kind, sy
         Injected so tests run without waiting; ``rng`` only draws the jitter.
     on_progress
         Called with the cursor (int ms) after each page.
+    on_wait
+        Called with a message when another process holds the series (this one then waits).
     """
+    with store.series_lock(exchange, kind, symbol, timeframe, on_wait=on_wait):
+        return _download(page, store=store, exchange=exchange, kind=kind, symbol=symbol,
+                         timeframe=timeframe, since_ms=since_ms, end_ms=end_ms,
+                         to_frame=to_frame, metadata=metadata, policy=policy, sleep=sleep,
+                         rng=rng, on_progress=on_progress)
+
+
+def _download(page: PageFn, *, store: Store, exchange: str, kind: Kind, symbol: str,
+              timeframe: str | None, since_ms: int, end_ms: int,
+              to_frame: Callable[[list[Row]], pd.DataFrame], metadata: dict[str, Any],
+              policy: RetryPolicy | None, sleep: Callable[[float], None], rng: random.Random,
+              on_progress: Callable[[int], None] | None) -> SeriesReport:
     walk = _Walk(page=page, store=store, exchange=exchange, kind=kind, symbol=symbol,
                  timeframe=timeframe, to_frame=to_frame, policy=policy or RetryPolicy(),
                  sleep=sleep, rng=rng, on_progress=on_progress,
@@ -156,6 +179,11 @@ def download_series(page: PageFn, *, store: Store, exchange: str, kind: Kind, sy
         walk.step = stored_step
     if first_stored is not None and since_ms < first_stored - _resolution(kind, walk.step) + 1:
         walk.run(since_ms, min(first_stored, end_ms), last=None)  # backfill; its end is no news
+    if kind in CANDLE_KINDS and first_stored is not None:
+        known = _exchange_gaps(store, exchange, kind, symbol, timeframe)
+        for a, b in _holes(store, exchange, kind, symbol, timeframe, walk.step, since_ms,
+                           end_ms, known):
+            walk.run(a, b, last=None)  # a hole inside the stored range: ask again
     start = since_ms if last_stored is None else max(since_ms, last_stored + 1)
     end_of_data = walk.run(start, end_ms, last=last_stored)
     if end_of_data is not None and store.exists(exchange, kind, symbol, timeframe):
@@ -164,6 +192,15 @@ def download_series(page: PageFn, *, store: Store, exchange: str, kind: Kind, sy
                "note": f"no data from {ms_to_iso(end_of_data)} to {ms_to_iso(end_ms)} "
                        f"({EMPTY_PAGES_AT_END} empty answers in a row)"}
         store.update_metadata(exchange, kind, symbol, timeframe, {"end_of_data": gap})
+    if kind in CANDLE_KINDS and store.exists(exchange, kind, symbol, timeframe):
+        # every hole left in the asked range was just walked (or known): the exchange has none
+        known = _exchange_gaps(store, exchange, kind, symbol, timeframe)
+        left = _holes(store, exchange, kind, symbol, timeframe, walk.step, since_ms, end_ms,
+                      known)
+        if left:
+            merged = _merge([*known, *left])
+            store.update_metadata(exchange, kind, symbol, timeframe,
+                                  {"exchange_gaps": [list(g) for g in merged]})
     first = last = None
     if store.exists(exchange, kind, symbol, timeframe):
         meta = store.metadata(exchange, kind, symbol, timeframe)
@@ -171,6 +208,39 @@ def download_series(page: PageFn, *, store: Store, exchange: str, kind: Kind, sy
     return SeriesReport(exchange=exchange, kind=kind, symbol=symbol, timeframe=timeframe,
                         rows_added=walk.rows_added, pages=walk.pages, retries=walk.retries,
                         first_ms=first, last_ms=last, end_ms=end_ms, end_of_data_ms=end_of_data)
+
+
+def _exchange_gaps(store: Store, exchange: str, kind: Kind, symbol: str,
+                   timeframe: str | None) -> list[tuple[int, int]]:
+    raw = store.metadata(exchange, kind, symbol, timeframe).get("exchange_gaps") or []
+    return [(int(a), int(b)) for a, b in raw]
+
+
+def _holes(store: Store, exchange: str, kind: Kind, symbol: str, timeframe: str | None,
+           step: int, since_ms: int, end_ms: int,
+           known: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    # [first missing bar, next stored bar) between stored candles, clipped to [since, end),
+    # minus the stretches the exchange already answered "nothing" for
+    if not store.exists(exchange, kind, symbol, timeframe):
+        return []
+    frame = store.read(exchange, kind, symbol, timeframe)
+    ts = frame["ts"].dt.as_unit("ms").astype("int64").to_numpy()
+    out: list[tuple[int, int]] = []
+    for i in np.nonzero(np.diff(ts) > step)[0].tolist():
+        a, b = max(int(ts[i]) + step, since_ms), min(int(ts[i + 1]), end_ms)
+        if a < b and not any(ka <= a and b <= kb for ka, kb in known):
+            out.append((a, b))
+    return out
+
+
+def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for a, b in sorted(spans):
+        if out and a <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
 
 
 def _resolution(kind: Kind, step: int) -> int:

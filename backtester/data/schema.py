@@ -7,6 +7,7 @@ timeframe — DESIGN §2).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -14,7 +15,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from backtester.errors import DataError
+from backtester.errors import ConfigError, DataError
 from backtester.timeutil import ms_to_iso, timeframe_ms
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "GapReport",
     "Kind",
     "ValidSeries",
+    "check_symbol",
     "find_gaps",
     "normalize_ts",
     "symbol_from_slug",
@@ -59,6 +61,28 @@ COLUMNS: dict[Kind, tuple[str, ...]] = {
 }
 #: Kinds whose prices may be zero or negative (premium index, rates).
 _SIGNED = frozenset({Kind.PREMIUM, Kind.FUNDING})
+
+
+#: ccxt's unified symbol grammar ``BASE/QUOTE[:SETTLE[-EXPIRY[-STRIKE-C|P]]]`` (letters and digits
+#: in the codes, as ccxt builds them), or a bare currency code (the volatility index of a coin).
+_STORED_SYMBOL = re.compile(
+    r"^[A-Za-z0-9]+(?:/[A-Za-z0-9]+(?::[A-Za-z0-9]+(?:-[A-Za-z0-9.]+)*)?)?$")
+
+
+def check_symbol(symbol: object, *, field: str = "symbol") -> str:
+    """Return ``symbol`` when it follows the ccxt symbol grammar, else raise a ConfigError.
+
+    Store paths are built from symbols, so a symbol that is not ``BASE/QUOTE[:SETTLE[-...]]``
+    (or a bare currency code such as ``BTC``) is refused before it becomes a file name.
+
+    >>> check_symbol("BTC/USD:BTC-261225-100000-C")
+    'BTC/USD:BTC-261225-100000-C'
+    """
+    if not isinstance(symbol, str) or _STORED_SYMBOL.match(symbol) is None:
+        msg = (f"{field}: {symbol!r} is not a ccxt symbol like 'BTC/USDT:USDT', "
+               "'BTC/USD:BTC-261225-100000-C' or a currency code like 'BTC'")
+        raise ConfigError(msg)
+    return symbol
 
 
 def symbol_slug(symbol: str) -> str:

@@ -159,6 +159,13 @@ def _value(p: ParsedPosition, snap: ParsedSnapshot) -> _Valued:
                        upnl=_option_value(p, snap), leg=None)
     req = position_requirement(inst, p.qty, p.mark, leverage=p.leverage, tiers=p.tiers,
                                margin_rates=p.margin_rates, index_price=p.index_price)
+    if req.is_leverage_exceeded:
+        # the exchange refuses such a leverage (Binance §2.1 [B3]), as a run's order admission
+        # does (leverage_exceeds_bracket): no initial margin below the bracket's is reported
+        msg = (f"positions[{p.index}].leverage: {p.leverage:g} exceeds the maximum leverage "
+               f"{req.max_leverage:g} of tier {req.tier} for a notional of {req.notional:,.2f} "
+               f"on {p.symbol}; use at most {req.max_leverage:g}")
+        raise ConfigError(msg)
     # in a USD pool a coin-settled contract converts at its own coin's price, which moves
     # with the mark being solved for
     moves = snap.profile.pool == "usd" and inst.settle == inst.base

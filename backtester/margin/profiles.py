@@ -102,6 +102,10 @@ class Profile:
         Hour of the daily settlement (Deribit 8) or None.
     funding_style
         ``discrete`` (paid at stamps) or ``continuous`` (Deribit).
+    funding_rate_cap
+        Largest ``|funding rate|`` per interval the exchange allows (a fraction, 0.03 = 3 %);
+        data validation flags stored rates beyond it (:mod:`backtester.data.outliers`). It
+        never clamps a rate. None: no cap known.
     has_exchange_margin_ratio
         True when the exchange publishes its own ratio (OKX: equity / (MM + liquidation cost)).
     inverse_margin_at_face
@@ -142,6 +146,7 @@ class Profile:
     delivery_twap_minutes: int | None = None
     daily_settlement_hour_utc: int | None = None
     funding_style: FundingStyle = "discrete"
+    funding_rate_cap: float | None = None
     has_exchange_margin_ratio: bool = False
     inverse_margin_at_face: bool = False
     bankruptcy_includes_close_fee: bool = False
@@ -216,7 +221,8 @@ def _build(name: str, data: dict[str, object], where: str) -> Profile:
         for k, v in _mapping(data.get("tiers", {}), "tiers").items()})
     kwargs["assumptions"] = tuple(str(a) for a in data.get("assumptions", ()) or ())  # type: ignore[attr-defined]
     for key in ("default_leverage", "call_level", "liquidation_fee_rate",
-                "liquidation_slippage_rate", "maker_rate", "taker_rate", "delivery_fee_rate"):
+                "liquidation_slippage_rate", "maker_rate", "taker_rate", "delivery_fee_rate",
+                "funding_rate_cap"):
         if key in kwargs:
             value = kwargs[key]
             if isinstance(value, bool) or not isinstance(value, int | float):

@@ -33,6 +33,9 @@ _POSITION = {"symbol", "side", "size", "entry_price", "leverage", "isolated_marg
 _INSTRUMENT = {"type", "linear", "contract_size", "settle", "strike", "expiry", "option_type",
                "taker", "maker", "margin_rates", "option_margin"}
 _PRICE = {"mark", "index", "underlying", "iv"}
+#: Largest magnitude of any number in a snapshot: beyond it a float no longer resolves an eighth
+#: of a unit (2**53 / 8 ≈ 1.1e15), and products of such numbers could overflow to infinity.
+MAX_MAGNITUDE = 1e15
 _KINDS = {"swap": InstrumentKind.PERPETUAL, "future": InstrumentKind.FUTURE,
           "option": InstrumentKind.OPTION}
 
@@ -97,9 +100,15 @@ def _num(value: object, path: str, *, positive: bool = False, low: float | None 
     if isinstance(value, bool) or not isinstance(value, int | float):
         msg = f"{path}: expected a number, got {value!r}"
         raise _fail(msg)
-    x = float(value)
+    try:
+        x = float(value)
+    except OverflowError:  # a JSON integer too large for a float
+        x = math.inf
     if not math.isfinite(x):
         msg = f"{path}: expected a finite number, got {value!r}"
+        raise _fail(msg)
+    if abs(x) > MAX_MAGNITUDE:
+        msg = f"{path}: {value!r} is beyond the calculator's range (|x| <= {MAX_MAGNITUDE:g})"
         raise _fail(msg)
     if positive and x <= 0.0:
         msg = f"{path}: expected a positive number, got {value!r}"

@@ -9,7 +9,8 @@ use (the fetch's ``--base-url`` replaces scheme and host and keeps the paths):
 * ``/fapi/v1/klines`` (5m, 1h) and ``/fapi/v1/markPriceKlines`` (1h) — freqtrade's recorded
   XRP/USDT:USDT candles (o/h/l/c/v recorded; close time derived as open + tf − 1; quote volume,
   trades and taker columns were not recorded and are sent as "0", as the exchange does for
-  missing values);
+  missing values); ``/fapi/v1/klines`` BTCUSDT 1m — nautilus_trader's recorded BTC perpetual 1m
+  candles (45,031 bars 2021-12-31 23:01 → 2022-02-01 05:31, gap-free; naive stamps are UTC);
 * ``/fapi/v1/fundingRate`` — freqtrade's recorded XRP 8h funding (rate from the ``open`` column,
   with the exchange's millisecond jitter in ``fundingTime``);
 * Deribit ``/api/v2/public/get_instruments`` and ``get_tradingview_chart_data`` — nautilus_trader's
@@ -36,11 +37,13 @@ from urllib.parse import parse_qs, urlparse
 
 import pandas as pd
 
-_TF_MS = {"5m": 300_000, "1h": 3_600_000, "8h": 28_800_000}
+_TF_MS = {"1m": 60_000, "5m": 300_000, "1h": 3_600_000, "8h": 28_800_000}
+_FT = "freqtrade-testdata/futures/"
 _KLINE_FILES = {
-    ("klines", "5m"): "XRP_USDT_USDT-5m-futures.feather",
-    ("klines", "1h"): "XRP_USDT_USDT-1h-futures.feather",
-    ("markPriceKlines", "1h"): "XRP_USDT_USDT-1h-mark.feather",
+    ("XRPUSDT", "klines", "5m"): _FT + "XRP_USDT_USDT-5m-futures.feather",
+    ("XRPUSDT", "klines", "1h"): _FT + "XRP_USDT_USDT-1h-futures.feather",
+    ("XRPUSDT", "markPriceKlines", "1h"): _FT + "XRP_USDT_USDT-1h-mark.feather",
+    ("BTCUSDT", "klines", "1m"): "nautilus-trader/candles/btc-perp-20211231-20220201_1m.csv",
 }
 Fault = tuple[int, bytes, dict[str, str]]
 
@@ -64,8 +67,14 @@ def binance_exchange_info(data: Path) -> dict[str, Any]:
 
 
 @cache
-def binance_klines(data: Path, endpoint: str, interval: str) -> tuple[list[Any], ...]:
-    df = pd.read_feather(data / "freqtrade-testdata/futures" / _KLINE_FILES[(endpoint, interval)])
+def binance_klines(data: Path, symbol: str, endpoint: str,
+                   interval: str) -> tuple[list[Any], ...]:
+    name = _KLINE_FILES[(symbol, endpoint, interval)]
+    if name.endswith(".csv"):
+        df = pd.read_csv(data / name)
+        df["date"] = pd.to_datetime(df.pop("timestamp"), utc=True)
+    else:
+        df = pd.read_feather(data / name)
     tf = _TF_MS[interval]
     rows = []
     for ts, r in zip(_ms(df["date"]), df.itertuples(index=False)):
@@ -161,10 +170,10 @@ class FakeExchange:
             return 200, binance_exchange_info(data)
         if path in ("/fapi/v1/klines", "/fapi/v1/markPriceKlines"):
             endpoint = path.rsplit("/", 1)[1]
-            if q.get("symbol") != "XRPUSDT" or (endpoint, q.get("interval")) not in _KLINE_FILES:
+            key = (q.get("symbol", ""), endpoint, q.get("interval", ""))
+            if key not in _KLINE_FILES:
                 return 400, {"code": -1121, "msg": "Invalid symbol."}
-            return 200, binance_window(binance_klines(data, endpoint, q["interval"]), q, 0,
-                                       500, 1500)
+            return 200, binance_window(binance_klines(data, *key), q, 0, 500, 1500)
         if path == "/fapi/v1/fundingRate":
             if q.get("symbol") != "XRPUSDT":
                 return 400, {"code": -1121, "msg": "Invalid symbol."}

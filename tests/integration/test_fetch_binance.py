@@ -268,6 +268,21 @@ def test_earlier_since_backfills_then_resumes(run_fetch: Run, store: Store,
     assert frame["ts"].is_unique
 
 
+def test_refetch_fills_a_hole_between_stored_ranges_15(run_fetch: Run, store: Store) -> None:
+    run_fetch(until="2021-11-17")
+    run_fetch(since="2021-11-18")  # resumes at its own since: 11-17 is never asked for
+    meta = store.metadata("binanceusdm", Kind.OHLCV, XRP, "5m")
+    assert meta["gaps"]["missing_bars"] == 288
+    assert "exchange_gaps" not in meta  # the exchange was never asked about that day
+
+    report = run_fetch()
+
+    assert report.series[0].rows_added == 288  # the hole of 11-17, one day of 5m bars
+    frame = store.read("binanceusdm", Kind.OHLCV, XRP, "5m")
+    assert len(frame) == 1999
+    assert store.metadata("binanceusdm", Kind.OHLCV, XRP, "5m")["gaps"]["count"] == 0
+
+
 def test_new_data_clears_an_earlier_end_of_data(run_fetch: Run, store: Store,
                                                 fake_exchange: FakeExchange) -> None:
     run_fetch(since="2021-11-21", until="2021-11-21T22:00")

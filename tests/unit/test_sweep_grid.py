@@ -101,3 +101,23 @@ def test_walk_forward_range_too_short_is_an_error() -> None:
     wf = WalkForwardSpec(train_ms=10, test_ms=5)
     with pytest.raises(ConfigError, match="shorter than one train"):
         make_windows(0, 14, wf)
+
+
+def test_a_range_too_fine_is_refused_before_it_is_built_15() -> None:
+    # (1e9 - 0) / 1e-9 + 1 = 1e18 + 1 values: refused at once, nothing allocated
+    with pytest.raises(ConfigError, match=r"--grid entry_z=0:1e9:1e-9: 1,000,000,000,000,000,001 "
+                                          r"values, more runs than the limit of 100,000"):
+        parse_grid(["entry_z=0:1e9:1e-9"], PARAMS)
+    with pytest.raises(ConfigError, match=r"lookback=1:1000000000:1: 1,000,000,000 values"):
+        parse_grid(["lookback=1:1000000000:1"], PARAMS)
+
+
+def test_the_product_of_the_grid_is_limited_and_counted_15() -> None:
+    # 101 x 1,000 = 101,000 sets: each range alone is under 100,000, the grid is not
+    with pytest.raises(ConfigError, match=r"the grid makes 101 entry_z × 1,000 lookback = "
+                                          r"101,000 runs, more than the limit of 100,000"):
+        parse_grid(["entry_z=1:2:0.01", "lookback=1:1000:1"], PARAMS)
+    grid = parse_grid(["entry_z=1:2:0.5", "lookback=1:3:1"], PARAMS, max_runs=9)
+    assert len(expand_grid(grid)) == 9
+    with pytest.raises(ConfigError, match=r"= 9 runs, more than the limit of 8 \(--max-runs\)"):
+        parse_grid(["entry_z=1:2:0.5", "lookback=1:3:1"], PARAMS, max_runs=8)

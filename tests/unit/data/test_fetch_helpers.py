@@ -113,3 +113,42 @@ def test_transient_errors_exhausted_give_a_resumable_error(tmp_path: Path) -> No
 
     with pytest.raises(DataError, match=r"giving up .* after 3 attempts.*run the same command"):
         _run(page, Store(tmp_path))
+
+
+def _exchange_with(bars: list[list[float]], asked: list[int]):  # type: ignore[no-untyped-def]
+    # Binance-like: the first 3 bars at or after the cursor
+    def page(cursor: int, end: int) -> Page:
+        asked.append(cursor)
+        return Page([b for b in bars if b[0] >= cursor][:3])
+
+    return page
+
+
+def test_a_stored_hole_the_exchange_has_data_for_is_filled_15(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    # a hole at bars 4-5 left by something else (an older or interrupted writer)
+    store.write("x", Kind.OHLCV, "BTC/USDT:USDT", "1h", _frame(_bars(0, 4) + _bars(6, 10)))
+    asked: list[int] = []
+
+    report = _run(_exchange_with(_bars(0, 10), asked), store)
+
+    assert report.rows_added == 2
+    assert asked == [4 * H]  # only the hole is asked for
+    assert len(store.read("x", Kind.OHLCV, "BTC/USDT:USDT", "1h")) == 10
+    assert "exchange_gaps" not in store.metadata("x", Kind.OHLCV, "BTC/USDT:USDT", "1h")
+
+
+def test_a_hole_the_exchange_never_had_is_recorded_and_not_asked_again_15(
+        tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    exchange = _bars(0, 4) + _bars(6, 10)  # the exchange itself has no bars 4 and 5
+    asked: list[int] = []
+    _run(_exchange_with(exchange, asked), store)
+    meta = store.metadata("x", Kind.OHLCV, "BTC/USDT:USDT", "1h")
+    assert meta["exchange_gaps"] == [[4 * H, 6 * H]]
+    asked.clear()
+
+    again = _run(_exchange_with(exchange, asked), store)
+
+    assert again.rows_added == 0
+    assert asked == []

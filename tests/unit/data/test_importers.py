@@ -89,3 +89,31 @@ def test_csv_with_bad_prices_names_the_rule(store: Store, tmp_path: Path) -> Non
 
 def test_infer_timeframe_from_name() -> None:
     assert infer_timeframe("XRP_USDT_USDT-8h-funding_rate.feather") == "8h"
+
+
+def test_shuffled_csv_is_sorted_before_the_timeframe_is_guessed_15(
+        store: Store, shared_data: Path, tmp_path: Path) -> None:
+    src = shared_data / "nautilus-trader/candles/btc-perp-20211231-20220201_1m.csv"
+    with src.open() as fh:
+        header, *rows = fh.readlines()[:1441]  # header + one day of 1m bars
+    rows.reverse()  # a fixed shuffle: every row out of order, nothing lost
+    rows = rows[::2] + rows[1::2]
+    shuffled = tmp_path / "btc-perp-shuffled.csv"
+    shuffled.write_text(header + "".join(rows))
+
+    import_file(shuffled, store=store, exchange="x", symbol="BTC/USD:USD", kind="ohlcv",
+                assume_utc=True)
+
+    frame = store.read("x", Kind.OHLCV, "BTC/USD:USD", "1m")
+    assert len(frame) == 1440
+    assert frame["ts"].is_monotonic_increasing
+    assert frame["close"].iloc[0] == 46377.0  # the 23:01 bar of the recording
+
+
+def test_header_only_csv_says_no_rows_15(store: Store, tmp_path: Path) -> None:
+    empty = tmp_path / "empty.csv"
+    empty.write_text("ts,open,high,low,close,volume\n")
+
+    with pytest.raises(DataError, match=r"empty.csv: no rows") as info:
+        import_file(empty, store=store, exchange="x", symbol="BTC/USDT:USDT", kind="ohlcv")
+    assert "time zone" not in str(info.value)

@@ -21,8 +21,8 @@ def test_write_read_round_trip_is_atomic(tmp_path: Path) -> None:
     path = store.write("binanceusdm", Kind.OHLCV, BTC, "1h", bars(ROWS),
                        metadata={"source": "test"})
     assert path == tmp_path / "binanceusdm" / "ohlcv" / "BTC-USDT_USDT" / "1h.parquet"
-    # no temp file is left beside the written file
-    assert sorted(p.name for p in path.parent.iterdir()) == ["1h.parquet"]
+    # no temp file is left beside the written file (only the series' advisory lock file)
+    assert sorted(p.name for p in path.parent.iterdir()) == [".1h.parquet.lock", "1h.parquet"]
     back = store.read("binanceusdm", "ohlcv", BTC, "1h")
     assert list(back.columns) == ["ts", "open", "high", "low", "close", "volume"]
     assert str(back["ts"].dtype) == "datetime64[ms, UTC]"
@@ -45,7 +45,7 @@ def test_failed_write_leaves_no_temp_file_and_keeps_the_old_file(tmp_path: Path)
     with pytest.raises(DataError):
         store.write("x", "ohlcv", BTC, "1h", bad)
     assert path.read_bytes() == before
-    assert [p.name for p in path.parent.iterdir()] == ["1h.parquet"]
+    assert sorted(p.name for p in path.parent.iterdir()) == [".1h.parquet.lock", "1h.parquet"]
 
 
 def test_append_merges_and_drops_identical_overlap(tmp_path: Path) -> None:

@@ -163,12 +163,13 @@ def test_okx_isolated_and_exchange_ratio_section_6() -> None:
 
 
 def test_binance_coinm_cross_example_section_3() -> None:
-    # §3 [B13]: WB 101 BTC, long 100,000 contracts (CS 100) @ 45,000, MMR 12.5 %, cum 11.605
+    # §3 [B13]: WB 101 BTC, long 100,000 contracts (CS 100) @ 45,000, MMR 12.5 %, cum 11.605;
+    # leverage 4, the bracket's maximum (a cross liquidation price does not depend on it)
     snap = {
         "profile": "binance-coinm", "collateral": {"BTC": 101.0},
         "prices": {"BTC/USD:BTC": {"mark": 45_000.0}},
         "positions": [{"symbol": "BTC/USD:BTC", "side": "long", "size": 100_000,
-                       "entry_price": 45_000.0, "leverage": 20,
+                       "entry_price": 45_000.0, "leverage": 4,
                        "instrument": {"type": "swap", "linear": False, "contract_size": 100},
                        "tiers": [{"min_notional": 0, "mmr": 0.125, "maintenance_amount": 11.605,
                                   "max_leverage": 4}]}],
