@@ -2,85 +2,135 @@
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
 from rich.console import Console
-from rich.table import Table
 
+from backtester import display
 from backtester.cli import cli, friendly_errors
+from backtester.cli._progress import progress_for
+from backtester.cli._tables import print_table
+from backtester.progress import Progress
+from backtester.progress import task as progress_task
 
 _HEADLINE = ("total_return", "cagr", "sharpe", "sortino", "max_drawdown", "trades", "win_rate",
              "fees_paid", "funding_paid", "liquidations", "margin_calls",
              "min_distance_to_liquidation", "max_margin_ratio", "return_on_average_margin",
              "return_on_peak_margin", "margin_utilization_mean", "idle_collateral_mean",
              "capital_velocity", "fee_drag", "funding_drag")
-_PERCENT = {"total_return", "cagr", "max_drawdown", "win_rate", "min_distance_to_liquidation",
-            "max_margin_ratio", "return_on_average_margin", "return_on_peak_margin",
-            "margin_utilization_mean", "fee_drag", "funding_drag"}
-
-
-def _fmt(key: str, value: Any) -> str:
-    if value is None or (isinstance(value, float) and value != value):
-        return "—"
-    if key in _PERCENT and isinstance(value, float):
-        return f"{value:.2%}"
-    if isinstance(value, float):
-        return f"{value:,.4f}" if abs(value) < 100 else f"{value:,.2f}"
-    return str(value)
+#: Headline metrics whose name gets its unit in the console table.
+_UNIT_LABELS = {"fees_paid": "fees_paid (USD)", "funding_paid": "funding_paid (USD)",
+                "idle_collateral_mean": "idle_collateral_mean (USD)",
+                "average_initial_margin": "average_initial_margin (USD)",
+                "survival_collateral_usd": "survival_collateral_usd (USD)",
+                "sharpe": "sharpe (365-day year)", "sortino": "sortino (365-day year)"}
+#: Plotly.js modes of ``--plotly`` (backtester.report.plotly_js.PlotlyMode; listed here so
+#: that the command line starts without importing the report).
+PLOTLY_MODES = ("inline", "cdn", "shared")
 
 
 def print_summary(result: Any, path: Path, *, console: Console | None = None) -> None:
-    """Print the headline metrics of a run and where its files are."""
+    """Print the headline metrics of a run (and its margin-mode comparison) and its files."""
     console = console or Console()
-    title = f"{result.strategy} on {result.meta.get('dataset')} ({result.meta.get('profile')}, " \
-            f"{result.config.get('margin_mode')})"
+    title = (f"{result.strategy} on {result.meta.get('dataset')} ({result.meta.get('profile')}, "
+             f"{result.config.get('margin_mode')})")
     if result.meta.get("is_synthetic"):
         title += " — SYNTHETIC DATA"
-    table = Table(title=title)
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for key in _HEADLINE:
-        table.add_row(key, _fmt(key, result.metrics.get(key)))
-    console.print(table)
+    rows = [[_UNIT_LABELS.get(key, key), display.metric(key, result.metrics.get(key))]
+            for key in _HEADLINE]
+    print_table(console, ["metric", "value"], rows, title=title, notes=[display.COST_SIGNS])
     if result.comparison is not None:
         # one column per margin mode, one row per measure (fits a terminal)
         cmp = result.comparison.set_index("margin_mode")
-        cmp_table = Table(title="margin modes compared")
-        cmp_table.add_column("measure")
-        for mode in cmp.index:
-            cmp_table.add_column(str(mode), justify="right")
-        for col in cmp.columns:
-            key = "total_return" if col == "return_on_average_margin" else col
-            cmp_table.add_row(col, *[_fmt(key if key in _PERCENT else col, cmp.loc[m, col])
-                                     for m in cmp.index])
-        console.print(cmp_table)
-    for w in result.warnings[:5]:
-        console.print(f"[yellow]warning:[/yellow] {w}")
-    console.print(f"results: {path}")
+        modes = [str(m) for m in cmp.index]
+        table = [[_UNIT_LABELS.get(str(col), str(col)),
+                  *(display.metric(str(col), cmp.loc[m, col]) for m in cmp.index)]
+                 for col in cmp.columns]
+        print_table(console, ["measure", *modes], table, title="margin modes compared")
+    console.print(f"results: {path}", soft_wrap=True)
     report = path / "report.html"
     if report.exists():
-        console.print(f"report: {report}")
+        console.print(f"report: {report}", soft_wrap=True)
 
 
-def run_and_write(strategy: Any, *, quiet: bool = False, **keys: Any) -> tuple[Any, Path]:
-    """Run, write the results folder (and its report) and return (result, folder)."""
+#: Warnings sharing a ``prefix: `` this many times or more are printed as one line.
+_GROUP_AT = 3
+
+
+def print_warnings(messages: list[tuple[str, Path]]) -> None:
+    """Print each warning once, on one line, on stderr.
+
+    ``messages`` are (text, the warnings.json that lists it). A family of warnings sharing a
+    ``prefix:`` (the portfolio-margin assumptions, say) is printed as one line that names the
+    file listing them all.
+    """
+    where: dict[str, Path] = {}
+    for text, file in messages:
+        where.setdefault(text, file)
+    families: dict[str, list[str]] = {}
+    for text in where:
+        prefix, sep, _ = text.partition(": ")
+        if sep:
+            families.setdefault(prefix, []).append(text)
+    shown: set[str] = set()
+    for text in where:
+        prefix = text.partition(": ")[0]
+        family = families.get(prefix, [])
+        if len(family) < _GROUP_AT:
+            click.echo(f"warning: {text}", err=True)
+        elif prefix not in shown:
+            shown.add(prefix)
+            click.echo(f"warning: {prefix}: {len(family)} of them, listed in "
+                       f"{where[family[0]]}", err=True)
+
+
+@contextmanager
+def collected_warnings() -> Iterator[list[str]]:
+    """Collect the warnings raised inside (instead of Python's two-line display of each)."""
+    out: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield out
+    out.extend(str(w.message) for w in caught)
+
+
+def run_and_write(strategy: Any, *, progress: Progress | None = None,
+                  plotly: str = "inline", alternative_reports: bool = False,
+                  **keys: Any) -> tuple[Any, Path, list[tuple[str, Path]]]:
+    """Run, write the results folder and its report; return (result, folder, warnings).
+
+    The warnings are (text, the warnings.json that lists it) for :func:`print_warnings`.
+
+    With ``compare_margin_modes`` the other modes' run files go to ``alternative-<mode>/``
+    (the report's comparison reads them); their own full reports are written only with
+    ``alternative_reports``.
+    """
     from backtester.api import run
-
-    result = run(strategy, **keys)
-    out_dir = Path(keys.get("output_dir") or "reports")
-    run_id = keys.get("run_id") or (f"{result.strategy}-{result.meta['dataset']}-"
-                                    f"{result.meta['config_hash'][:8]}")
-    path = result.write(out_dir / run_id)
-    folders = [path]
-    for mode, alt in result.meta.get("alternatives", {}).items():
-        folders.append(alt.write(path / f"alternative-{mode}"))
     from backtester.report import write_report
 
-    for folder in folders:
-        write_report(folder, datasets_root=keys.get("datasets_root"))
-    return result, path
+    with collected_warnings() as raised:
+        result = run(strategy, progress=progress, **keys)
+        out_dir = Path(keys.get("output_dir") or "reports")
+        run_id = keys.get("run_id") or (f"{result.strategy}-{result.meta['dataset']}-"
+                                        f"{result.meta['config_hash'][:8]}")
+        with progress_task(progress, "writing results"):
+            path = result.write(out_dir / run_id)
+            folders = [alt.write(path / f"alternative-{mode}")
+                       for mode, alt in result.meta.get("alternatives", {}).items()]
+        reports = [path, *folders] if alternative_reports else [path]
+        for folder in reports:
+            write_report(folder, plotly=plotly, shared_dir=out_dir, progress=progress,
+                         datasets_root=keys.get("datasets_root"))
+    main_file = path / "warnings.json"
+    messages = [(w, main_file) for w in [*result.warnings, *raised]]
+    for mode, alt in result.meta.get("alternatives", {}).items():
+        messages += [(w, path / f"alternative-{mode}" / "warnings.json") for w in alt.warnings]
+    return result, path, messages
 
 
 _OPTIONS = [
@@ -111,7 +161,17 @@ _OPTIONS = [
     click.option("--output-dir", default="reports", show_default=True),
     click.option("--datasets", "datasets_root", type=click.Path(file_okay=False),
                  help="Datasets folder (default ./datasets or $BACKTESTER_DATASETS)."),
-    click.option("--quiet", is_flag=True, help="Print only the results path."),
+    click.option("--plotly", type=click.Choice(PLOTLY_MODES), default="inline",
+                 show_default=True,
+                 help="How report.html loads plotly.js: inline (one self-contained file, "
+                      "works offline), shared (one plotly-<version>.min.js in --output-dir, "
+                      "referenced relatively) or cdn (needs a network to view)."),
+    click.option("--alternative-reports", is_flag=True,
+                 help="With --compare-margin-modes: also write a full report.html for each "
+                      "other margin mode (the comparison table is in the main report)."),
+    click.option("--quiet", is_flag=True,
+                 help="Print only the results path (warnings still go to stderr); no "
+                      "progress bars."),
 ]
 
 
@@ -134,7 +194,7 @@ def _keys(kw: dict[str, Any]) -> dict[str, Any]:
 @click.argument("strategy")
 @_with_options
 @friendly_errors
-def run(strategy: str, quiet: bool, **kw: Any) -> None:
+def run(strategy: str, quiet: bool, plotly: str, alternative_reports: bool, **kw: Any) -> None:
     """Run STRATEGY (a file path or module:Class) on a dataset and write its results.
 
     \b
@@ -142,7 +202,11 @@ def run(strategy: str, quiet: bool, **kw: Any) -> None:
       backtester run strategies/hedged_pair.py --dataset sample --margin-mode isolated \\
           --collateral USDT=50000 --param entry_z=2.5 --compare-margin-modes
     """
-    result, path = run_and_write(strategy, quiet=quiet, **_keys(kw))
+    with progress_for(quiet=quiet) as progress:
+        result, path, messages = run_and_write(strategy, progress=progress, plotly=plotly,
+                                               alternative_reports=alternative_reports,
+                                               **_keys(kw))
+    print_warnings(messages)
     if quiet:
         click.echo(str(path))
     else:
@@ -152,9 +216,14 @@ def run(strategy: str, quiet: bool, **kw: Any) -> None:
 @cli.command()
 @click.option("--output-dir", default="reports", show_default=True)
 @click.option("--datasets", "datasets_root", type=click.Path(file_okay=False))
-@click.option("--quiet", is_flag=True)
+@click.option("--plotly", type=click.Choice(PLOTLY_MODES), default="inline", show_default=True,
+              help="How report.html loads plotly.js (see `backtester run --help`).")
+@click.option("--alternative-reports", is_flag=True,
+              help="Also write full reports for the isolated and portfolio runs.")
+@click.option("--quiet", is_flag=True, help="Print only the results path; no progress bars.")
 @friendly_errors
-def demo(output_dir: str, datasets_root: str | None, quiet: bool) -> None:
+def demo(output_dir: str, datasets_root: str | None, plotly: str, alternative_reports: bool,
+         quiet: bool) -> None:
     """Generate the synthetic sample dataset (first use) and run the flagship strategy.
 
     \b
@@ -165,11 +234,16 @@ def demo(output_dir: str, datasets_root: str | None, quiet: bool) -> None:
     from backtester.data.store import Store
 
     root = Store(datasets_root).root
-    if not quiet:
-        click.echo(f"sample dataset: {ensure_sample(root)} (synthetic)")
-    result, path = run_and_write("strategies.hedged_pair:HedgedPair", dataset="sample",
-                                 datasets_root=datasets_root, output_dir=output_dir,
-                                 compare_margin_modes=True)
+    with progress_for(quiet=quiet) as progress:
+        with progress_task(progress, "sample dataset (synthetic, generated on first use)"):
+            sample = ensure_sample(root)
+        if not quiet:
+            click.echo(f"sample dataset: {sample} (synthetic)")
+        result, path, messages = run_and_write(
+            "strategies.hedged_pair:HedgedPair", progress=progress, plotly=plotly,
+            alternative_reports=alternative_reports, dataset="sample",
+            datasets_root=datasets_root, output_dir=output_dir, compare_margin_modes=True)
+    print_warnings(messages)
     if quiet:
         click.echo(str(path))
     else:

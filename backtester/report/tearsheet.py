@@ -50,6 +50,7 @@ def daily_returns(equity: pd.Series) -> pd.Series:
     return rets
 
 
+_SMALL_PERCENT = "\ufe6a"  # "﹪", quantstats' label of CAGR
 _LINK_TAG = re.compile(r"<link\b[^>]*>", re.IGNORECASE)
 _ANCHOR = re.compile(r"<a\b[^>]*\bhref\s*=\s*[\"']?https?://[^>]*>(.*?)</a>",
                      re.IGNORECASE | re.DOTALL)
@@ -66,12 +67,16 @@ def sanitize_html(html: str) -> str:
     quantstats website, strips matplotlib's SVG ``<metadata>`` and XML/DOCTYPE headers, and
     neutralises any remaining ``src``/``href`` to ``http(s)://`` into ``#``. Also drops the
     ``<body onload="save()">`` handler quantstats 0.0.86 writes but never defines (it throws a
-    ReferenceError in the browser).
+    ReferenceError in the browser). Writes the "small percent sign" U+FE6A that quantstats puts
+    in "CAGR﹪" as a plain ``%`` (no font of the page has the small one: it showed as a box).
 
     >>> sanitize_html('<link rel="icon" href="https://x.io/f.ico"><a href="http://q.io">QS</a>')
     'QS'
+    >>> sanitize_html("<td>CAGR\ufe6a</td>")
+    '<td>CAGR%</td>'
     """
-    out = _LINK_TAG.sub("", html)
+    out = html.replace(_SMALL_PERCENT, "%")
+    out = _LINK_TAG.sub("", out)
     out = _ANCHOR.sub(r"\1", out)
     out = _METADATA.sub("", out)
     out = _DOCTYPE_SVG.sub("", out)
