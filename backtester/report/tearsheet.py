@@ -37,13 +37,18 @@ class Tearsheet:
 def daily_returns(equity: pd.Series) -> pd.Series:
     """Return daily simple returns of UTC-midnight closes, on a tz-naive (UTC) index.
 
-    ``equity`` is indexed by tz-aware UTC step times. The close of day D is the last equity
-    value at a step in [D 00:00, D+1 00:00) UTC.
+    ``equity`` is indexed by tz-aware UTC step times, which are bar *close* times: the close of
+    day D is the last value stamped in (D 00:00, D+1 00:00] UTC
+    (:func:`backtester.results.daily_closes`, the same days as the run's metrics). A run whose
+    last step is stamped at a year's first midnight adds no day, and no calendar year, of
+    that year.
     """
+    from backtester.results import daily_closes
+
     eq = equity.replace([np.inf, -np.inf], np.nan).dropna()
     if eq.empty:
         return pd.Series(dtype="float64")
-    daily = eq.resample("1D", label="left", closed="left").last().dropna()
+    daily = daily_closes(eq)
     rets = daily.pct_change().dropna()
     idx = pd.DatetimeIndex(rets.index)
     rets.index = idx.tz_convert("UTC").tz_localize(None) if idx.tz is not None else idx
