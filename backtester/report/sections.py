@@ -92,7 +92,7 @@ def summary(run: RunData, attribution: dict[str, AssetAttribution]) -> str:
                 else "") + "</p>",
              "<h3>Capital (per settlement asset, exact booked amounts)</h3>",
              table(cap, sortable=False), "<h3>Headline metrics</h3>",
-             table(metrics, sortable=False)]
+             table(metrics, sortable=False), note(COST_SIGNS)]
     if len(eq):
         peak = eq.cummax()
         dd = (eq / peak - 1.0).where(peak > 0, 0.0)

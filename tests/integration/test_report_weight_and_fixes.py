@@ -186,6 +186,7 @@ def test_no_raw_milliseconds_and_a_legend_for_undefined_values_16(runs: dict[str
     comparison = section(doc, "comparison")
     assert display.UNDEFINED in comparison
     assert display.LEGEND in comparison
+    assert display.COST_SIGNS in section(doc, "summary")  # under fees_paid / funding_paid
 
 
 def _run_data(**frames: Any) -> RunData:

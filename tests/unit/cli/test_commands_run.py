@@ -96,6 +96,16 @@ def test_demo_writes_a_results_folder(tmp_path: Path) -> None:
     for mode in ("isolated", "portfolio"):
         assert (folder / f"alternative-{mode}" / "equity.parquet").is_file()
         assert not (folder / f"alternative-{mode}" / "report.html").exists()
+    # the portfolio run's modelling assumptions: one line naming the file that lists them
+    listed = json.loads((folder / "alternative-portfolio" / "warnings.json").read_text())
+    family = [w for w in listed if w.startswith("portfolio margin assumption: ")]
+    assert len(family) >= 3
+    line = (f"warning: portfolio margin assumption: {len(family)} of them, listed in "
+            f"{folder / 'alternative-portfolio' / 'warnings.json'}")
+    lines = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]|\r", "", err).splitlines()
+    assert line in lines
+    assert "warning: synthetic data: the sample dataset is generated, not market history" \
+        in lines
     for name in ("metrics.json", "state.json", "config.json", "equity.parquet",
                  "trades.parquet", "journal.parquet", "positions.parquet"):
         assert (folder / name).is_file(), name
