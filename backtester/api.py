@@ -11,6 +11,7 @@ import pandas as pd
 from backtester.config import RunConfig
 from backtester.data.feed import MarketFrames
 from backtester.instruments import Instrument
+from backtester.progress import Progress
 from backtester.results import BacktestResult
 from backtester.runner import PreparedRun, load_strategy, prepare, run_prepared
 from backtester.strategy import Strategy
@@ -23,7 +24,7 @@ def run(strategy: str | type[Strategy] | Strategy, *, dataset: str | None = None
         instruments: Mapping[str, Instrument] | None = None,
         vol_indexes: Mapping[str, pd.DataFrame] | None = None, config: RunConfig | None = None,
         config_file: str | Path | None = None, datasets_root: str | Path | None = None,
-        **keys: Any) -> BacktestResult:
+        progress: Progress | None = None, **keys: Any) -> BacktestResult:
     """Run a backtest and return its :class:`~backtester.results.BacktestResult`.
 
     Parameters
@@ -40,6 +41,9 @@ def run(strategy: str | type[Strategy] | Strategy, *, dataset: str | None = None
     vol_indexes
         With ``data``: vol index candles per currency (``{"BTC": frame}``, DVOL-like levels in
         percent) used to price options that have no marks.
+    progress
+        Where to report what is running (loading, each backtest's bars, the comparison
+        re-runs); see :mod:`backtester.progress`. None shows nothing.
     **keys
         Any run configuration key of DESIGN §7 (``margin_mode="isolated"``,
         ``collateral={"USDT": 10_000}``, ``params={...}``, ...). With
@@ -49,7 +53,7 @@ def run(strategy: str | type[Strategy] | Strategy, *, dataset: str | None = None
     """
     prep = prepare(strategy, dataset=dataset, data=data, instruments=instruments,
                    vol_indexes=vol_indexes, config=config, config_file=config_file,
-                   datasets_root=datasets_root, **keys)
+                   datasets_root=datasets_root, progress=progress, **keys)
     return run_all(prep)
 
 

@@ -36,6 +36,7 @@ from backtester.errors import (
     DataError,
     PhaseError,
     StrategyError,
+    closest,
 )
 from backtester.events import FundingPaid
 from backtester.execution import BarPath, Match, SlippageModel, match_order
@@ -96,7 +97,7 @@ class Engine:
             if sym == "*":
                 self.account.default_leverage = lev
             elif sym not in feed.symbols:
-                msg = f"leverage: unknown symbol {sym!r} (symbols: {', '.join(feed.symbols)})"
+                msg = f"leverage: unknown symbol {sym!r}; {closest(sym, feed.symbols)}"
                 raise ConfigError(msg)
             else:
                 self.account.set_leverage(sym, lev)
@@ -163,12 +164,7 @@ class Engine:
         """Return the feed of ``symbol`` or raise a ConfigError naming the known symbols."""
         f = self.feed.symbols.get(symbol)
         if f is None:
-            import difflib
-
-            close = difflib.get_close_matches(symbol, list(self.feed.symbols), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            known = ", ".join(sorted(self.feed.symbols))
-            msg = f"unknown symbol {symbol!r}{hint} (symbols: {known})"
+            msg = f"unknown symbol {symbol!r}; {closest(symbol, self.feed.symbols)}"
             raise ConfigError(msg)
         return f
 

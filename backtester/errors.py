@@ -7,6 +7,7 @@ Exceptions here describe bad input, user-code failures and engine bugs.
 from __future__ import annotations
 
 import traceback
+from collections.abc import Iterable
 from pathlib import Path
 
 
@@ -82,3 +83,44 @@ class InvariantError(BacktesterError):
 
 class BacktesterWarning(UserWarning):
     """Legal but suspicious input or a modelling assumption the user should know about."""
+
+
+def closest(name: str, known: Iterable[str], *, what: str = "symbols", n: int = 3) -> str:
+    """Return a hint naming the few known names closest to ``name`` and how many there are.
+
+    Messages never list every known name (a dataset may hold hundreds of symbols).
+
+    >>> closest("BTC/USDT", ["BTC/USDT:USDT", "ETH/USDT:USDT", "BTC/USD:BTC"])
+    "did you mean 'BTC/USDT:USDT', 'BTC/USD:BTC' or 'ETH/USDT:USDT'? (3 symbols)"
+    >>> closest("X", [])
+    'no symbols are known'
+    """
+    import difflib
+
+    names = sorted(set(known))
+    if not names:
+        return f"no {what} are known"
+    # names that extend what was typed first ("BTC/USDT" -> "BTC/USDT:USDT"), then look-alikes
+    near = [k for k in names if k.startswith(name)][:n]
+    near += [k for k in difflib.get_close_matches(name, names, n=n, cutoff=0.3)
+             if k not in near][:n - len(near)]
+    if not near:
+        near = names[:n]
+        return f"{len(names):,} {what}, e.g. {_either(near, 'and')}"
+    return f"did you mean {_either(near, 'or')}? ({len(names):,} {what})"
+
+
+def shortlist(names: Iterable[str], *, n: int = 5) -> str:
+    """Return up to ``n`` names and how many more there are.
+
+    >>> shortlist(["a", "b", "c"], n=2)
+    'a, b and 1 more'
+    """
+    items = list(names)
+    head = ", ".join(items[:n])
+    return head if len(items) <= n else f"{head} and {len(items) - n:,} more"
+
+
+def _either(items: list[str], word: str) -> str:
+    quoted = [repr(x) for x in items]
+    return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} {word} {quoted[-1]}"

@@ -96,6 +96,9 @@ class PositionLiquidated:
     ``scope`` is ``account`` (cross), ``position`` (isolated) or ``pool``: with several
     collateral pools (``backtester.margin.pools``) a pool is liquidated on its own, ``pool``
     names it, only its positions are closed and ``is_bankrupt`` is about that pool.
+    ``margin_ratio_before`` is the maintenance margin over the margin balance of what was
+    liquidated: the account, the pool, or (isolated) the position itself (its maintenance
+    margin over its isolated margin plus its PnL); infinite when that balance is not positive.
     """
 
     ts_ms: int

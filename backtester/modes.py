@@ -65,7 +65,8 @@ def survival_collateral(prep: PreparedRun, base: BacktestResult, *,
         scale = k if mode is MarginMode.ISOLATED else 1.0
         r = run_prepared(prep, margin_mode=mode, collateral=coll, check_initial_margin=False,
                          margin_scale=scale, compare_margin_modes=False,
-                         survival_collateral=False)
+                         survival_collateral=False,
+                         label=f"survival collateral ({mode}): collateral × {k:.4g}")
         return bool(r.metrics["liquidations"])
 
     base_liq = liquidated(1.0)

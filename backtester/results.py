@@ -19,7 +19,7 @@ import pandas as pd
 
 from backtester.data.store import atomic_write_bytes
 
-__all__ = ["BacktestResult", "compute_metrics"]
+__all__ = ["BacktestResult", "compute_metrics", "daily_closes"]
 
 _YEAR_DAYS = 365.0
 
@@ -54,7 +54,7 @@ def compute_metrics(equity: pd.Series, *, fills: pd.DataFrame, fees_paid: float,
         eq = pd.Series([0.0])
     start, end = float(eq.iloc[0]), float(eq.iloc[-1])
     out["total_return"] = _finite(end / start - 1.0) if start > 0 else None
-    daily = _daily_closes(eq) if isinstance(eq.index, pd.DatetimeIndex) else eq
+    daily = daily_closes(eq) if isinstance(eq.index, pd.DatetimeIndex) else eq
     wiped = bool((eq <= 0).any())
     rets = daily.pct_change().dropna() if not wiped else daily.clip(lower=0).pct_change().dropna()
     rets = rets.replace([np.inf, -np.inf], np.nan).dropna()
@@ -97,18 +97,31 @@ def compute_metrics(equity: pd.Series, *, fills: pd.DataFrame, fees_paid: float,
 _PER_DAY = {"s": 86_400, "ms": 86_400_000, "us": 86_400_000_000, "ns": 86_400_000_000_000}
 
 
-def _daily_closes(eq: pd.Series) -> pd.Series:
-    # eq.resample("1D").last().dropna(): the last value of each UTC day that has one, found by
+def daily_closes(eq: pd.Series) -> pd.Series:
+    """Return the close of each UTC day of a series stamped at bar closes, labelled by day.
+
+    Steps are stamped with the close time of their bars (DESIGN §2), so the value stamped
+    D+1 00:00 is the close of day D: day D holds the stamps in ``(D 00:00, D+1 00:00]``. A run
+    ending at 2026-01-01 00:00 therefore ends on day 2025-12-31, not on a one-bar "day" (and
+    calendar year) 2026. Days without a stamp are left out. Equal to
+    ``eq.resample("1D", closed="right", label="left").last().dropna()``.
+
+    >>> idx = pd.DatetimeIndex(["2025-12-31 23:00", "2026-01-01 00:00"], tz="UTC")
+    >>> daily_closes(pd.Series([1.0, 2.0], index=idx))
+    2025-12-31 00:00:00+00:00    2.0
+    dtype: float64
+    """
     # one search per day boundary instead of grouping every bar (no bar-sized temporaries)
     idx = eq.index
     per_day = _PER_DAY.get(str(getattr(idx, "unit", "")))
     utc = idx.tz is None or str(idx.tz) == "UTC"  # days are UTC days (or naive ones)
     if per_day is None or not utc or not len(eq) or not idx.is_monotonic_increasing:
-        return eq.resample("1D").last().dropna()
+        return eq.resample("1D", closed="right", label="left").last().dropna()
     ts = idx.asi8
-    first, last = int(ts[0]) // per_day, int(ts[-1]) // per_day
+    # the day of a stamp t is the one ending at or after it: (t - 1) // per_day
+    first, last = (int(ts[0]) - 1) // per_day, (int(ts[-1]) - 1) // per_day
     edges = np.arange(first + 1, last + 2, dtype="int64") * per_day  # each day's end
-    ends = np.searchsorted(ts, edges, side="left")  # one past each day's last bar
+    ends = np.searchsorted(ts, edges, side="right")  # one past each day's last stamp
     starts = np.concatenate(([0], ends[:-1]))
     has = ends > starts
     values = eq.to_numpy()[ends[has] - 1]

@@ -31,6 +31,8 @@ from backtester.engine import Engine
 from backtester.errors import ConfigError
 from backtester.instruments import Instrument, instrument_from_symbol
 from backtester.margin.profiles_engine import engine_profile
+from backtester.progress import Progress
+from backtester.progress import task as progress_task
 from backtester.results import BacktestResult, compute_metrics
 from backtester.strategy import Strategy
 from backtester.timeutil import ms_to_iso
@@ -117,6 +119,8 @@ class PreparedRun:
     profile: Any
     data_name: str
     warnings: tuple[str, ...]
+    #: where the runs of this preparation report their progress (None: nowhere)
+    progress: Progress | None = None
 
 
 def prepare(strategy: str | type[Strategy] | Strategy, *, dataset: str | None = None,
@@ -124,7 +128,8 @@ def prepare(strategy: str | type[Strategy] | Strategy, *, dataset: str | None = 
             instruments: Mapping[str, Instrument] | None = None,
             vol_indexes: Mapping[str, pd.DataFrame] | None = None,
             config: RunConfig | None = None, config_file: str | Path | None = None,
-            datasets_root: str | Path | None = None, **keys: Any) -> PreparedRun:
+            datasets_root: str | Path | None = None, progress: Progress | None = None,
+            **keys: Any) -> PreparedRun:
     """Resolve the strategy, load and align the data and the profile; see :func:`run`."""
     cfg = load_config(config_file, base=config, dataset=dataset, **keys)
     template: Strategy | None = None
@@ -154,8 +159,9 @@ def prepare(strategy: str | type[Strategy] | Strategy, *, dataset: str | None = 
     else:
         from backtester.data.catalog import load_dataset
 
-        ds = load_dataset(cfg.dataset or "", root=datasets_root, start_ms=cfg.start,
-                          end_ms=cfg.end)
+        with progress_task(progress, f"loading dataset {cfg.dataset}"):
+            ds = load_dataset(cfg.dataset or "", root=datasets_root, start_ms=cfg.start,
+                              end_ms=cfg.end)
         frames = _dataset_frames(ds)
         insts = {s: ds.instruments[s] for s in frames}
         tiers_raw = ds.leverage_tiers
@@ -170,14 +176,17 @@ def prepare(strategy: str | type[Strategy] | Strategy, *, dataset: str | None = 
     return PreparedRun(strategy_class=cls, params=params, template=template,
                        pristine=None if template is None else copy.deepcopy(template), feed=feed,
                        config=cfg,
-                       profile=profile, data_name=data_name, warnings=tuple(extra_warnings))
+                       profile=profile, data_name=data_name, warnings=tuple(extra_warnings),
+                       progress=progress)
 
 
-def run_prepared(prep: PreparedRun, *, primary: bool = False, **updates: Any) -> BacktestResult:
+def run_prepared(prep: PreparedRun, *, primary: bool = False, label: str | None = None,
+                 **updates: Any) -> BacktestResult:
     """Run a prepared backtest once, with optional configuration ``updates``.
 
     A strategy instance given by the caller runs itself in the ``primary`` run (so the caller
-    can inspect it); every other run gets a fresh copy of it as it was given.
+    can inspect it); every other run gets a fresh copy of it as it was given. ``label`` names
+    the run in the progress report (default: strategy and margin mode).
     """
     cfg = prep.config.with_updates(**updates) if updates else prep.config
     prep.feed.reset()
@@ -186,7 +195,9 @@ def run_prepared(prep: PreparedRun, *, primary: bool = False, **updates: Any) ->
         strat = prep.template if primary else copy.deepcopy(prep.pristine)
     else:
         strat = prep.strategy_class(**prep.params)
-    return _run_once(strat, prep.feed, cfg, prep.profile, prep.data_name, list(prep.warnings))
+    label = label or f"backtest {prep.strategy_class.__name__} ({cfg.margin_mode})"
+    return _run_once(strat, prep.feed, cfg, prep.profile, prep.data_name, list(prep.warnings),
+                     progress=prep.progress, label=label)
 
 
 def _flagged(frames: Mapping[str, MarketFrames], cfg: RunConfig) -> list[str]:
@@ -237,11 +248,15 @@ def _dataset_frames(ds: Any) -> dict[str, MarketFrames]:
 
 
 def _run_once(strat: Strategy, feed: Feed, cfg: RunConfig, profile: Any, data_name: str,
-              extra_warnings: list[str]) -> BacktestResult:
+              extra_warnings: list[str], *, progress: Progress | None = None,
+              label: str = "backtest") -> BacktestResult:
     engine = Engine(strat, feed, cfg, profile=profile)
-    engine.run()
+    # the bar count is read by the reporter when it redraws: nothing is added to the bar loop
+    n = len(feed.steps)
+    with progress_task(progress, label, total=n, poll=lambda: min(engine.step + 1, n)):
+        engine.run()
     result_frames.trim_heap()  # the run's freed temporaries, before the result frames
-    with _gc_paused():
+    with progress_task(progress, "collecting results"), _gc_paused():
         return _collect(engine, data_name, extra_warnings)
 
 

@@ -40,9 +40,10 @@ import pandas as pd
 from backtester.errors import ConfigError
 from backtester.paths import safe_component
 
-__all__ = ["InProcessExecutor", "SchedulerTls", "SweepResult", "SweepSpec",
-           "check_scheduler_address", "expand_grid", "local_cluster", "make_executor",
-           "param_hash", "parse_grid", "run_sweep", "run_task", "sample_grid", "select_best"]
+__all__ = ["RUN_KEY_PREFIX", "SWEEPABLE_RUN_KEYS", "InProcessExecutor", "SchedulerTls",
+           "SweepResult", "SweepSpec", "check_scheduler_address", "expand_grid", "local_cluster",
+           "make_executor", "param_hash", "parse_grid", "run_sweep", "run_task", "sample_grid",
+           "select_best", "split_params"]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,18 @@ METRICS = ("total_return", "cagr", "volatility", "sharpe", "sortino", "calmar", 
 _INT_METRICS = ("trades", "liquidations", "margin_calls")
 #: Default largest grid (parameter sets) a sweep builds; ``--max-runs`` changes it.
 MAX_GRID_RUNS = 100_000
+
+#: A grid name ``run.<key>`` sweeps a run configuration key instead of a strategy parameter.
+RUN_KEY_PREFIX = "run."
+
+#: Run configuration keys a grid can vary, with the type of one value (str: validated by the
+#: run configuration). Others (dataset, window, collateral, files) are fixed per sweep.
+SWEEPABLE_RUN_KEYS: Mapping[str, type] = {
+    "leverage": float, "default_leverage": float, "margin_mode": str, "margin_check": str,
+    "call_level": float, "fill": str, "slippage_bps": float, "volume_impact": float,
+    "liquidation_slippage_bps": float, "funding": str, "profile": str, "adl": bool,
+    "stop_on_bankruptcy": bool,
+}
 
 
 # -- grid -----------------------------------------------------------------------------------
@@ -71,7 +84,8 @@ def _convert(strategy: str, name: str, typ: Any, text: str) -> Any:
         if typ is float:
             return float(text)
     except ValueError:
-        msg = (f"--grid {name}: {text!r} is not a valid {typ.__name__} for {strategy}.{name}")
+        owner = "run key " if name.startswith(RUN_KEY_PREFIX) else f"{strategy}."
+        msg = f"--grid {name}: {text!r} is not a valid {typ.__name__} for {owner}{name}"
         raise ConfigError(msg) from None
     return text
 
@@ -100,40 +114,69 @@ def _range(strategy: str, name: str, typ: Any, text: str, *, max_runs: int) -> l
     return [float(f"{start + k * step:.12g}") for k in range(n + 1)]
 
 
+def _grid_name(name: str, parameters: Mapping[str, tuple[Any, Any]],
+               strategy: str) -> tuple[str, Any]:
+    # (grid name, value type): a strategy parameter, else a run key (stored as run.<key>)
+    key = name.removeprefix(RUN_KEY_PREFIX)
+    if name == key and name in parameters:
+        return name, parameters[name][0]
+    if key in SWEEPABLE_RUN_KEYS:
+        return RUN_KEY_PREFIX + key, SWEEPABLE_RUN_KEYS[key]
+    import difflib
+
+    choices = [*parameters, *SWEEPABLE_RUN_KEYS] if name == key else list(SWEEPABLE_RUN_KEYS)
+    close = difflib.get_close_matches(key, choices, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    what = f"{strategy} has no parameter" if name == key else "not a sweepable run key:"
+    msg = (f"--grid: {what} {name!r}{hint} (parameters: {', '.join(sorted(parameters)) or 'none'}"
+           f"; run keys: {', '.join(SWEEPABLE_RUN_KEYS)})")
+    raise ConfigError(msg)
+
+
+def _check_run_value(name: str, value: Any) -> Any:
+    from backtester.config import load_config
+
+    key = name.removeprefix(RUN_KEY_PREFIX)
+    try:
+        load_config(**{key: value})
+    except ConfigError as exc:
+        msg = f"--grid {name}: {exc}"
+        raise ConfigError(msg) from None
+    return value
+
+
 def parse_grid(items: Sequence[str], parameters: Mapping[str, tuple[Any, Any]], *,
                strategy: str = "strategy", max_runs: int = MAX_GRID_RUNS) -> dict[str, list[Any]]:
     """Parse ``name=v1,v2,...`` and ``name=start:stop:step`` (stop inclusive) into a grid.
 
-    Values are typed by the strategy's parameter types (``Strategy.parameters``). The grid keeps
-    the order of ``items``; duplicated values of one parameter are dropped. A grid of more than
-    ``max_runs`` parameter sets is refused, with its size, before it is built.
+    A name is a strategy parameter (values typed by ``Strategy.parameters``) or, when the
+    strategy has no parameter of that name, a run configuration key of
+    :data:`SWEEPABLE_RUN_KEYS` (``leverage=2,5,10``, ``margin_mode=cross,isolated``); write
+    ``run.<key>`` to sweep the run key when the strategy has a parameter of the same name.
+    Run keys are stored as ``run.<key>``. The grid keeps the order of ``items``; duplicated
+    values of one name are dropped. A grid of more than ``max_runs`` parameter sets is
+    refused, with its size, before it is built.
 
-    >>> parse_grid(["n=1:5:2", "x=0.5,1"], {"n": (int, 3), "x": (float, 1.0)})
-    {'n': [1, 3, 5], 'x': [0.5, 1.0]}
+    >>> parse_grid(["n=1:5:2", "x=0.5,1", "leverage=2,5"], {"n": (int, 3), "x": (float, 1.0)})
+    {'n': [1, 3, 5], 'x': [0.5, 1.0], 'run.leverage': [2.0, 5.0]}
     """
     grid: dict[str, list[Any]] = {}
     for item in items:
-        name, sep, values = item.partition("=")
-        name = name.strip()
-        if not sep or not name or not values.strip():
+        raw, sep, values = item.partition("=")
+        raw = raw.strip()
+        if not sep or not raw or not values.strip():
             msg = f"--grid: expected name=v1,v2,... or name=start:stop:step, got {item!r}"
             raise ConfigError(msg)
-        if name not in parameters:
-            import difflib
-
-            close = difflib.get_close_matches(name, list(parameters), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            msg = (f"--grid: {strategy} has no parameter {name!r}{hint} "
-                   f"(parameters: {', '.join(sorted(parameters)) or 'none'})")
-            raise ConfigError(msg)
+        name, typ = _grid_name(raw, parameters, strategy)
         if name in grid:
-            msg = f"--grid: parameter {name!r} given twice"
+            msg = f"--grid: {name!r} given twice"
             raise ConfigError(msg)
-        typ = parameters[name][0]
         if ":" in values and "," not in values and typ is not str:
             parsed = _range(strategy, name, typ, values, max_runs=max_runs)
         else:
             parsed = [_convert(strategy, name, typ, v) for v in values.split(",")]
+        if name.startswith(RUN_KEY_PREFIX):
+            parsed = [_check_run_value(name, v) for v in parsed]
         grid[name] = list(dict.fromkeys(parsed))
         runs = math.prod(len(v) for v in grid.values())
         if runs > max_runs:
@@ -142,6 +185,18 @@ def parse_grid(items: Sequence[str], parameters: Mapping[str, tuple[Any, Any]], 
                    f"{max_runs:,} (--max-runs); use fewer values, or --random N to sample")
             raise ConfigError(msg)
     return grid
+
+
+def split_params(params: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split one parameter set of a grid into (strategy parameters, run keys).
+
+    >>> split_params({"lookback": 48, "run.leverage": 5.0})
+    ({'lookback': 48}, {'leverage': 5.0})
+    """
+    strategy = {k: v for k, v in params.items() if not k.startswith(RUN_KEY_PREFIX)}
+    run_keys = {k.removeprefix(RUN_KEY_PREFIX): v for k, v in params.items()
+                if k.startswith(RUN_KEY_PREFIX)}
+    return strategy, run_keys
 
 
 def expand_grid(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
@@ -308,12 +363,12 @@ def run_full(task: Task) -> Any:
     from backtester.api import run
 
     frames, instruments, vol, tiers = _window(task)
-    keys = dict(task.run_keys)
+    params, swept = split_params(task.params)
+    keys = {**task.run_keys, **swept}
     if tiers is not None and "tiers" not in keys:
         keys["tiers"] = dict(tiers)
     return run(task.strategy, data=frames, instruments=instruments, vol_indexes=vol,
-               dataset=task.dataset, start=task.start, end=task.end, params=dict(task.params),
-               **keys)
+               dataset=task.dataset, start=task.start, end=task.end, params=params, **keys)
 
 
 def run_task(task: Task) -> dict[str, Any]:

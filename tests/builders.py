@@ -68,3 +68,43 @@ def run(strategy: Any, data: dict[str, pd.DataFrame], *,
 def perp(symbol: str = BTC, **overrides: Any) -> Instrument:
     """A linear perp from the symbol grammar with overrides (tick, lot, fees...)."""
     return instrument_from_symbol(symbol, **overrides)
+
+
+class RecordingProgress:
+    """A :class:`backtester.progress.Progress` that records what it was told.
+
+    ``log`` holds ``("open", description, total)``, ``("update", completed, description)``
+    and ``("close", description)`` tuples in order; polled tasks are polled once at close.
+    """
+
+    def __init__(self) -> None:
+        self.log: list[tuple[Any, ...]] = []
+
+    def task(self, description: str, *, total: float | None = None,
+             poll: Callable[[], float] | None = None) -> RecordingTask:
+        self.log.append(("open", description, total))
+        return RecordingTask(self, description, poll)
+
+    def descriptions(self) -> list[str]:
+        """Every description a task was opened or renamed with, in order."""
+        return [e[1] if e[0] == "open" else e[2] for e in self.log
+                if e[0] == "open" or (e[0] == "update" and e[2] is not None)]
+
+
+class RecordingTask:
+    """One task of :class:`RecordingProgress`."""
+
+    def __init__(self, owner: RecordingProgress, description: str,
+                 poll: Callable[[], float] | None) -> None:
+        self._owner = owner
+        self._description = description
+        self._poll = poll
+
+    def update(self, completed: float | None = None, *, total: float | None = None,
+               description: str | None = None) -> None:
+        self._owner.log.append(("update", completed, description))
+
+    def close(self) -> None:
+        if self._poll is not None:
+            self._owner.log.append(("update", self._poll(), None))
+        self._owner.log.append(("close", self._description))

@@ -6,6 +6,7 @@ error on stderr and exit code 2, never a traceback.
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -47,6 +48,11 @@ def cli() -> None:
       backtester demo
       backtester run strategies/hedged_pair.py --dataset sample
     """
+    # every warning the library logs is also returned with its results and printed once by
+    # the command as "warning: ..."; without a handler Python would print it a second time
+    lib = logging.getLogger("backtester")
+    if not any(isinstance(h, logging.NullHandler) for h in lib.handlers):
+        lib.addHandler(logging.NullHandler())
 
 
 def _register() -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from backtester.cli import cli, friendly_errors
+from backtester.cli._progress import progress_for
 from backtester.data.schema import Kind
 from backtester.data.store import Store, StoredSeries
 from backtester.errors import ConfigError, DataError
@@ -94,11 +95,13 @@ def fetch_command(exchange: str, symbols: tuple[str, ...], kinds: str, timeframe
     since_ms = _utc(since, "--since")
     assert since_ms is not None  # required option
     kind_list = [k.strip() for k in kinds.split(",") if k.strip()]
-    report = fetch(exchange, list(symbols), kinds=kind_list, timeframe=timeframe,
-                   since_ms=since_ms, until_ms=_utc(until, "--until"), store=Store(datasets),
-                   base_url=base_url, exchange_options=parse_exchange_options(exchange_options),
-                   tiers_file=tiers_file, quiet=quiet,
-                   on_wait=lambda m: click.echo(f"note: {m}", err=True))
+    with progress_for(quiet=quiet) as progress:
+        report = fetch(exchange, list(symbols), kinds=kind_list, timeframe=timeframe,
+                       since_ms=since_ms, until_ms=_utc(until, "--until"),
+                       store=Store(datasets), base_url=base_url,
+                       exchange_options=parse_exchange_options(exchange_options),
+                       tiers_file=tiers_file, progress=progress,
+                       on_wait=lambda m: click.echo(f"note: {m}", err=True))
     for w in report.warnings:
         click.echo(f"warning: {w}", err=True)
     if quiet:
@@ -135,6 +138,11 @@ def _gap_text(meta: dict[str, object]) -> str:
     return text
 
 
+#: The header of ``data list`` / ``data inspect`` lines (times are UTC, first .. last stamp).
+_HEADER = (f"{'dataset':<14} {'kind':<12} {'symbol':<28} {'tf':<6} {'rows':>8}       "
+           f"{'first (UTC)':<20} .. {'last (UTC)':<20}  gaps")
+
+
 def _line(store: Store, s: StoredSeries) -> str:
     head = f"{s.exchange:<14} {s.kind.value:<12} {s.symbol:<28} {s.timeframe or '-':<6}"
     if s.rows < 0:
@@ -162,6 +170,7 @@ def data_list(exchange: str | None, datasets: Path | None) -> None:
     if not series:
         click.echo(f"no data in {store.root}" + (f"/{exchange}" if exchange else ""))
         return
+    click.echo(_HEADER)
     for s in series:
         click.echo(_line(store, s))
 
@@ -183,6 +192,7 @@ def data_inspect(symbol: str, exchange: str | None, datasets: Path | None) -> No
     if not found:
         msg = f"no stored data for {symbol} in {store.root}; see `backtester data list`"
         raise DataError(msg)
+    click.echo(_HEADER)
     for s in found:
         click.echo(_line(store, s))
         meta = store.metadata(s.exchange, s.kind, s.symbol, s.timeframe)

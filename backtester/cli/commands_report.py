@@ -7,6 +7,8 @@ from pathlib import Path
 import click
 
 from backtester.cli import cli, friendly_errors
+from backtester.cli._progress import progress_for
+from backtester.cli.commands_run import PLOTLY_MODES
 
 
 @cli.command()
@@ -16,9 +18,14 @@ from backtester.cli import cli, friendly_errors
 @click.option("--datasets", "datasets_root", type=click.Path(file_okay=False),
               help="Datasets folder (default ./datasets or $BACKTESTER_DATASETS).")
 @click.option("--no-tearsheet", is_flag=True, help="Skip the quantstats tearsheet (faster).")
+@click.option("--plotly", type=click.Choice(PLOTLY_MODES), default="inline", show_default=True,
+              help="How report.html loads plotly.js: inline (self-contained, offline), shared "
+                   "(one plotly-<version>.min.js in RUN_DIR's parent folder) or cdn (needs a "
+                   "network to view).")
+@click.option("--quiet", is_flag=True, help="Print only the report path; no progress bars.")
 @friendly_errors
 def report(run_dir: Path, benchmark: str | None, datasets_root: str | None,
-           no_tearsheet: bool) -> None:
+           no_tearsheet: bool, plotly: str, quiet: bool) -> None:
     """Write RUN_DIR/report.html from the files of a run folder (no network is used).
 
     \b
@@ -27,6 +34,8 @@ def report(run_dir: Path, benchmark: str | None, datasets_root: str | None,
     """
     from backtester.report import write_report
 
-    path = write_report(run_dir, benchmark=benchmark, datasets_root=datasets_root,
-                        tearsheet_enabled=not no_tearsheet)
-    click.echo(f"report: {path}")
+    with progress_for(quiet=quiet) as progress:
+        path = write_report(run_dir, benchmark=benchmark, datasets_root=datasets_root,
+                            tearsheet_enabled=not no_tearsheet, plotly=plotly,
+                            progress=progress)
+    click.echo(str(path) if quiet else f"report: {path}")

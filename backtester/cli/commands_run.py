@@ -6,6 +6,7 @@ import json
 import shutil
 import sys
 import uuid
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,98 +14,145 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.table import Table
 
+from backtester import display
 from backtester.cli import cli, friendly_errors
+from backtester.cli._progress import progress_for
+from backtester.cli._tables import print_table
+from backtester.progress import Progress
+from backtester.progress import task as progress_task
 
 _HEADLINE = ("total_return", "cagr", "sharpe", "sortino", "max_drawdown", "trades", "win_rate",
              "fees_paid", "funding_paid", "liquidations", "margin_calls",
              "min_distance_to_liquidation", "max_margin_ratio", "return_on_average_margin",
              "return_on_peak_margin", "margin_utilization_mean", "idle_collateral_mean",
              "capital_velocity", "fee_drag", "funding_drag")
-_PERCENT = {"total_return", "cagr", "max_drawdown", "win_rate", "min_distance_to_liquidation",
-            "max_margin_ratio", "return_on_average_margin", "return_on_peak_margin",
-            "margin_utilization_mean", "fee_drag", "funding_drag"}
-
-
-def _fmt(key: str, value: Any) -> str:
-    if value is None or (isinstance(value, float) and value != value):
-        return "—"
-    if key in _PERCENT and isinstance(value, float):
-        return f"{value:.2%}"
-    if isinstance(value, float):
-        return f"{value:,.4f}" if abs(value) < 100 else f"{value:,.2f}"
-    return str(value)
+#: Headline metrics whose name gets its unit in the console table.
+_UNIT_LABELS = {"fees_paid": "fees_paid (USD)", "funding_paid": "funding_paid (USD)",
+                "idle_collateral_mean": "idle_collateral_mean (USD)",
+                "average_initial_margin": "average_initial_margin (USD)",
+                "survival_collateral_usd": "survival_collateral_usd (USD)",
+                "sharpe": "sharpe (365-day year)", "sortino": "sortino (365-day year)"}
+#: Plotly.js modes of ``--plotly`` (backtester.report.plotly_js.PlotlyMode; listed here so
+#: that the command line starts without importing the report).
+PLOTLY_MODES = ("inline", "cdn", "shared")
 
 
 def print_summary(result: Any, path: Path, *, console: Console | None = None) -> None:
-    """Print the headline metrics of a run and where its files are."""
+    """Print the headline metrics of a run (and its margin-mode comparison) and its files."""
     console = console or Console()
-    title = f"{result.strategy} on {result.meta.get('dataset')} ({result.meta.get('profile')}, " \
-            f"{result.config.get('margin_mode')})"
+    title = (f"{result.strategy} on {result.meta.get('dataset')} ({result.meta.get('profile')}, "
+             f"{result.config.get('margin_mode')})")
     if result.meta.get("is_synthetic"):
         title += " — SYNTHETIC DATA"
-    table = Table(title=title)
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for key in _HEADLINE:
-        table.add_row(key, _fmt(key, result.metrics.get(key)))
-    console.print(table)
+    rows = [[_UNIT_LABELS.get(key, key), display.metric(key, result.metrics.get(key))]
+            for key in _HEADLINE]
+    print_table(console, ["metric", "value"], rows, title=title, notes=[display.COST_SIGNS])
     if result.comparison is not None:
         # one column per margin mode, one row per measure (fits a terminal)
         cmp = result.comparison.set_index("margin_mode")
-        cmp_table = Table(title="margin modes compared")
-        cmp_table.add_column("measure")
-        for mode in cmp.index:
-            cmp_table.add_column(str(mode), justify="right")
-        for col in cmp.columns:
-            key = "total_return" if col == "return_on_average_margin" else col
-            cmp_table.add_row(col, *[_fmt(key if key in _PERCENT else col, cmp.loc[m, col])
-                                     for m in cmp.index])
-        console.print(cmp_table)
-    for w in result.warnings[:5]:
-        console.print(f"[yellow]warning:[/yellow] {w}")
-    console.print(f"results: {path}")
+        modes = [str(m) for m in cmp.index]
+        table = [[_UNIT_LABELS.get(str(col), str(col)),
+                  *(display.metric(str(col), cmp.loc[m, col]) for m in cmp.index)]
+                 for col in cmp.columns]
+        print_table(console, ["measure", *modes], table, title="margin modes compared")
+    console.print(f"results: {path}", soft_wrap=True)
     report = path / "report.html"
     if report.exists():
-        console.print(f"report: {report}")
+        console.print(f"report: {report}", soft_wrap=True)
 
 
-def run_and_write(strategy: Any, *, quiet: bool = False, **keys: Any) -> tuple[Any, Path]:
-    """Run, write the results folder (and its report) and return (result, folder).
+#: Warnings sharing a ``prefix: `` this many times or more are printed as one line.
+_GROUP_AT = 3
 
+
+def print_warnings(messages: list[tuple[str, Path]]) -> None:
+    """Print each warning once, on one line, on stderr.
+
+    ``messages`` are (text, the warnings.json that lists it). A family of warnings sharing a
+    ``prefix:`` (the portfolio-margin assumptions, say) is printed as one line that names the
+    file listing them all.
+    """
+    where: dict[str, Path] = {}
+    for text, file in messages:
+        where.setdefault(text, file)
+    families: dict[str, list[str]] = {}
+    for text in where:
+        prefix, sep, _ = text.partition(": ")
+        if sep:
+            families.setdefault(prefix, []).append(text)
+    shown: set[str] = set()
+    for text in where:
+        prefix = text.partition(": ")[0]
+        family = families.get(prefix, [])
+        if len(family) < _GROUP_AT:
+            click.echo(f"warning: {text}", err=True)
+        elif prefix not in shown:
+            shown.add(prefix)
+            click.echo(f"warning: {prefix}: {len(family)} of them, listed in "
+                       f"{where[family[0]]}", err=True)
+
+
+@contextmanager
+def collected_warnings() -> Iterator[list[str]]:
+    """Collect the warnings raised inside (instead of Python's two-line display of each)."""
+    out: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield out
+    out.extend(str(w.message) for w in caught)
+
+
+def run_and_write(strategy: Any, *, progress: Progress | None = None,
+                  plotly: str = "inline", alternative_reports: bool = False,
+                  **keys: Any) -> tuple[Any, Path, list[tuple[str, Path]]]:
+    """Run, write the results folder and its report; return (result, folder, warnings).
+
+    The warnings are (text, the warnings.json that lists it) for :func:`print_warnings`.
     Invalid keys fail before anything is written. The folder is built under a temporary name
     and renamed when complete, so a failure never leaves a half-written folder. A strategy that
     raises leaves a folder holding only ``config.json`` and ``warnings.json`` (the error and its
     full traceback), then the error is raised again.
+
+    With ``compare_margin_modes`` the other modes' run files go to ``alternative-<mode>/``
+    (the report's comparison reads them); their own full reports are written only with
+    ``alternative_reports``.
     """
     from backtester.api import prepare, run_all
     from backtester.errors import StrategyError
+    from backtester.report import write_report
 
-    prep = prepare(strategy, **keys)
-    out_dir = Path(keys.get("output_dir") or "reports")
-    run_id = keys.get("run_id") or (f"{prep.strategy_class.__name__}-{prep.data_name}-"
-                                    f"{prep.config.config_hash()[:8]}")
-    final = out_dir / run_id
-    with _building(final) as tmp:
-        try:
-            result = run_all(prep)
-        except StrategyError as exc:
-            _write_failure(tmp, prep, exc)
-            exc.run_folder = final
-            raise
-        result.write(tmp)
-        folders = [tmp]
-        for mode, alt in result.meta.get("alternatives", {}).items():
-            folders.append(alt.write(tmp / f"alternative-{mode}"))
-        from backtester.report import write_report
-
-        for folder in folders:
-            write_report(folder, datasets_root=keys.get("datasets_root"))
-    result.path = final
+    with collected_warnings() as raised:
+        prep = prepare(strategy, progress=progress, **keys)
+        out_dir = Path(keys.get("output_dir") or "reports")
+        run_id = keys.get("run_id") or (f"{prep.strategy_class.__name__}-{prep.data_name}-"
+                                        f"{prep.config.config_hash()[:8]}")
+        final = out_dir / run_id
+        with _building(final) as tmp:
+            try:
+                result = run_all(prep)
+            except StrategyError as exc:
+                _write_failure(tmp, prep, exc)
+                exc.run_folder = final
+                raise
+            with progress_task(progress, "writing results"):
+                result.write(tmp)
+                folders = [alt.write(tmp / f"alternative-{mode}")
+                           for mode, alt in result.meta.get("alternatives", {}).items()]
+            reports = [tmp, *folders] if alternative_reports else [tmp]
+            for folder in reports:
+                label = final.name if folder == tmp else f"{final.name}/{folder.name}"
+                write_report(folder, plotly=plotly, shared_dir=out_dir, progress=progress,
+                             datasets_root=keys.get("datasets_root"), label=label)
+    path = final
+    result.path = path
     for mode, alt in result.meta.get("alternatives", {}).items():
-        alt.path = final / f"alternative-{mode}"
-    return result, final
+        alt.path = path / f"alternative-{mode}"
+    main_file = path / "warnings.json"
+    messages = [(w, main_file) for w in [*result.warnings, *raised]]
+    for mode, alt in result.meta.get("alternatives", {}).items():
+        messages += [(w, path / f"alternative-{mode}" / "warnings.json") for w in alt.warnings]
+    return result, path, messages
 
 
 @contextmanager
@@ -175,7 +223,17 @@ _OPTIONS = [
     click.option("--output-dir", default="reports", show_default=True),
     click.option("--datasets", "datasets_root", type=click.Path(file_okay=False),
                  help="Datasets folder (default ./datasets or $BACKTESTER_DATASETS)."),
-    click.option("--quiet", is_flag=True, help="Print only the results path."),
+    click.option("--plotly", type=click.Choice(PLOTLY_MODES), default="inline",
+                 show_default=True,
+                 help="How report.html loads plotly.js: inline (one self-contained file, "
+                      "works offline), shared (one plotly-<version>.min.js in --output-dir, "
+                      "referenced relatively) or cdn (needs a network to view)."),
+    click.option("--alternative-reports", is_flag=True,
+                 help="With --compare-margin-modes: also write a full report.html for each "
+                      "other margin mode (the comparison table is in the main report)."),
+    click.option("--quiet", is_flag=True,
+                 help="Print only the results path (warnings still go to stderr); no "
+                      "progress bars."),
     click.option("--debug", is_flag=True,
                  help="On a strategy error, also print its full traceback."),
 ]
@@ -200,7 +258,8 @@ def _keys(kw: dict[str, Any]) -> dict[str, Any]:
 @click.argument("strategy")
 @_with_options
 @friendly_errors
-def run(strategy: str, quiet: bool, debug: bool, **kw: Any) -> None:
+def run(strategy: str, quiet: bool, debug: bool, plotly: str, alternative_reports: bool,
+        **kw: Any) -> None:
     """Run STRATEGY (a file path or module:Class) on a dataset and write its results.
 
     An exception in the strategy prints one line (strategy, hook, bar time, file:line); its
@@ -214,7 +273,10 @@ def run(strategy: str, quiet: bool, debug: bool, **kw: Any) -> None:
     from backtester.errors import StrategyError
 
     try:
-        result, path = run_and_write(strategy, quiet=quiet, **_keys(kw))
+        with progress_for(quiet=quiet) as progress:
+            result, path, messages = run_and_write(strategy, progress=progress, plotly=plotly,
+                                                   alternative_reports=alternative_reports,
+                                                   **_keys(kw))
     except StrategyError as exc:
         if debug:
             click.echo(exc.traceback_text, err=True)
@@ -222,6 +284,7 @@ def run(strategy: str, quiet: bool, debug: bool, **kw: Any) -> None:
         click.echo(f"error: {exc}; full traceback in {where}"
                    + ("" if debug else " (or rerun with --debug)"), err=True)
         sys.exit(2)
+    print_warnings(messages)
     if quiet:
         click.echo(str(path))
     else:
@@ -231,9 +294,14 @@ def run(strategy: str, quiet: bool, debug: bool, **kw: Any) -> None:
 @cli.command()
 @click.option("--output-dir", default="reports", show_default=True)
 @click.option("--datasets", "datasets_root", type=click.Path(file_okay=False))
-@click.option("--quiet", is_flag=True)
+@click.option("--plotly", type=click.Choice(PLOTLY_MODES), default="inline", show_default=True,
+              help="How report.html loads plotly.js (see `backtester run --help`).")
+@click.option("--alternative-reports", is_flag=True,
+              help="Also write full reports for the isolated and portfolio runs.")
+@click.option("--quiet", is_flag=True, help="Print only the results path; no progress bars.")
 @friendly_errors
-def demo(output_dir: str, datasets_root: str | None, quiet: bool) -> None:
+def demo(output_dir: str, datasets_root: str | None, plotly: str, alternative_reports: bool,
+         quiet: bool) -> None:
     """Generate the synthetic sample dataset (first use) and run the flagship strategy.
 
     \b
@@ -244,11 +312,16 @@ def demo(output_dir: str, datasets_root: str | None, quiet: bool) -> None:
     from backtester.data.store import Store
 
     root = Store(datasets_root).root
-    if not quiet:
-        click.echo(f"sample dataset: {ensure_sample(root)} (synthetic)")
-    result, path = run_and_write("strategies.hedged_pair:HedgedPair", dataset="sample",
-                                 datasets_root=datasets_root, output_dir=output_dir,
-                                 compare_margin_modes=True)
+    with progress_for(quiet=quiet) as progress:
+        with progress_task(progress, "sample dataset (synthetic, generated on first use)"):
+            sample = ensure_sample(root)
+        if not quiet:
+            click.echo(f"sample dataset: {sample} (synthetic)")
+        result, path, messages = run_and_write(
+            "strategies.hedged_pair:HedgedPair", progress=progress, plotly=plotly,
+            alternative_reports=alternative_reports, dataset="sample",
+            datasets_root=datasets_root, output_dir=output_dir, compare_margin_modes=True)
+    print_warnings(messages)
     if quiet:
         click.echo(str(path))
     else:

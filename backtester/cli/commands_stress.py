@@ -3,77 +3,60 @@
 from __future__ import annotations
 
 import json
-import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
+from rich.text import Text
 
+from backtester import display
 from backtester.cli import cli, friendly_errors
+from backtester.cli._progress import counter, progress_for
+from backtester.cli._tables import print_table
 from backtester.errors import ConfigError
 
 if TYPE_CHECKING:
     from backtester.risk.stress import StressReport
 
 
-@contextmanager
-def _progress(console: Console, *, enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
-    if not enabled:
-        yield None
-        return
-    with Progress(TextColumn("monte carlo"), BarColumn(), MofNCompleteColumn(), TextColumn("ETA"),
-                  TimeRemainingColumn(), console=console, transient=True) as bar:
-        task = bar.add_task("paths", total=None)
-
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        yield update
+def _line(console: Console, text: str) -> None:
+    # wrapped at spaces to the console's width: words and numbers stay whole
+    console.print(Text(text))
 
 
-def _pct(x: float | None) -> str:
-    return "—" if x is None else f"{x:+.2%}"
+def _move(move: float | None) -> str:
+    return "none down to -99%" if move is None else display.percent(move, signed=True)
 
 
 def _show(console: Console, report: StressReport) -> None:
     ccy = report.valuation_currency
-    console.print(f"[bold]{report.source}[/bold]: {report.profile} {report.mode}, equity "
-                  f"{report.equity:,.2f} {ccy}, status {report.status}")
-    table = Table(title="stress scenarios")
-    for col in ("scenario", f"equity ({ccy})", "change", "margin ratio", "status",
-                "liquidated positions"):
-        table.add_column(col, justify="left" if col in ("scenario", "liquidated positions")
-                         else "right", no_wrap=col == "scenario")
-    for s in report.scenarios:
-        style = {"liquidate": "red", "call": "yellow"}.get(s.status, "")
-        ratio = "—" if s.margin_ratio is None else f"{s.margin_ratio:.2%}"
-        table.add_row(s.name, f"{s.equity:,.2f}", f"{s.equity_change:+,.2f}", ratio,
-                      f"[{style}]{s.status}[/{style}]" if style else s.status,
-                      ", ".join(s.liquidated) or "—")
-    if report.scenarios:
-        console.print(table)
-    crash = report.smallest_crash
-    console.print(f"smallest uniform crash that liquidates ({', '.join(crash.assets) or '—'}): "
-                  f"{_pct(crash.move) if crash.move is not None else 'none down to -99%'}")
-    btc = report.smallest_btc_crash
+    _line(console, f"{report.source}: {report.profile} {report.mode}, equity "
+                   f"{display.money(report.equity)} {ccy}, status {report.status}")
+    rows = [[s.name, display.money(s.equity), display.money(s.equity_change, signed=True),
+             display.percent(s.margin_ratio), s.status, ", ".join(s.liquidated) or "none"]
+            for s in report.scenarios]
+    if rows:
+        print_table(console, ["scenario", f"equity ({ccy})", f"change ({ccy})", "margin ratio",
+                              "status", "liquidated positions"], rows, title="stress scenarios",
+                    text=(0, 4, 5),
+                    notes=["margin ratio = maintenance margin / margin balance; 100% liquidates"])
+    crash, btc = report.smallest_crash, report.smallest_btc_crash
+    assets = ", ".join(crash.assets) or "no assets"
+    _line(console, f"smallest uniform crash that liquidates ({assets}): {_move(crash.move)}")
     if btc is not None:
-        console.print("smallest BTC-only crash that liquidates: "
-                      f"{_pct(btc.move) if btc.move is not None else 'none down to -99%'}")
+        _line(console, f"smallest BTC-only crash that liquidates: {_move(btc.move)}")
     if report.distance is not None:
-        console.print(f"closest distance to liquidation during the run: "
-                      f"{_pct(report.distance.minimum)}")
+        _line(console, "closest distance to liquidation during the run: "
+                       f"{display.percent(report.distance.minimum, signed=True)}")
     mc = report.monte_carlo
     if mc is not None:
-        console.print(f"liquidation probability over {mc.horizon_bars} bars ({mc.n_paths} paths, "
-                      f"seed {mc.seed}, blocks of {mc.block_bars} bars): {mc.probability:.2%} "
-                      f"[{mc.ci_low:.2%}, {mc.ci_high:.2%}] at {mc.confidence:.0%}")
+        _line(console, f"liquidation probability over {mc.horizon_bars:,} bars ({mc.n_paths:,} "
+                       f"paths, seed {mc.seed}, blocks of {mc.block_bars} bars): "
+                       f"{display.percent(mc.probability)} [{display.percent(mc.ci_low)}, "
+                       f"{display.percent(mc.ci_high)}] at {mc.confidence:.0%}")
     for n in report.notes:
-        console.print(f"[yellow]note:[/yellow] {n}")
+        _line(console, f"note: {n}")
 
 
 def _betas(beta_eth: float | None, betas: tuple[str, ...]) -> dict[str, float]:
@@ -144,10 +127,10 @@ def stress_command(source: str, scenarios: tuple[str, ...], grid: str | None,
     loaded = load_snapshot(source)
     console = Console(stderr=False)
     chosen = list(scenarios) if scenarios else ([] if grid_spec is not None else None)
-    with _progress(Console(stderr=True), enabled=not is_quiet and sys.stderr.isatty()
-                   and n_paths > 0) as update:
+    with progress_for(quiet=is_quiet) as progress:
         report = stress_test(loaded, scenarios=chosen, grid=grid_spec, monte_carlo=n_paths,
-                             horizon=horizon, seed=seed, block_bars=block_bars, progress=update)
+                             horizon=horizon, seed=seed, block_bars=block_bars,
+                             progress=counter(progress, "monte carlo", "paths"))
     data = json.dumps(report.to_json(), indent=2, allow_nan=False)
     if loaded.run_dir is not None:
         (loaded.run_dir / "stress.json").write_text(data, encoding="utf-8")
@@ -156,4 +139,4 @@ def stress_command(source: str, scenarios: tuple[str, ...], grid: str | None,
     if not is_quiet:
         _show(console, report)
         if loaded.run_dir is not None:
-            console.print(f"written {loaded.run_dir / 'stress.json'}")
+            _line(console, f"written {loaded.run_dir / 'stress.json'}")

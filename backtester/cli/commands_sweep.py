@@ -3,41 +3,30 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import click
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.table import Table
 
+from backtester import display
 from backtester.cli import cli, friendly_errors
+from backtester.cli._progress import counter, progress_for
+from backtester.cli._tables import print_table
 
 _SHOWN = ("total_return", "sharpe", "max_drawdown", "trades", "liquidations", "margin_calls")
 
 
-@contextmanager
-def _progress(console: Console, *, enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
-    if not enabled:
-        yield None
-        return
-    with Progress(TextColumn("sweep"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TextColumn("ETA"), TimeRemainingColumn(), console=console,
-                  transient=True) as bar:
-        task = bar.add_task("runs", total=None)
+def _param_names(table: Any) -> list[str]:
+    return [c for c in table.columns if c.startswith("param_") and c != "param_hash"]
 
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
 
-        yield update
+def _cell(column: str, value: Any) -> str:
+    # parameter values as given (never rounded), metrics in their unit
+    if column.startswith("param_"):
+        plain = value.item() if hasattr(value, "item") else value
+        return display.UNDEFINED if plain is None or plain != plain else str(plain)
+    return display.metric(column, value)
 
 
 def _summary(console: Console, result: Any, metric: str) -> None:
@@ -48,27 +37,54 @@ def _summary(console: Console, result: Any, metric: str) -> None:
     console.print(f"{len(table)} runs ({result.n_skipped} resumed, {n_failed} failed)")
     top = select_best(table, metric, is_maximize=result.spec.is_maximize, k=5)
     if len(top):
-        names = [c for c in table.columns if c.startswith("param_") and c != "param_hash"]
-        out = Table(title=f"best by {metric}")
-        for col in ("run", *names, *dict.fromkeys((metric, *_SHOWN))):
-            out.add_column(col.removeprefix("param_"), justify="right")
-        for rec in top.to_dict("records"):
-            cells = []
-            for col in ("run", *names, *dict.fromkeys((metric, *_SHOWN))):
-                v = rec[col]
-                cells.append(f"{v:,.4f}" if isinstance(v, float) else str(v))
-            out.add_row(*cells)
-        console.print(out)
+        names = _param_names(table)
+        cols = ["run", *names, *dict.fromkeys((metric, *_SHOWN))]
+        rows = [[str(rec["run"]), *(_cell(c, rec[c]) for c in cols[1:])]
+                for rec in top.to_dict("records")]
+        print_table(console, [c.removeprefix("param_") for c in cols], rows,
+                    title=f"best by {metric}")
     if n_failed:
         first = table[table["error"].notna()].iloc[0]
-        console.print(f"[yellow]first failure (run {first['run']}):[/yellow] {first['error']}")
+        console.print(f"first failure (run {first['run']}): {first['error']}", soft_wrap=True,
+                      markup=False)
+
+
+def _walk_forward_summary(console: Console, folder: Path, metric: str) -> None:
+    import pandas as pd
+
+    table = pd.read_parquet(folder / "walk_forward.parquet")
+    names = _param_names(table)
+    measures = list(dict.fromkeys(("total_return", "sharpe", "max_drawdown", metric)))
+    cols = ["window", "test_start", "test_end", *names,
+            *(f"oos_{m}" for m in measures), f"is_{metric}"]
+    cols = [c for c in cols if c in table.columns]
+    rows = []
+    for rec in table.to_dict("records"):
+        row = []
+        for c in cols:
+            key = c.removeprefix("oos_").removeprefix("is_")
+            v = rec[c]
+            if c in ("test_start", "test_end"):
+                row.append(display.date(v))
+            elif c.startswith(("oos_", "is_")):
+                row.append(display.metric(key, v))
+            else:
+                row.append(_cell(c, None if v is pd.NA else v))
+        rows.append(row)
+    print_table(console, [c.removeprefix("param_") for c in cols], rows,
+                title="walk-forward: out-of-sample (oos_) by test window, "
+                      "in-sample (is_) of the chosen parameters",
+                notes=["overall: the test windows chained (each starts where the previous "
+                       "ended); its is_ value is the mean over windows"])
 
 
 @cli.command()
 @click.argument("strategy")
 @click.option("--dataset", required=True, help="Stored dataset name (sample, binanceusdm, ...).")
 @click.option("--grid", "grid", multiple=True, required=True,
-              help="name=v1,v2,... or name=start:stop:step (stop inclusive); repeat.")
+              help="name=v1,v2,... or name=start:stop:step (stop inclusive); repeat. A name is "
+                   "a strategy parameter, or a run key (leverage, margin_mode, call_level, "
+                   "slippage_bps, fill, funding, profile, ...); run.NAME forces the run key.")
 @click.option("--param", "params", multiple=True, help="Fixed strategy parameter NAME=VALUE.")
 @click.option("--random", "n_random", type=int, help="Run N parameter sets sampled from the grid.")
 @click.option("--max-runs", type=click.IntRange(min=1), default=None,
@@ -97,7 +113,8 @@ def _summary(console: Console, result: Any, metric: str) -> None:
 @click.option("--end", help="UTC end date (exclusive).")
 @click.option("--symbols", help="Comma-separated instruments to load (default: all).")
 @click.option("--profile", help="Exchange profile (default: the dataset's).")
-@click.option("--margin-mode", help="cross | isolated")
+@click.option("--margin-mode", help="cross | isolated | portfolio (the same for every run; "
+                                    "sweep it with --grid margin_mode=cross,isolated).")
 @click.option("--collateral", multiple=True, help="Starting balance ASSET=AMOUNT (repeat).")
 @click.option("--sweep-id", help="Folder name under --output-dir (default from the spec hash).")
 @click.option("--datasets", "datasets_root", type=click.Path(file_okay=False),
@@ -166,9 +183,8 @@ def sweep(strategy: str, dataset: str, grid: tuple[str, ...], params: tuple[str,
                      symbols=tuple(s.strip() for s in symbols.split(",")) if symbols else None,
                      run_keys=run_keys, metric=metric, is_maximize=is_maximize,
                      random=n_random, seed=seed)
-    console = Console(stderr=True)
-    show = not quiet and console.is_terminal
-    with _progress(console, enabled=show) as on_progress:
+    with progress_for(quiet=quiet) as progress:
+        on_progress = counter(progress, "sweep", "runs")
         if walk_forward:
             from backtester.sweep_walk_forward import parse_walk_forward, run_walk_forward_sweep
 
@@ -187,7 +203,9 @@ def sweep(strategy: str, dataset: str, grid: tuple[str, ...], params: tuple[str,
         click.echo(str(result.path))
         return
     out = Console()
-    if not walk_forward:
+    if walk_forward:
+        _walk_forward_summary(out, result.path, metric)
+    else:
         _summary(out, result, metric)
-    out.print(f"results: {result.path}")
-    out.print(f"report: {result.path / 'index.html'}")
+    out.print(f"results: {result.path}", soft_wrap=True)
+    out.print(f"report: {result.path / 'index.html'}", soft_wrap=True)

@@ -16,7 +16,7 @@ import pandas as pd
 
 from backtester.data.schema import CANDLE_KINDS, Kind, find_gaps
 from backtester.data.store import Store, StoredSeries
-from backtester.errors import ConfigError, DataError
+from backtester.errors import ConfigError, DataError, closest, shortlist
 from backtester.instruments import (
     Instrument,
     InstrumentKind,
@@ -141,7 +141,7 @@ def _instruments(store: Store, name: str, symbols: Iterable[str],
             missing.append(symbol)
             out[symbol] = instrument_from_symbol(symbol)
     if missing:
-        warnings.append(f"no market snapshot for {', '.join(missing)} in {name}/markets.json: "
+        warnings.append(f"no market snapshot for {shortlist(missing)} in {name}/markets.json: "
                         "contract specs guessed from the symbol (contract size 1, default ticks)")
     return out
 
@@ -246,7 +246,9 @@ def load_dataset(name: str, *, root: Path | str | None = None,
     if wanted is not None:
         absent = sorted(wanted - set(frames[Kind.OHLCV]) - set(frames[Kind.OPTION_MARKS]))
         if absent:
-            msg = f"dataset {name} has no candles for {', '.join(absent)}"
+            stored = {s.symbol for s in series if s.kind in (Kind.OHLCV, Kind.OPTION_MARKS)}
+            msg = (f"dataset {name} has no candles for {shortlist(absent)}; for {absent[0]!r}: "
+                   f"{closest(absent[0], stored)}")
             raise DataError(msg)
     with_data = {sym for k, d in frames.items() if k is not Kind.VOL_INDEX for sym in d}
     instruments = _instruments(store, name, with_data, warnings)

@@ -32,7 +32,6 @@ import json
 import logging
 import os
 import random
-import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -45,18 +44,22 @@ import ccxt
 import pandas as pd
 
 from backtester.data.paging import (
+    OnRetry,
     Page,
     RetryPolicy,
+    RetryWait,
     Row,
     SeriesReport,
     TransientError,
     download_series,
+    wait_before_retry,
 )
-from backtester.data.progress import DownloadProgress
 from backtester.data.schema import Kind
 from backtester.data.snapshots import import_tiers_file, write_markets_snapshot
 from backtester.data.store import Store
-from backtester.errors import ConfigError, DataError
+from backtester.errors import ConfigError, DataError, closest
+from backtester.progress import Progress, ProgressTask
+from backtester.progress import task as progress_task
 from backtester.timeutil import MS_PER_HOUR, ms_to_iso, timeframe_ms
 
 __all__ = [
@@ -256,7 +259,8 @@ def _guard(exchange: Any, what: str, call: Callable[[], Any]) -> Any:
 
 
 def _retrying(exchange: Any, what: str, call: Callable[[], Any], *, policy: RetryPolicy,
-              sleep: Callable[[float], None], rng: random.Random) -> Any:
+              sleep: Callable[[float], None], rng: random.Random,
+              on_retry: OnRetry | None = None) -> Any:
     for n in range(policy.attempts):
         try:
             return _guard(exchange, what, call)
@@ -264,8 +268,22 @@ def _retrying(exchange: Any, what: str, call: Callable[[], Any], *, policy: Retr
             if n + 1 >= policy.attempts:
                 msg = f"giving up after {policy.attempts} attempts: {exc}"
                 raise DataError(msg) from exc
-            sleep(policy.delay(n, rng, exc.retry_after_s))
+            wait_before_retry(n, exc, what=what, policy=policy, sleep=sleep, rng=rng,
+                              on_retry=on_retry)
     return None
+
+
+def _advance(step: ProgressTask, start_ms: int, label: str, cursor_ms: int) -> None:
+    # the downloaded span so far, and the plain label again after a retry note
+    step.update(cursor_ms - start_ms, description=label)
+
+
+def _shown(step: ProgressTask, label: str) -> OnRetry:
+    def show(wait: RetryWait) -> None:
+        step.update(description=f"{label}: {wait.describe()}")
+        logger.info("%s: %s", label, wait.describe())
+
+    return show
 
 
 # -- page functions -----------------------------------------------------------------------------
@@ -366,7 +384,8 @@ def _frame_maker(kind: Kind) -> Callable[[list[Row]], pd.DataFrame]:
 # -- markets and tiers --------------------------------------------------------------------------
 def _fetch_tiers(exchange: Any, symbols: Sequence[str], store: Store, now_ms: int, *,
                  policy: RetryPolicy, sleep: Callable[[float], None],
-                 rng: random.Random) -> tuple[Path | None, list[str]]:
+                 rng: random.Random, on_retry: OnRetry | None = None
+                 ) -> tuple[Path | None, list[str]]:
     wanted = [s for s in symbols if s in exchange.markets
               and exchange.markets[s].get("contract") and not exchange.markets[s].get("option")]
     if not wanted or exchange.id == "deribit":
@@ -386,13 +405,13 @@ def _fetch_tiers(exchange: Any, symbols: Sequence[str], store: Store, now_ms: in
         if exchange.has.get("fetchLeverageTiers") is True:
             got = _retrying(exchange, "leverage tiers",
                             partial(exchange.fetch_leverage_tiers, wanted),
-                            policy=policy, sleep=sleep, rng=rng)
+                            policy=policy, sleep=sleep, rng=rng, on_retry=on_retry)
             tiers.update({s: t for s, t in (got or {}).items() if s in wanted})
         else:
             for s in wanted:
                 tiers[s] = _retrying(exchange, f"leverage tiers {s}",
                                      partial(exchange.fetch_market_leverage_tiers, s),
-                                     policy=policy, sleep=sleep, rng=rng)
+                                     policy=policy, sleep=sleep, rng=rng, on_retry=on_retry)
     except DataError as exc:
         return None, [f"leverage tiers not fetched: {exc}; pass --tiers-file"]
     old: dict[str, Any] = {}
@@ -420,9 +439,8 @@ def _plan(exchange: Any, symbols: Sequence[str], kinds: Sequence[Kind]
                              f"({', '.join(others)} skipped)")
             continue
         if market is None:
-            close = [s for s in exchange.symbols if s.split("/")[0] == symbol.split("/")[0]][:5]
-            msg = (f"unknown symbol {symbol!r} on {exchange.id}"
-                   + (f"; did you mean {', '.join(close)}" if close else ""))
+            msg = (f"unknown symbol {symbol!r} on {exchange.id}; "
+                   f"{closest(symbol, exchange.symbols, what='markets')}")
             raise ConfigError(msg)
         is_option = bool(market.get("option"))
         for kind in kinds:
@@ -449,8 +467,8 @@ def _plan(exchange: Any, symbols: Sequence[str], kinds: Sequence[Kind]
 def fetch(exchange_id: str, symbols: Sequence[str], *, kinds: Sequence[Kind | str],
           timeframe: str, since_ms: int, until_ms: int | None = None, store: Store,
           base_url: str | None = None, exchange_options: dict[str, Any] | None = None,
-          tiers_file: Path | str | None = None, progress: bool | None = None,
-          quiet: bool = False, clock: Callable[[], int] | None = None,
+          tiers_file: Path | str | None = None, progress: Progress | None = None,
+          clock: Callable[[], int] | None = None,
           sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None,
           policy: RetryPolicy | None = None, page_limit: int | None = None,
           on_wait: Callable[[str], None] | None = None) -> FetchReport:
@@ -471,8 +489,10 @@ def fetch(exchange_id: str, symbols: Sequence[str], *, kinds: Sequence[Kind | st
         Passed to the ccxt constructor (see :func:`parse_exchange_options`).
     tiers_file
         Leverage tiers to import when the exchange has no public endpoint.
-    progress, quiet
-        Rich progress bars on stderr (default: when stderr is a terminal); ``quiet`` hides them.
+    progress
+        Where to report each series' progress and every retry wait (attempt count, wait,
+        fault); see :mod:`backtester.progress`. None shows nothing; the command line shows
+        rich bars on a terminal.
     clock, sleep, rng, policy, page_limit
         Injected for tests: ``clock()`` → now in int ms; backoff; rows per request.
     on_wait
@@ -509,7 +529,9 @@ def fetch(exchange_id: str, symbols: Sequence[str], *, kinds: Sequence[Kind | st
         raise ConfigError(msg)
     quarantined = [q.message for q in store.scan(exchange_id)]
     exchange = make_exchange(exchange_id, base_url=base_url, exchange_options=exchange_options)
-    _retrying(exchange, "load_markets", exchange.load_markets, policy=policy, sleep=sleep, rng=rng)
+    with progress_task(progress, f"{exchange_id}: markets") as step:
+        _retrying(exchange, "load_markets", exchange.load_markets, policy=policy, sleep=sleep,
+                  rng=rng, on_retry=_shown(step, f"{exchange_id}: markets"))
     plan, warnings = _plan(exchange, list(symbols), kind_list)
     warnings = quarantined + warnings
     markets_path = write_markets_snapshot(store, exchange_id, exchange.markets,
@@ -519,8 +541,11 @@ def fetch(exchange_id: str, symbols: Sequence[str], *, kinds: Sequence[Kind | st
         tiers_path: Path | None = import_tiers_file(tiers_file, store=store, exchange=exchange_id,
                                                     now_ms=now_ms)
     else:
-        tiers_path, notes = _fetch_tiers(exchange, symbols, store, now_ms, policy=policy,
-                                         sleep=sleep, rng=rng)
+        with progress_task(progress, f"{exchange_id}: leverage tiers") as step:
+            tiers_path, notes = _fetch_tiers(exchange, symbols, store, now_ms, policy=policy,
+                                             sleep=sleep, rng=rng,
+                                             on_retry=_shown(step, f"{exchange_id}: leverage "
+                                                                   "tiers"))
         warnings += notes
     meta_base = {"source": f"ccxt {ccxt_version()} {exchange_id}", "ccxt_version": ccxt_version(),
                  "fetched_at": ms_to_iso(now_ms), "fetched_at_ms": now_ms}
@@ -528,8 +553,8 @@ def fetch(exchange_id: str, symbols: Sequence[str], *, kinds: Sequence[Kind | st
         meta_base["base_url"] = urlunsplit(urlsplit(base_url)._replace(
             netloc=urlsplit(base_url).hostname or ""))
     reports: list[SeriesReport] = []
-    show = (not quiet) and (progress if progress is not None else sys.stderr.isatty())
-    with DownloadProgress(show) as bars:
+    with progress_task(progress, f"{exchange_id}: {len(plan)} series",
+                       total=len(plan)) as overall:
         for kind, symbol in plan:
             market = exchange.markets.get(symbol, {})
             start = since_ms
@@ -556,20 +581,21 @@ def fetch(exchange_id: str, symbols: Sequence[str], *, kinds: Sequence[Kind | st
                 page = _candle_page(exchange, symbol, timeframe, kind,
                                     page_limit or _CANDLE_LIMIT.get(exchange_id, 500))
             label = f"{kind} {symbol}" + (f" {tf}" if tf else "")
-            task = bars.add(label, start, series_end)
-            report = download_series(page, store=store, exchange=exchange_id, kind=kind,
-                                     symbol=symbol, timeframe=tf, since_ms=start,
-                                     end_ms=series_end, to_frame=_frame_maker(kind),
-                                     metadata=meta, policy=policy, sleep=sleep, rng=rng,
-                                     on_progress=partial(bars.update, task),
-                                     on_wait=on_wait)
-            bars.finish(task)
+            with progress_task(progress, label, total=max(series_end - start, 1)) as step:
+                report = download_series(page, store=store, exchange=exchange_id, kind=kind,
+                                         symbol=symbol, timeframe=tf, since_ms=start,
+                                         end_ms=series_end, to_frame=_frame_maker(kind),
+                                         metadata=meta, policy=policy, sleep=sleep, rng=rng,
+                                         on_progress=partial(_advance, step, start, label),
+                                         on_retry=_shown(step, label),
+                                         on_wait=on_wait)
             if report.end_of_data_ms is not None:
                 note = (f"{report.label}: no data after {ms_to_iso(report.end_of_data_ms)} "
                         f"(3 empty answers); gap to {ms_to_iso(series_end)} recorded")
                 logger.warning(note)
                 warnings.append(note)
             reports.append(report)
+            overall.update(len(reports))
     return FetchReport(exchange=exchange_id, ccxt_version=ccxt_version(), series=tuple(reports),
                        warnings=tuple(warnings), markets_path=markets_path, tiers_path=tiers_path,
                        quarantined=tuple(quarantined))

@@ -22,6 +22,8 @@ owns the policy (DESIGN §5):
   are recorded in the file's metadata (``exchange_gaps``, ``[start_ms, end_ms)`` pairs) once a
   download finishes, so a hole left by anything else (an interrupted or older writer) is filled
   by the next fetch instead of passing for an exchange outage.
+* every wait is announced before it starts (``on_retry`` gets a :class:`RetryWait`: what, the
+  attempt count, the wait and the fault), so a caller can show it instead of going silent.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ __all__ = [
     "EMPTY_PAGES_AT_END",
     "Page",
     "RetryPolicy",
+    "RetryWait",
     "SeriesReport",
     "TransientError",
     "download_series",
@@ -102,6 +105,26 @@ class RetryPolicy:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RetryWait:
+    """A wait about to start: attempt ``attempt`` of ``attempts`` at ``what`` failed with
+    ``reason`` (or answered nothing), and the next try comes after ``wait_s`` seconds."""
+
+    what: str
+    attempt: int
+    attempts: int
+    wait_s: float
+    reason: str
+
+    def describe(self) -> str:
+        """One line, the reason last: ``attempt 2/6 failed, retrying in 4.1 s: 429 ...``."""
+        return (f"attempt {self.attempt}/{self.attempts} failed, retrying in "
+                f"{self.wait_s:.1f} s: {self.reason}")
+
+
+OnRetry = Callable[[RetryWait], None]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SeriesReport:
     """What one download of one series did.
 
@@ -134,7 +157,8 @@ def download_series(page: PageFn, *, store: Store, exchange: str, kind: Kind, sy
                     metadata: dict[str, Any], policy: RetryPolicy | None = None,
                     sleep: Callable[[float], None], rng: random.Random,
                     on_progress: Callable[[int], None] | None = None,
-                    on_wait: Callable[[str], None] | None = None) -> SeriesReport:
+                    on_wait: Callable[[str], None] | None = None,
+                    on_retry: OnRetry | None = None) -> SeriesReport:
     """Download ``[since_ms, end_ms)`` of one series page by page into ``store``.
 
     With data already stored, only what is missing is asked for: the stretch before the first
@@ -155,22 +179,25 @@ def download_series(page: PageFn, *, store: Store, exchange: str, kind: Kind, sy
         Called with the cursor (int ms) after each page.
     on_wait
         Called with a message when another process holds the series (this one then waits).
+    on_retry
+        Called before each wait (a transient fault or an empty answer asked again).
     """
     with store.series_lock(exchange, kind, symbol, timeframe, on_wait=on_wait):
         return _download(page, store=store, exchange=exchange, kind=kind, symbol=symbol,
                          timeframe=timeframe, since_ms=since_ms, end_ms=end_ms,
                          to_frame=to_frame, metadata=metadata, policy=policy, sleep=sleep,
-                         rng=rng, on_progress=on_progress)
+                         rng=rng, on_progress=on_progress, on_retry=on_retry)
 
 
 def _download(page: PageFn, *, store: Store, exchange: str, kind: Kind, symbol: str,
               timeframe: str | None, since_ms: int, end_ms: int,
               to_frame: Callable[[list[Row]], pd.DataFrame], metadata: dict[str, Any],
               policy: RetryPolicy | None, sleep: Callable[[float], None], rng: random.Random,
-              on_progress: Callable[[int], None] | None) -> SeriesReport:
+              on_progress: Callable[[int], None] | None,
+              on_retry: OnRetry | None) -> SeriesReport:
     walk = _Walk(page=page, store=store, exchange=exchange, kind=kind, symbol=symbol,
                  timeframe=timeframe, to_frame=to_frame, policy=policy or RetryPolicy(),
-                 sleep=sleep, rng=rng, on_progress=on_progress,
+                 sleep=sleep, rng=rng, on_progress=on_progress, on_retry=on_retry,
                  # new rows disprove an "end of data" recorded by an earlier fetch
                  metadata={**metadata, "end_of_data": None})
     first_stored, last_stored, stored_step = _stored_range(store, exchange, kind, symbol,
@@ -264,6 +291,7 @@ class _Walk:
     sleep: Callable[[float], None]
     rng: random.Random
     on_progress: Callable[[int], None] | None
+    on_retry: OnRetry | None = None
     step: int = MS_PER_HOUR
     rows_added: int = 0
     pages: int = 0
@@ -279,7 +307,7 @@ class _Walk:
         empty_since: int | None = None  # start of a run of well-formed empty windows
         while cursor < end_ms and not _nothing_left(self.kind, last, self.step, end_ms):
             answer, n_retries = _call(self.page, cursor, end_ms, policy=self.policy,
-                                      sleep=self.sleep, rng=self.rng)
+                                      sleep=self.sleep, rng=self.rng, on_retry=self.on_retry)
             self.retries += n_retries
             rows = answer.rows
             fresh = [r for r in rows if cursor <= int(r[0]) < end_ms]
@@ -288,7 +316,12 @@ class _Walk:
                     return None  # the exchange has data, just none left before end_ms
                 empties += 1
                 if empties < EMPTY_PAGES_AT_END:  # never trust one empty answer: ask again
-                    self.sleep(self.policy.delay(empties - 1, self.rng))
+                    wait = self.policy.delay(empties - 1, self.rng)
+                    if self.on_retry is not None:
+                        self.on_retry(RetryWait(what=f"page at {ms_to_iso(cursor)}",
+                                                attempt=empties, attempts=EMPTY_PAGES_AT_END,
+                                                wait_s=wait, reason="empty answer"))
+                    self.sleep(wait)
                     continue
                 window_end = answer.window_end_ms
                 if answer.is_well_formed and window_end is not None and window_end + 1 < end_ms:
@@ -336,8 +369,20 @@ def _nothing_left(kind: Kind, last_stored: int | None, step: int, end_ms: int) -
     return last_stored + step - (0 if kind in CANDLE_KINDS else 1000) >= end_ms
 
 
+def wait_before_retry(n: int, exc: TransientError, *, what: str, policy: RetryPolicy,
+                      sleep: Callable[[float], None], rng: random.Random,
+                      on_retry: OnRetry | None) -> None:
+    """Announce (``on_retry``) and sleep the backoff after failed attempt ``n`` (0-based)."""
+    wait = policy.delay(n, rng, exc.retry_after_s)
+    if on_retry is not None:
+        on_retry(RetryWait(what=what, attempt=n + 1, attempts=policy.attempts, wait_s=wait,
+                           reason=str(exc)))
+    sleep(wait)
+
+
 def _call(page: PageFn, cursor: int, end_ms: int, *, policy: RetryPolicy,
-          sleep: Callable[[float], None], rng: random.Random) -> tuple[Page, int]:
+          sleep: Callable[[float], None], rng: random.Random,
+          on_retry: OnRetry | None = None) -> tuple[Page, int]:
     for n in range(policy.attempts):
         try:
             return page(cursor, end_ms), n
@@ -346,6 +391,7 @@ def _call(page: PageFn, cursor: int, end_ms: int, *, policy: RetryPolicy,
                 msg = (f"giving up at {ms_to_iso(cursor)} after {policy.attempts} attempts: {exc}; "
                        "run the same command again to resume")
                 raise DataError(msg) from exc
-            sleep(policy.delay(n, rng, exc.retry_after_s))
+            wait_before_retry(n, exc, what=f"page at {ms_to_iso(cursor)}", policy=policy,
+                              sleep=sleep, rng=rng, on_retry=on_retry)
     msg = "retry policy needs at least one attempt"
     raise DataError(msg)

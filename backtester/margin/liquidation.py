@@ -12,6 +12,7 @@ orders are cancelled and only its positions closed, its fees capped at its margi
 
 from __future__ import annotations
 
+import math
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_UP, Decimal
 from typing import TYPE_CHECKING
 
@@ -118,12 +119,18 @@ class LiquidationMixin:
                 raise ConfigError(msg)
         self.e.account.set_isolated_margin(pos, pos.isolated_margin + amount)
 
-    def _position_excess(self, pos: Position, f: SymbolFeed, w: int) -> float:
+    def _position_margin(self, pos: Position, f: SymbolFeed, w: int) -> tuple[float, float]:
+        # an isolated position's margin balance (its margin + its PnL) and maintenance margin
+        # in scenario w (low, high, close)
         i = f.idx
         mark = self._mark_at(f, w, i, self.e.step)
         und = f.il[i] if w == 0 else f.ih[i] if w == 1 else f.ic[i]
         _, _, mm = self.requirement(pos, mark, und)
-        return float(pos.isolated_margin or 0) + self.position_value(pos, mark, f) - mm
+        return float(pos.isolated_margin or 0) + self.position_value(pos, mark, f), mm
+
+    def _position_excess(self, pos: Position, f: SymbolFeed, w: int) -> float:
+        balance, mm = self._position_margin(pos, f, w)
+        return balance - mm
 
     def _check_isolated(self, t: int) -> None:
         feeds = self.e.feed.symbols
@@ -139,6 +146,9 @@ class LiquidationMixin:
     def _liquidate_isolated(self, t: int, pos: Position, f: SymbolFeed, w: int) -> None:
         e = self.e
         before = self.evaluate_now()
+        balance, mm = self._position_margin(pos, f, w)
+        # the ratio that was breached is the position's own, not the account's
+        ratio = mm / balance if balance > 0 else math.inf
         steps: list[LiquidationStep] = []
         n = e.cancel(None, symbol=pos.symbol, reason="liquidation")
         if n:
@@ -164,7 +174,7 @@ class LiquidationMixin:
                                 "maintenance margin", trigger_price={pos.symbol: mark},
                                 steps=tuple(steps), equity_before=before.equity,
                                 equity_after=self.evaluate_now().equity,
-                                margin_ratio_before=before.margin_ratio, insurance_flow=flow,
+                                margin_ratio_before=ratio, insurance_flow=flow,
                                 is_bankrupt=False)
         e.events.append(ev)
         e.pending.append(("liquidation", ev))

@@ -97,6 +97,7 @@ def benchmark_prices(run: RunData, symbol: str | None, *,
     """
     from backtester.data.schema import Kind
     from backtester.data.store import Store
+    from backtester.timeutil import timeframe_ms
 
     dataset = run.config.get("dataset")
     if not dataset or dataset == "dataframes":
@@ -119,8 +120,13 @@ def benchmark_prices(run: RunData, symbol: str | None, *,
         frame = store.read(str(dataset), Kind.OHLCV, symbol, series[0].timeframe)
     except (DataError, OSError) as exc:
         return None, f"no benchmark: {exc}"
-    close = pd.Series(frame["close"].to_numpy(dtype="float64"),
-                      index=pd.DatetimeIndex(frame["ts"]), name=f"{symbol} buy and hold")
+    # candles are stamped with their open time, the run's steps with their close time: the
+    # benchmark is moved to close times so that both fall on the same days
+    opened = pd.DatetimeIndex(frame["ts"])
+    step = pd.Timedelta(milliseconds=timeframe_ms(series[0].timeframe)) \
+        if series[0].timeframe else pd.Timedelta(0)
+    close = pd.Series(frame["close"].to_numpy(dtype="float64"), index=opened + step,
+                      name=f"{symbol} buy and hold")
     if len(run.equity):
         close = close[(close.index >= run.equity.index[0]) & (close.index <= run.equity.index[-1])]
     return close, f"benchmark: buy and hold of {symbol} (closes from dataset {dataset!r})"

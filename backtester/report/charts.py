@@ -1,10 +1,12 @@
 """Plotly figures of a run, as HTML fragments (plotly.js is inlined once by the page).
 
 Only ``go.Scatter`` (SVG) traces: ``Scattergl`` needs WebGL, which headless Chromium without
-a GPU does not provide (docs/ecosystem.md §4.3). Long series are downsampled to at most
+a GPU does not provide (docs/ecosystem.md §4.3). A chart about 1,300 pixels wide cannot show
+more than about one point per pixel, so long series are downsampled to at most
 :data:`MAX_POINTS` points per trace, by bucket, keeping the bucket's last value (levels), its
-maximum (margin ratio) or minimum (distance to liquidation) so that peaks are not hidden; the
-chart title says so.
+maximum (margin ratio) or minimum (distance to liquidation) so that peaks are not hidden. The
+page says so once (:func:`downsampling_note`), not in every chart title. Times are written as
+epoch milliseconds on date axes (binary-encoded arrays, about half the size of date strings).
 """
 
 from __future__ import annotations
@@ -18,11 +20,11 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-__all__ = ["MAX_POINTS", "Downsampled", "downsample", "figure_html", "histogram_figure",
-           "line_figure"]
+__all__ = ["MAX_POINTS", "Downsampled", "downsample", "downsampling_note", "figure_html",
+           "histogram_figure", "line_figure"]
 
-#: Largest number of points drawn per trace.
-MAX_POINTS = 5000
+#: Largest number of points drawn per trace (about one per pixel of a full-width chart).
+MAX_POINTS = 1500
 
 _CONFIG = {"displaylogo": False, "responsive": True,
            "plotlyServerURL": "", "toImageButtonOptions": {"format": "svg"}}
@@ -61,29 +63,45 @@ def downsample(series: pd.Series, *, max_points: int = MAX_POINTS,
     return Downsampled(series=out, label=f"downsampled {n}→{len(out)} points, bucket {how}")
 
 
-def _title(text: str, labels: Sequence[str]) -> str:
-    suffix = next((lab for lab in labels if lab), "")
-    return f"{text} ({suffix})" if suffix else text
+def downsampling_note(n_points: int) -> str:
+    """The page's one note on downsampling, for series of ``n_points`` (empty when intact)."""
+    if n_points <= MAX_POINTS:
+        return ""
+    size = math.ceil(n_points / MAX_POINTS)
+    return (f"Charts draw at most {MAX_POINTS:,} points per line: the {n_points:,} steps are "
+            f"grouped in buckets of {size} and each bucket is drawn by its last value (levels), "
+            "its maximum (margin ratio) or its minimum (drawdown, distance to liquidation), so "
+            "peaks stay visible. Tables and the Parquet files of the run folder hold every step.")
+
+
+def _ms(index: pd.Index) -> np.ndarray:
+    # epoch milliseconds of a datetime index, as floats (plotly writes them as a binary array
+    # and a date axis reads numbers as milliseconds since the epoch)
+    if isinstance(index, pd.DatetimeIndex):
+        return np.asarray(index.as_unit("ms").asi8, dtype="float64")
+    return np.asarray(index)
 
 
 def line_figure(series: Mapping[str, pd.Series], *, title: str, yaxis: str,
                 how: Reduce | Mapping[str, Reduce] = "last", percent: bool = False,
                 stacked: bool = False, hlines: Sequence[tuple[float, str, str]] = (),
                 markers: Sequence[tuple[str, Sequence[object], Sequence[float], str, str]] = (),
-                ) -> go.Figure:
+                styles: Mapping[str, Mapping[str, object]] | None = None) -> go.Figure:
     """A time-series figure of several lines, downsampled, with levels and event markers.
 
-    ``hlines`` are ``(y, label, colour)``; ``markers`` are ``(name, xs, ys, symbol, colour)``.
+    ``hlines`` are ``(y, label, colour)``; ``markers`` are ``(name, xs, ys, symbol, colour)``;
+    ``styles`` maps a line's name to its plotly ``line`` style (width, dash, colour).
     """
     fig = go.Figure()
-    labels = []
+    is_dates = False
     for name, s in series.items():
         mode: Reduce = how if isinstance(how, str) else how.get(name, "last")
         ds = downsample(s.astype("float64"), how=mode)
-        labels.append(ds.label)
-        fig.add_trace(go.Scatter(x=ds.series.index, y=ds.series.to_numpy(), name=name,
+        is_dates = is_dates or isinstance(ds.series.index, pd.DatetimeIndex)
+        style = dict((styles or {}).get(name, {"width": 1.4}))
+        fig.add_trace(go.Scatter(x=_ms(ds.series.index), y=ds.series.to_numpy(), name=name,
                                  mode="lines", stackgroup="one" if stacked else None,
-                                 line={"width": 1.4}))
+                                 line=style))
     for y, label, colour in hlines:
         fig.add_hline(y=y, line={"dash": "dash", "color": colour, "width": 1},
                       annotation_text=label, annotation_position="top left")
@@ -92,9 +110,11 @@ def line_figure(series: Mapping[str, pd.Series], *, title: str, yaxis: str,
             fig.add_trace(go.Scatter(x=list(xs), y=list(ys), name=name, mode="markers",
                                      marker={"symbol": symbol, "size": 11, "color": colour,
                                              "line": {"width": 1, "color": "black"}}))
-    fig.update_layout(title=_title(title, labels), template="plotly_white", height=380,
+    fig.update_layout(title=title, template="plotly_white", height=380,
                       margin={"l": 60, "r": 20, "t": 50, "b": 40},
                       legend={"orientation": "h", "y": -0.15}, hovermode="x unified")
+    if is_dates:
+        fig.update_xaxes(type="date")
     fig.update_yaxes(title_text=yaxis, tickformat=".1%" if percent else None)
     return fig
 

@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from backtester import display
+from backtester.display import COST_SIGNS
 from backtester.report._html import cards, esc, fmt, note, table
 from backtester.report._load import RunData
 from backtester.report.attribution import COMPONENTS, AssetAttribution
@@ -90,7 +92,7 @@ def summary(run: RunData, attribution: dict[str, AssetAttribution]) -> str:
                 else "") + "</p>",
              "<h3>Capital (per settlement asset, exact booked amounts)</h3>",
              table(cap, sortable=False), "<h3>Headline metrics</h3>",
-             table(metrics, sortable=False)]
+             table(metrics, sortable=False), note(COST_SIGNS)]
     if len(eq):
         peak = eq.cummax()
         dd = (eq / peak - 1.0).where(peak > 0, 0.0)
@@ -124,12 +126,18 @@ def margin(run: RunData) -> str:
     calls = _events(run, "MarginCalled")
     liqs = _events(run, "PositionLiquidated")
     ratio = _col(run, "margin_ratio").replace([np.inf, -np.inf], np.nan)
+    # each liquidation is drawn at the ratio it breached: the account's (cross), the pool's,
+    # or, in isolated mode, the position's own (its maintenance margin over its margin + PnL)
+    own = [e for e in liqs if e.get("scope") == "position"]
+    shared = [e for e in liqs if e.get("scope") != "position"]
     markers = [
         ("margin call", [_ts(e) for e in calls],
          [_marker_y(e.get("margin_ratio"), call_level) for e in calls], "triangle-up",
          "orange"),
-        ("liquidation", [_ts(e) for e in liqs],
-         [_marker_y(e.get("margin_ratio_before"), 1.0) for e in liqs], "x", "red"),
+        ("liquidation", [_ts(e) for e in shared],
+         [_marker_y(e.get("margin_ratio_before"), 1.0) for e in shared], "x", "red"),
+        ("isolated liquidation (the position's own margin ratio)", [_ts(e) for e in own],
+         [_marker_y(e.get("margin_ratio_before"), 1.0) for e in own], "x", "darkred"),
     ]
     dist = _col(run, "distance_to_liquidation").replace([np.inf, -np.inf], np.nan)
     parts = [
@@ -140,8 +148,9 @@ def margin(run: RunData) -> str:
             title="Margin balance vs initial and maintenance margin", yaxis="USD"),
             "fig-margin-balance"),
         figure_html(line_figure(
-            {"margin ratio (MM / margin balance)": ratio},
-            title="Margin ratio", yaxis="", how="max", percent=True,
+            {"account margin ratio (MM / margin balance)": ratio},
+            title="Margin ratio (liquidations at the ratio they breached)", yaxis="", how="max",
+            percent=True,
             hlines=[(call_level, f"margin call {call_level:.0%}", "orange"),
                     (1.0, "liquidation 100%", "red")], markers=markers), "fig-margin-ratio"),
         figure_html(line_figure(
@@ -209,8 +218,10 @@ def attribution_section(run: RunData, attribution: dict[str, AssetAttribution]) 
     if not attribution:
         return note("the journal is empty")
     out = [note("From the journal (exact Decimal): every booked amount goes to one component; "
-                "'unrealized' values the positions still open at the end. Positive = gain. "
-                "The parts sum exactly to the equity change.")]
+                "'unrealized' values the positions still open at the end. This table is PnL: "
+                "positive = gain, so funding received is positive here (funding_paid elsewhere "
+                "is the same amount with the opposite sign). The parts sum exactly to the "
+                "equity change.")]
     eq = _col(run, "equity")
     for asset, a in attribution.items():
         rows = [{"instrument": sym, **{c: parts[c] for c in COMPONENTS},
@@ -238,8 +249,10 @@ def attribution_section(run: RunData, attribution: dict[str, AssetAttribution]) 
             series = {f"{sym} ({asset})": grp.set_axis(pd.DatetimeIndex(fund.loc[grp.index,
                                                                                   "ts"])).cumsum()
                       for (sym, asset), grp in amounts.groupby([fund["symbol"], fund["asset"]])}
-            out.append(figure_html(line_figure(series, title="Cumulative funding (+ received)",
-                                               yaxis="settlement asset"), "fig-funding"))
+            out.append(figure_html(line_figure(
+                {k: -v for k, v in series.items()},
+                title=f"Cumulative funding paid ({COST_SIGNS.partition(': ')[2]})",
+                yaxis="settlement asset"), "fig-funding"))
     return "".join(out)
 
 
@@ -267,19 +280,31 @@ def exposure(run: RunData) -> str:
     return "".join(parts)
 
 
-_GREEKS = ("delta", "gamma", "vega", "theta")
+#: Units of the account greeks the engine records (``Engine._record_greeks``): (axis, meaning).
+_GREEK_UNITS = {
+    "delta": ("USD", "USD value change per +100 % move of every underlying "
+                     "(coins × price, summed over underlyings)"),
+    "gamma": ("USD per 1 %", "change of the USD delta per +1 % move of the underlyings"),
+    "vega": ("USD per vol point", "value change per +1 point (0.01) of implied volatility"),
+    "theta": ("USD per day", "value change per calendar day, all else equal"),
+}
 
 
 def greeks(run: RunData) -> str:
-    cols = {}
-    for frame in (run.equity, run.records):
+    cols: dict[str, tuple[pd.Series, bool]] = {}
+    for frame, is_engine in ((run.equity, True), (run.records, False)):
         for c in frame.columns:
             name = str(c).lower().removeprefix("greek_").removeprefix("greeks_")
-            if name in _GREEKS and name not in cols:
-                cols[name] = frame[c].astype("float64")
+            if name in _GREEK_UNITS and name not in cols:
+                cols[name] = (frame[c].astype("float64"), is_engine)
     if cols:
-        return "".join(figure_html(line_figure({k: v}, title=f"Portfolio {k}", yaxis=k),
-                                   f"fig-greek-{k}") for k, v in cols.items())
+        parts = []
+        for k, (v, is_engine) in cols.items():
+            axis, meaning = _GREEK_UNITS[k] if is_engine else (
+                "as recorded", "recorded by the strategy (ctx.record), in its own units")
+            parts.append(figure_html(line_figure({k: v}, title=f"Portfolio {k}: {meaning}",
+                                                 yaxis=f"{k} ({axis})"), f"fig-greek-{k}"))
+        return "".join(parts)
     held = run.positions["symbol"].astype(str).str.count("-").ge(2).any() \
         if not run.positions.empty else False
     if held:
@@ -305,7 +330,14 @@ def orders(run: RunData) -> str:
     o = o.copy()
     if "created_ms" in o.columns:
         o.insert(0, "created", pd.to_datetime(o.pop("created_ms"), unit="ms", utc=True))
-    return note(f"{len(o):,} orders; click a column heading to sort.") \
+    if "closed_ms" in o.columns:
+        closed = pd.to_numeric(o.pop("closed_ms"), errors="coerce")
+        o["closed"] = pd.to_datetime(closed.where(closed > 0), unit="ms", utc=True)
+    empty = [c for c in o.columns if o[c].isna().all()]  # e.g. no stop orders: no stop price
+    o = o.drop(columns=empty)
+    return note(f"{len(o):,} orders; click a column heading to sort"
+                + (f"; columns empty for every order left out: {', '.join(empty)}."
+                   if empty else ".")) \
         + table(o, table_id="orders-table")
 
 
@@ -322,9 +354,16 @@ def comparison(run: RunData) -> str:
     if run.comparison is None:
         return note("this run was not compared across margin modes "
                     "(run with --compare-margin-modes to add it)")
-    pct = ("total_return", "max_drawdown", "min_distance_to_liquidation")
-    out = [table(run.comparison, sortable=False, percent=pct)]
-    curves = {str(run.config.get("margin_mode", "this run")): _col(run, "equity")}
+    # one column per margin mode, one row per measure (narrow enough for the page), each
+    # value in its unit (backtester.display)
+    cmp = run.comparison.set_index("margin_mode")
+    rows = [{"measure": str(col).replace("_", " "),
+             **{str(m): display.metric(str(col), cmp.loc[m, col]) for m in cmp.index}}
+            for col in cmp.columns]
+    out = [table(pd.DataFrame(rows), sortable=False, table_id="comparison-table"),
+           note(COST_SIGNS)]
+    this = str(run.config.get("margin_mode", "this run"))
+    curves = {this: _col(run, "equity")}
     for mode, path in run.alternatives.items():
         try:
             alt = pd.read_parquet(path / "equity.parquet", columns=["ts", "equity"])
@@ -332,9 +371,38 @@ def comparison(run: RunData) -> str:
             continue
         curves[mode] = alt.set_index("ts")["equity"].astype("float64")
         out.append(note(f"{mode} run files: {path.name}/"))
-    out.append(figure_html(line_figure(curves, title="Equity by margin mode", yaxis="USD"),
-                           "fig-compare"))
+    same = _identical_curves(curves)
+    if same:
+        out.append(note("Identical equity curves (drawn on top of each other; told apart by "
+                        "their dash patterns): " + "; ".join(" = ".join(g) for g in same)))
+    styles = {name: _MODE_LINES[k % len(_MODE_LINES)] for k, name in enumerate(curves)}
+    out.append(figure_html(line_figure(curves, title="Equity by margin mode", yaxis="USD",
+                                       styles=styles), "fig-compare"))
     return "".join(out)
+
+
+#: Line styles of the equity curves by margin mode: wide solid, then dashed and dotted on top,
+#: so that curves that coincide stay visible.
+_MODE_LINES: tuple[dict[str, object], ...] = (
+    {"width": 5, "color": "#2b59c3"},
+    {"width": 2.5, "dash": "dash", "color": "#d1495b"},
+    {"width": 2, "dash": "dot", "color": "#1e7b34"},
+)
+
+
+def _identical_curves(curves: dict[str, pd.Series]) -> list[list[str]]:
+    # groups of curves with the same values at the same times (floats within 1e-9 relative)
+    groups: list[list[str]] = []
+    for name, s in curves.items():
+        for g in groups:
+            ref = curves[g[0]]
+            if len(ref) == len(s) and ref.index.equals(s.index) and np.allclose(
+                    ref.to_numpy(), s.to_numpy(), rtol=1e-9, atol=0.0, equal_nan=True):
+                g.append(name)
+                break
+        else:
+            groups.append([name])
+    return [g for g in groups if len(g) > 1]
 
 
 def warnings_panel(run: RunData) -> list[str]:

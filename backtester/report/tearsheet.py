@@ -37,19 +37,25 @@ class Tearsheet:
 def daily_returns(equity: pd.Series) -> pd.Series:
     """Return daily simple returns of UTC-midnight closes, on a tz-naive (UTC) index.
 
-    ``equity`` is indexed by tz-aware UTC step times. The close of day D is the last equity
-    value at a step in [D 00:00, D+1 00:00) UTC.
+    ``equity`` is indexed by tz-aware UTC step times, which are bar *close* times: the close of
+    day D is the last value stamped in (D 00:00, D+1 00:00] UTC
+    (:func:`backtester.results.daily_closes`, the same days as the run's metrics). A run whose
+    last step is stamped at a year's first midnight adds no day, and no calendar year, of
+    that year.
     """
+    from backtester.results import daily_closes
+
     eq = equity.replace([np.inf, -np.inf], np.nan).dropna()
     if eq.empty:
         return pd.Series(dtype="float64")
-    daily = eq.resample("1D", label="left", closed="left").last().dropna()
+    daily = daily_closes(eq)
     rets = daily.pct_change().dropna()
     idx = pd.DatetimeIndex(rets.index)
     rets.index = idx.tz_convert("UTC").tz_localize(None) if idx.tz is not None else idx
     return rets
 
 
+_SMALL_PERCENT = "\ufe6a"  # "﹪", quantstats' label of CAGR
 _LINK_TAG = re.compile(r"<link\b[^>]*>", re.IGNORECASE)
 _ANCHOR = re.compile(r"<a\b[^>]*\bhref\s*=\s*[\"']?https?://[^>]*>(.*?)</a>",
                      re.IGNORECASE | re.DOTALL)
@@ -66,12 +72,16 @@ def sanitize_html(html: str) -> str:
     quantstats website, strips matplotlib's SVG ``<metadata>`` and XML/DOCTYPE headers, and
     neutralises any remaining ``src``/``href`` to ``http(s)://`` into ``#``. Also drops the
     ``<body onload="save()">`` handler quantstats 0.0.86 writes but never defines (it throws a
-    ReferenceError in the browser).
+    ReferenceError in the browser). Writes the "small percent sign" U+FE6A that quantstats puts
+    in "CAGR﹪" as a plain ``%`` (no font of the page has the small one: it showed as a box).
 
     >>> sanitize_html('<link rel="icon" href="https://x.io/f.ico"><a href="http://q.io">QS</a>')
     'QS'
+    >>> sanitize_html("<td>CAGR\ufe6a</td>")
+    '<td>CAGR%</td>'
     """
-    out = _LINK_TAG.sub("", html)
+    out = html.replace(_SMALL_PERCENT, "%")
+    out = _LINK_TAG.sub("", out)
     out = _ANCHOR.sub(r"\1", out)
     out = _METADATA.sub("", out)
     out = _DOCTYPE_SVG.sub("", out)

@@ -90,3 +90,42 @@ def test_tables_sort_on_click(runs: dict[str, Path], browser: Browser) -> None:
     assert ascending == sorted(ascending)
     assert descending == sorted(ascending, reverse=True)
     assert len(ascending) == 2
+
+
+def test_tables_fit_the_page_and_the_tearsheet_reads_well_16(runs: dict[str, Path],
+                                                             browser: Browser) -> None:
+    # issue 16 item 13: at the default 1280-pixel window no table needs a horizontal
+    # scrollbar, no section is wider than the page, and quantstats' "CAGR﹪" reads "CAGR%"
+    _open(browser, runs["week"] / "report.html")
+    wide = browser.evaluate(
+        "Array.from(document.querySelectorAll('section .scroll'))"
+        ".filter(d => d.scrollWidth > d.clientWidth + 1)"
+        ".map(d => d.closest('section').id + ':' + d.scrollWidth + '>' + d.clientWidth)")
+    assert wide == []
+    assert browser.evaluate("document.documentElement.scrollWidth <= "
+                            "document.documentElement.clientWidth")
+    text = browser.evaluate("document.querySelector('#tearsheet iframe')"
+                            ".contentDocument.body.innerText")
+    assert "CAGR%" in text
+    assert "\ufe6a" not in text
+    # the three margin modes' equity curves are all drawn (two of them coincide)
+    assert browser.evaluate("document.querySelectorAll('#fig-compare .scatterlayer .trace')"
+                            ".length") == 3
+
+
+def test_shared_plotly_report_renders_offline_16(runs: dict[str, Path], browser: Browser,
+                                                tmp_path: Path) -> None:
+    # issue 16 item 12: --plotly shared, one plotly-<version>.min.js beside the run folders,
+    # loaded from disk by a relative path: the charts draw without any network
+    import shutil
+
+    from backtester.report import write_report
+
+    folder = Path(shutil.copytree(runs["week"], tmp_path / "reports" / "week"))
+    write_report(folder, tearsheet_enabled=False, plotly="shared")
+    _open(browser, folder / "report.html")
+    assert browser.evaluate("document.querySelectorAll('.plotly-graph-div .main-svg').length") > 5
+    assert browser.console_errors() == []
+    urls = browser.requested_urls()
+    assert [u for u in urls if not u.startswith(("file:", "data:"))] == []
+    assert any(u.endswith(".min.js") and "/reports/plotly-" in u for u in urls)

@@ -52,7 +52,6 @@ def run_fetch(fake_exchange: FakeExchange, store: Store,
             **kw: Any) -> FetchReport:
         kw.setdefault("store", store)
         kw.setdefault("page_limit", 100)
-        kw.setdefault("quiet", True)
         return fetch(exchange, list(symbols), kinds=list(kinds), timeframe=timeframe,
                      since_ms=parse_utc_ms(since),
                      until_ms=parse_utc_ms(until) if until else None,

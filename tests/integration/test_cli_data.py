@@ -62,6 +62,10 @@ def test_import_list_inspect_validate(runner: CliRunner, tmp_path: Path,
 
     assert imp.exit_code == 0
     assert "1999 rows" in imp.output
+    # a header names the columns (issue 16 item 13)
+    assert listing.output.splitlines()[0].split()[:5] == ["dataset", "kind", "symbol", "tf",
+                                                          "rows"]
+    assert inspect.output.splitlines()[0].startswith("dataset ")
     assert "2021-11-15T00:00:00Z .. 2021-11-21T22:30:00Z  no gaps" in listing.output
     assert "funding" in listing.output
     assert "91 rows" in listing.output

@@ -237,7 +237,7 @@ def test_network_guard_turns_a_real_host_into_an_error(store: Store) -> None:
         fetch("binanceusdm", [XRP], kinds=["ohlcv"], timeframe="5m",
               since_ms=parse_utc_ms("2021-11-15"), until_ms=parse_utc_ms("2021-11-16"),
               store=store, clock=lambda: parse_utc_ms("2026-01-01"), sleep=lambda s: None,
-              policy=RetryPolicy(attempts=2), quiet=True)  # no base_url: fapi.binance.com
+              policy=RetryPolicy(attempts=2))  # no base_url: fapi.binance.com
 
 
 def test_api_keys_come_from_env_and_never_reach_logs_or_messages(
@@ -307,3 +307,46 @@ def test_empty_json_windows_mid_range_are_confirmed_then_skipped(
 
     assert report.series[0].end_of_data_ms is None
     assert len(store.read("binanceusdm", Kind.OHLCV, XRP, "5m")) == 1999
+
+
+def test_every_retry_wait_is_reported_with_the_attempt_count_16(
+        run_fetch: Run, fake_exchange: FakeExchange, sleeps: list[float]) -> None:
+    # issue 16 item 10: a rate-limited fetch waited ~44 s in silence before "giving up after
+    # 6 attempts"; each wait is now announced, before it starts, with the attempt count
+    from tests.builders import RecordingProgress
+
+    fake_exchange.inject(KLINES, *[(429, b'{"code":-1003,"msg":"Too many requests"}',
+                                    {"Retry-After": "2"})] * 2)
+    progress = RecordingProgress()
+    report = run_fetch(progress=progress)
+
+    assert report.series[0].retries == 2
+    waits = [d for d in progress.descriptions() if "retrying in" in d]
+    assert len(waits) == 2
+    # the tests' retry policy allows 4 attempts (conftest); the wait is the one slept
+    assert waits[0].startswith(f"ohlcv XRP/USDT:USDT 5m: attempt 1/4 failed, retrying in "
+                               f"{sleeps[0]:.1f} s: ")
+    assert waits[1].startswith(f"ohlcv XRP/USDT:USDT 5m: attempt 2/4 failed, retrying in "
+                               f"{sleeps[1]:.1f} s: ")
+    assert waits[0].endswith('429 Too Many Requests {"code":-1003,"msg":"Too many requests"}')
+    assert progress.descriptions()[-1] == "ohlcv XRP/USDT:USDT 5m"  # back to the label
+
+
+def test_fetch_command_shows_retries_on_a_terminal_16(fake_exchange: FakeExchange,
+                                                     tmp_path: Path, shared_data: Path) -> None:
+    from click.testing import CliRunner
+
+    from backtester.cli import _register, cli
+
+    _register()
+    fake_exchange.inject(KLINES, (429, b'{"code":-1003,"msg":"Too many requests"}',
+                                  {"Retry-After": "1"}))
+    args = ["fetch", "binanceusdm", XRP, "--kinds", "ohlcv", "-t", "5m", "--since",
+            "2021-11-21", "--until", "2021-11-21T06:00", "--base-url", fake_exchange.base,
+            "--exchange-option", "rateLimit=1", "--tiers-file",
+            str(shared_data / "exchange/binance_leverage_tiers.json"), "--datasets",
+            str(tmp_path)]
+    res = CliRunner().invoke(cli, args, env={"TTY_COMPATIBLE": "1"})
+    assert res.exit_code == 0, res.output
+    assert "attempt 1/6 failed, retrying in" in res.stderr
+    assert "ohlcv XRP/USDT:USDT 5m: +72 rows" in res.stdout

@@ -17,6 +17,7 @@ from backtester.data.fetch import FetchReport
 from backtester.data.schema import Kind
 from backtester.data.store import Store
 from backtester.errors import ConfigError
+from tests.builders import RecordingProgress
 from tests.integration.fake_exchange import FakeExchange
 
 Run = Callable[..., FetchReport]
@@ -71,7 +72,9 @@ def test_kinds_deribit_cannot_give_are_skipped_with_a_warning(run_fetch: Run) ->
 
 
 def test_unknown_symbol_is_a_config_error(run_fetch: Run) -> None:
-    with pytest.raises(ConfigError, match=r"unknown symbol 'ETH/USD:ETH' on deribit"):
+    # the closest few of the exchange's markets and their count, never the whole list
+    with pytest.raises(ConfigError, match=r"unknown symbol 'ETH/USD:ETH' on deribit; (did you "
+                                          r"mean .*\? \(\d+ markets\)|\d+ markets, e\.g\.)"):
         run_fetch("deribit", ("ETH/USD:ETH",), timeframe="1m", since="2025-12-23", until=None)
 
 
@@ -95,6 +98,9 @@ def test_option_marks_from_option_candles(run_fetch: Run, store: Store, shared_d
 
 
 def test_progress_bars_do_not_disturb_the_fetch(run_fetch: Run, store: Store) -> None:
-    report = run_fetch(progress=True, quiet=False, until="2021-11-16")
+    progress = RecordingProgress()
+    report = run_fetch(progress=progress, until="2021-11-16")
 
     assert report.series[0].rows_added == 288
+    assert "ohlcv XRP/USDT:USDT 5m" in progress.descriptions()
+    assert ("close", "ohlcv XRP/USDT:USDT 5m") in progress.log

@@ -119,3 +119,25 @@ def test_stress_help_has_an_example() -> None:
     result = CliRunner().invoke(cli, ["stress", "--help"])
     assert result.exit_code == 0
     assert "backtester stress reports/my-run" in result.output
+
+
+def test_stress_output_readable_at_80_columns_with_progress_16(run_dir: Path) -> None:
+    # issue 16 items 10 and 11: Monte Carlo progress on a terminal (stderr), the scenario
+    # table whole at 80 columns (it used to cut numbers), money with two decimals
+    from backtester import display
+
+    args = ["stress", str(run_dir), "--grid", "btc=-0.05:-0.5:0.05", "--beta-eth", "1.2",
+            "--monte-carlo", "40", "--horizon", "2d", "--seed", "3"]
+    res = CliRunner().invoke(cli, args, env={"TTY_COMPATIBLE": "1"})
+    assert res.exit_code == 0, res.output
+    assert "monte carlo 0/40 paths" in res.stderr
+    plain = CliRunner().invoke(cli, args)  # piped: no bars
+    assert "monte carlo" not in plain.stderr
+    out = plain.stdout
+    assert "…" not in out
+    assert max(len(line) for line in out.splitlines() if not line.startswith("written ")) <= 80
+    data = json.loads((run_dir / "stress.json").read_text())
+    for s in data["scenarios"]:
+        assert display.money(s["equity"]) in out
+        assert display.money(s["equity_change"], signed=True) in out
+        assert display.percent(s["margin_ratio"]) in out

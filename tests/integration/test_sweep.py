@@ -8,6 +8,7 @@ Every run is cut to two months of the synthetic sample (BTC and ETH perps only) 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future
@@ -229,4 +230,68 @@ def test_cli_sweep_writes_results_and_reports_bad_input_in_one_line(
     assert bad.exit_code == 2
     assert bad.output.strip().splitlines() == [
         "error: --grid: HedgedPair has no parameter 'lookbak'; did you mean 'lookback'? "
-        "(parameters: btc, entry_z, eth, exit_z, leverage, lookback, notional_usd)"]
+        "(parameters: btc, entry_z, eth, exit_z, leverage, lookback, notional_usd; run keys: "
+        "leverage, default_leverage, margin_mode, margin_check, call_level, fill, slippage_bps, "
+        "volume_impact, liquidation_slippage_bps, funding, profile, adl, stop_on_bankruptcy)"]
+
+
+def test_cli_sweep_sweeps_run_keys_and_prints_a_readable_best_table_16(
+        datasets_root: str, tmp_path: Path) -> None:
+    # issue 16 items 10, 11, 13: a run key (margin_mode) in the grid, progress on a terminal,
+    # the "best by" table readable at 80 columns (it used to be all "…")
+    from click.testing import CliRunner
+
+    from backtester.cli import _register, cli
+    from backtester.display import metric
+
+    _register()
+    args = ["sweep", PAIR, "--dataset", "sample", "--datasets", datasets_root,
+            "--grid", "margin_mode=cross,isolated", "--grid", "lookback=48,96",
+            "--start", START, "--end", END, "--symbols", ",".join(SYMBOLS), "--workers", "1",
+            "--output-dir", str(tmp_path)]
+    res = CliRunner().invoke(cli, args, env={"TTY_COMPATIBLE": "1"})
+    assert res.exit_code == 0, res.output
+    assert "sweep 0/4 runs" in res.stderr  # the progress bar, on stderr
+    out = re.sub(r"\x1b\[[0-9;]*m", "", res.stdout)  # stdout is a "terminal" too: colours
+    folder = Path(out.split("results: ")[1].split()[0])
+    table = pd.read_parquet(folder / "results.parquet")
+    assert table["param_run.margin_mode"].tolist() == ["cross", "cross", "isolated", "isolated"]
+    # each row is the stand-alone run with that margin mode
+    alone = backtester.run(PAIR, dataset="sample", datasets_root=datasets_root, start=START,
+                           end=END, margin_mode="isolated", params={"lookback": 96})
+    assert table["total_return"].iloc[3] == alone.metrics["total_return"]
+    assert "…" not in out
+    assert max(len(line) for line in out.splitlines()
+               if not line.startswith(("results: ", "report: "))) <= 80
+    best = table.sort_values(["sharpe", "run"], ascending=[False, True]).iloc[0]
+    assert metric("sharpe", best["sharpe"]) in out
+    assert metric("total_return", best["total_return"]) in out
+    assert "run.margin_mode" in out
+
+
+def test_cli_sweep_help_and_walk_forward_summary_16(datasets_root: str, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from backtester.cli import _register, cli
+
+    _register()
+    helptext = CliRunner().invoke(cli, ["sweep", "--help"]).output
+    assert "cross | isolated | portfolio" in " ".join(helptext.split())
+    args = ["sweep", PAIR, "--dataset", "sample", "--datasets", datasets_root,
+            "--grid", "lookback=24,48", "--start", START, "--end", "2025-03-02",
+            "--symbols", ",".join(SYMBOLS), "--workers", "1", "--output-dir", str(tmp_path),
+            "--walk-forward", "train=30d,test=10d"]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    out = res.stdout
+    # the out-of-sample summary, not only file paths
+    assert "walk-forward: out-of-sample" in out
+    folder = Path(out.split("results: ")[1].split()[0])
+    wf = pd.read_parquet(folder / "walk_forward.parquet")
+    from backtester.display import metric
+
+    overall = wf[wf["window"] == "overall"].iloc[0]
+    assert metric("total_return", overall["oos_total_return"]) in out
+    for w in wf[wf["window"] != "overall"].to_dict("records"):
+        assert metric("sharpe", w["oos_sharpe"]) in out
+    assert "…" not in out

@@ -120,12 +120,12 @@ def _pandas_daily_and_drawdown(eq: pd.Series) -> tuple[pd.Series, float]:
     eq = eq.dropna()
     peak = eq.cummax()
     dd = (eq / peak - 1.0).where(peak > 0, 0.0)
-    return eq.resample("1D").last().dropna(), float(dd.min())
+    return eq.resample("1D", closed="right", label="left").last().dropna(), float(dd.min())
 
 
 @pytest.mark.parametrize("seed", range(8))
 def test_daily_closes_and_drawdown_equal_the_pandas_expressions(seed: int) -> None:
-    from backtester.results import _daily_closes, _max_drawdown
+    from backtester.results import _max_drawdown, daily_closes
 
     rng = np.random.default_rng(seed)
     n = int(rng.integers(2, 3_000))
@@ -141,7 +141,7 @@ def test_daily_closes_and_drawdown_equal_the_pandas_expressions(seed: int) -> No
         values[n // 2:] -= values[n // 2] + 1.0  # wiped out: peak positive, equity negative
     eq = pd.Series(values, index=idx)
     daily, mdd = _pandas_daily_and_drawdown(eq)
-    got = _daily_closes(eq.dropna())
+    got = daily_closes(eq.dropna())
     pd.testing.assert_series_equal(got, daily, check_exact=True, check_freq=False)
     assert _max_drawdown(eq.dropna().to_numpy()) == mdd
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -75,11 +76,36 @@ def test_run_with_a_bad_flag_value(tmp_path: Path) -> None:
 
 
 def test_demo_writes_a_results_folder(tmp_path: Path) -> None:
-    code, out, err = _invoke("demo", "--datasets", str(tmp_path / "ds"), "--output-dir",
-                             str(tmp_path / "reports"), "--quiet")
+    # on a terminal (TTY_COMPATIBLE=1 makes CliRunner's stderr one for rich): progress for
+    # each step of the 30 seconds the demo used to spend in silence (issue 16 item 10)
+    result = CliRunner().invoke(cli, ["demo", "--datasets", str(tmp_path / "ds"),
+                                      "--output-dir", str(tmp_path / "reports")],
+                                env={"TTY_COMPATIBLE": "1"})
+    code, out, err = result.exit_code, result.stdout, result.stderr
     assert code == 0, err
-    folder = Path(out.strip().splitlines()[-1])
+    for step in ("sample dataset (synthetic", "backtest HedgedPair (cross)",
+                 "backtest HedgedPair (isolated)", "backtest HedgedPair (portfolio)",
+                 "writing results", "report HedgedPair-sample-"):
+        assert step in err, step
+    out = re.sub(r"\x1b\[[0-9;]*m", "", out)  # stdout is a "terminal" too: colours
+    folder = Path(out.split("results: ")[1].split()[0])
     assert folder.parent == tmp_path / "reports"
+    # one report; the other margin modes' files for its comparison, without full reports
+    # of their own (issue 16 item 12)
+    assert (folder / "report.html").is_file()
+    for mode in ("isolated", "portfolio"):
+        assert (folder / f"alternative-{mode}" / "equity.parquet").is_file()
+        assert not (folder / f"alternative-{mode}" / "report.html").exists()
+    # the portfolio run's modelling assumptions: one line naming the file that lists them
+    listed = json.loads((folder / "alternative-portfolio" / "warnings.json").read_text())
+    family = [w for w in listed if w.startswith("portfolio margin assumption: ")]
+    assert len(family) >= 3
+    line = (f"warning: portfolio margin assumption: {len(family)} of them, listed in "
+            f"{folder / 'alternative-portfolio' / 'warnings.json'}")
+    lines = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]|\r", "", err).splitlines()
+    assert line in lines
+    assert "warning: synthetic data: the sample dataset is generated, not market history" \
+        in lines
     for name in ("metrics.json", "state.json", "config.json", "equity.parquet",
                  "trades.parquet", "journal.parquet", "positions.parquet"):
         assert (folder / name).is_file(), name
