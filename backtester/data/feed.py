@@ -108,17 +108,24 @@ class SymbolFeed:
     """One instrument's bars and its cursor ``idx``.
 
     ``arrays`` holds each series as a read-only float64 array; ``o``, ``h``, ``l``, ``c``,
-    ``v`` (trade candles), ``mo``... (mark) and ``io``... (index) are memoryviews of them (fast
-    scalar access: ``f.c[i]`` is a float). Clean input (float64, sorted, unique) is not copied:
-    the arrays view the caller's columns, whose pandas objects the feed keeps so that pandas
-    copies on a later write instead of changing the feed. Mark and index candles that fall back
-    to the trade candles share their storage.
+    ``v`` (trade candles), ``mo``... (mark), ``io``... (index) and ``fl``, ``fh``, ``fc``
+    (the forward an option is priced on, see :meth:`use_underlying_index`) are memoryviews of
+    them (fast scalar access: ``f.c[i]`` is a float). Clean input (float64, sorted, unique) is
+    not copied: the arrays view the caller's columns, whose pandas objects the feed keeps so
+    that pandas copies on a later write instead of changing the feed. Mark and index candles
+    that fall back to the trade candles share their storage.
     """
 
     __slots__ = (
         "_owners",
         "arrays",
         "c",
+        "fc",
+        "fh",
+        "fl",
+        "forward_fallback_bars",
+        "forward_missing",
+        "forward_source",
         "funding_rate",
         "funding_ts",
         "gaps",
@@ -208,6 +215,9 @@ class SymbolFeed:
                                  timeframe=None)
             pos, present = _lookup(om.ts_ms, ts)
             self.option_iv = _reindexed(om.columns["mark_iv"], pos, present).tolist()
+            own = _reindexed(om.columns["underlying_price"], pos, present)
+            if (np.isfinite(own) & (own > 0)).any():
+                arrays["underlying_price"] = own
             if frames.mark is None:
                 mp = _reindexed(om.columns["mark_price"], pos, present)
                 ok = np.isfinite(mp)
@@ -220,6 +230,10 @@ class SymbolFeed:
                 self.mark_fallback_bars = int((~ok).sum())
                 self.mark_missing = (~ok).astype(np.uint8).tobytes()
                 self.has_mark = True
+        self.forward_source = "index"
+        self.forward_fallback_bars = 0
+        self.forward_missing = b""
+        self._link_forward()
         self.idx = -1
 
     def bar_at(self, ts_ms: Any) -> np.ndarray:
@@ -233,15 +247,15 @@ class SymbolFeed:
         IV comes from ``option_marks.mark_iv`` where given, else it is solved from the mark
         price; an option with neither option marks nor mark candles is priced with Black-76 from
         the vol index of its underlying (level per bar) and the default smile, and its
-        ``mark_source`` says ``theoretical``. The forward is the underlying's index close; time
-        to expiry runs from each bar's close (365-day year).
+        ``mark_source`` says ``theoretical``. The forward is the option's own (``fc``, see
+        :meth:`use_underlying_index`); time to expiry runs from each bar's close (365-day year).
         """
         from backtester.pricing import implied_vol, inverse_price, price
         from backtester.pricing.surface import smile_vol
 
         inst = self.instrument
         a = self.arrays
-        fwd = a["index_close"]
+        fwd = a["forward_close"]
         t = np.maximum((inst.expiry_ms or 0) - (self.ts_np + self.tf_ms), 0) / (365.0 * 86_400_000)
         is_call = inst.option_type is not None and inst.option_type.value == "call"
         strike = float(inst.strike or 0.0)
@@ -253,7 +267,8 @@ class SymbolFeed:
             level = vi["close"].to_numpy(dtype="float64")[pos]
             iv = np.asarray(smile_vol(level, strike, fwd, t), dtype="float64")
             pricer = price if inst.is_linear else inverse_price
-            for k, und in (("close", fwd), ("high", a["index_high"]), ("low", a["index_low"])):
+            for k, und in (("close", fwd), ("high", a["forward_high"]),
+                           ("low", a["forward_low"])):
                 a[f"mark_{k}"] = np.asarray(pricer(und, strike, t, iv, is_call), dtype="float64")
             a["mark_open"] = np.concatenate([a["mark_close"][:1], a["mark_close"][:-1]])
             if not is_call:  # a put is worth most at the underlying's low
@@ -277,7 +292,14 @@ class SymbolFeed:
 
     def use_underlying_index(self, under: SymbolFeed) -> None:
         """Take index candles from the underlying's feed (options quote a premium, not the
-        underlying), aligned on this feed's bar times; the last earlier index close fills gaps."""
+        underlying), aligned on this feed's bar times; the last earlier index close fills gaps.
+
+        The option's forward (``fl``, ``fh``, ``fc``; ``forward_source``) is its own
+        ``underlying_price`` (Deribit: the future or synthetic future of its expiry) where the
+        option marks give it, else this index; the own forward's low and high are the index's
+        low and high scaled by forward/index at the close (``forward_fallback_bars`` counts the
+        bars without an own forward, where the index stands in).
+        """
         pos = np.searchsorted(under.ts_np, self.ts_np, side="right") - 1
         pos = np.clip(pos, 0, under.n - 1)
         for k in ("open", "high", "low", "close"):
@@ -285,6 +307,39 @@ class SymbolFeed:
         self.io, self.ih, self.il, self.ic = _seqs(self.arrays, (
             "index_open", "index_high", "index_low", "index_close"))
         self.has_index = True
+        self._link_forward()
+
+    def _link_forward(self) -> None:
+        # The forward an option is priced on (greeks, IV, intrabar repricing, Deribit's option
+        # margin): its own ``underlying_price`` from the option marks where given, else the
+        # index (an option's index is its underlying's, see use_underlying_index). Intrabar,
+        # the own forward moves with the index: low = index low × forward/index close (high
+        # alike). Without an own forward (and for every other instrument) the arrays are the
+        # index's own, shared.
+        a = self.arrays
+        own = a.get("underlying_price")
+        if own is None:
+            for k in ("low", "high", "close"):
+                a[f"forward_{k}"] = a[f"index_{k}"]
+            self.forward_source = "index"
+            self.forward_fallback_bars = 0
+            self.forward_missing = b""
+        else:
+            ok = np.isfinite(own) & (own > 0)
+            fc = np.where(ok, own, a["index_close"])
+            a["forward_close"] = fc
+            if self.has_index:
+                ratio = fc / a["index_close"]
+                a["forward_low"] = a["index_low"] * ratio
+                a["forward_high"] = a["index_high"] * ratio
+            else:  # no index candles to move it within the bar
+                a["forward_low"] = a["forward_high"] = fc
+            self.forward_source = "underlying_price"
+            self.forward_fallback_bars = int((~ok).sum())
+            # one byte a bar, truthy where the index stands in (empty: never)
+            self.forward_missing = (~ok).astype(np.uint8).tobytes() \
+                if self.forward_fallback_bars else b""
+        self.fl, self.fh, self.fc = _seqs(a, ("forward_low", "forward_high", "forward_close"))
 
     def _align(self, frame: pd.DataFrame | None, kind: Kind, ts: np.ndarray, tf: str,
                arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -437,8 +492,9 @@ class Feed:
             index_feeds.setdefault(feed.instrument.base, feed)
         for feed in symbols.values():
             under = index_feeds.get(feed.instrument.base)
-            if feed.instrument.is_option and not feed.has_index and under is not None \
-                    and under is not feed:
+            took = (feed.instrument.is_option and not feed.has_index and under is not None
+                    and under is not feed)
+            if took and under is not None:
                 feed.use_underlying_index(under)
             if feed.instrument.is_option:
                 vi = (vol_index or {}).get(feed.instrument.base)
@@ -446,6 +502,7 @@ class Feed:
                 if feed.mark_source == "theoretical":
                     notes.append(f"{feed.symbol}: no option marks; marks are theoretical "
                                  f"(Black-76 on the {feed.instrument.base} vol index + smile)")
+                notes.extend(_forward_notes(feed, under if took else None))
         return cls(symbols=symbols, steps=steps, index_feeds=index_feeds, warnings=notes)
 
     def reset(self) -> None:
@@ -458,6 +515,23 @@ class Feed:
     def is_stable(asset: str) -> bool:
         """True for USD stablecoins valued at 1 USD."""
         return asset in _STABLES
+
+
+def _forward_notes(feed: SymbolFeed, under: SymbolFeed | None) -> list[str]:
+    # what an option's forward is, when it is not its own on every bar
+    if under is None:
+        index = "its own index candles"
+    elif under.has_index:
+        index = f"the {under.symbol} index"
+    else:
+        index = f"the {under.symbol} {'mark' if under.has_mark else 'trade'} candles (no index)"
+    if feed.forward_source == "index":
+        return [f"{feed.symbol}: no underlying_price in its option marks; its forward (greeks, "
+                f"IV, intrabar repricing, option margin) is {index}"]
+    if feed.forward_fallback_bars:
+        return [f"{feed.symbol}: underlying_price missing on {feed.forward_fallback_bars} of "
+                f"{feed.n} bars; {index} stands in for its forward there"]
+    return []
 
 
 def _clip(fr: MarketFrames, start_ms: int | None, end_ms: int | None) -> MarketFrames:

@@ -145,16 +145,21 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
         shift = self._shift
         return px * shift[1] if shift is not None and shift[0] == asset else px
 
-    def _und(self, f: SymbolFeed, w: int) -> float:
-        # the underlying (index) price of a leg at scenario w, scaled while a shift is on
+    def _und(self, f: SymbolFeed, w: int, *, forward: bool = False) -> float:
+        # the underlying price of a leg at scenario w — its index, or with ``forward`` an
+        # option's own forward (SymbolFeed.fc; the index for other instruments) — scaled
+        # while a shift is on
         i = f.idx
-        und = f.il[i] if w == 0 else f.ih[i] if w == 1 else f.ic[i]
+        if forward:
+            und = f.fl[i] if w == 0 else f.fh[i] if w == 1 else f.fc[i]
+        else:
+            und = f.il[i] if w == 0 else f.ih[i] if w == 1 else f.ic[i]
         shift = self._shift
         return und * shift[1] if shift is not None and shift[2] == f.symbol else und
 
     def _mark(self, f: SymbolFeed, w: int) -> float:
         # the leg's mark at scenario w (0 low, 1 high, 2 close of its underlying); options are
-        # repriced with Black-76 at the underlying's low/high at the bar's implied vol
+        # repriced with Black-76 at their forward's low/high at the bar's implied vol
         i = f.idx
         shift = self._shift
         factor = shift[1] if shift is not None and shift[2] == f.symbol else None
@@ -164,7 +169,7 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
             iv = f.option_iv[i]
             if iv == iv and iv > 0:
                 inst = f.instrument
-                und = self._und(f, w)
+                und = self._und(f, w, forward=True)
                 t = max((inst.expiry_ms or 0) - self.e.now_ms, 0) / _MS_PER_YEAR
                 is_call = inst.option_type is OptionType.CALL
                 pricer = black76.price if inst.is_linear else black76.inverse_price
@@ -196,7 +201,7 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
                 iv = f.option_iv[i] if f.option_iv is not None else float("nan")
                 if not (iv == iv and iv > 0):
                     continue
-                fwd = f.ic[i]
+                fwd = f.fc[i]
                 t = max((inst.expiry_ms or 0) - self.e.now_ms, 0) / _MS_PER_YEAR
                 k = inst.strike or 0.0
                 call = inst.option_type is OptionType.CALL
@@ -222,6 +227,14 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
         return out
 
     # -- per position ---------------------------------------------------------------------
+    def underlying_price(self, f: SymbolFeed, w: int = 2) -> float:
+        """Underlying price (USD) a leg's requirement reads at scenario ``w`` (0 low, 1 high,
+        2 close): the index, except for options under Deribit's (and Bit.com's) standard
+        margin, whose formulas read the underlying's mark — the option's own forward
+        (``SymbolFeed.fc``); Bybit's option formulas read the index."""
+        return self._und(f, w, forward=f.instrument.is_option
+                         and self.profile.option_margin_style != "bybit")
+
     def requirement(self, pos: Position, mark: float, und: float) -> tuple[float, float, float]:
         """Return (notional, initial margin, maintenance margin) in the settle currency."""
         inst = pos.instrument
@@ -328,7 +341,7 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
             inst = pos.instrument
             w = scenario_of.get(inst.base, 2) if scenario_of else 2
             mark = self._mark(f, w)
-            und = self._und(f, w)
+            und = self.underlying_price(f, w)
             px_settle = self.price_usd(inst.settle, scenario_of.get(inst.settle, 2)
                                        if scenario_of else 2)
             value = self.position_value(pos, mark, f)
@@ -459,7 +472,7 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
                 continue
             f = feeds[sym]
             mark = self._mark(f, w)
-            und = self._und(f, w)
+            und = self.underlying_price(f, w)
             px_settle = px_g if inst.settle == group else self.price_usd(inst.settle)
             if self.mode is MarginMode.PORTFOLIO:
                 excess += self.position_value(pos, mark, f) * px_settle
@@ -495,6 +508,7 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
             w = scenario_of.get(inst.base, 2) if scenario_of else 2
             und = self._und(f, w)
             prices.setdefault(inst.base, und)
+            fwd = self._und(f, w, forward=True)
             iv = f.option_iv[i] if f.option_iv is not None else None
             book.append(PortfolioPosition(
                 symbol=sym, underlying=inst.base,
@@ -505,7 +519,7 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
                 strike=inst.strike, option_type=None if inst.option_type is None
                 else inst.option_type.value,  # type: ignore[arg-type]
                 expiry_ms=inst.expiry_ms, iv=iv if iv is not None and iv == iv else None,
-                forward=und if inst.is_option else None))
+                forward=fwd if inst.is_option else None))
         if not book:
             return 0.0, 0.0
         res = portfolio_margin(book, underlying_prices=prices, time_ms=self.e.now_ms,
@@ -608,7 +622,7 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
         lev = self.e.account.leverage.get(order.symbol, self.e.account.default_leverage)
         if inst.is_option:
             need = increase * inst.cs * px if q > 0 else \
-                self._short_option(_probe(pos, inst, -increase), px, f.ic[f.idx])[1]
+                self._short_option(_probe(pos, inst, -increase), px, self.underlying_price(f))[1]
         elif (rates := self.profile.rates.get(order.symbol)) is not None:
             # size-dependent rates: what the order adds to the position's initial margin,
             # the order's price standing for the index
