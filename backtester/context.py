@@ -248,7 +248,7 @@ class Context:
             t = max((inst.expiry_ms or 0) - now, 0) / (365.0 * 86_400_000)
             k = inst.strike or 0.0
             call = inst.option_type is not None and inst.option_type.value == "call"
-            ok = iv == iv and iv > 0
+            ok = iv == iv and iv >= 0
             rows.append({"symbol": sym, "expiry_ms": inst.expiry_ms, "strike": k,
                          "option_type": "call" if call else "put", "mark": f.mc[i], "iv": iv,
                          "underlying": fwd,

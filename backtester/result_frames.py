@@ -379,7 +379,7 @@ def _option_greeks(f: Any, ts: np.ndarray, size: np.ndarray, out: dict[str, np.n
     t = np.maximum((inst.expiry_ms or 0) - ts, 0) / (365.0 * 86_400_000)
     call = inst.option_type is not None and inst.option_type.value == "call"
     k = float(inst.strike or 0.0)
-    ok = np.isfinite(iv) & (iv > 0)
+    ok = np.isfinite(iv) & (iv >= 0)
     for name, fn in (("delta", black76.delta), ("gamma", black76.gamma),
                      ("vega", black76.vega), ("theta", black76.theta)):
         vals = np.full(len(ts), np.nan)

@@ -25,6 +25,9 @@ from backtester.timeutil import timeframe_ms
 __all__ = ["Feed", "MarketFrames", "SymbolFeed"]
 
 _STABLES = frozenset({"USD", "USDT", "USDC", "BUSD", "FDUSD", "DAI"})
+#: The lowest vol the IV solver tries (its ``vol_min``): marks at or below the price it gives
+#: are options valued at intrinsic, IV 0.
+_IV_FLOOR = 1e-4
 _TFS = ("1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "1w")
 
 
@@ -166,7 +169,8 @@ class SymbolFeed:
             pre = raw.reset_index() if "ts" not in raw.columns else raw
             ts0 = normalize_ts(pre["ts"], what=f"ohlcv {sym}").astype("int64").to_numpy()
             tf = _infer_timeframe(ts0, sym)
-        ohlcv = validate_arrays(raw, Kind.OHLCV, symbol=sym, timeframe=tf)
+        ohlcv = validate_arrays(raw, Kind.OHLCV, symbol=sym, timeframe=tf,
+                                is_option=instrument.is_option)
         if not len(ohlcv.ts_ms):
             msg = f"{sym}: no bars"
             raise DataError(msg)
@@ -245,10 +249,13 @@ class SymbolFeed:
         """Give an option its implied vol per bar (and theoretical marks when it has none).
 
         IV comes from ``option_marks.mark_iv`` where given, else it is solved from the mark
-        price; an option with neither option marks nor mark candles is priced with Black-76 from
-        the vol index of its underlying (level per bar) and the default smile, and its
-        ``mark_source`` says ``theoretical``. The forward is the option's own (``fc``, see
-        :meth:`use_underlying_index`); time to expiry runs from each bar's close (365-day year).
+        price; a mark at or below what the smallest vol the solver tries (1e-4) gives — a
+        worthless option marked 0, or one at its intrinsic value — has IV 0 (Black-76 then
+        values it at intrinsic, delta 0 or ±1). An option with neither option marks nor mark
+        candles is priced with Black-76 from the vol index of its underlying (level per bar)
+        and the default smile, and its ``mark_source`` says ``theoretical``. The forward is
+        the option's own (``fc``, see :meth:`use_underlying_index`); time to expiry runs from
+        each bar's close (365-day year).
         """
         from backtester.pricing import implied_vol, inverse_price, price
         from backtester.pricing.surface import smile_vol
@@ -284,9 +291,18 @@ class SymbolFeed:
                            [np.nan] * self.n, dtype="float64") / 100.0
         missing = ~np.isfinite(given)
         if missing.any():
-            solved = np.asarray(implied_vol(a["mark_close"][missing], fwd[missing], strike,
-                                            t[missing], is_call, is_inverse=not inst.is_linear),
+            marks = a["mark_close"][missing]
+            solved = np.asarray(implied_vol(marks, fwd[missing], strike, t[missing], is_call,
+                                            is_inverse=not inst.is_linear, vol_min=_IV_FLOOR),
                                 dtype="float64")
+            # a mark at (or under) the value at the solver's lowest vol is an option priced at
+            # intrinsic (a worthless one at 0): IV 0, not the bracket's edge or NaN; marks no
+            # vol reproduces above that (over the no-arbitrage bound) stay NaN, without greeks
+            pricer = price if inst.is_linear else inverse_price
+            floor = np.asarray(pricer(fwd[missing], strike, t[missing], _IV_FLOOR, is_call),
+                               dtype="float64")
+            at_intrinsic = marks <= floor
+            solved[at_intrinsic] = 0.0
             given[missing] = solved
         self.option_iv = given.tolist()
 
@@ -350,7 +366,8 @@ class SymbolFeed:
             # shared, not copied: nothing writes into these arrays in place
             return {k: (arrays[k] if kind is Kind.MARK or not self.has_mark
                         else arrays[f"mark_{k}"]) for k in cols}
-        clean = validate_arrays(frame, kind, symbol=self.instrument.symbol, timeframe=tf)
+        clean = validate_arrays(frame, kind, symbol=self.instrument.symbol, timeframe=tf,
+                                is_option=self.instrument.is_option)
         pos, present = _lookup(clean.ts_ms, ts)
         out: dict[str, np.ndarray] = {}
         missing = None

@@ -167,7 +167,7 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
             return f.mc[i]
         if f.option_iv is not None:
             iv = f.option_iv[i]
-            if iv == iv and iv > 0:
+            if iv == iv and iv >= 0:  # IV 0: an option marked at intrinsic (or worthless)
                 inst = f.instrument
                 und = self._und(f, w, forward=True)
                 t = max((inst.expiry_ms or 0) - self.e.now_ms, 0) / _MS_PER_YEAR
@@ -199,7 +199,7 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
             size = pos.qty_f * inst.cs
             if inst.is_option:
                 iv = f.option_iv[i] if f.option_iv is not None else float("nan")
-                if not (iv == iv and iv > 0):
+                if not (iv == iv and iv >= 0):
                     continue
                 fwd = f.fc[i]
                 t = max((inst.expiry_ms or 0) - self.e.now_ms, 0) / _MS_PER_YEAR
