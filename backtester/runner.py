@@ -116,7 +116,7 @@ class PreparedRun:
 def prepare(strategy: str | type[Strategy] | Strategy, *, dataset: str | None = None,
             data: Mapping[str, pd.DataFrame | MarketFrames] | None = None,
             instruments: Mapping[str, Instrument] | None = None,
-            vol_indexes: Mapping[str, pd.DataFrame] | None = None,
+            vol_indexes: Mapping[str, pd.DataFrame | MarketFrames] | None = None,
             config: RunConfig | None = None, config_file: str | Path | None = None,
             datasets_root: str | Path | None = None, **keys: Any) -> PreparedRun:
     """Resolve the strategy, load and align the data and the profile; see :func:`run`."""

@@ -117,9 +117,9 @@ def test_without_underlying_price_the_index_is_the_forward_and_the_run_says_so(
     got, r = _chain_rows(d, own_forward=False)
     assert set(got["forward_source"]) == {"index"}
     assert set(r.meta["forward_source"].values()) == {"index"}
-    assert any("BTC/USD:BTC-200626-8000-C: no underlying_price in its option marks; its "
-               "forward (greeks, IV, intrabar repricing, option margin) is the BTC/USD:BTC "
-               "index" in w for w in r.warnings)
+    assert any("BTC/USD:BTC-200626-8000-C: no underlying_price in its data; its forward "
+               "(greeks, IV, intrabar repricing, option margin) is the BTC/USD:BTC index" in w
+               for w in r.warnings)
     one = got.set_index("instrument_name").loc["BTC-26JUN20-8000-C"]
     # the index of that minute stands in: both rows are of 05:41, index 9,350.12 and 9,350.15
     assert one["underlying"] == pytest.approx((9_350.12 + 9_350.15) / 2, rel=1e-15)
