@@ -22,7 +22,8 @@ __all__ = ["PreparedRun", "load_strategy", "prepare", "run", "run_all", "run_pre
 def run(strategy: str | type[Strategy] | Strategy, *, dataset: str | None = None,
         data: Mapping[str, pd.DataFrame | MarketFrames] | None = None,
         instruments: Mapping[str, Instrument] | None = None,
-        vol_indexes: Mapping[str, pd.DataFrame] | None = None, config: RunConfig | None = None,
+        vol_indexes: Mapping[str, pd.DataFrame | MarketFrames] | None = None,
+        config: RunConfig | None = None,
         config_file: str | Path | None = None, datasets_root: str | Path | None = None,
         progress: Progress | None = None, **keys: Any) -> BacktestResult:
     """Run a backtest and return its :class:`~backtester.results.BacktestResult`.
@@ -40,7 +41,11 @@ def run(strategy: str | type[Strategy] | Strategy, *, dataset: str | None = None
         Instrument specs for ``data`` (default: from the symbol grammar).
     vol_indexes
         With ``data``: vol index candles per currency (``{"BTC": frame}``, DVOL-like levels in
-        percent) used to price options that have no marks.
+        percent; a frame as ``data`` takes candles, any timeframe, inferred from the stamps —
+        or ``MarketFrames(ohlcv=frame, timeframe="1d")``) used to price options that have
+        neither option marks nor mark candles: Black-76 on the option's forward at the level
+        of the last vol candle closed by each bar's close, with the default (flat) smile; such
+        options are ``mark_source: theoretical`` and listed in the warnings.
     progress
         Where to report what is running (loading, each backtest's bars, the comparison
         re-runs); see :mod:`backtester.progress`. None shows nothing.

@@ -193,9 +193,11 @@ class Context:
             msg = "ctx.series() is for on_start (use ctx.indicator(...).now in on_bar)"
             raise PhaseError(msg)
         f = self._e.feed_of(symbol)
-        key = {"mark": "mark_close", "index": "index_close"}.get(field, field)
+        key = {"mark": "mark_close", "index": "index_close",
+               "forward": "forward_close"}.get(field, field)
         if key not in f.arrays:
-            msg = f"unknown field {field!r}; use open, high, low, close, volume, mark or index"
+            msg = (f"unknown field {field!r}; use open, high, low, close, volume, mark, index "
+                   "or forward")
             raise ConfigError(msg)
         arr = f.arrays[key].copy()
         arr.flags.writeable = False
@@ -222,9 +224,12 @@ class Context:
         """Options on ``underlying`` listed now (optionally one expiry: ms, ``YYMMDD`` or a date).
 
         One row per option: ``symbol``, ``expiry_ms``, ``strike``, ``option_type``, ``mark``
-        (premium currency), ``iv`` (fraction), ``underlying`` (index), and Black-76 greeks in
-        exchange conventions: ``delta`` (N(d1)), ``gamma`` (per USD), ``vega`` (per vol point),
-        ``theta`` (per calendar day), sorted by expiry, strike and type.
+        (premium currency), ``iv`` (fraction), ``underlying`` (the option's forward, USD: its
+        own ``underlying_price`` where the option marks give it, else the index),
+        ``forward_source`` (``underlying_price`` or ``index``), and Black-76 greeks on that
+        forward in exchange conventions: ``delta`` (N(d1)), ``gamma`` (per USD), ``vega`` (per
+        vol point), ``theta`` (per calendar day, Deribit's convention), sorted by expiry,
+        strike and type.
         """
         from backtester.pricing import black76
 
@@ -239,20 +244,22 @@ class Context:
                 continue
             i = f.idx
             iv = f.option_iv[i] if f.option_iv is not None else float("nan")
-            fwd = f.ic[i]
+            fwd = f.fc[i]
             t = max((inst.expiry_ms or 0) - now, 0) / (365.0 * 86_400_000)
             k = inst.strike or 0.0
             call = inst.option_type is not None and inst.option_type.value == "call"
-            ok = iv == iv and iv > 0
+            ok = iv == iv and iv >= 0
             rows.append({"symbol": sym, "expiry_ms": inst.expiry_ms, "strike": k,
                          "option_type": "call" if call else "put", "mark": f.mc[i], "iv": iv,
                          "underlying": fwd,
+                         "forward_source": "index" if f.forward_missing[i:i + 1] == b"\x01"
+                         else f.forward_source,
                          "delta": float(black76.delta(fwd, k, t, iv, call)) if ok else np.nan,
                          "gamma": float(black76.gamma(fwd, k, t, iv, call)) if ok else np.nan,
                          "vega": float(black76.vega(fwd, k, t, iv, call)) if ok else np.nan,
                          "theta": float(black76.theta(fwd, k, t, iv, call)) if ok else np.nan})
         cols = ["symbol", "expiry_ms", "strike", "option_type", "mark", "iv", "underlying",
-                "delta", "gamma", "vega", "theta"]
+                "forward_source", "delta", "gamma", "vega", "theta"]
         out = pd.DataFrame(rows, columns=cols)
         return out.sort_values(["expiry_ms", "strike", "option_type"]).reset_index(drop=True)
 

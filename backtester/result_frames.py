@@ -326,7 +326,8 @@ def position_greeks(engine: Engine, ids: np.ndarray) -> dict[str, np.ndarray]:
     """Per-position greeks for the positions frame, in exchange conventions: ``delta``
     (coins: N(d1) x size for options, the size in coins for futures), ``gamma`` (per USD),
     ``vega`` (USD per vol point) and ``theta`` (USD per day); 0 for futures except delta.
-    Options are valued with Black-76 at their bar's implied vol and the underlying's index."""
+    Options are valued with Black-76 at their bar's implied vol and their own forward
+    (``SymbolFeed.fc``: the option's ``underlying_price``, else the index)."""
     pr = engine.pos_rec
     n = len(pr["ts"])
     out = {k: np.zeros(n) for k in ("delta", "gamma", "vega", "theta")}
@@ -374,11 +375,11 @@ def _option_greeks(f: Any, ts: np.ndarray, size: np.ndarray, out: dict[str, np.n
     i = np.clip(f.bar_at(ts), 0, f.n - 1)
     iv = np.asarray(f.option_iv if f.option_iv is not None else [np.nan] * f.n,
                     dtype="float64")[i]
-    fwd = f.arrays["index_close"][i]
+    fwd = f.arrays["forward_close"][i]
     t = np.maximum((inst.expiry_ms or 0) - ts, 0) / (365.0 * 86_400_000)
     call = inst.option_type is not None and inst.option_type.value == "call"
     k = float(inst.strike or 0.0)
-    ok = np.isfinite(iv) & (iv > 0)
+    ok = np.isfinite(iv) & (iv >= 0)
     for name, fn in (("delta", black76.delta), ("gamma", black76.gamma),
                      ("vega", black76.vega), ("theta", black76.theta)):
         vals = np.full(len(ts), np.nan)

@@ -126,7 +126,7 @@ class PreparedRun:
 def prepare(strategy: str | type[Strategy] | Strategy, *, dataset: str | None = None,
             data: Mapping[str, pd.DataFrame | MarketFrames] | None = None,
             instruments: Mapping[str, Instrument] | None = None,
-            vol_indexes: Mapping[str, pd.DataFrame] | None = None,
+            vol_indexes: Mapping[str, pd.DataFrame | MarketFrames] | None = None,
             config: RunConfig | None = None, config_file: str | Path | None = None,
             datasets_root: str | Path | None = None, progress: Progress | None = None,
             **keys: Any) -> PreparedRun:
@@ -366,6 +366,11 @@ def _collect(engine: Engine, data_name: str, extra_warnings: list[str]) -> Backt
             "end": ms_to_iso(int(rec["ts"][-1])) if n else None,
             "mark_fallback_bars": {s: f.mark_fallback_bars for s, f in feed.symbols.items()},
             "mark_source": {s: f.mark_source for s, f in feed.symbols.items()},
+            # the forward each option is priced on: its own underlying_price or the index
+            "forward_source": {s: f.forward_source for s, f in feed.symbols.items()
+                               if f.instrument.is_option},
+            "forward_fallback_bars": {s: f.forward_fallback_bars for s, f in feed.symbols.items()
+                                      if f.instrument.is_option and f.forward_fallback_bars},
             "gaps": {s: f.gaps.as_dict() for s, f in feed.symbols.items()}}
     state = account_snapshot(engine)
     try:

@@ -343,8 +343,8 @@ def _window(task: Task) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any],
     # cut every series exactly as load_dataset(start_ms=, end_ms=) does, then build the frames
     # as backtester.run(dataset=...) does: the same inputs as a stand-alone run, minus the I/O
     kinds = ("ohlcv", "mark", "index", "premium", "funding", "option_marks", "vol_index")
-    cut = replace(ds, **{k: {s: _trim(f, lo, hi) for s, f in getattr(ds, k).items()}
-                         for k in kinds})
+    cut = replace(ds, **{k: {s: _trim(f, None if k == "vol_index" else lo, hi)
+                             for s, f in getattr(ds, k).items()} for k in kinds})
     frames = _dataset_frames(cut)  # instruments without data in the window are left out
     instruments = {s: ds.instruments[s] for s in frames}
     vol = {k.split("/")[0]: v for k, v in cut.vol_index.items()}

@@ -229,7 +229,10 @@ def load_dataset(name: str, *, root: Path | str | None = None,
     frames: dict[Kind, dict[str, pd.DataFrame]] = {k: {} for k in Kind}
     gaps: dict[tuple[str, str], dict[str, Any]] = {}
     for s in _select(series, wanted, tf):
-        frame = _trim(store.read(name, s.kind, s.symbol, s.timeframe), start_ms, end_ms)
+        # vol index candles that opened before the start close inside the run: the first
+        # bars' level (a candle is read only once closed), so only the end is trimmed
+        frame = _trim(store.read(name, s.kind, s.symbol, s.timeframe),
+                      None if s.kind is Kind.VOL_INDEX else start_ms, end_ms)
         frames[s.kind][s.symbol] = frame
         if s.kind in CANDLE_KINDS and s.timeframe:
             ts = frame["ts"].dt.as_unit("ms").astype("int64").to_numpy()

@@ -17,14 +17,17 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 
-from backtester.data.schema import Kind, find_gaps, normalize_ts, validate_arrays, validate_frame
+from backtester.data.schema import Kind, find_gaps, normalize_ts, validate_arrays
 from backtester.errors import DataError
 from backtester.instruments import Instrument
 from backtester.timeutil import timeframe_ms
 
-__all__ = ["Feed", "MarketFrames", "SymbolFeed"]
+__all__ = ["Feed", "MarketFrames", "SymbolFeed", "VolIndex"]
 
 _STABLES = frozenset({"USD", "USDT", "USDC", "BUSD", "FDUSD", "DAI"})
+#: The lowest vol the IV solver tries (its ``vol_min``): marks at or below the price it gives
+#: are options valued at intrinsic, IV 0.
+_IV_FLOOR = 1e-4
 _TFS = ("1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "1w")
 
 
@@ -59,6 +62,59 @@ def _infer_timeframe(ts_ms: np.ndarray, symbol: str) -> str:
             return tf
     msg = f"{symbol}: bar spacing {step} ms is not a known timeframe; give timeframe"
     raise DataError(msg)
+
+
+def _timeframe_of(raw: pd.DataFrame, what: str, symbol: str) -> str:
+    # the timeframe of candles given without one: the smallest spacing of their stamps
+    pre = raw.reset_index() if "ts" not in raw.columns else raw
+    ts0 = normalize_ts(pre["ts"], what=what).astype("int64").to_numpy()
+    return _infer_timeframe(ts0, symbol)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VolIndex:
+    """A currency's volatility index (DVOL-like annualised ATM vol, percent) as runs read it.
+
+    ``close_ms`` are the candles' close times (open + timeframe, sorted), ``level`` their
+    closes. The level at a time ``T`` is the close of the last candle closed by ``T``: a
+    candle is used only once it has closed (a daily DVOL candle's close is not known during
+    its day, and on hourly bars it would be up to 23 hours in the future); NaN before the
+    first close.
+    """
+
+    currency: str
+    timeframe: str
+    close_ms: np.ndarray
+    level: np.ndarray
+
+    @classmethod
+    def build(cls, data: pd.DataFrame | MarketFrames, currency: str) -> VolIndex:
+        """Validate vol index candles (a DataFrame as ``ohlcv`` takes them, timeframe inferred
+        from the stamps, or :class:`MarketFrames` whose ``ohlcv`` are the candles and whose
+        ``timeframe`` says theirs)."""
+        frame, tf = (data.ohlcv, data.timeframe) if isinstance(data, MarketFrames) else (
+            data, None)
+        what = f"{currency} vol index"
+        if tf is None:
+            tf = _timeframe_of(frame, f"vol_index {what}", what)
+        clean = validate_arrays(frame, Kind.VOL_INDEX, symbol=what, timeframe=tf)
+        if not len(clean.ts_ms):
+            msg = f"vol_index {what}: no candles"
+            raise DataError(msg)
+        return cls(currency=currency, timeframe=tf, close_ms=clean.ts_ms + timeframe_ms(tf),
+                   level=clean.columns["close"])
+
+    def level_at(self, ts_ms: np.ndarray) -> np.ndarray:
+        """The level (percent) at each time of ``ts_ms`` (epoch ms): the close of the last
+        candle closed by then, NaN before the first close."""
+        j = np.searchsorted(self.close_ms, ts_ms, side="right") - 1
+        return np.where(j >= 0, self.level[np.maximum(j, 0)], np.nan)
+
+    def age_ms(self, ts_ms: np.ndarray) -> np.ndarray:
+        """How old the level used at each time is (ms since that candle closed; -1 before the
+        first close)."""
+        j = np.searchsorted(self.close_ms, ts_ms, side="right") - 1
+        return np.where(j >= 0, ts_ms - self.close_ms[np.maximum(j, 0)], -1)
 
 
 def _ints(a: np.ndarray) -> array[int]:
@@ -108,17 +164,24 @@ class SymbolFeed:
     """One instrument's bars and its cursor ``idx``.
 
     ``arrays`` holds each series as a read-only float64 array; ``o``, ``h``, ``l``, ``c``,
-    ``v`` (trade candles), ``mo``... (mark) and ``io``... (index) are memoryviews of them (fast
-    scalar access: ``f.c[i]`` is a float). Clean input (float64, sorted, unique) is not copied:
-    the arrays view the caller's columns, whose pandas objects the feed keeps so that pandas
-    copies on a later write instead of changing the feed. Mark and index candles that fall back
-    to the trade candles share their storage.
+    ``v`` (trade candles), ``mo``... (mark), ``io``... (index) and ``fl``, ``fh``, ``fc``
+    (the forward an option is priced on, see :meth:`use_underlying_index`) are memoryviews of
+    them (fast scalar access: ``f.c[i]`` is a float). Clean input (float64, sorted, unique) is
+    not copied: the arrays view the caller's columns, whose pandas objects the feed keeps so
+    that pandas copies on a later write instead of changing the feed. Mark and index candles
+    that fall back to the trade candles share their storage.
     """
 
     __slots__ = (
         "_owners",
         "arrays",
         "c",
+        "fc",
+        "fh",
+        "fl",
+        "forward_fallback_bars",
+        "forward_missing",
+        "forward_source",
         "funding_rate",
         "funding_ts",
         "gaps",
@@ -156,10 +219,9 @@ class SymbolFeed:
         raw = frames.ohlcv
         tf = frames.timeframe
         if tf is None:
-            pre = raw.reset_index() if "ts" not in raw.columns else raw
-            ts0 = normalize_ts(pre["ts"], what=f"ohlcv {sym}").astype("int64").to_numpy()
-            tf = _infer_timeframe(ts0, sym)
-        ohlcv = validate_arrays(raw, Kind.OHLCV, symbol=sym, timeframe=tf)
+            tf = _timeframe_of(raw, f"ohlcv {sym}", sym)
+        ohlcv = validate_arrays(raw, Kind.OHLCV, symbol=sym, timeframe=tf,
+                                is_option=instrument.is_option)
         if not len(ohlcv.ts_ms):
             msg = f"{sym}: no bars"
             raise DataError(msg)
@@ -208,6 +270,9 @@ class SymbolFeed:
                                  timeframe=None)
             pos, present = _lookup(om.ts_ms, ts)
             self.option_iv = _reindexed(om.columns["mark_iv"], pos, present).tolist()
+            own = _reindexed(om.columns["underlying_price"], pos, present)
+            if (np.isfinite(own) & (own > 0)).any():
+                arrays["underlying_price"] = own
             if frames.mark is None:
                 mp = _reindexed(om.columns["mark_price"], pos, present)
                 ok = np.isfinite(mp)
@@ -220,6 +285,10 @@ class SymbolFeed:
                 self.mark_fallback_bars = int((~ok).sum())
                 self.mark_missing = (~ok).astype(np.uint8).tobytes()
                 self.has_mark = True
+        self.forward_source = "index"
+        self.forward_fallback_bars = 0
+        self.forward_missing = b""
+        self._link_forward()
         self.idx = -1
 
     def bar_at(self, ts_ms: Any) -> np.ndarray:
@@ -227,57 +296,81 @@ class SymbolFeed:
         before the first close)."""
         return np.searchsorted(self.ts_np + self.tf_ms, ts_ms, side="right") - 1
 
-    def price_option(self, vol_index: pd.DataFrame | None) -> None:
+    def price_option(self, vol: VolIndex | None) -> None:
         """Give an option its implied vol per bar (and theoretical marks when it has none).
 
         IV comes from ``option_marks.mark_iv`` where given, else it is solved from the mark
-        price; an option with neither option marks nor mark candles is priced with Black-76 from
-        the vol index of its underlying (level per bar) and the default smile, and its
-        ``mark_source`` says ``theoretical``. The forward is the underlying's index close; time
-        to expiry runs from each bar's close (365-day year).
+        price; a mark at or below what the smallest vol the solver tries (1e-4) gives — a
+        worthless option marked 0, or one at its intrinsic value — has IV 0 (Black-76 then
+        values it at intrinsic, delta 0 or ±1). An option with neither option marks nor mark
+        candles is priced with Black-76 from the vol index of its underlying and the default
+        smile (:class:`VolIndex`: the last candle closed by each bar's close), and its
+        ``mark_source`` says ``theoretical``; bars before the first closed vol candle keep
+        the trade candles as marks (``mark_fallback_bars``). The forward is the option's own
+        (``fc``, see :meth:`use_underlying_index`); time to expiry runs from each bar's close
+        (365-day year).
         """
         from backtester.pricing import implied_vol, inverse_price, price
         from backtester.pricing.surface import smile_vol
 
         inst = self.instrument
         a = self.arrays
-        fwd = a["index_close"]
+        fwd = a["forward_close"]
         t = np.maximum((inst.expiry_ms or 0) - (self.ts_np + self.tf_ms), 0) / (365.0 * 86_400_000)
         is_call = inst.option_type is not None and inst.option_type.value == "call"
         strike = float(inst.strike or 0.0)
-        if self.mark_source == "trade" and vol_index is not None and len(vol_index):
-            vi = validate_frame(vol_index, Kind.VOL_INDEX, symbol=f"{inst.base} vol index",
-                                timeframe=None) if "ts" in vol_index.columns else vol_index
-            vts = vi["ts"].astype("int64").to_numpy()
-            pos = np.clip(np.searchsorted(vts, self.ts_np, side="right") - 1, 0, len(vts) - 1)
-            level = vi["close"].to_numpy(dtype="float64")[pos]
-            iv = np.asarray(smile_vol(level, strike, fwd, t), dtype="float64")
-            pricer = price if inst.is_linear else inverse_price
-            for k, und in (("close", fwd), ("high", a["index_high"]), ("low", a["index_low"])):
-                a[f"mark_{k}"] = np.asarray(pricer(und, strike, t, iv, is_call), dtype="float64")
-            a["mark_open"] = np.concatenate([a["mark_close"][:1], a["mark_close"][:-1]])
-            if not is_call:  # a put is worth most at the underlying's low
-                a["mark_high"], a["mark_low"] = a["mark_low"], a["mark_high"]
-            self.mo, self.mh, self.ml, self.mc = _seqs(a, ("mark_open", "mark_high",
-                                                            "mark_low", "mark_close"))
-            self.mark_source = "theoretical"
-            self.mark_fallback_bars = 0
-            self.mark_missing = bytes(self.n)
-            self.option_iv = iv.tolist()
-            return
-        given = np.asarray(self.option_iv if self.option_iv is not None else
-                           [np.nan] * self.n, dtype="float64") / 100.0
+        pricer = price if inst.is_linear else inverse_price
+        if self.mark_source == "trade" and vol is not None:
+            level = vol.level_at(self.ts_np + self.tf_ms)
+            have = np.isfinite(level)
+            if have.any():
+                iv = np.full(self.n, np.nan)
+                iv[have] = smile_vol(level[have], strike, fwd[have], t[have])
+                # a call is worth most at the forward's high, a put at its low
+                up, down = ((a["forward_high"], a["forward_low"]) if is_call
+                            else (a["forward_low"], a["forward_high"]))
+                for k, und in (("close", fwd), ("high", up), ("low", down)):
+                    theo = np.zeros(self.n)
+                    theo[have] = pricer(und[have], strike, t[have], iv[have], is_call)
+                    a[f"mark_{k}"] = np.where(have, theo, a[k])
+                mc = a["mark_close"]
+                a["mark_open"] = np.where(have, np.concatenate([mc[:1], mc[:-1]]), a["open"])
+                self.mo, self.mh, self.ml, self.mc = _seqs(a, ("mark_open", "mark_high",
+                                                                "mark_low", "mark_close"))
+                self.mark_source = "theoretical"
+                self.mark_fallback_bars = int((~have).sum())
+                self.mark_missing = (~have).astype(np.uint8).tobytes()
+                self.has_mark = True
+                given = iv  # NaN before the first closed vol candle: solved below
+        if self.mark_source != "theoretical":
+            given = np.asarray(self.option_iv if self.option_iv is not None else
+                               [np.nan] * self.n, dtype="float64") / 100.0
         missing = ~np.isfinite(given)
         if missing.any():
-            solved = np.asarray(implied_vol(a["mark_close"][missing], fwd[missing], strike,
-                                            t[missing], is_call, is_inverse=not inst.is_linear),
+            marks = a["mark_close"][missing]
+            solved = np.asarray(implied_vol(marks, fwd[missing], strike, t[missing], is_call,
+                                            is_inverse=not inst.is_linear, vol_min=_IV_FLOOR),
                                 dtype="float64")
+            # a mark at (or under) the value at the solver's lowest vol is an option priced at
+            # intrinsic (a worthless one at 0): IV 0, not the bracket's edge or NaN; marks no
+            # vol reproduces above that (over the no-arbitrage bound) stay NaN, without greeks
+            floor = np.asarray(pricer(fwd[missing], strike, t[missing], _IV_FLOOR, is_call),
+                               dtype="float64")
+            at_intrinsic = marks <= floor
+            solved[at_intrinsic] = 0.0
             given[missing] = solved
         self.option_iv = given.tolist()
 
     def use_underlying_index(self, under: SymbolFeed) -> None:
         """Take index candles from the underlying's feed (options quote a premium, not the
-        underlying), aligned on this feed's bar times; the last earlier index close fills gaps."""
+        underlying), aligned on this feed's bar times; the last earlier index close fills gaps.
+
+        The option's forward (``fl``, ``fh``, ``fc``; ``forward_source``) is its own
+        ``underlying_price`` (Deribit: the future or synthetic future of its expiry) where the
+        option marks give it, else this index; the own forward's low and high are the index's
+        low and high scaled by forward/index at the close (``forward_fallback_bars`` counts the
+        bars without an own forward, where the index stands in).
+        """
         pos = np.searchsorted(under.ts_np, self.ts_np, side="right") - 1
         pos = np.clip(pos, 0, under.n - 1)
         for k in ("open", "high", "low", "close"):
@@ -285,6 +378,39 @@ class SymbolFeed:
         self.io, self.ih, self.il, self.ic = _seqs(self.arrays, (
             "index_open", "index_high", "index_low", "index_close"))
         self.has_index = True
+        self._link_forward()
+
+    def _link_forward(self) -> None:
+        # The forward an option is priced on (greeks, IV, intrabar repricing, Deribit's option
+        # margin): its own ``underlying_price`` from the option marks where given, else the
+        # index (an option's index is its underlying's, see use_underlying_index). Intrabar,
+        # the own forward moves with the index: low = index low × forward/index close (high
+        # alike). Without an own forward (and for every other instrument) the arrays are the
+        # index's own, shared.
+        a = self.arrays
+        own = a.get("underlying_price")
+        if own is None:
+            for k in ("low", "high", "close"):
+                a[f"forward_{k}"] = a[f"index_{k}"]
+            self.forward_source = "index"
+            self.forward_fallback_bars = 0
+            self.forward_missing = b""
+        else:
+            ok = np.isfinite(own) & (own > 0)
+            fc = np.where(ok, own, a["index_close"])
+            a["forward_close"] = fc
+            if self.has_index:
+                ratio = fc / a["index_close"]
+                a["forward_low"] = a["index_low"] * ratio
+                a["forward_high"] = a["index_high"] * ratio
+            else:  # no index candles to move it within the bar
+                a["forward_low"] = a["forward_high"] = fc
+            self.forward_source = "underlying_price"
+            self.forward_fallback_bars = int((~ok).sum())
+            # one byte a bar, truthy where the index stands in (empty: never)
+            self.forward_missing = (~ok).astype(np.uint8).tobytes() \
+                if self.forward_fallback_bars else b""
+        self.fl, self.fh, self.fc = _seqs(a, ("forward_low", "forward_high", "forward_close"))
 
     def _align(self, frame: pd.DataFrame | None, kind: Kind, ts: np.ndarray, tf: str,
                arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -295,7 +421,8 @@ class SymbolFeed:
             # shared, not copied: nothing writes into these arrays in place
             return {k: (arrays[k] if kind is Kind.MARK or not self.has_mark
                         else arrays[f"mark_{k}"]) for k in cols}
-        clean = validate_arrays(frame, kind, symbol=self.instrument.symbol, timeframe=tf)
+        clean = validate_arrays(frame, kind, symbol=self.instrument.symbol, timeframe=tf,
+                                is_option=self.instrument.is_option)
         pos, present = _lookup(clean.ts_ms, ts)
         out: dict[str, np.ndarray] = {}
         missing = None
@@ -403,10 +530,13 @@ class Feed:
     @classmethod
     def build(cls, instruments: Mapping[str, Instrument], frames: Mapping[str, MarketFrames], *,
               start_ms: int | None = None, end_ms: int | None = None,
-              vol_index: Mapping[str, pd.DataFrame] | None = None) -> Feed:
+              vol_index: Mapping[str, pd.DataFrame | MarketFrames] | None = None) -> Feed:
         """Validate and align the data of every instrument and build the clock.
 
         ``start_ms``/``end_ms`` keep bars that open at or after start and before end.
+        ``vol_index`` maps a currency (``BTC``) to its vol index candles (see
+        :class:`VolIndex`), read only to price options that have neither option marks nor mark
+        candles (theoretical marks).
         """
         symbols: dict[str, SymbolFeed] = {}
         notes: list[str] = []
@@ -419,7 +549,7 @@ class Feed:
                 fr = _clip(fr, start_ms, end_ms)
             feed = SymbolFeed(instruments[sym], fr)
             symbols[sym] = feed
-            if feed.mark_fallback_bars:
+            if feed.mark_fallback_bars and not feed.instrument.is_option:
                 notes.append(f"mark candles missing for {feed.mark_fallback_bars} of {feed.n} "
                              f"bars of {sym}: margin uses trade candles there")
             if feed.gaps.count:
@@ -430,6 +560,7 @@ class Feed:
             raise DataError(msg)
         steps = Clock.build(list(symbols.values()))
         index_feeds: dict[str, SymbolFeed] = {}
+        vols: dict[str, VolIndex] = {}
         # prefer perpetuals, then futures, for a coin's index price
         rank = {"perpetual": 0, "future": 1, "spot": 2, "option": 3}
         for feed in sorted(symbols.values(),
@@ -437,15 +568,22 @@ class Feed:
             index_feeds.setdefault(feed.instrument.base, feed)
         for feed in symbols.values():
             under = index_feeds.get(feed.instrument.base)
-            if feed.instrument.is_option and not feed.has_index and under is not None \
-                    and under is not feed:
+            took = (feed.instrument.is_option and not feed.has_index and under is not None
+                    and under is not feed)
+            if took and under is not None:
                 feed.use_underlying_index(under)
             if feed.instrument.is_option:
-                vi = (vol_index or {}).get(feed.instrument.base)
+                base = feed.instrument.base
+                vi = None
+                if feed.mark_source == "trade" and base in (vol_index or {}):
+                    if base not in vols:
+                        vols[base] = VolIndex.build((vol_index or {})[base], base)
+                    vi = vols[base]
                 feed.price_option(vi)
-                if feed.mark_source == "theoretical":
-                    notes.append(f"{feed.symbol}: no option marks; marks are theoretical "
-                                 f"(Black-76 on the {feed.instrument.base} vol index + smile)")
+                notes.extend(_option_notes(feed, vi))
+                notes.extend(_forward_notes(feed, under if took else None))
+        notes.extend(_vol_notes(vols, [f for f in symbols.values()
+                                       if f.mark_source == "theoretical"]))
         return cls(symbols=symbols, steps=steps, index_feeds=index_feeds, warnings=notes)
 
     def reset(self) -> None:
@@ -458,6 +596,56 @@ class Feed:
     def is_stable(asset: str) -> bool:
         """True for USD stablecoins valued at 1 USD."""
         return asset in _STABLES
+
+
+def _option_notes(feed: SymbolFeed, vol: VolIndex | None) -> list[str]:
+    # where an option's marks come from, when not (all) from the data
+    sym, n = feed.symbol, feed.n
+    if feed.mark_source == "theoretical":
+        out = [f"{sym}: no option marks; marks are theoretical (Black-76 on its forward at the "
+               f"{feed.instrument.base} vol index level with the default smile)"]
+        if feed.mark_fallback_bars and vol is not None:
+            out.append(f"{sym}: no {vol.currency} vol index candle had closed by the close of "
+                       f"{feed.mark_fallback_bars} of its {n} bars: its trade candles are the "
+                       "marks there")
+        return out
+    if feed.mark_fallback_bars:
+        return [f"mark candles missing for {feed.mark_fallback_bars} of {n} bars of {sym}: "
+                "margin uses trade candles there"]
+    return []
+
+
+def _vol_notes(vols: Mapping[str, VolIndex], theoretical: list[SymbolFeed]) -> list[str]:
+    # the rules theoretical marks follow, once per vol index that priced some
+    out = []
+    for cur, vol in sorted(vols.items()):
+        used = [f for f in theoretical if f.instrument.base == cur]
+        if not used:
+            continue
+        ages = np.concatenate([vol.age_ms(f.ts_np + f.tf_ms) for f in used])
+        oldest = float(ages.max()) / 3_600_000 if len(ages) else 0.0
+        out.append(f"{cur} vol index ({vol.timeframe} candles): a bar's level is the close of "
+                   f"the last vol candle closed by the bar's close (up to {oldest:.1f} hours "
+                   "old here); the default smile is flat at that level for every strike and "
+                   "expiry (SmileParams(): an assumption, not the exchange's surface)")
+    return out
+
+
+def _forward_notes(feed: SymbolFeed, under: SymbolFeed | None) -> list[str]:
+    # what an option's forward is, when it is not its own on every bar
+    if under is None:
+        index = "its own index candles"
+    elif under.has_index:
+        index = f"the {under.symbol} index"
+    else:
+        index = f"the {under.symbol} {'mark' if under.has_mark else 'trade'} candles (no index)"
+    if feed.forward_source == "index":
+        return [f"{feed.symbol}: no underlying_price in its data; its forward (greeks, IV, "
+                f"intrabar repricing, option margin) is {index}"]
+    if feed.forward_fallback_bars:
+        return [f"{feed.symbol}: underlying_price missing on {feed.forward_fallback_bars} of "
+                f"{feed.n} bars; {index} stands in for its forward there"]
+    return []
 
 
 def _clip(fr: MarketFrames, start_ms: int | None, end_ms: int | None) -> MarketFrames:

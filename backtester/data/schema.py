@@ -16,6 +16,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from backtester.errors import ConfigError, DataError
+from backtester.instruments import is_option_symbol
 from backtester.timeutil import ms_to_iso, timeframe_ms
 
 __all__ = [
@@ -61,6 +62,9 @@ COLUMNS: dict[Kind, tuple[str, ...]] = {
 }
 #: Kinds whose prices may be zero or negative (premium index, rates).
 _SIGNED = frozenset({Kind.PREMIUM, Kind.FUNDING})
+#: Kinds whose prices may be zero when the series is an option's (a worthless option trades
+#: and marks at 0; its index is the underlying's, never 0).
+_ZERO_FOR_OPTIONS = frozenset({Kind.OHLCV, Kind.MARK})
 
 
 #: ccxt's unified symbol grammar ``BASE/QUOTE[:SETTLE[-EXPIRY[-STRIKE-C|P]]]`` (letters and digits
@@ -168,16 +172,19 @@ def normalize_ts(values: pd.Series | pd.Index, *, what: str, assume_utc: bool = 
 
 
 def validate_frame(df: pd.DataFrame, kind: Kind | str, *, symbol: str, timeframe: str | None,
-                   assume_utc: bool = False) -> pd.DataFrame:
+                   assume_utc: bool = False, is_option: bool | None = None) -> pd.DataFrame:
     """Validate and normalize one series; return a new frame with ``ts`` + the kind's columns.
 
     Rules: timestamps UTC (naive rejected unless ``assume_utc``); candles floored to the
     timeframe (exchange jitter), funding floored to the second; sorted; identical duplicate rows
     dropped, conflicting duplicates rejected naming symbol and time; prices finite and positive
-    (premium and funding may be signed); ``high >= max(open, close)``, ``low <= min(open, close)``.
-    A ``ts`` column or a DatetimeIndex is accepted.
+    (premium and funding may be signed; an option's trade and mark candles may be 0, a
+    worthless option; ``is_option`` defaults to the symbol grammar ``…-YYMMDD-K-C|P``);
+    ``high >= max(open, close)``, ``low <= min(open, close)``. A ``ts`` column or a
+    DatetimeIndex is accepted.
     """
-    series = validate_arrays(df, kind, symbol=symbol, timeframe=timeframe, assume_utc=assume_utc)
+    series = validate_arrays(df, kind, symbol=symbol, timeframe=timeframe, assume_utc=assume_utc,
+                             is_option=is_option)
     return pd.DataFrame({"ts": _stamps(series.ts_ms), **series.columns})
 
 
@@ -194,7 +201,7 @@ class ValidSeries:
 
 
 def validate_arrays(df: pd.DataFrame, kind: Kind | str, *, symbol: str, timeframe: str | None,
-                    assume_utc: bool = False) -> ValidSeries:
+                    assume_utc: bool = False, is_option: bool | None = None) -> ValidSeries:
     """Validate and normalize one series like :func:`validate_frame`, returning arrays.
 
     The same rules and errors as :func:`validate_frame` (which builds its frame from this), but
@@ -263,7 +270,9 @@ def validate_arrays(df: pd.DataFrame, kind: Kind | str, *, symbol: str, timefram
         values = {c: v[keep] for c, v in values.items()}
     for v in values.values():
         v.flags.writeable = False
-    _check_values(ts_ms, values, kind, what)
+    if is_option is None:
+        is_option = is_option_symbol(symbol)
+    _check_values(ts_ms, values, kind, what, zero_ok=is_option and kind in _ZERO_FOR_OPTIONS)
     return ValidSeries(ts_ms=ts_ms, columns=values, owners=tuple(owners))
 
 
@@ -289,7 +298,7 @@ def _optional(kind: Kind, col: str) -> bool:
 
 
 def _check_values(ts_ms: NDArray[np.int64], values: dict[str, NDArray[np.float64]], kind: Kind,
-                  what: str) -> None:
+                  what: str, *, zero_ok: bool = False) -> None:
     price_cols = [c for c in COLUMNS[kind] if c not in ("volume",)]
     if kind is Kind.OPTION_MARKS:
         price, iv = values["mark_price"], values["mark_iv"]
@@ -300,7 +309,9 @@ def _check_values(ts_ms: NDArray[np.int64], values: dict[str, NDArray[np.float64
     for c in price_cols:
         v = values[c]
         _raise_at(ts_ms, ~np.isfinite(v), what, f"{c} is NaN or infinite")
-        if kind not in _SIGNED:
+        if zero_ok:
+            _raise_at(ts_ms, v < 0, what, f"{c} is negative")
+        elif kind not in _SIGNED:
             _raise_at(ts_ms, v <= 0, what, f"{c} is zero or negative")
     if kind in CANDLE_KINDS and kind is not Kind.PREMIUM:
         o, h, lo, cl = (values[k] for k in ("open", "high", "low", "close"))

@@ -8,6 +8,7 @@ from backtester.instruments.instrument import (
     OptionType,
     instrument_from_ccxt,
     instrument_from_symbol,
+    is_option_symbol,
     symbol_underlying,
 )
 
@@ -17,5 +18,6 @@ __all__ = [
     "OptionType",
     "instrument_from_ccxt",
     "instrument_from_symbol",
+    "is_option_symbol",
     "symbol_underlying",
 ]

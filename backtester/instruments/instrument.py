@@ -29,7 +29,7 @@ from backtester.timeutil import parse_utc_ms
 
 __all__ = [
     "Instrument", "InstrumentKind", "OptionType", "instrument_from_ccxt", "instrument_from_symbol",
-    "symbol_underlying",
+    "is_option_symbol", "symbol_underlying",
 ]
 
 #: Deribit lists perpetuals with a year-3000 expiry; anything beyond this is not a real expiry.
@@ -246,6 +246,16 @@ class Instrument:
 def symbol_underlying(symbol: str) -> str:
     """Return the base coin of a ccxt symbol (``ETH/USDT:USDT`` → ``ETH``)."""
     return symbol.split("/", 1)[0]
+
+
+def is_option_symbol(symbol: str) -> bool:
+    """Return True when ``symbol`` names an option in the ccxt grammar (``…-YYMMDD-K-C|P``).
+
+    >>> is_option_symbol("BTC/USD:BTC-261225-100000-C"), is_option_symbol("BTC/USDT:USDT")
+    (True, False)
+    """
+    m = _SYMBOL.match(symbol)
+    return m is not None and m.group("strike") is not None
 
 
 def _tick(value: Any, precision_mode: int) -> Decimal:

@@ -61,7 +61,9 @@ def account_snapshot(engine: Engine) -> dict[str, Any]:
         positions.append(entry)
         prices[sym] = {"mark": f.mc[i], "index": f.ic[i]}
         if inst.is_option:
-            prices[sym]["underlying"] = f.ic[i]
+            # the price the engine's option requirement read (the option's forward for
+            # Deribit-style margin, the index for Bybit's)
+            prices[sym]["underlying"] = engine.margin.underlying_price(f)
     for asset in acct.balances:
         if not engine.feed.is_stable(asset):
             prices.setdefault(asset, {"index": engine.margin.price_usd(asset)})

@@ -60,7 +60,7 @@ class PriceStore:
         self.rows: dict[str, int] = {}
         n_steps = len(times)
         fields = ("mark_low", "mark_high", "mark_close", "index_low", "index_high",
-                  "index_close", "close")
+                  "index_close", "forward_low", "forward_high", "forward_close", "close")
         wanted = list(feeds.values()) + [f for f in index_feeds.values()
                                          if f.symbol not in feeds]
         for f in wanted:
@@ -241,9 +241,13 @@ def build_book(view: BookView, store: PriceStore, profile: ProfileData, *,
         li[j, k.LI_SETTLE] = asset_id[inst.settle]
         li[j, k.LI_POOL] = pool_of(inst.settle)
         li[j, k.LI_ROW] = store.rows[f.symbol]
+        # the underlying a leg's requirement reads: the index, or an option's own forward
+        # under Deribit's and Bit.com's option formulas (Bybit's read the index)
+        und = ("forward" if inst.is_option and profile.option_margin_style != "bybit"
+               else "index")
         for col, name in ((k.LI_SML, "mark_low"), (k.LI_SMH, "mark_high"),
-                          (k.LI_SMC, "mark_close"), (k.LI_SUL, "index_low"),
-                          (k.LI_SUH, "index_high"), (k.LI_SUC, "index_close")):
+                          (k.LI_SMC, "mark_close"), (k.LI_SUL, f"{und}_low"),
+                          (k.LI_SUH, f"{und}_high"), (k.LI_SUC, f"{und}_close")):
             li[j, col] = store.offset(f, name)
         if inst.is_option:
             lf[j, k.LF_STRIKE] = inst.strike or 0.0

@@ -12,6 +12,14 @@ at its index (the account status and ratio are those of the worst pool);
 field); ``usd`` — one pool, collateral valued at ``index × haircut`` and position PnL and
 requirements at the settle asset's index (haircuts apply to collateral only).
 
+A negative collateral amount is a liability — a stablecoin the account owes after a short option
+settled against coin collateral, say — and counts at its full value (index × amount, no
+haircut: a haircut discounts what an asset is worth as collateral, not a debt), as the engine
+values it. A pool holding one is ``liquidate`` once its margin balance reaches its maintenance
+margin even with no position open (maintenance 0: a margin balance at or below 0), as the
+engine rules (``backtester.margin.pools.liquidation_status``). Borrowing interest and the
+exchanges' margin on borrowings (Bybit, OKX) are not modelled.
+
 Cross: margin balance = collateral value + Σ UPnL; requirements add up (DESIGN §4). Isolated:
 each position has its own margin (``isolated_margin``, default its initial margin at entry)
 and ``collateral`` is the free balance; the account is liquidating when any position is.
@@ -196,7 +204,9 @@ def _collateral_pools(snap: ParsedSnapshot, valued: list[_Valued]) -> tuple[dict
         total = 0.0
         face = _face_value_assets(snap)
         for asset, amount in snap.collateral.items():
-            haircut = 1.0 if asset in face else snap.haircuts.get(asset)
+            # a debt counts in full (no haircut); so does a coin margining an inverse
+            # contract at face value
+            haircut = 1.0 if asset in face or amount <= 0 else snap.haircuts.get(asset)
             if haircut is None:
                 msg = (f"collateral.{asset}: profile {profile.name} has no collateral ratio for "
                        f"{asset}; give haircuts.{asset}")
@@ -206,7 +216,7 @@ def _collateral_pools(snap: ParsedSnapshot, valued: list[_Valued]) -> tuple[dict
         to_usd["USD"] = 1.0
         return pools, to_usd
     for asset, amount in snap.collateral.items():
-        pools[asset] = amount * snap.haircuts.get(asset, 1.0)
+        pools[asset] = amount * (snap.haircuts.get(asset, 1.0) if amount > 0 else 1.0)
     for v in valued:
         pools.setdefault(v.pool, 0.0)
     if profile.pool in ("per_coin", "per_currency") and len(pools) > 1:
@@ -285,7 +295,10 @@ def _cross(snap: ParsedSnapshot, valued: list[_Valued]) -> dict[str, object]:
         totals["mm"] += mm * usd
         totals["liq_cost"] += usd * sum(v.fx * v.notional * float(v.pos.instrument.taker_rate)
                                         for v in members)
-        pool_status = _status(mm, mb, profile.call_level, bool(members))
+        # a negative balance in the pool is a liability: at risk even with no position
+        owes = any(amount < 0 for asset, amount in snap.collateral.items()
+                   if profile.pool == "usd" or asset == pool)
+        pool_status = _status(mm, mb, profile.call_level, bool(members) or owes)
         if status_rank[pool_status] > status_rank[status]:
             status = pool_status
         ratio = mm / mb if mb > 0.0 else None

@@ -168,7 +168,9 @@ def parse_snapshot(snapshot: Mapping[str, object]) -> ParsedSnapshot:
     mode = _choice(snap.get("mode"), "mode", ("cross", "isolated", "portfolio"), "cross")
     position_mode = _choice(snap.get("position_mode"), "position_mode", ("one-way", "hedge"),
                             "one-way")
-    collateral = {str(k): _num(v, f"collateral.{k}", low=0.0)
+    # a negative balance is a liability (e.g. USDC after a short option settled against coin
+    # collateral): valued at its full price, no haircut (calculator module docstring)
+    collateral = {str(k): _num(v, f"collateral.{k}")
                   for k, v in _obj(snap.get("collateral") or {}, "collateral").items()}
     haircuts = dict(profile.haircuts)
     for k, v in _obj(snap.get("haircuts") or {}, "haircuts").items():

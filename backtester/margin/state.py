@@ -192,7 +192,7 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
         return self._pooled and book.n_held_pools > 1
 
     def _optmark(self, book: Book, s0: int, nbars: int) -> np.ndarray:
-        # options' marks at their underlying's low and high: Black-76 at the bar's implied vol
+        # options' marks at their forward's low and high: Black-76 at the bar's implied vol
         # and time to expiry (NaN where a bar has no implied vol: the recorded mark low/high)
         out = np.full((book.n_legs, nbars, 2), np.nan)
         if not self.intrabar:
@@ -205,13 +205,13 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
             steps = np.arange(s0, s0 + nbars)
             bars = self._bars(f, steps)
             iv = np.asarray(f.option_iv, dtype="float64")[np.maximum(bars, 0)]
-            ok = (iv == iv) & (iv > 0) & (bars >= 0)
+            ok = (iv == iv) & (iv >= 0) & (bars >= 0)
             if not ok.any():
                 continue
             t = np.maximum((inst.expiry_ms or 0) - self._times[steps], 0) / _MS_PER_YEAR
             pricer = black76.price if inst.is_linear else black76.inverse_price
             is_call = inst.option_type is OptionType.CALL
-            for w, name in ((0, "index_low"), (1, "index_high")):
+            for w, name in ((0, "forward_low"), (1, "forward_high")):
                 und = np.asarray(f.arrays[name], dtype="float64")[np.maximum(bars, 0)]
                 px = np.asarray(pricer(und[ok], inst.strike or 0.0, t[ok], iv[ok], is_call),
                                 dtype="float64")
@@ -511,9 +511,9 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
             size = float(book.lf[j, k.LF_QTY]) * inst.cs
             if inst.is_option:
                 iv = f.option_iv[i] if f.option_iv is not None else float("nan")
-                if not (iv == iv and iv > 0):
+                if not (iv == iv and iv >= 0):  # IV 0: marked at intrinsic (or worthless)
                     continue
-                fwd = f.ic[i]
+                fwd = f.fc[i]  # the option's own forward
                 t = max((inst.expiry_ms or 0) - now, 0) / _MS_PER_YEAR
                 kk = inst.strike or 0.0
                 call = inst.option_type is OptionType.CALL
@@ -554,6 +554,16 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
                    for p in self.e.account.positions.values())
 
     # -- per position --------------------------------------------------------------------
+    def underlying_price(self, f: SymbolFeed, w: int = 2) -> float:
+        """Underlying price (USD) a leg's requirement reads at scenario ``w`` (0 low, 1 high,
+        2 close) of the current bar: the index, except for options under Deribit's (and
+        Bit.com's) standard margin, whose formulas read the underlying's mark — the option's
+        own forward (``SymbolFeed.fc``); Bybit's option formulas read the index."""
+        i = f.idx
+        if f.instrument.is_option and self.profile.option_margin_style != "bybit":
+            return f.fl[i] if w == 0 else f.fh[i] if w == 1 else f.fc[i]
+        return f.il[i] if w == 0 else f.ih[i] if w == 1 else f.ic[i]
+
     def requirement(self, pos: Position, mark: float, und: float) -> tuple[float, float, float]:
         """Return (notional, initial margin, maintenance margin) in the settle currency."""
         book = self.book()
@@ -603,6 +613,9 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
                 und *= shift[1]
                 mark *= shift[1]
             prices.setdefault(inst.base, und)
+            fwd = f.fl[i] if w == 0 else f.fh[i] if w == 1 else f.fc[i]
+            if shift is not None and shift[2] == sym:
+                fwd *= shift[1]
             iv = f.option_iv[i] if f.option_iv is not None else None
             grid.append(PortfolioPosition(
                 symbol=sym, underlying=inst.base,
@@ -613,7 +626,7 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
                 strike=inst.strike, option_type=None if inst.option_type is None
                 else inst.option_type.value,  # type: ignore[arg-type]
                 expiry_ms=inst.expiry_ms, iv=iv if iv is not None and iv == iv else None,
-                forward=und if inst.is_option else None))
+                forward=fwd if inst.is_option else None))
         if not grid:
             return 0.0, 0.0
         now = int(self._times[s]) if 0 <= s < len(self._times) else self.e.now_ms
@@ -632,15 +645,15 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
         return s if row < 0 else int(self.store.bars[row, s])
 
     def _mark_at(self, f: SymbolFeed, w: int, i: int, s: int) -> float:
-        # a leg's mark at scenario w of step s (bar i): options repriced at the underlying's
+        # a leg's mark at scenario w of step s (bar i): options repriced at their forward's
         # low/high with Black-76 at the bar's implied vol; else the mark low/high/close
         if w == 2:
             return f.mc[i]
         if f.option_iv is not None:
             iv = f.option_iv[i]
-            if iv == iv and iv > 0:
+            if iv == iv and iv >= 0:  # IV 0: an option marked at intrinsic (or worthless)
                 inst = f.instrument
-                und = f.il[i] if w == 0 else f.ih[i]
+                und = f.fl[i] if w == 0 else f.fh[i]  # on the option's own forward
                 now = int(self._times[s]) if 0 <= s < len(self._times) else self.e.now_ms
                 t = max((inst.expiry_ms or 0) - now, 0) / _MS_PER_YEAR
                 is_call = inst.option_type is OptionType.CALL
@@ -739,7 +752,8 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
                 style = self._book_style()
                 need = k.short_option_margin(
                     style, inst.option_type is OptionType.CALL, inst.strike or 0.0,
-                    f.ic[f.idx], px, increase * inst.cs, self.profile.option_maintenance_rate,
+                    self.underlying_price(f), px, increase * inst.cs,
+                    self.profile.option_maintenance_rate,
                     self.profile.option_liquidation_fee_rate
                     if self.profile.option_margin_style == "bybit" else 0.0)[0]
         elif (rates := self.profile.rates.get(order.symbol)) is not None:

@@ -85,9 +85,14 @@ def _row_excess(rows: BookRows, x_row: F64, tiers: Mapping[int, Margin],
     if rows.settle_usd is not None:
         # coin-settled options: USD at the coin's price, which moves with every underlying
         opt_value = opt_value * rows.settle_usd * np.where(rows.is_linear, 1.0, 1.0 + x_row)
+    # the inverse branches are computed for every row and discarded for linear ones and options,
+    # whose mark (a worthless option) and entry (bought at 0) may be 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inverse_pnl = q * (1.0 / rows.entry - 1.0 / m)
+        inverse_notional = np.abs(q) / m
     value = np.where(rows.is_option, opt_value,
-                     np.where(lin, q * (m - rows.entry), q * (1.0 / rows.entry - 1.0 / m)))
-    notional = np.where(lin, np.abs(q) * m, np.abs(q) / m)
+                     np.where(lin, q * (m - rows.entry), inverse_pnl))
+    notional = np.where(lin, np.abs(q) * m, inverse_notional)
     size_coin = np.where(lin, np.abs(q), notional)  # linear: q is in coins; inverse: USD
     mm = np.where(rows.is_option, 0.0,
                   _mm(notional, rows.symbol_id, tiers, default_mmr, size_coin))

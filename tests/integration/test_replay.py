@@ -172,3 +172,57 @@ def test_no_look_ahead_sma_on_mixed_timeframes(k: int) -> None:
     t_k = int(t_end.value // 1_000_000) + H
     assert full.fills["qty"].abs().sum() > 5
     assert _decisions(cut, t_k) == _decisions(full, t_k)
+
+
+# -- the look-ahead proof for options priced from the vol index (issue 14 item 8) -----------
+OPT = "BTC/USDT:USDT-240201-40000-C"  # a linear call with trade candles only: theoretical
+
+
+def _vol_book(n: int, seed: int = 3) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
+    data = _pair_data(n, seed=seed)
+    ts = data[BTC]["ts"]
+    flat = np.full(n, 1_500.0)
+    data[OPT] = pd.DataFrame({"ts": ts, "open": flat, "high": flat, "low": flat,
+                              "close": flat, "volume": 1.0})
+    # daily vol candles from the day before the bars (so every bar has a closed candle)
+    days = pd.date_range(ts.iloc[0] - pd.Timedelta("1D"), ts.iloc[-1], freq="1D")
+    level = 50.0 + 20.0 * np.sin(np.arange(len(days)) * 1.7)
+    vol = pd.DataFrame({"ts": days, "open": level, "high": level + 3, "low": level - 3,
+                        "close": level + np.where(np.arange(len(days)) % 2, 2.0, -2.0)})
+    return data, vol
+
+
+class VolTrader(bt.Strategy):
+    """Holds the call while its IV (the vol index level) rose since the last bar."""
+
+    def on_start(self, ctx: Any) -> None:
+        self.prev: float | None = None
+
+    def on_bar(self, ctx: Any) -> None:
+        c = ctx.chain("BTC")
+        row = c[c["symbol"] == OPT]
+        if row.empty:
+            return
+        iv, mark = float(row["iv"].iloc[0]), float(row["mark"].iloc[0])
+        ctx.record(iv=iv, mark=mark)
+        if self.prev is not None and iv != self.prev:
+            ctx.target(OPT, 1 if iv > self.prev else 0)
+        self.prev = iv
+
+
+@pytest.mark.parametrize("k", [30, 100, 170])
+def test_no_look_ahead_options_priced_from_a_daily_vol_index(k: int) -> None:
+    # hourly bars, a daily vol index: the truncated run sees the bars up to bar k and only the
+    # vol candles closed by bar k's close (what a live run would have then)
+    n = 200
+    data, vol = _vol_book(n)
+    full = run(VolTrader(), data, vol_indexes={"BTC": vol})
+    t_end = data[BTC]["ts"].iloc[k]
+    t_k = int(t_end.value // 1_000_000) + H
+    closed = vol[vol["ts"] + pd.Timedelta("1D") <= pd.Timestamp(t_k, unit="ms", tz="UTC")]
+    assert len(closed) < len(vol)
+    cut = run(VolTrader(), {s: d[d["ts"] <= t_end] for s, d in data.items()},
+              vol_indexes={"BTC": closed})
+    assert full.meta["mark_source"][OPT] == "theoretical"
+    assert len(full.fills) >= 4  # the strategy trades on the vol index: not vacuous
+    assert _decisions(cut, t_k) == _decisions(full, t_k)

@@ -112,3 +112,36 @@ def test_feed_views_clean_input_and_is_protected_from_later_writes() -> None:
     assert df["close"].iloc[1] == 55.0
     assert f.c[1] == 101.0
     assert f.arrays["close"][1] == 101.0
+
+
+def test_option_forward_is_its_own_underlying_price_moved_intrabar_with_the_index() -> None:
+    # Deribit BTC-26JUN20-8000-C, 2020-05-14 05:41: underlying_price 9,359.92, index close
+    # 9,350.12. A bar whose index runs 9,300-9,400: forward low = 9,359.92 × 9,300/9,350.12
+    # = 9,309.7475, high = 9,359.92 × 9,400/9,350.12 = 9,409.8523. The second bar has no
+    # underlying_price: the index (9,360) stands in and is counted.
+    opt = "BTC/USD:BTC-200626-8000-C"
+    perp = "BTC/USD:BTC"
+    ts = pd.date_range("2020-05-14 05:00", periods=2, freq="1h", tz="UTC")
+    index = pd.DataFrame({"ts": ts, "open": [9_350.0, 9_360.0], "high": [9_400.0, 9_360.0],
+                          "low": [9_300.0, 9_360.0], "close": [9_350.12, 9_360.0],
+                          "volume": 0.0})
+    prem = pd.DataFrame({"ts": ts, "open": 0.2, "high": 0.2, "low": 0.2, "close": 0.2,
+                         "volume": 0.0})
+    marks = pd.DataFrame({"ts": ts, "mark_price": 0.201121, "mark_iv": 90.26,
+                          "underlying_price": [9_359.92, np.nan]})
+    insts = {s: instrument_from_symbol(s) for s in (opt, perp)}
+    feed = Feed.build(insts, {perp: MarketFrames(ohlcv=index, index=index),
+                              opt: MarketFrames(ohlcv=prem, option_marks=marks)})
+    f = feed.symbols[opt]
+    assert f.forward_source == "underlying_price"
+    assert list(f.fc) == [9_359.92, 9_360.0]
+    assert f.fl[0] == pytest.approx(9_309.7475, abs=1e-4)
+    assert f.fh[0] == pytest.approx(9_409.8523, abs=1e-4)
+    assert (f.fl[1], f.fh[1]) == (9_360.0, 9_360.0)
+    assert f.forward_fallback_bars == 1
+    assert any("underlying_price missing on 1 of 2 bars; the BTC/USD:BTC index stands in"
+               in w for w in feed.warnings)
+    # the perpetual's forward is its index, shared (not copied)
+    p = feed.symbols[perp]
+    assert p.forward_source == "index"
+    assert np.shares_memory(p.arrays["forward_low"], p.arrays["index_low"])

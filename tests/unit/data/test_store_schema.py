@@ -84,6 +84,32 @@ def test_validation_errors_name_symbol_and_time(column: str, value: float, rule:
     assert "2024-01-01T01:00:00+00:00" in msg  # the bad row's time
 
 
+OPT = "BTC/USD:BTC-200514-8500-P"
+
+
+@pytest.mark.parametrize("kind", [Kind.OHLCV, Kind.MARK])
+def test_an_options_zero_price_is_a_worthless_option_not_bad_data(kind: Kind) -> None:
+    # issue 14 item 9: Deribit marked BTC-14MAY20-8500-P at 0 BTC on 2020-05-14 05:41
+    df = bars([(0.0, 0.0, 0.0, 0.0), (0.0, 0.0005, 0.0, 0.0)])
+    out = validate_frame(df, kind, symbol=OPT, timeframe="1h")
+    assert out["close"].tolist() == [0.0, 0.0]
+    # the symbol grammar decides unless the caller says (an instrument outside the grammar)
+    assert len(validate_frame(df, kind, symbol="MYOPTION", timeframe="1h", is_option=True)) == 2
+    df.loc[1, "low"] = -0.0001
+    with pytest.raises(DataError, match="low is negative at 2024-01-01T01:00:00"):
+        validate_frame(df, kind, symbol=OPT, timeframe="1h")
+
+
+def test_zero_prices_are_still_bad_data_for_perps_and_indexes() -> None:
+    df = bars([(0.0, 0.0, 0.0, 0.0)])
+    with pytest.raises(DataError, match="open is zero or negative"):
+        validate_frame(df, Kind.OHLCV, symbol=BTC, timeframe="1h")
+    with pytest.raises(DataError, match="open is zero or negative"):
+        validate_frame(df, Kind.INDEX, symbol=OPT, timeframe="1h")  # an index is never 0
+    with pytest.raises(DataError, match="open is zero or negative"):
+        validate_frame(df, Kind.OHLCV, symbol=OPT, timeframe="1h", is_option=False)
+
+
 def test_conflicting_duplicates_rejected_identical_dropped() -> None:
     df = bars(ROWS)
     dup = pd.concat([df, df.iloc[[1]]], ignore_index=True)

@@ -236,6 +236,35 @@ def test_usd_pool_collateral_with_haircuts() -> None:
                   "prices": {"DOGE": {"index": 0.1}}})
 
 
+def test_negative_balance_is_a_liability_at_full_value() -> None:
+    # Issue 14 item 9: 1 BTC at 45,000 with Bybit's 0.95 collateral ratio, and 4,000 USDC owed
+    # after a short put settled: 45,000 × 0.95 − 4,000 × 1 (a debt takes no haircut) = 38,750
+    # USD; nothing at risk: status ok, no requirement, available 38,750.
+    snap: dict[str, Any] = {"profile": "bybit", "collateral": {"BTC": 1.0, "USDC": -4_000.0},
+                            "prices": {"BTC": {"index": 45_000.0}}}
+    out = evaluate(snap)
+    assert out["margin_balance"] == pytest.approx(38_750.0)
+    assert out["available"] == pytest.approx(38_750.0)
+    assert (out["status"], out["initial_margin"], out["margin_ratio"]) == ("ok", 0.0, 0.0)
+    # a debt needs no collateral ratio of its own (DOGE has none in Bybit's profile)
+    owed = evaluate({"profile": "bybit", "collateral": {"USDT": 100.0, "DOGE": -100.0},
+                     "prices": {"DOGE": {"index": 0.1}}})
+    assert owed["margin_balance"] == pytest.approx(100.0 - 10.0)
+    # one pool per settle asset (binance-usdm): the USDC pool is −4,000 on its own; a pool
+    # holding a liability is liquidating once its margin balance reaches its maintenance (0
+    # here) even with no position, as the engine rules; its ratio is undefined (null)
+    pools = evaluate({"profile": "binance-usdm", "collateral": {"USDT": 1_000.0,
+                                                                "USDC": -4_000.0}})
+    assert pools["margin_balance"] == pytest.approx(-3_000.0)
+    assert (pools["status"], pools["margin_ratio"]) == ("liquidate", None)
+    # and a USD pool whose debt exceeds the haircut collateral: 0.05 BTC × 45,000 × 0.95 −
+    # 4,000 = −1,862.5
+    snap["collateral"] = {"BTC": 0.05, "USDC": -4_000.0}
+    under = evaluate(snap)
+    assert under["margin_balance"] == pytest.approx(-1_862.5)
+    assert under["status"] == "liquidate"
+
+
 def test_usd_pool_inverse_position_valued_at_index() -> None:
     # bybit inverse 60,000 USD long @ 50,000 (1 USD contracts), mark 50,000: MM 0.006 BTC,
     # valued at the BTC index 50,000 → 300 USD; IM 0.12 BTC → 6,000 USD
@@ -302,7 +331,7 @@ def test_time_required_for_futures_and_expiry_checked() -> None:
         ({"profile": "binance"}, "profile: expected one of"),
         ({"mode": "margin"}, "mode: expected 'cross' or 'isolated' or 'portfolio'"),
         ({"position_mode": "both"}, "position_mode: expected 'one-way' or 'hedge'"),
-        ({"collateral": {"USDT": -5}}, "collateral.USDT: expected a number >= 0"),
+        ({"collateral": {"USDT": "-5"}}, "collateral.USDT: expected a number, got '-5'"),
         ({"haircuts": {"BTC": 1.5}}, "haircuts.BTC: expected a number <= 1"),
         ({"prices": {}}, "prices.BTC/USDT:USDT: missing"),
         ({"prices": {"BTC/USDT:USDT": {"mark": 0}}},

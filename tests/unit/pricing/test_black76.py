@@ -43,17 +43,40 @@ def test_greeks_match_finite_differences(is_call: bool) -> None:
     dv = 1e-5
     fd_vega = (b.price(F, K, T, V + dv, is_call) - b.price(F, K, T, V - dv, is_call)) / (2 * dv)
     assert np.allclose(b.vega(F, K, T, V, is_call), fd_vega / 100.0, rtol=1e-6, atol=1e-9 * F)
-    # Theta: value change per calendar day as time passes (t shrinks), forward fixed.
+    # Theta: the rate of value change per calendar day as time passes (t shrinks), forward
+    # fixed, over the next day (T >= 1 day here) and never more than the option is worth
     dt = 1e-6
     fd_theta = -(b.price(F, K, T + dt, V, is_call) - b.price(F, K, T - dt, V, is_call)) / (2 * dt)
-    assert np.allclose(b.theta(F, K, T, V, is_call), fd_theta / 365.0, rtol=1e-5, atol=1e-9 * F)
+    want = np.maximum(fd_theta / 365.0, -mid)
+    assert np.allclose(b.theta(F, K, T, V, is_call), want, rtol=1e-5, atol=1e-9 * F)
 
 
 def test_theta_with_rate_matches_finite_difference() -> None:
     dt = 1e-6
     fd = -(b.price(F, K, T + dt, V, True, rate=0.05)
            - b.price(F, K, T - dt, V, True, rate=0.05)) / (2 * dt)
-    assert np.allclose(b.theta(F, K, T, V, True, rate=0.05), fd / 365.0, rtol=1e-5, atol=1e-9 * F)
+    value = b.price(F, K, T, V, True, rate=0.05)
+    want = np.maximum(fd / 365.0, -value)
+    assert np.allclose(b.theta(F, K, T, V, True, rate=0.05), want, rtol=1e-5, atol=1e-9 * F)
+
+
+def test_theta_within_the_last_day_is_the_rate_over_the_time_left() -> None:
+    # 6 hours left: t = 0.25/365 year, √t = 0.0261712, σ√t = 0.8·√t = 0.0209370.
+    # ATM call F = K = 100: d1 = σ√t/2 = 0.0104685, n(d1) = 0.398920; the rate is
+    # −F·n(d1)·σ/(2√t)/365 = −100·0.398920·0.8/0.0523424/365 = −1.670436 USD/day, over the
+    # 0.25 day left −0.417609. The call is worth F·(2·N(d1) − 1) = 100·(2·0.504176 − 1) =
+    # 0.835248, more than that, so theta is −0.417609.
+    t = 0.25 / 365.0
+    assert b.price(100.0, 100.0, t, 0.8, True) == pytest.approx(0.835248, abs=1e-6)
+    assert b.theta(100.0, 100.0, t, 0.8, True) == pytest.approx(-0.417609, abs=1e-6)
+    # OTM call K = 102: d1 = (ln(100/102) + 0.5·0.0209370²)/0.0209370 = −0.935353,
+    # d2 = −0.956290, N(d1) = 0.174803, N(d2) = 0.169463, n(d1) = 0.257591. Value
+    # 100·0.174803 − 102·0.169463 = 0.195107; rate −100·0.257591·0.8/0.0523424/365 =
+    # −1.078635/day, over 0.25 day −0.269659: more than the call is worth, so theta = −0.195107.
+    assert b.price(100.0, 102.0, t, 0.8, True) == pytest.approx(0.195107, abs=1e-6)
+    assert b.theta(100.0, 102.0, t, 0.8, True) == pytest.approx(-0.195107, abs=1e-6)
+    # at expiry nothing is left to lose
+    assert b.theta(100.0, 102.0, 0.0, 0.8, True) == 0.0
 
 
 def test_expired_and_zero_vol_give_discounted_intrinsic_without_nan() -> None:
