@@ -24,6 +24,7 @@ from enum import StrEnum
 from typing import Any
 
 from backtester.errors import ConfigError
+from backtester.instruments import math as _math
 from backtester.numeric import ZERO, dec, to_money
 from backtester.timeutil import parse_utc_ms
 
@@ -151,18 +152,14 @@ class Instrument:
         price`` (coin). Options: ``|qty| * contract_size * price`` with ``price`` the underlying
         price (quote), i.e. the notional of the underlying.
         """
-        q = abs(qty) * self.cs
-        if self.is_linear or self.is_option:
-            return q * price
-        return q / price
+        return _math.notional(qty, self.cs, price, self.is_linear or self.is_option)
 
     def notional_usd(self, qty: float, price: float) -> float:
         """Return the absolute position value in USD (quote) at ``price``.
 
         Linear: ``|qty| * contract_size * price``; inverse: the USD face ``|qty| * contract_size``.
         """
-        q = abs(qty) * self.cs
-        return q * price if self.is_linear or self.is_option else q
+        return _math.notional_usd(qty, self.cs, price, self.is_linear or self.is_option)
 
     def pnl(self, qty: float, entry_price: float, exit_price: float) -> float:
         """Return the PnL of a signed ``qty`` moved from ``entry_price`` to ``exit_price``.
@@ -175,9 +172,7 @@ class Instrument:
         >>> round(perp.pnl(100, 50_000.0, 40_000.0), 6)   # 1,000 USD face long, -20% price
         -0.005
         """
-        if self.is_linear or self.is_option:
-            return qty * self.cs * (exit_price - entry_price)
-        return qty * self.cs * (1.0 / entry_price - 1.0 / exit_price)
+        return _math.pnl(qty, self.cs, entry_price, exit_price, self.is_linear or self.is_option)
 
     def value_per_point(self, qty: float, price: float) -> float:
         """Return the PnL of a one-unit price rise at ``price`` (derivative of :meth:`pnl`).

@@ -24,12 +24,14 @@ from numpy.typing import NDArray
 
 from backtester.accounting import Position
 from backtester.data.feed import SymbolFeed
-from backtester.instruments import OptionType
+from backtester.instruments import Instrument, OptionType
 from backtester.margin import kernel as k
 from backtester.margin.profile_data import ProfileData
+from backtester.margin.profiles import MarginRates
 from backtester.orders import Order, Side
 
-__all__ = ["Book", "BookView", "PriceStore", "build_book"]
+__all__ = ["AssetIn", "Book", "BookView", "LegIn", "OrderIn", "PriceStore", "assemble",
+           "build_book"]
 
 F64 = NDArray[np.float64]
 I64 = NDArray[np.int64]
@@ -111,13 +113,13 @@ class BookView:
 class Book:
     """A constant book as the kernel's arrays (column layouts in :mod:`margin.kernel`).
 
-    ``legs`` are the non-zero positions in the account's order (``symbols[j]`` is leg j's);
-    ``assets`` every asset with a balance, a session amount, or a leg or order settling in it
-    (``asset_names``); ``groups`` the underlying coins (a leg's base, or a coin with a
-    balance); ``pools`` the collateral pools (``pool_names``; one, ``USD``, unless the profile
-    keeps one per asset), the first ``n_held_pools`` those the account holds (a non-zero
-    balance or session amount, or an open position) — the account is multi-pool when it holds
-    several.
+    ``legs`` are the non-zero positions in the account's order (``symbols[j]`` is leg j's,
+    ``positions[j]`` its position when the book comes from an account); ``assets`` every asset
+    with a balance, a session amount, or a leg or order settling in it (``asset_names``);
+    ``groups`` the underlying coins (a leg's base, or a coin with a balance); ``pools`` the
+    collateral pools (``pool_names``; one, ``USD``, unless the profile keeps one per asset), the
+    first ``n_held_pools`` those the account holds (a non-zero balance or session amount, or an
+    open position) — the account is multi-pool when it holds several.
     """
 
     lf: F64
@@ -144,40 +146,80 @@ class Book:
         return int(self.lf.shape[0])
 
 
-def build_book(view: BookView, store: PriceStore, profile: ProfileData, *,
-               per_asset_pools: bool, isolated: bool) -> Book:
-    """Build the kernel arrays of the book ``view`` describes.
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LegIn:
+    """One leg for :func:`assemble`: the contract, its size and margin model, and where its
+    prices are in the store (``series``: offsets of its mark low/high/close and underlying
+    low/high/close; ``row``: its feed's bar row, -1 when the feed advances every step)."""
 
-    ``per_asset_pools``: one pool per settle asset (per-asset profiles outside portfolio mode);
-    else one USD pool. ``isolated``: positions carry their isolated allocations.
+    symbol: str
+    instrument: Instrument
+    qty: float
+    entry: float
+    leverage: float
+    isolated_margin: float
+    tiers: tuple[Sequence[float], Sequence[float], Sequence[float]] | None
+    rates: MarginRates | None
+    default_mmr: float
+    option_style: str
+    option_mm_rate: float
+    option_liq_rate: float
+    series: tuple[int, int, int, int, int, int]
+    row: int = _NONE
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AssetIn:
+    """One collateral asset for :func:`assemble`: its balance and session amount, its haircut
+    (applied to a positive balance), and its USD price in the store (``series`` offsets of
+    low/high/close, or None: no price, 0; ``pre`` before its feed's first bar)."""
+
+    name: str
+    balance: float
+    session: float
+    haircut: float
+    stable: bool
+    series: tuple[int, int, int] | None
+    row: int = _NONE
+    pre: float = 0.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrderIn:
+    """One working order for :func:`assemble` (reduce-only orders reserve nothing: leave them
+    out): its size, limit price (NaN: a market order, at ``close`` in the store), leverage."""
+
+    symbol: str
+    instrument: Instrument
+    qty: float
+    price: float
+    leverage: float
+    is_buy: bool
+    rates: MarginRates | None
+    close: int
+    row: int = _NONE
+
+
+def assemble(legs: Sequence[LegIn], assets: Sequence[AssetIn], orders: Sequence[OrderIn], *,
+             held_pools: Sequence[str], per_asset_pools: bool, inverse_margin_at_face: bool,
+             positions: Sequence[Position] = ()) -> Book:
+    """Lay out the kernel arrays of a book.
+
+    ``held_pools`` are the pools the account holds, in order (see :class:`Book`);
+    ``per_asset_pools``: one pool per settle asset, else one USD pool;
+    ``inverse_margin_at_face``: the settle coin of an open inverse contract counts without a
+    haircut (Bybit [BY1] §5.3).
     """
-    positions = [p for p in view.positions if p.qty_f != 0.0]
-    # assets: balances, session amounts, settle assets of the legs (in that order)
-    names: list[str] = []
-    for a in view.balances:
-        names.append(a)
-    for a, v in view.session.items():
-        if v and a not in names:
-            names.append(a)
-    for p in positions:
-        if p.instrument.settle not in names:
-            names.append(p.instrument.settle)
-    for o in view.orders:
-        s = view.feeds[o.symbol].instrument.settle
-        if s not in names:
-            names.append(s)
+    names = [a.name for a in assets]
     asset_id = {a: j for j, a in enumerate(names)}
-    # groups: the legs' bases, then coins holding a balance (the intrabar check's groups)
     groups: list[str] = []
-    for p in positions:
-        if p.instrument.base not in groups:
-            groups.append(p.instrument.base)
-    for a, b in view.balances.items():
-        if b != 0 and not view.is_stable(a) and a not in groups:
-            groups.append(a)
+    for leg in legs:
+        if leg.instrument.base not in groups:
+            groups.append(leg.instrument.base)
+    for a in assets:
+        if a.balance != 0 and not a.stable and a.name not in groups:
+            groups.append(a.name)
     group_id = {g: j for j, g in enumerate(groups)}
-    # pools: those the account holds (non-zero balances, session amounts, the legs' settle
-    # assets, in that order), then any other an asset or order names (empty ones)
     pools: list[str] = []
 
     def pool_of(asset: str) -> int:
@@ -186,121 +228,163 @@ def build_book(view: BookView, store: PriceStore, profile: ProfileData, *,
             pools.append(name)
         return pools.index(name)
 
-    for a, b in view.balances.items():
-        if b != 0:
-            pool_of(a)
-    for a, v in view.session.items():
-        if v:
-            pool_of(a)
-    for p in positions:
-        pool_of(p.instrument.settle)
+    for name in held_pools:
+        pool_of(name)
     n_held = len(pools)
-
     face: frozenset[str] = frozenset()
-    if profile.inverse_margin_at_face:
-        face = frozenset(p.instrument.settle for p in positions
-                         if not p.instrument.is_linear and not p.instrument.is_option)
-    af = np.zeros((len(names), k.NAF))
-    ai = np.full((len(names), k.NAI), _NONE, dtype=np.int64)
-    for j, a in enumerate(names):
-        af[j, k.AF_BAL] = float(view.balances.get(a, 0))
-        af[j, k.AF_SESSION] = float(view.session.get(a, 0))
-        af[j, k.AF_HAIRCUT] = 1.0 if a in face else profile.haircut(a)
-        stable = view.is_stable(a)
-        ai[j, k.AI_STABLE] = 1 if stable else 0
-        ai[j, k.AI_GROUP] = group_id.get(a, _NONE) if not stable else _NONE
-        ai[j, k.AI_POOL] = pool_of(a)
-        f = None if stable else view.index_feeds.get(a)
-        if f is not None:
-            ai[j, k.AI_ROW] = store.rows[f.symbol]
-            ai[j, k.AI_SL] = store.offset(f, "index_low")
-            ai[j, k.AI_SH] = store.offset(f, "index_high")
-            ai[j, k.AI_SC] = store.offset(f, "index_close")
-            af[j, k.AF_PRE] = f.io[0]
-    # legs
-    tables: dict[str, int] = {}
+    if inverse_margin_at_face:
+        face = frozenset(leg.instrument.settle for leg in legs
+                         if not leg.instrument.is_linear and not leg.instrument.is_option)
+    af = np.zeros((len(assets), k.NAF))
+    ai = np.full((len(assets), k.NAI), _NONE, dtype=np.int64)
+    for j, a in enumerate(assets):
+        af[j, k.AF_BAL] = a.balance
+        af[j, k.AF_SESSION] = a.session
+        af[j, k.AF_HAIRCUT] = 1.0 if a.name in face else a.haircut
+        af[j, k.AF_PRE] = a.pre
+        ai[j, k.AI_STABLE] = 1 if a.stable else 0
+        ai[j, k.AI_GROUP] = group_id.get(a.name, _NONE) if not a.stable else _NONE
+        ai[j, k.AI_POOL] = pool_of(a.name)
+        if a.series is not None:
+            ai[j, k.AI_ROW] = a.row
+            ai[j, k.AI_SL], ai[j, k.AI_SH], ai[j, k.AI_SC] = a.series
+    tables: dict[int, int] = {}
     fl: list[float] = []
     mr: list[float] = []
     cm: list[float] = []
-    lf = np.zeros((len(positions), k.NLF))
-    li = np.zeros((len(positions), k.NLI), dtype=np.int64)
-    style = _STYLE.get(profile.option_margin_style, k.OSTYLE_LINEAR)
-    for j, pos in enumerate(positions):
-        inst = pos.instrument
-        f = view.feeds[inst.symbol]
-        lf[j, k.LF_QTY] = pos.qty_f
+    lf = np.zeros((len(legs), k.NLF))
+    li = np.zeros((len(legs), k.NLI), dtype=np.int64)
+    for j, leg in enumerate(legs):
+        inst = leg.instrument
+        lf[j, k.LF_QTY] = leg.qty
         lf[j, k.LF_CS] = inst.cs
-        lf[j, k.LF_ENTRY] = pos.entry_f
-        lf[j, k.LF_LEV] = pos.leverage
-        lf[j, k.LF_ISO] = (float(pos.isolated_margin) if isolated and pos.isolated_margin
-                           is not None else float("nan"))
-        lf[j, k.LF_DMMR] = profile.default_mmr
+        lf[j, k.LF_ENTRY] = leg.entry
+        lf[j, k.LF_LEV] = leg.leverage
+        lf[j, k.LF_ISO] = leg.isolated_margin
+        lf[j, k.LF_DMMR] = leg.default_mmr
         li[j, k.LI_LIN] = 1 if inst.is_linear else 0
         li[j, k.LI_OPT] = 1 if inst.is_option else 0
         li[j, k.LI_GROUP] = group_id[inst.base]
         li[j, k.LI_SETTLE] = asset_id[inst.settle]
         li[j, k.LI_POOL] = pool_of(inst.settle)
-        li[j, k.LI_ROW] = store.rows[f.symbol]
-        # the underlying a leg's requirement reads: the index, or an option's own forward
-        # under Deribit's and Bit.com's option formulas (Bybit's read the index)
-        und = ("forward" if inst.is_option and profile.option_margin_style != "bybit"
-               else "index")
-        for col, name in ((k.LI_SML, "mark_low"), (k.LI_SMH, "mark_high"),
-                          (k.LI_SMC, "mark_close"), (k.LI_SUL, f"{und}_low"),
-                          (k.LI_SUH, f"{und}_high"), (k.LI_SUC, f"{und}_close")):
-            li[j, col] = store.offset(f, name)
+        li[j, k.LI_ROW] = leg.row
+        li[j, k.LI_SYM] = [lg.symbol for lg in legs].index(leg.symbol)
+        (li[j, k.LI_SML], li[j, k.LI_SMH], li[j, k.LI_SMC], li[j, k.LI_SUL], li[j, k.LI_SUH],
+         li[j, k.LI_SUC]) = leg.series
         if inst.is_option:
             lf[j, k.LF_STRIKE] = inst.strike or 0.0
             lf[j, k.LF_EXPIRY] = float(inst.expiry_ms or 0)
-            lf[j, k.LF_OMM] = profile.option_maintenance_rate
-            lf[j, k.LF_OLIQ] = (profile.option_liquidation_fee_rate
-                                if profile.option_margin_style == "bybit" else 0.0)
+            lf[j, k.LF_OMM] = leg.option_mm_rate
+            lf[j, k.LF_OLIQ] = leg.option_liq_rate
             li[j, k.LI_CALL] = 1 if inst.option_type is OptionType.CALL else 0
-            li[j, k.LI_OSTYLE] = style
+            li[j, k.LI_OSTYLE] = _STYLE.get(leg.option_style, k.OSTYLE_LINEAR)
             continue
-        rates = profile.rates.get(inst.symbol)
-        tiers = profile.tiers.get(inst.symbol)
-        if rates is not None:
+        if leg.rates is not None:
             li[j, k.LI_MMK] = k.MMK_RATES
-            lf[j, k.LF_IMB], lf[j, k.LF_IMP] = rates.im_base, rates.im_per_coin
-            lf[j, k.LF_MMB], lf[j, k.LF_MMP] = rates.mm_base, rates.mm_per_coin
-        elif tiers is not None:
+            lf[j, k.LF_IMB], lf[j, k.LF_IMP] = leg.rates.im_base, leg.rates.im_per_coin
+            lf[j, k.LF_MMB], lf[j, k.LF_MMP] = leg.rates.mm_base, leg.rates.mm_per_coin
+        elif leg.tiers is not None:
             li[j, k.LI_MMK] = k.MMK_TIERS
-            off = tables.get(inst.symbol)
+            off = tables.get(id(leg.tiers))
             if off is None:
-                off = tables[inst.symbol] = len(fl)
-                fl.extend(tiers.floors)
-                mr.extend(tiers.mmr)
-                cm.extend(tiers.cum)
+                off = tables[id(leg.tiers)] = len(fl)
+                fl.extend(leg.tiers[0])
+                mr.extend(leg.tiers[1])
+                cm.extend(leg.tiers[2])
             li[j, k.LI_TOFF] = off
-            li[j, k.LI_TN] = len(tiers.floors)
-    # working orders (reduce-only orders reserve nothing)
-    working = [o for o in view.orders if not o.is_reduce_only]
-    of = np.zeros((len(working), k.NOF))
-    oi = np.zeros((len(working), k.NOI), dtype=np.int64)
-    for j, o in enumerate(working):
-        f = view.feeds[o.symbol]
-        inst = f.instrument
-        of[j, k.OF_QTY] = float(o.qty)
-        of[j, k.OF_PRICE] = float(o.price) if o.price is not None else float("nan")
-        of[j, k.OF_LEV] = view.leverage(o.symbol)
+            li[j, k.LI_TN] = len(leg.tiers[0])
+    of = np.zeros((len(orders), k.NOF))
+    oi = np.zeros((len(orders), k.NOI), dtype=np.int64)
+    for j, o in enumerate(orders):
+        inst = o.instrument
+        of[j, k.OF_QTY] = o.qty
+        of[j, k.OF_PRICE] = o.price
+        of[j, k.OF_LEV] = o.leverage
         of[j, k.OF_CS] = inst.cs
         oi[j, k.OI_LIN] = 1 if inst.is_linear else 0
         oi[j, k.OI_OPT] = 1 if inst.is_option else 0
-        oi[j, k.OI_BUY] = 1 if o.side is Side.BUY else 0
-        rates = None if inst.is_option else profile.rates.get(o.symbol)
-        if rates is not None:
+        oi[j, k.OI_BUY] = 1 if o.is_buy else 0
+        if o.rates is not None and not inst.is_option:
             oi[j, k.OI_MMK] = k.MMK_RATES
-            of[j, k.OF_IMB], of[j, k.OF_IMP] = rates.im_base, rates.im_per_coin
+            of[j, k.OF_IMB], of[j, k.OF_IMP] = o.rates.im_base, o.rates.im_per_coin
         oi[j, k.OI_SETTLE] = asset_id[inst.settle]
         oi[j, k.OI_POOL] = pool_of(inst.settle)
-        oi[j, k.OI_ROW] = store.rows[f.symbol]
-        oi[j, k.OI_SC] = store.offset(f, "close")
+        oi[j, k.OI_ROW] = o.row
+        oi[j, k.OI_SC] = o.close
     if not pools:
         pools.append("USD")
     return Book(lf=lf, li=li, af=af, ai=ai, of=of, oi=oi, n_held_pools=n_held,
                 floors=np.asarray(fl or [0.0]), mmr=np.asarray(mr or [0.0]),
-                cum=np.asarray(cm or [0.0]), positions=positions,
-                symbols=[p.symbol for p in positions],
-                order_symbols=[o.symbol for o in working], asset_names=names,
-                group_names=groups, pool_names=pools, face_value=face)
+                cum=np.asarray(cm or [0.0]), positions=list(positions),
+                symbols=[leg.symbol for leg in legs], order_symbols=[o.symbol for o in orders],
+                asset_names=names, group_names=groups, pool_names=pools, face_value=face)
+
+
+def build_book(view: BookView, store: PriceStore, profile: ProfileData, *,
+               per_asset_pools: bool, isolated: bool) -> Book:
+    """Build the kernel arrays of the book ``view`` describes (a run's account).
+
+    ``per_asset_pools``: one pool per settle asset (per-asset profiles outside portfolio mode);
+    else one USD pool. ``isolated``: positions carry their isolated allocations.
+    """
+    positions = [p for p in view.positions if p.qty_f != 0.0]
+    working = [o for o in view.orders if not o.is_reduce_only]
+    # assets: balances, session amounts, the settle assets of the legs and orders
+    names: list[str] = list(view.balances)
+    for a, v in view.session.items():
+        if v and a not in names:
+            names.append(a)
+    for inst in [p.instrument for p in positions] + [view.feeds[o.symbol].instrument
+                                                     for o in view.orders]:
+        if inst.settle not in names:
+            names.append(inst.settle)
+    assets = []
+    for a in names:
+        stable = view.is_stable(a)
+        f = None if stable else view.index_feeds.get(a)
+        assets.append(AssetIn(
+            name=a, balance=float(view.balances.get(a, 0)),
+            session=float(view.session.get(a, 0)), haircut=profile.haircut(a), stable=stable,
+            series=None if f is None else (store.offset(f, "index_low"),
+                                           store.offset(f, "index_high"),
+                                           store.offset(f, "index_close")),
+            row=_NONE if f is None else store.rows[f.symbol],
+            pre=0.0 if f is None else f.io[0]))
+    legs = []
+    for pos in positions:
+        inst = pos.instrument
+        f = view.feeds[inst.symbol]
+        tiers = profile.tiers.get(inst.symbol)
+        # the underlying a leg's requirement reads: the index, or an option's own forward
+        # under Deribit's and Bit.com's option formulas (Bybit's read the index)
+        und = ("forward" if inst.is_option and profile.option_margin_style != "bybit"
+               else "index")
+        legs.append(LegIn(
+            symbol=inst.symbol, instrument=inst, qty=pos.qty_f, entry=pos.entry_f,
+            leverage=pos.leverage,
+            isolated_margin=(float(pos.isolated_margin) if isolated
+                             and pos.isolated_margin is not None else float("nan")),
+            tiers=None if tiers is None else (tiers.floors, tiers.mmr, tiers.cum),
+            rates=None if inst.is_option else profile.rates.get(inst.symbol),
+            default_mmr=profile.default_mmr, option_style=profile.option_margin_style,
+            option_mm_rate=profile.option_maintenance_rate,
+            option_liq_rate=(profile.option_liquidation_fee_rate
+                             if profile.option_margin_style == "bybit" else 0.0),
+            series=(store.offset(f, "mark_low"), store.offset(f, "mark_high"),
+                    store.offset(f, "mark_close"), store.offset(f, f"{und}_low"),
+                    store.offset(f, f"{und}_high"), store.offset(f, f"{und}_close")),
+            row=store.rows[f.symbol]))
+    orders = []
+    for o in working:
+        f = view.feeds[o.symbol]
+        orders.append(OrderIn(
+            symbol=o.symbol, instrument=f.instrument, qty=float(o.qty),
+            price=float(o.price) if o.price is not None else float("nan"),
+            leverage=view.leverage(o.symbol), is_buy=o.side is Side.BUY,
+            rates=profile.rates.get(o.symbol), close=store.offset(f, "close"),
+            row=store.rows[f.symbol]))
+    held: list[str] = [a for a, b in view.balances.items() if b != 0]
+    held += [a for a, v in view.session.items() if v]
+    held += [p.instrument.settle for p in positions]
+    return assemble(legs, assets, orders, held_pools=held, per_asset_pools=per_asset_pools,
+                    inverse_margin_at_face=profile.inverse_margin_at_face, positions=positions)

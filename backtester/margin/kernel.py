@@ -33,6 +33,8 @@ import math
 import numpy as np
 from numba import njit
 
+from backtester.instruments.math import notional, pnl
+
 __all__ = [
     "AF_BAL",
     "AF_HAIRCUT",
@@ -77,6 +79,7 @@ __all__ = [
     "LI_SUC",
     "LI_SUH",
     "LI_SUL",
+    "LI_SYM",
     "LI_TN",
     "LI_TOFF",
     "MMK_DEFAULT",
@@ -105,6 +108,7 @@ __all__ = [
     "OI_ROW",
     "OI_SC",
     "OI_SETTLE",
+    "OPTIONS_OFF_MB",
     "OSTYLE_BYBIT",
     "OSTYLE_DERIBIT",
     "OSTYLE_LINEAR",
@@ -137,10 +141,9 @@ __all__ = [
     "evaluate",
     "leg_margin",
     "leg_requirement",
-    "notional",
     "order_margin",
-    "pnl",
     "rated_margin",
+    "rated_rate",
     "ratio_of",
     "short_option_margin",
     "status_of",
@@ -153,8 +156,8 @@ LF_IMB, LF_IMP, LF_MMB, LF_MMP, LF_DMMR, LF_OMM, LF_OLIQ, LF_EXPIRY = 6, 7, 8, 9
 NLF = 14
 # -- leg columns (int) --------------------------------------------------------------------------
 LI_LIN, LI_OPT, LI_CALL, LI_MMK, LI_TOFF, LI_TN, LI_GROUP, LI_SETTLE, LI_POOL = range(9)
-LI_OSTYLE, LI_ROW, LI_SML, LI_SMH, LI_SMC, LI_SUL, LI_SUH, LI_SUC = range(9, 17)
-NLI = 17
+LI_OSTYLE, LI_ROW, LI_SML, LI_SMH, LI_SMC, LI_SUL, LI_SUH, LI_SUC, LI_SYM = range(9, 18)
+NLI = 18
 #: maintenance model of a leg (``LI_MMK``): a flat default rate, a tier table, size-dependent
 #: rates (Deribit standard margin)
 MMK_DEFAULT, MMK_TIERS, MMK_RATES = 0, 1, 2
@@ -188,28 +191,6 @@ _OPT_IM_MIN = 0.10
 
 
 # == scalar contract and margin arithmetic ======================================================
-@njit(cache=True)
-def pnl(qty: float, cs: float, entry: float, price: float, linear: bool) -> float:
-    """PnL of signed ``qty`` contracts moved from ``entry`` to ``price``, settle currency.
-
-    Linear (and option premiums): ``qty·cs·(price − entry)``; inverse: ``qty·cs·(1/entry −
-    1/price)`` in coin.
-    """
-    if linear:
-        return qty * cs * (price - entry)
-    return qty * cs * (1.0 / entry - 1.0 / price)
-
-
-@njit(cache=True)
-def notional(qty: float, cs: float, price: float, linear: bool) -> float:
-    """Absolute position value at ``price`` in the settle currency: linear ``|qty|·cs·price``,
-    inverse ``|qty|·cs / price`` (coin)."""
-    q = abs(qty) * cs
-    if linear:
-        return q * price
-    return q / price
-
-
 @njit(cache=True, inline="always")
 def tiered_maintenance(value: float, floors: np.ndarray, mmr: np.ndarray, cum: np.ndarray,
                        off: int, n: int) -> float:
@@ -223,16 +204,24 @@ def tiered_maintenance(value: float, floors: np.ndarray, mmr: np.ndarray, cum: n
 
 
 @njit(cache=True)
+def rated_rate(qty: float, cs: float, index: float, linear: bool, base: float,
+               per_coin: float) -> float:
+    """Size-dependent margin rate (Deribit standard, margin-rules §7.2): ``base + per_coin ×
+    size_coin``, ``size_coin`` = ``|qty|·cs`` (linear) or ``|qty|·cs / index`` (inverse)."""
+    q = abs(qty) * cs
+    return base + per_coin * (q if linear else q / index)
+
+
+@njit(cache=True)
 def rated_margin(qty: float, cs: float, index: float, linear: bool, base: float,
                  per_coin: float) -> float:
-    """Size-dependent margin (Deribit standard, margin-rules §7.2): ``size_coin × (base +
-    per_coin × size_coin)`` in coin, times the index for linear contracts (settle currency);
-    ``size_coin`` = ``|qty|·cs`` (linear) or ``|qty|·cs / index`` (inverse)."""
+    """Size-dependent margin (Deribit standard, margin-rules §7.2): ``size_coin × rate`` in
+    coin, times the index for linear contracts (settle currency); see :func:`rated_rate`."""
     q = abs(qty) * cs
+    rate = rated_rate(qty, cs, index, linear, base, per_coin)
     if linear:
-        return q * (base + per_coin * q) * index
-    size = q / index
-    return size * (base + per_coin * size)
+        return q * rate * index
+    return q / index * rate
 
 
 @njit(cache=True)
@@ -351,9 +340,10 @@ def _at(store: np.ndarray, bars: np.ndarray, row: int, off: int, step: int, pre:
 
 
 #: bits of ``evaluate``'s ``flags``: the intrabar check, isolated margin, several pools, a
-#: forced scenario, and portfolio margin (a group's excess leaves the legs' requirements out:
-#: the scenario grid's comes off instead)
-INTRABAR, ISOLATED, MULTI, FORCED, PORTFOLIO = 1, 2, 4, 8, 16
+#: forced scenario, portfolio margin (a group's excess leaves the legs' requirements out: the
+#: scenario grid's comes off instead), and options' value kept out of the margin balance
+#: (Bybit's cross margin balance is wallet + futures PnL [BY3]; equity still counts it)
+INTRABAR, ISOLATED, MULTI, FORCED, PORTFOLIO, OPTIONS_OFF_MB = 1, 2, 4, 8, 16, 32
 
 
 @njit(cache=True)
@@ -361,7 +351,7 @@ def evaluate(s0: int, nbars: int, flags: int, call_level: float, lf: np.ndarray,
              li: np.ndarray, af: np.ndarray, ai: np.ndarray, of: np.ndarray, oi: np.ndarray,
              n_groups: int, n_pools: int, floors: np.ndarray, mmr: np.ndarray, cum: np.ndarray,
              store: np.ndarray, bars: np.ndarray, optmark: np.ndarray, choice_in: np.ndarray,
-             shift_leg: int, shift_asset: int, factor: float, pm: np.ndarray, rec: np.ndarray,
+             shift_sym: int, shift_asset: int, factor: float, pm: np.ndarray, rec: np.ndarray,
              rec_off: int, legs_out: np.ndarray, pools_out: np.ndarray,
              excess_out: np.ndarray) -> int:
     """Evaluate a constant book at clock steps ``s0 .. s0 + nbars - 1``; the kernel's one
@@ -385,16 +375,18 @@ def evaluate(s0: int, nbars: int, flags: int, call_level: float, lf: np.ndarray,
     of the first step whose status is not ``ok`` (``nbars`` when every step is).
 
     ``optmark[leg, b, w]`` (w = 0 low, 1 high): an option repriced at its underlying's low and
-    high (NaN: the recorded mark low and high). ``shift_leg`` and ``shift_asset`` (>= 0)
-    scale that leg's mark and underlying and that asset's USD price by ``factor`` at every
-    scenario (a bankruptcy price's move). ``pm`` (initial, maintenance; NaN: none): portfolio
-    margin's netted requirement, replacing the legs' sum in every state.
+    high (NaN: the recorded mark low and high). ``shift_sym`` (a symbol's ``LI_SYM``) and
+    ``shift_asset`` (>= 0) scale that symbol's legs' marks and underlying and that asset's USD
+    price by ``factor`` at every scenario (a liquidation or bankruptcy price's move). ``pm``
+    (initial, maintenance; NaN: none): portfolio margin's netted requirement, replacing the
+    legs' sum in every state.
     """
     intrabar = (flags & INTRABAR) != 0
     isolated = (flags & ISOLATED) != 0
     multi = (flags & MULTI) != 0
     forced = (flags & FORCED) != 0
     no_mm = (flags & PORTFOLIO) != 0
+    opt_off_mb = (flags & OPTIONS_OFF_MB) != 0
     worst = intrabar and not isolated and not forced
     nl = lf.shape[0]
     na = af.shape[0]
@@ -456,7 +448,7 @@ def evaluate(s0: int, nbars: int, flags: int, call_level: float, lf: np.ndarray,
                 hi = optmark[j, b, 1]
                 mk[j, 0] = lo if lo == lo else _at(store, bars, row, li[j, LI_SML], step, 0.0)
                 mk[j, 1] = hi if hi == hi else _at(store, bars, row, li[j, LI_SMH], step, 0.0)
-            if j == shift_leg:
+            if li[j, LI_SYM] == shift_sym:
                 for w in range(w0, 3):
                     mk[j, w] *= factor
                     ud[j, w] *= factor
@@ -511,7 +503,9 @@ def evaluate(s0: int, nbars: int, flags: int, call_level: float, lf: np.ndarray,
                 sa = li[j, LI_SETTLE]
                 own = ai[sa, AI_GROUP] == g
                 for w in range(3):
-                    x = val[j, w] if no_mm else val[j, w] - mmv[j, w]
+                    x = 0.0 if opt_off_mb and li[j, LI_OPT] else val[j, w]
+                    if not no_mm:
+                        x -= mmv[j, w]
                     ex[p, g, w] += x * (px[sa, w] if own else px[sa, 2])
             if worst:
                 for p in range(npool):
@@ -559,13 +553,16 @@ def evaluate(s0: int, nbars: int, flags: int, call_level: float, lf: np.ndarray,
                         smov += x
             gross = 0.0
             net = 0.0
+            value_all = 0.0  # every leg's value (equity); the margin balance may leave options'
             for j in range(nl):
                 p = li[j, LI_POOL] if multi else 0
                 sa = li[j, LI_SETTLE]
                 w = choice[st, p, li[j, LI_GROUP]]
                 sg = ai[sa, AI_GROUP]
                 pxs = px[sa, choice[st, p, sg] if sg >= 0 else 2]
-                acc[st, p, 2] += val[j, w] * pxs
+                value_all += val[j, w] * pxs
+                if not (opt_off_mb and li[j, LI_OPT]):
+                    acc[st, p, 2] += val[j, w] * pxs
                 acc[st, p, 3] += imv[j, w] * pxs
                 acc[st, p, 4] += mmv[j, w] * pxs
                 iso = lf[j, LF_ISO]
@@ -605,9 +602,9 @@ def evaluate(s0: int, nbars: int, flags: int, call_level: float, lf: np.ndarray,
                 mm_t = pm[1]
             mb = mb_coll + session + upnl
             ratio = ratio_of(mb, mm_t)
-            out[st, REC_EQUITY] = bal_usd + session + upnl
+            out[st, REC_EQUITY] = bal_usd + session + value_all
             out[st, REC_WALLET] = bal_usd
-            out[st, REC_UPNL] = upnl
+            out[st, REC_UPNL] = value_all
             out[st, REC_MB] = mb
             out[st, REC_IM] = im_t
             out[st, REC_MM] = mm_t

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING
 from backtester.accounting import EntryKind, Position
 from backtester.config import MarginMode
 from backtester.events import LiquidationStep, PositionLiquidated
-from backtester.margin import kernel
 from backtester.margin.prices import secant_root
 from backtester.numeric import MONEY_QUANTUM, ZERO, dec, to_money, to_price
 
@@ -276,7 +275,7 @@ class LiquidationMixin:
         if style == "tiered":
             tiers = self.profile.tiers.get(inst.symbol)
             if tiers is not None:
-                notional = kernel.notional(pos.qty_f, inst.cs, mark, inst.is_linear)
+                notional = inst.notional(pos.qty_f, mark)
                 i = tiers.index(notional)
                 if i > 0:
                     floor = tiers.floors[i]
@@ -390,8 +389,7 @@ class LiquidationMixin:
             mb = st.margin_balance if pool is None else self.pool_state(st, pool).margin_balance
             if fee_rate:
                 px = self.price_usd(inst.settle, sc.get(inst.settle, 2))
-                mb -= fee_rate * kernel.notional(pos.qty_f, inst.cs, mark * factor,
-                                                 inst.is_linear) * (
+                mb -= fee_rate * inst.notional(pos.qty_f, mark * factor) * (
                     px * factor if settle_moves else px)
             return mb
 

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from backtester.errors import ConfigError
+from backtester.margin import kernel
 
 if TYPE_CHECKING:
     from backtester.instruments import Instrument
@@ -53,9 +54,6 @@ __all__ = [
 
 OptionStyle = Literal["deribit", "linear", "bybit"]
 
-#: Base initial rate and its floor (fractions of the underlying), Deribit/Bit.com/Bybit IM form.
-_IM_BASE_RATE = 0.15
-_IM_MIN_RATE = 0.10
 #: Deribit / Bit.com short-option maintenance rate (fraction of the underlying) [DB8][X14].
 DEFAULT_MAINTENANCE_RATE = 0.075
 #: Bybit short-option maintenance rate ``f``: the 3 % of the worked example [BY9] (dated example).
@@ -160,22 +158,11 @@ def option_requirements(*, style: OptionStyle, option_type: Literal["call", "put
     _finite("maintenance_rate", mm_rate, positive=False)
     _finite("liquidation_fee_rate", liq_rate, positive=False)
 
-    u = underlying
-    otm = max(0.0, strike - u) if option_type == "call" else max(0.0, u - strike)
-    # Deribit works in coin per 1-coin option: the USD terms are divided by U.
-    scale = 1.0 / u if style == "deribit" else 1.0
-    base_im = max(_IM_BASE_RATE * u - otm, _IM_MIN_RATE * u) * scale + mark
-    if style == "bybit":
-        mm = max(mm_rate * u, mm_rate * mark) + mark + liq_rate * u
-        im = max(base_im, mm)
-    elif option_type == "call":
-        mm = mm_rate * u * scale + mark + liq_rate * u * scale
-        im = base_im
-    else:
-        mm = max(mm_rate * u * scale, mm_rate * mark) + mark + liq_rate * u * scale
-        im = max(base_im, mm)
-    units = abs(qty) * contract_size
-    return OptionRequirement(initial_margin=im * units, maintenance_margin=mm * units)
+    im, mm = kernel.short_option_margin(
+        {"deribit": kernel.OSTYLE_DERIBIT, "linear": kernel.OSTYLE_LINEAR,
+         "bybit": kernel.OSTYLE_BYBIT}[style], option_type == "call", strike, underlying, mark,
+        abs(qty) * contract_size, mm_rate, liq_rate)
+    return OptionRequirement(initial_margin=float(im), maintenance_margin=float(mm))
 
 
 def option_fee(*, index: float, option_price: float, qty: float, taker_rate: float,

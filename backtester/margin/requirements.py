@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from backtester.errors import ConfigError
+from backtester.margin import kernel
 from backtester.margin.profiles import MarginRates
 from backtester.margin.tiers import TierTable
 
@@ -102,12 +103,12 @@ def tiered_requirement(instrument: Instrument, qty: float, mark: float, *, lever
         msg = f"leverage must be positive, got {leverage}"
         raise ConfigError(msg)
     notional = instrument.notional(qty, mark)
-    i = tiers.index_for(notional)
-    tier = tiers.tiers[i]
-    mm = notional * tier.mmr - tier.maintenance_amount
+    tier = tiers.tier_for(notional)
+    floors, mmr, cum = tiers.arrays()
+    mm = kernel.tiered_maintenance(notional, floors, mmr, cum, 0, len(floors))
     return PositionRequirement(
         notional=notional, tier=tier.tier, initial_margin=notional / leverage,
-        maintenance_margin=mm if mm > 0.0 else 0.0, mmr=tier.mmr,
+        maintenance_margin=float(mm), mmr=tier.mmr,
         maintenance_amount=tier.maintenance_amount, max_leverage=tier.max_leverage,
         is_leverage_exceeded=leverage > tier.max_leverage * (1.0 + 1e-12))
 
@@ -128,20 +129,15 @@ def rated_requirement(instrument: Instrument, qty: float, mark: float, *, rates:
     (53125.0, 28125.0)
     """
     index = mark if index_price is None else index_price
-    q = abs(qty) * instrument.cs
-    if instrument.is_linear:
-        size_coin = q
-        to_settle = index
-    else:
-        size_coin = q / index
-        to_settle = 1.0
-    im_rate = rates.im_base + rates.im_per_coin * size_coin
-    mm_rate = rates.mm_base + rates.mm_per_coin * size_coin
-    notional = instrument.notional(qty, mark)
+    cs, lin = instrument.cs, instrument.is_linear
     return PositionRequirement(
-        notional=notional, tier=None, initial_margin=size_coin * im_rate * to_settle,
-        maintenance_margin=size_coin * mm_rate * to_settle, mmr=mm_rate, maintenance_amount=0.0,
-        max_leverage=None, is_leverage_exceeded=False)
+        notional=instrument.notional(qty, mark), tier=None,
+        initial_margin=float(kernel.rated_margin(qty, cs, index, lin, rates.im_base,
+                                                 rates.im_per_coin)),
+        maintenance_margin=float(kernel.rated_margin(qty, cs, index, lin, rates.mm_base,
+                                                     rates.mm_per_coin)),
+        mmr=float(kernel.rated_rate(qty, cs, index, lin, rates.mm_base, rates.mm_per_coin)),
+        maintenance_amount=0.0, max_leverage=None, is_leverage_exceeded=False)
 
 
 def position_requirement(instrument: Instrument, qty: float, mark: float, *,

@@ -427,11 +427,11 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
         if scenario_of:
             for g, name in enumerate(book.group_names):
                 choice[:, g] = scenario_of.get(name, 2)
-        shift_leg = shift_asset = -1
+        shift_sym = shift_asset = -1
         factor = 1.0
         if shift is not None:
             coin, factor, sym = shift
-            shift_leg = book.symbols.index(sym) if sym in book.symbols else -1
+            shift_sym = book.symbols.index(sym) if sym in book.symbols else -1
             shift_asset = book.asset_names.index(coin) if coin in book.asset_names else -1
         out = np.zeros((k.NREC, 1))
         pools = np.zeros((1, max(len(book.pool_names), 1), k.NPOOL))
@@ -440,7 +440,7 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
         if self.mode is MarginMode.PORTFOLIO and book.n_legs:
             pm = self._portfolio_requirement(scenario_of, shift=shift)
         self._kernel(book, s, 1, self._flags(book, intrabar=False) | k.FORCED, out, s, legs,
-                     pools, choice=choice, shift=(shift_leg, shift_asset, factor), pm=pm)
+                     pools, choice=choice, shift=(shift_sym, shift_asset, factor), pm=pm)
         return self._state(out[:, 0], book, legs[0], pools[0])
 
     def _choice(self, pool: str | None) -> dict[str, int]:
@@ -486,7 +486,7 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
         inst = pos.instrument
         if inst.is_option:
             return pos.qty_f * inst.cs * mark
-        return k.pnl(pos.qty_f, inst.cs, pos.entry_f, mark, inst.is_linear)
+        return inst.pnl(pos.qty_f, pos.entry_f, mark)
 
     def greeks(self) -> dict[str, float]:
         """Account greeks per underlying at the current closes (only when options are held).
@@ -762,7 +762,7 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
             need = (k.rated_margin(have + q, inst.cs, px, lin, rates.im_base, rates.im_per_coin)
                     - k.rated_margin(have, inst.cs, px, lin, rates.im_base, rates.im_per_coin))
         else:
-            notional_after = k.notional(abs(have + q), inst.cs, px, lin)
+            notional_after = inst.notional(abs(have + q), px)
             tiers = self.profile.tiers.get(order.symbol)
             if tiers is not None:
                 max_lev = tiers.max_leverage[tiers.index(notional_after)]
@@ -772,7 +772,7 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
                         reason=RejectReason.LEVERAGE_EXCEEDS_BRACKET, tag=order.tag,
                         message=f"leverage {lev:g} exceeds the bracket maximum {max_lev:g} for "
                                 f"a notional of {notional_after:,.2f} on {order.symbol}")
-            need = k.notional(increase, inst.cs, px, lin) / lev
+            need = inst.notional(increase, px) / lev
         need_usd = need * self.price_usd(inst.settle)
         if self.mode is MarginMode.PORTFOLIO:
             # requirements net in portfolio mode; open-order rule: the book with every working

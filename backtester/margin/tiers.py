@@ -21,7 +21,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from backtester.errors import ConfigError
+from backtester.margin import kernel
 
 __all__ = ["Tier", "TierTable", "derive_maintenance_amounts", "load_binance_tiers"]
 
@@ -79,7 +82,7 @@ class TierTable:
     :meth:`from_ccxt` (ccxt unified leverage tiers) or :func:`load_binance_tiers`.
     """
 
-    __slots__ = ("_amounts", "_floors", "_levs", "_mmrs", "tiers")
+    __slots__ = ("_amounts", "_arrays", "_floors", "_levs", "_mmrs", "tiers")
 
     def __init__(self, tiers: Sequence[Tier]) -> None:
         if not tiers:
@@ -91,6 +94,7 @@ class TierTable:
         self._mmrs = tuple(t.mmr for t in ordered)
         self._amounts = tuple(t.maintenance_amount for t in ordered)
         self._levs = tuple(t.max_leverage for t in ordered)
+        self._arrays: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def __len__(self) -> int:
         return len(self.tiers)
@@ -130,8 +134,18 @@ class TierTable:
         i = self.index_for(notional)
         return self._mmrs[i], self._amounts[i]
 
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The floors, rates and maintenance amounts as float64 arrays (the margin kernel's
+        tier layout)."""
+        if self._arrays is None:
+            self._arrays = (np.asarray(self._floors, dtype=np.float64),
+                            np.asarray(self._mmrs, dtype=np.float64),
+                            np.asarray(self._amounts, dtype=np.float64))
+        return self._arrays
+
     def maintenance_margin(self, notional: float) -> float:
-        """Return ``notional × MMR − maintenance amount`` (settle currency), [B1] §2.1.
+        """Return ``notional × MMR − maintenance amount`` (settle currency, never negative),
+        [B1] §2.1, as the margin kernel computes it.
 
         >>> t = TierTable.from_rows([{"min_notional": 0, "max_notional": 50_000, "mmr": 0.004,
         ...     "max_leverage": 125}, {"min_notional": 50_000, "max_notional": 250_000,
@@ -139,8 +153,8 @@ class TierTable:
         >>> round(t.maintenance_margin(60_000), 6)   # 60,000 × 0.5 % − 50
         250.0
         """
-        i = self.index_for(notional)
-        return notional * self._mmrs[i] - self._amounts[i]
+        floors, mmr, cum = self.arrays()
+        return float(kernel.tiered_maintenance(notional, floors, mmr, cum, 0, len(floors)))
 
     def max_leverage(self, notional: float) -> float:
         """Return the highest leverage allowed for a position of ``notional``."""
