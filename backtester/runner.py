@@ -40,7 +40,6 @@ from backtester.timeutil import ms_to_iso
 __all__ = ["PreparedRun", "load_strategy", "prepare", "run_prepared"]
 
 _MODULE_NAME = re.compile(r"^[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*$")
-_DISTANCE_BLOCK = 32_768  # bars per block of the distance-to-liquidation search
 _FEE_KINDS = frozenset({EntryKind.FEE, EntryKind.DELIVERY_FEE, EntryKind.LIQUIDATION_FEE})
 
 
@@ -300,8 +299,9 @@ def _collect(engine: Engine, data_name: str, extra_warnings: list[str]) -> Backt
     fees = float(sum([-e.amount for e in acct.journal.entries if e.kind in _FEE_KINDS],
                      Decimal(0)))
     funding = float(-acct.journal.total(EntryKind.FUNDING))
-    cols["distance_to_liquidation"] = _distances(engine, n, ids)
-    metrics_extra: dict[str, Any] = {}
+    distances, nearest_move = _distances(engine, n)
+    cols.update(distances)
+    metrics_extra: dict[str, Any] = {"min_distance_move": nearest_move}
     if engine.greek_rec:
         for name in ("delta", "gamma", "vega", "theta", "portfolio_initial_margin"):
             col = np.full(n, np.nan)
@@ -391,99 +391,34 @@ def _collect(engine: Engine, data_name: str, extra_warnings: list[str]) -> Backt
                           state=state, warnings=warn, meta=meta)
 
 
-def _distances(engine: Engine, n: int, ids: np.ndarray) -> np.ndarray:
-    from backtester.risk.distance import BookRows, distance_to_liquidation
+def _distances(engine: Engine, n: int) -> tuple[dict[str, np.ndarray], str | None]:
+    """The per-step distance columns (the margin kernel's, ``MarginEngine.dist``) and where the
+    nearest one over the run is (``"BTC down"``, ``"all up"``; None when none is finite).
 
-    pr = engine.pos_rec
-    rec = engine.rec
-    syms, sid, insts = engine.symbols, engine.symbol_code, engine.instruments
-    step_ts = np.asarray(rec["ts"], dtype="int64")
-    row_ts = np.asarray(pr["ts"], dtype="int64")
-    cs = np.asarray([inst.cs for inst in insts], dtype="float64")
-    lin = np.asarray([inst.is_linear for inst in insts], dtype=bool)
-    opt = np.asarray([inst.is_option for inst in insts], dtype=bool)
-    qty = np.asarray(pr["qty"], dtype="float64")
-    entry = np.asarray(pr["entry_price"], dtype="float64")
-    mark = np.asarray(pr["mark"], dtype="float64")
-    iso = np.asarray(pr["isolated_margin"], dtype="float64")
-    fixed = np.asarray(rec["collateral_fixed"], dtype="float64")
-    moving = np.asarray(rec["collateral_moving"], dtype="float64")
-    from backtester.margin import kernel
-
-    ses_fixed = engine.margin.rec[kernel.REC_SESSION_FIXED, :n]
-    ses_moving = engine.margin.rec[kernel.REC_SESSION_MOVING, :n]
-    if ses_fixed.any() or ses_moving.any():
-        # unsettled session PnL and funding count in the margin balance (daily settlement)
-        fixed = fixed + ses_fixed
-        moving = moving + ses_moving
-    # coin-settled options: their value is in coin, worth the underlying's index at the close
-    settle_usd = None
-    inverse_opt = [k for k, inst in enumerate(insts) if inst.is_option and not inst.is_linear]
-    if inverse_opt:
-        settle_usd = np.ones(len(row_ts))
-        for j in inverse_opt:
-            sel_k = np.flatnonzero(ids == j)
-            if len(sel_k):
-                f = engine.feed.symbols[syms[j]]
-                i = np.clip(f.bar_at(row_ts[sel_k]), 0, f.n - 1)
-                settle_usd[sel_k] = np.asarray(f.arrays["index_close"], dtype="float64")[i]
-    tiers: dict[int, Any] = {sid[s]: t for s, t in engine.profile.tiers.items() if s in sid}
-    # size-dependent rates replace the tiers of their symbols, as in MarginEngine.requirement
-    tiers.update({sid[s]: r for s, r in engine.profile.rates.items() if s in sid})
-    isolated = engine.config.margin_mode is MarginMode.ISOLATED
-    default_mmr = engine.profile.default_mmr
-
-    def search(take: Any, bar: np.ndarray, n_bars: int, fixed_c: np.ndarray,
-               moving_c: np.ndarray, *, iso_book: bool) -> np.ndarray:
-        # the distances of n_bars bars from the position rows ``take`` (each at ``bar``)
-        k = ids[take]
-        rows = BookRows(n_bars=n_bars, bar=bar, qty=qty[take], cs=cs[k], entry=entry[take],
-                        mark=mark[take], is_linear=lin[k], is_option=opt[k], symbol_id=k,
-                        isolated_margin=iso[take], collateral_fixed=fixed_c,
-                        collateral_moving=moving_c,
-                        settle_usd=None if settle_usd is None else settle_usd[take])
-        return distance_to_liquidation(rows, tiers=tiers, default_mmr=default_mmr,
-                                       isolated=iso_book)
-
-    # each bar's distance depends on that bar's rows only: blocks of bars give the same
-    # numbers with a fraction of the temporary memory. The recorded steps are strictly
-    # increasing, the rows are in step order and every row is at one of the steps, so a
-    # block's rows are those between its first and last step time, each at the step of its
-    # time
-    out = np.full(n, np.inf)
-    for a in range(0, n, _DISTANCE_BLOCK):
-        b = min(a + _DISTANCE_BLOCK, n)
-        r0 = int(np.searchsorted(row_ts, step_ts[a], side="left"))
-        r1 = int(np.searchsorted(row_ts, step_ts[b - 1], side="right"))
-        sel = slice(r0, r1)
-        block_bar = np.searchsorted(step_ts[a:b], row_ts[sel]).astype("int64")
-        out[a:b] = search(sel, block_bar, b - a, fixed[a:b], moving[a:b], iso_book=isolated)
-    if engine.pool_rec and not isolated:
-        # steps at which the account held several collateral pools (margin.pools): each pool
-        # is liquidated on its own, so the distance is the nearest of the pools' distances,
-        # each pool judged on its own collateral and the positions that draw on it
-        steps = np.fromiter((k for k, _ in engine.pool_rec), dtype="int64",
-                            count=len(engine.pool_rec))
-        pools = sorted({p for _, d in engine.pool_rec for p in d})
-        pool_id = {p: j for j, p in enumerate(pools)}
-        sym_pool = np.asarray([pool_id.get(engine.margin.pool_of(inst.settle), -1)
-                               for inst in insts], dtype="int64")
-        row_step = np.searchsorted(step_ts, row_ts)
-        for a in range(0, len(steps), _DISTANCE_BLOCK):
-            blk = steps[a:a + _DISTANCE_BLOCK]
-            at = np.searchsorted(blk, row_step)
-            on = (at < len(blk)) & (blk[np.minimum(at, len(blk) - 1)] == row_step)
-            best = np.full(len(blk), np.inf)
-            for p in pools:
-                coll = np.asarray([d.get(p, 0.0) for _, d in engine.pool_rec[a:a + len(blk)]])
-                zero = np.zeros(len(blk))
-                stable = engine.feed.is_stable(p)
-                take = np.flatnonzero(on & (sym_pool[ids] == pool_id[p]))
-                d = search(take, at[take], len(blk), coll if stable else zero,
-                           zero if stable else coll, iso_book=False)
-                best = np.where(np.abs(d) < np.abs(best), d, best)
-            out[blk] = best
-    return out
+    ``distance_<coin>_down`` / ``_up``: the move of that coin alone (others at their closes)
+    that liquidates the account, searched down to -99 % and up to +1000 % (inf: none);
+    ``distance_all_down`` / ``_up`` with several coins: all moved together; and
+    ``distance_to_liquidation``, each step's nearest of them (signed).
+    """
+    margin = engine.margin
+    dist = margin.dist[:, :, :n]
+    names = list(margin.underlyings) + (["all"] if len(margin.underlyings) > 1 else [])
+    cols: dict[str, np.ndarray] = {}
+    for u, name in enumerate(names):
+        cols[f"distance_{name}_down"] = dist[u, 0]
+        cols[f"distance_{name}_up"] = dist[u, 1]
+    if not names:
+        return {"distance_to_liquidation": np.full(n, np.inf)}, None
+    flat = dist.reshape(-1, dist.shape[2])  # row 2u + d
+    nearest = np.argmin(np.abs(flat), axis=0)
+    head = flat[nearest, np.arange(flat.shape[1])]
+    cols = {"distance_to_liquidation": head, **cols}
+    finite = np.isfinite(head)
+    if not finite.any():
+        return cols, None
+    at = int(np.flatnonzero(finite)[np.argmin(np.abs(head[finite]))])
+    row = int(nearest[at])
+    return cols, f"{names[row // 2]} {'down' if row % 2 == 0 else 'up'}"
 
 
 def _event_dict(ev: Any) -> dict[str, Any]:

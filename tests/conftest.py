@@ -8,6 +8,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as _hypothesis_settings
+
+# the margin kernel is compiled (or loaded from numba's cache) on its first call: a timing
+# deadline would fail whichever example happens to come first
+_hypothesis_settings.register_profile("backtester", deadline=None)
+_hypothesis_settings.load_profile("backtester")
 
 REPO = Path(__file__).resolve().parent.parent
 

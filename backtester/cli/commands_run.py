@@ -47,6 +47,10 @@ def print_summary(result: Any, path: Path, *, console: Console | None = None) ->
         title += " — SYNTHETIC DATA"
     rows = [[_UNIT_LABELS.get(key, key), display.metric(key, result.metrics.get(key))]
             for key in _HEADLINE]
+    move = result.metrics.get("min_distance_move")
+    if move:  # which move is the nearest (e.g. "ETH up")
+        at = _HEADLINE.index("min_distance_to_liquidation")
+        rows[at][1] = f"{rows[at][1]} ({move})"
     print_table(console, ["metric", "value"], rows, title=title, notes=[display.COST_SIGNS])
     if result.comparison is not None:
         # one column per margin mode, one row per measure (fits a terminal)

@@ -6,14 +6,6 @@ Everything here works on plain floats (no pandas) so that the engine can call it
 from __future__ import annotations
 
 from backtester.margin.calculator import evaluate
-from backtester.margin.prices import (
-    Leg,
-    bankruptcy_price,
-    isolated_bankruptcy_price,
-    isolated_liquidation_price,
-    liquidation_price,
-    margin_surplus,
-)
 from backtester.margin.profiles import PROFILE_NAMES, MarginRates, Profile, load_profile
 from backtester.margin.requirements import (
     LeverageCheck,
@@ -27,22 +19,16 @@ from backtester.margin.tiers import Tier, TierTable, load_binance_tiers
 
 __all__ = [
     "PROFILE_NAMES",
-    "Leg",
     "LeverageCheck",
     "MarginRates",
     "PositionRequirement",
     "Profile",
     "Tier",
     "TierTable",
-    "bankruptcy_price",
     "check_leverage",
     "evaluate",
-    "isolated_bankruptcy_price",
-    "isolated_liquidation_price",
-    "liquidation_price",
     "load_binance_tiers",
     "load_profile",
-    "margin_surplus",
     "position_requirement",
     "rated_requirement",
     "tiered_requirement",

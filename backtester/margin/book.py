@@ -139,6 +139,11 @@ class Book:
     group_names: list[str]
     pool_names: list[str]
     face_value: frozenset[str]
+    #: each group's row in the run's distance records (-1: none)
+    gmap: I64
+    #: whether the margin surplus is known to be concave in a move of the underlyings (see
+    #: ``kernel._distance``; False: the distance is searched on a grid)
+    concave: bool = True
 
     @property
     def n_legs(self) -> int:
@@ -158,7 +163,7 @@ class LegIn:
     entry: float
     leverage: float
     isolated_margin: float
-    tiers: tuple[Sequence[float], Sequence[float], Sequence[float]] | None
+    tiers: tuple[Sequence[float] | F64, Sequence[float] | F64, Sequence[float] | F64] | None
     rates: MarginRates | None
     default_mmr: float
     option_style: str
@@ -202,13 +207,15 @@ class OrderIn:
 
 def assemble(legs: Sequence[LegIn], assets: Sequence[AssetIn], orders: Sequence[OrderIn], *,
              held_pools: Sequence[str], per_asset_pools: bool, inverse_margin_at_face: bool,
-             positions: Sequence[Position] = ()) -> Book:
+             positions: Sequence[Position] = (),
+             group_rows: Mapping[str, int] | None = None) -> Book:
     """Lay out the kernel arrays of a book.
 
     ``held_pools`` are the pools the account holds, in order (see :class:`Book`);
     ``per_asset_pools``: one pool per settle asset, else one USD pool;
     ``inverse_margin_at_face``: the settle coin of an open inverse contract counts without a
-    haircut (Bybit [BY1] §5.3).
+    haircut (Bybit [BY1] §5.3); ``group_rows``: an underlying's row in the run's distance
+    records.
     """
     names = [a.name for a in assets]
     asset_id = {a: j for j, a in enumerate(names)}
@@ -313,19 +320,47 @@ def assemble(legs: Sequence[LegIn], assets: Sequence[AssetIn], orders: Sequence[
         oi[j, k.OI_SC] = o.close
     if not pools:
         pools.append("USD")
+    rows = group_rows or {}
+    gmap = np.asarray([rows.get(g, _NONE) for g in groups] or [_NONE], dtype=np.int64)
     return Book(lf=lf, li=li, af=af, ai=ai, of=of, oi=oi, n_held_pools=n_held,
                 floors=np.asarray(fl or [0.0]), mmr=np.asarray(mr or [0.0]),
                 cum=np.asarray(cm or [0.0]), positions=list(positions),
                 symbols=[leg.symbol for leg in legs], order_symbols=[o.symbol for o in orders],
-                asset_names=names, group_names=groups, pool_names=pools, face_value=face)
+                asset_names=names, group_names=groups, pool_names=pools, face_value=face,
+                gmap=gmap, concave=_concave(legs, assets))
+
+
+def _concave(legs: Sequence[LegIn], assets: Sequence[AssetIn]) -> bool:
+    # whether the margin surplus is concave in a common move of the underlyings: maintenance
+    # convex in the notional (tier rates that never fall, with maintenance amounts that keep
+    # it continuous) and no linear contract settled in a coin that moves too (its value in
+    # USD is then quadratic in the move)
+    coins = {a.name for a in assets if not a.stable}
+    for leg in legs:
+        inst = leg.instrument
+        if inst.is_option:
+            continue
+        if inst.is_linear and inst.settle in coins:
+            return False
+        if leg.tiers is not None and leg.rates is None:
+            floors, mmr, cum = (np.asarray(x, dtype=np.float64) for x in leg.tiers)
+            if (np.diff(mmr) < 0).any():
+                return False
+            left = floors[1:] * mmr[:-1] - cum[:-1]
+            right = floors[1:] * mmr[1:] - cum[1:]
+            if not np.allclose(left, right, rtol=1e-9, atol=1e-9):
+                return False
+    return True
 
 
 def build_book(view: BookView, store: PriceStore, profile: ProfileData, *,
-               per_asset_pools: bool, isolated: bool) -> Book:
+               per_asset_pools: bool, isolated: bool,
+               group_rows: Mapping[str, int] | None = None) -> Book:
     """Build the kernel arrays of the book ``view`` describes (a run's account).
 
     ``per_asset_pools``: one pool per settle asset (per-asset profiles outside portfolio mode);
     else one USD pool. ``isolated``: positions carry their isolated allocations.
+    ``group_rows``: an underlying's row in the run's distance records.
     """
     positions = [p for p in view.positions if p.qty_f != 0.0]
     working = [o for o in view.orders if not o.is_reduce_only]
@@ -387,4 +422,5 @@ def build_book(view: BookView, store: PriceStore, profile: ProfileData, *,
     held += [a for a, v in view.session.items() if v]
     held += [p.instrument.settle for p in positions]
     return assemble(legs, assets, orders, held_pools=held, per_asset_pools=per_asset_pools,
-                    inverse_margin_at_face=profile.inverse_margin_at_face, positions=positions)
+                    inverse_margin_at_face=profile.inverse_margin_at_face, positions=positions,
+                    group_rows=group_rows)

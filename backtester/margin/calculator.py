@@ -24,47 +24,41 @@ Cross: margin balance = collateral value + Σ UPnL; requirements add up (DESIGN 
 each position has its own margin (``isolated_margin``, default its initial margin at entry)
 and ``collateral`` is the free balance; the account is liquidating when any position is.
 
-Liquidation and bankruptcy prices (:mod:`backtester.margin.prices`) move the legs of one symbol
-together (cross: the long and short of a hedge-mode symbol share one price) and hold everything
-else — other symbols, options, collateral and conversion rates — at its current value.
-Options get their requirements from ``backtester.margin.options.option_requirement`` (imported
-lazily) and have no liquidation price here; ``mode: "portfolio"`` is delegated to
+Every amount comes from the margin kernel (:mod:`backtester.margin.kernel`), the one
+implementation of the margin arithmetic the bar loop also runs: the snapshot becomes a book
+(its positions as legs, its collateral as assets) and a one-step price store, evaluated at the
+snapshot's prices. Liquidation and bankruptcy prices are roots, found by
+:func:`backtester.margin.prices.price_root`, of the kernel's evaluation with the legs of one
+symbol moved together (cross: the long and short of a hedge-mode symbol share one price) and,
+in a USD pool, that symbol's coin with them (collateral in the coin, and the conversion of what
+settles in it); everything else — other symbols, options, other collateral — is held at its
+current value. Options have no liquidation price here; ``mode: "portfolio"`` is delegated to
 ``backtester.margin.portfolio.evaluate_portfolio(snapshot, profile=...)``.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
-from dataclasses import dataclass
-from types import ModuleType
+from dataclasses import dataclass, replace
+
+import numpy as np
 
 from backtester.errors import ConfigError
-from backtester.margin.prices import (
-    Leg,
-    bankruptcy_price,
-    bybit_inverse_cross_liquidation_price,
-    isolated_bankruptcy_price,
-    isolated_liquidation_price,
-    liquidation_price,
+from backtester.margin import kernel as k
+from backtester.margin.book import AssetIn, Book, LegIn, assemble
+from backtester.margin.options import (
+    DEFAULT_BYBIT_LIQUIDATION_FEE_RATE,
+    default_maintenance_rate,
+    style_for_profile,
 )
-from backtester.margin.requirements import position_requirement, rated_requirement
+from backtester.margin.prices import price_root
+from backtester.margin.requirements import check_leverage
 from backtester.margin.snapshot import ParsedPosition, ParsedSnapshot, parse_snapshot
 
 __all__ = ["evaluate"]
 
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class _Valued:
-    pos: ParsedPosition
-    pool: str
-    fx: float                  # valuation units per settle unit
-    notional: float            # settle currency
-    tier: int | None
-    initial_margin: float
-    maintenance_margin: float
-    upnl: float
-    leg: Leg | None            # None for options (held fixed in price solves)
+_STATUS = ("ok", "call", "liquidate")
+_LEG = {"mark": 0, "value": 1, "notional": 2, "im": 3, "mm": 4}  # legs_out columns
 
 
 def evaluate(snapshot: Mapping[str, object]) -> dict[str, object]:
@@ -102,290 +96,374 @@ def evaluate(snapshot: Mapping[str, object]) -> dict[str, object]:
     """
     snap = parse_snapshot(snapshot)
     if snap.mode == "portfolio":
-        portfolio = _lazy("backtester.margin.portfolio", "portfolio mode")
-        result: dict[str, object] = portfolio.evaluate_portfolio(snapshot, profile=snap.profile)
+        from backtester.margin.portfolio import evaluate_portfolio  # it evaluates through here
+
+        result: dict[str, object] = evaluate_portfolio(snapshot, profile=snap.profile)
         return result
-    valued = [_value(p, snap) for p in snap.positions]
-    if snap.mode == "isolated":
-        return _isolated(snap, valued)
-    return _cross(snap, valued)
-
-
-def _lazy(module: str, what: str) -> ModuleType:
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name != module:
-            raise
-        short = module.rsplit(".", 1)[-1]
-        if short == "options":
-            msg = "options need backtester.margin.options"
-        else:
-            msg = f"{what} needs {module}"
-        raise ConfigError(msg) from None
-
-
-def _pool_of(p: ParsedPosition, snap: ParsedSnapshot) -> str:
-    return "USD" if snap.profile.pool == "usd" else p.instrument.settle
-
-
-def _asset_price(asset: str, snap: ParsedSnapshot, path: str) -> float:
-    price = snap.asset_prices.get(asset)
-    if price is None:
-        msg = f"{path}: no USD price for {asset}; give prices.{asset}.index"
-        raise ConfigError(msg)
-    return price
-
-
-def _fx(p: ParsedPosition, snap: ParsedSnapshot) -> float:
-    if snap.profile.pool != "usd":
-        return 1.0
-    settle = p.instrument.settle
-    if settle in snap.asset_prices:
-        return snap.asset_prices[settle]
-    if settle == p.instrument.base:
-        return p.index_price   # coin-settled: the contract's own index is the coin's USD price
-    return _asset_price(settle, snap, f"positions[{p.index}].instrument.settle")
-
-
-def _value(p: ParsedPosition, snap: ParsedSnapshot) -> _Valued:
-    inst = p.instrument
-    fx = _fx(p, snap)
-    if inst.is_option:
-        if snap.mode == "isolated":
+    for p in snap.positions:
+        if p.instrument.is_option and snap.mode == "isolated":
             msg = f"positions[{p.index}].instrument.type: options are margined in cross only"
             raise ConfigError(msg)
-        options = _lazy("backtester.margin.options", "options")
-        req = options.option_requirement(
-            inst, p.qty, mark=p.mark, underlying_price=p.underlying_price, iv=p.iv,
-            ts_ms=snap.ts_ms, profile=snap.profile, option_margin=p.option_margin)
-        assert p.underlying_price is not None
-        return _Valued(pos=p, pool=_pool_of(p, snap), fx=fx,
-                       notional=inst.notional(p.qty, p.underlying_price), tier=None,
-                       initial_margin=float(req.initial_margin),
-                       maintenance_margin=float(req.maintenance_margin),
-                       upnl=_option_value(p, snap), leg=None)
-    req = position_requirement(inst, p.qty, p.mark, leverage=p.leverage, tiers=p.tiers,
-                               margin_rates=p.margin_rates, index_price=p.index_price)
-    if req.is_leverage_exceeded:
-        # the exchange refuses such a leverage (Binance §2.1 [B3]), as a run's order admission
-        # does (leverage_exceeds_bracket): no initial margin below the bracket's is reported
-        msg = (f"positions[{p.index}].leverage: {p.leverage:g} exceeds the maximum leverage "
-               f"{req.max_leverage:g} of tier {req.tier} for a notional of {req.notional:,.2f} "
-               f"on {p.symbol}; use at most {req.max_leverage:g}")
+    ev = _SnapshotBook(snap)
+    ev.check_leverage()
+    if snap.mode == "isolated":
+        return _isolated(snap, ev)
+    return _cross(snap, ev)
+
+
+# -- the snapshot as a kernel book ---------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class _Result:
+    """One kernel evaluation: the account (``rec``), each leg (``legs[j, _LEG[...]]``, settle
+    currency) and each pool (``pools[p, k.POOL_*]``), valuation currency."""
+
+    rec: np.ndarray
+    legs: np.ndarray
+    pools: np.ndarray
+
+
+class _SnapshotBook:
+    """A snapshot's positions and collateral as a kernel book over a one-step price store.
+
+    Every amount is in the valuation currency: an asset's price ``px`` is its USD price when
+    the profile values in USD (a stablecoin's index or 1; a coin contract's settle coin, with
+    no index given, at the contract's own index), 1 in a single-coin pool valued in its coin.
+    """
+
+    def __init__(self, snap: ParsedSnapshot) -> None:
+        self.snap = snap
+        profile = snap.profile
+        self.usd = profile.valuation == "usd"
+        self.usd_pool = profile.pool == "usd"
+        self.isolated = snap.mode == "isolated"
+        positions = snap.positions
+        names = list(snap.collateral)
+        for p in positions:
+            if p.instrument.settle not in names:
+                names.append(p.instrument.settle)
+        self._check_pools(names)
+        self.px = {a: self._price(a) for a in names}
+        values: list[float] = []
+
+        def put(x: float) -> int:
+            values.append(x)
+            return len(values) - 1
+
+        face: frozenset[str] = frozenset()
+        if profile.inverse_margin_at_face:
+            face = frozenset(p.instrument.settle for p in positions
+                             if not p.instrument.is_linear and not p.instrument.is_option)
+        self.entry_margin: list[float] = []
+        legs: list[LegIn] = []
+        style = style_for_profile(profile.name)
+        for p in positions:
+            inst = p.instrument
+            m = put(p.mark)
+            u = put(p.underlying_price if inst.is_option and p.underlying_price is not None
+                    else p.index_price)
+            om = p.option_margin or {}
+            tiers = None if p.tiers is None or p.margin_rates is not None else p.tiers.arrays()
+            legs.append(LegIn(
+                symbol=p.symbol, instrument=inst, qty=p.qty, entry=p.entry_price,
+                leverage=p.leverage, isolated_margin=float("nan"),
+                tiers=tiers, rates=p.margin_rates, default_mmr=0.0, option_style=style,
+                option_mm_rate=om.get("maintenance_rate", default_maintenance_rate(style)),
+                option_liq_rate=om.get("liquidation_fee", DEFAULT_BYBIT_LIQUIDATION_FEE_RATE
+                                       if style == "bybit" else 0.0),
+                series=(m, m, m, u, u, u)))
+        self.store_values = values
+        self._legs = legs
+        self._assets_of = names
+        self._face = face
+        book = self._assemble(legs, allocations={})
+        if self.isolated:
+            # an isolated position's margin: given, else its initial margin at entry
+            self.entry_margin = [
+                p.isolated_margin if p.isolated_margin is not None else float(
+                    k.leg_margin(book.lf, book.li, j, p.entry_price, p.entry_price,
+                                 book.floors, book.mmr, book.cum)[1])
+                for j, p in enumerate(positions)]
+            legs = [replace(leg, isolated_margin=margin)
+                    for leg, margin in zip(legs, self.entry_margin, strict=True)]
+            alloc: dict[str, float] = {}
+            for p, margin in zip(positions, self.entry_margin, strict=True):
+                alloc[p.instrument.settle] = alloc.get(p.instrument.settle, 0.0) + margin
+            book = self._assemble(legs, allocations=alloc)
+        self.book = book
+        self.store = np.asarray(values or [0.0], dtype=np.float64)
+        self.flags = k.MULTI | (k.ISOLATED if self.isolated else 0)
+        if profile.name == "bybit":
+            # Bybit's cross margin balance is wallet + futures PnL: options' value is not in it
+            # ([BY3] §5.1; it enters under portfolio margin)
+            self.flags |= k.OPTIONS_OFF_MB
+        nl, npool = max(book.n_legs, 1), max(len(book.pool_names), 1)
+        self._bars = np.zeros((1, 1), dtype=np.int64)
+        self._optmark = np.full((book.n_legs, 1, 2), np.nan)
+        self._choice = np.full((npool, max(len(book.group_names), 1)), 2, dtype=np.int64)
+        self._pm = np.full(2, np.nan)
+        self._excess = np.zeros((0, 1, 3))
+        self._no_dist = np.zeros((0, 2, 1))
+        self._shape = (nl, npool)
+        self.base = self.run()
+
+    def _assemble(self, legs: list[LegIn], *, allocations: Mapping[str, float]) -> Book:
+        snap = self.snap
+        assets = []
+        for a in self._assets_of:
+            off = len(self.store_values)
+            self.store_values.append(self.px[a])
+            amount = snap.collateral.get(a, 0.0)
+            assets.append(AssetIn(
+                name=a, balance=amount + allocations.get(a, 0.0), session=0.0,
+                haircut=self._haircut(a, amount), stable=False, series=(off, off, off)))
+        return assemble(legs, assets, [], held_pools=self._assets_of,
+                        per_asset_pools=self.snap.profile.pool != "usd",
+                        inverse_margin_at_face=snap.profile.inverse_margin_at_face)
+
+    def _check_pools(self, names: list[str]) -> None:
+        snap = self.snap
+        if snap.profile.pool not in ("per_coin", "per_currency") or len(set(names)) <= 1:
+            return
+        ordered = sorted(set(names))
+        first = next((p for p in snap.positions if p.instrument.settle != ordered[0]), None)
+        where = (f"positions[{first.index}].instrument.settle" if first is not None
+                 else f"collateral.{ordered[1]}")
+        msg = (f"{where}: profile {snap.profile.name} values one coin pool per snapshot; this "
+               f"one needs {', '.join(ordered)} — evaluate each currency in its own snapshot")
         raise ConfigError(msg)
-    # in a USD pool a coin-settled contract converts at its own coin's price, which moves
-    # with the mark being solved for
-    moves = snap.profile.pool == "usd" and inst.settle == inst.base
-    leg = Leg(qty=p.qty, entry_price=p.entry_price, contract_size=inst.cs,
-              is_linear=inst.is_linear, tiers=p.tiers if p.margin_rates is None else None,
-              mmr=req.mmr, maintenance_amount=0.0, fx=fx, fx_moves=moves)
-    return _Valued(pos=p, pool=_pool_of(p, snap), fx=fx, notional=req.notional, tier=req.tier,
-                   initial_margin=req.initial_margin, maintenance_margin=req.maintenance_margin,
-                   upnl=inst.pnl(p.qty, p.entry_price, p.mark), leg=leg)
 
-
-def _option_value(p: ParsedPosition, snap: ParsedSnapshot) -> float:
-    # an option's premium was paid from (or credited to) the wallet, so the margin balance
-    # counts its market value qty x size x mark — except in Bybit's cross margin, whose margin
-    # balance is wallet + futures PnL only ([BY3] §5.1: options value enters in PM)
-    if snap.profile.name == "bybit":
-        return 0.0
-    return p.qty * p.instrument.cs * p.mark
-
-
-def _collateral_pools(snap: ParsedSnapshot, valued: list[_Valued]) -> tuple[dict[str, float],
-                                                                             dict[str, float]]:
-    """Return (pool → collateral value in pool units, pool → USD per pool unit)."""
-    profile = snap.profile
-    pools: dict[str, float] = {}
-    to_usd: dict[str, float] = {}
-    if profile.pool == "usd":
-        total = 0.0
-        face = _face_value_assets(snap)
-        for asset, amount in snap.collateral.items():
-            # a debt counts in full (no haircut); so does a coin margining an inverse
-            # contract at face value
-            haircut = 1.0 if asset in face or amount <= 0 else snap.haircuts.get(asset)
-            if haircut is None:
-                msg = (f"collateral.{asset}: profile {profile.name} has no collateral ratio for "
-                       f"{asset}; give haircuts.{asset}")
+    def _price(self, asset: str) -> float:
+        # valuation units per unit of ``asset``
+        snap = self.snap
+        if not self.usd:
+            return 1.0
+        price = snap.asset_prices.get(asset)
+        if price is not None:
+            return price
+        if self.usd_pool:
+            # a coin-settled contract converts at its own coin's index
+            own = next((p for p in snap.positions if p.instrument.settle == asset
+                        and p.instrument.base == asset), None)
+            if own is not None:
+                return own.index_price
+            user = next((p for p in snap.positions if p.instrument.settle == asset), None)
+            if user is not None and asset not in snap.collateral:
+                path = f"positions[{user.index}].instrument.settle"
+                msg = f"{path}: no USD price for {asset}; give prices.{asset}.index"
                 raise ConfigError(msg)
-            total += amount * _asset_price(asset, snap, f"collateral.{asset}") * haircut
-        pools["USD"] = total
-        to_usd["USD"] = 1.0
-        return pools, to_usd
-    for asset, amount in snap.collateral.items():
-        pools[asset] = amount * (snap.haircuts.get(asset, 1.0) if amount > 0 else 1.0)
-    for v in valued:
-        pools.setdefault(v.pool, 0.0)
-    if profile.pool in ("per_coin", "per_currency") and len(pools) > 1:
-        names = sorted(pools)
-        first = next((v for v in valued if v.pool != names[0]), None)
-        where = (f"positions[{first.pos.index}].instrument.settle" if first is not None
-                 else f"collateral.{names[1]}")
-        msg = (f"{where}: profile {profile.name} values one coin pool per snapshot; this one "
-               f"needs {', '.join(names)} — evaluate each currency in its own snapshot")
+        msg = f"collateral.{asset}: no USD price for {asset}; give prices.{asset}.index"
         raise ConfigError(msg)
-    for pool in pools:
-        if profile.valuation == "usd":
-            to_usd[pool] = _asset_price(pool, snap, f"collateral.{pool}")
-        else:
-            to_usd[pool] = 1.0
-    return pools, to_usd
+
+    def _haircut(self, asset: str, amount: float) -> float:
+        snap = self.snap
+        haircut = snap.haircuts.get(asset)
+        if haircut is not None:
+            return haircut
+        if self.usd_pool and amount > 0 and asset not in self._face:
+            msg = (f"collateral.{asset}: profile {snap.profile.name} has no collateral ratio "
+                   f"for {asset}; give haircuts.{asset}")
+            raise ConfigError(msg)
+        return 1.0
+
+    def check_leverage(self) -> None:
+        """Refuse a leverage above the maximum of the position's tier (Binance §2.1 [B3]), as a
+        run's order admission does (``leverage_exceeds_bracket``)."""
+        for j, p in enumerate(self.snap.positions):
+            if p.instrument.is_option or p.margin_rates is not None or p.tiers is None:
+                continue
+            notional = float(self.base.legs[j, _LEG["notional"]])
+            check = check_leverage(p.tiers, notional, p.leverage)
+            if not check.is_allowed:
+                msg = (f"positions[{p.index}].leverage: {p.leverage:g} exceeds the maximum "
+                       f"leverage {check.max_leverage:g} of tier {check.tier} for a notional of "
+                       f"{notional:,.2f} on {p.symbol}; use at most {check.max_leverage:g}")
+                raise ConfigError(msg)
+
+    def run(self, *, symbol: str | None = None, factor: float = 1.0) -> _Result:
+        """Evaluate the book, with ``symbol``'s legs (and, in a USD pool, its coin) moved by
+        ``factor``."""
+        book = self.book
+        shift_sym = shift_asset = -1
+        if symbol is not None:
+            shift_sym = book.symbols.index(symbol)
+            coin = self.snap.positions[shift_sym].instrument.base
+            if self.usd_pool and coin in book.asset_names:
+                shift_asset = book.asset_names.index(coin)
+        nl, npool = self._shape
+        rec = np.zeros((k.NREC, 1))
+        legs = np.zeros((1, nl, 5))
+        pools = np.zeros((1, npool, k.NPOOL))
+        k.evaluate(0, 1, self.flags, self.snap.profile.call_level, book.lf, book.li, book.af,
+                   book.ai, book.of, book.oi, len(book.group_names), len(book.pool_names),
+                   book.floors, book.mmr, book.cum, self.store, self._bars, self._optmark,
+                   self._choice, shift_sym, shift_asset, factor, self._pm, rec, 0, legs, pools,
+                   self._excess, self._no_dist, book.gmap)
+        return _Result(rec=rec[:, 0], legs=legs[0], pools=pools[0])
+
+    def moved_price(self, asset: str, symbol: str, factor: float) -> float:
+        """``asset``'s price with ``symbol``'s coin moved by ``factor`` (see :meth:`run`)."""
+        coin = self.snap.positions[self.book.symbols.index(symbol)].instrument.base
+        moves = self.usd_pool and asset == coin
+        return self.px[asset] * (factor if moves else 1.0)
 
 
-def _face_value_assets(snap: ParsedSnapshot) -> frozenset[str]:
-    # the settle coins of inverse positions, which margin them at face value on profiles with
-    # inverse_margin_at_face (Bybit [BY1] §5.3; MarginEngine.face_value_assets in a run)
-    if not snap.profile.inverse_margin_at_face:
-        return frozenset()
-    return frozenset(p.instrument.settle for p in snap.positions
-                     if not p.instrument.is_linear and not p.instrument.is_option)
-
-
-def _moving_collateral(snap: ParsedSnapshot, coin: str) -> float:
-    # USD value (with its haircut) of a USD pool's collateral in ``coin``: it moves with a
-    # position on that coin when a liquidation or bankruptcy price is solved
-    amount = snap.collateral.get(coin)
-    if snap.profile.pool != "usd" or not amount or coin not in snap.asset_prices:
-        return 0.0
-    haircut = 1.0 if coin in _face_value_assets(snap) else snap.haircuts.get(coin, 1.0)
-    return amount * snap.asset_prices[coin] * (haircut if amount > 0 else 1.0)
-
-
-def _status(mm: float, mb: float, call_level: float, has_risk: bool) -> str:
-    if has_risk and (mb <= 0.0 or mm >= mb):
-        return "liquidate"
-    if has_risk and mm / mb >= call_level:
-        return "call"
-    return "ok"
-
-
-def _position_out(v: _Valued, lp: float | None, bp: float | None) -> dict[str, object]:
-    return {"symbol": v.pos.symbol, "side": v.pos.side, "notional": v.notional, "tier": v.tier,
-            "initial_margin": v.initial_margin, "maintenance_margin": v.maintenance_margin,
+def _position_out(p: ParsedPosition, row: np.ndarray, lp: float | None,
+                  bp: float | None) -> dict[str, object]:
+    notional = float(row[_LEG["notional"]])
+    tier = None
+    if not p.instrument.is_option and p.margin_rates is None and p.tiers is not None:
+        tier = p.tiers.tier_for(notional).tier
+    return {"symbol": p.symbol, "side": p.side, "notional": notional, "tier": tier,
+            "initial_margin": float(row[_LEG["im"]]),
+            "maintenance_margin": float(row[_LEG["mm"]]),
             "liquidation_price": lp, "bankruptcy_price": bp}
 
 
-def _valuation_currency(snap: ParsedSnapshot, pools: Mapping[str, float]) -> str:
+def _valuation_currency(snap: ParsedSnapshot, book: Book) -> str:
     if snap.profile.valuation == "usd":
         return "USD"
-    return next(iter(pools)) if pools else "USD"
+    return book.pool_names[0] if book.pool_names else "USD"
 
 
-def _cross(snap: ParsedSnapshot, valued: list[_Valued]) -> dict[str, object]:
+def _ratio(mb: float, mm: float) -> float | None:
+    return mm / mb if mb > 0.0 else None
+
+
+# -- cross ----------------------------------------------------------------------------------------
+def _cross(snap: ParsedSnapshot, ev: _SnapshotBook) -> dict[str, object]:
     profile = snap.profile
-    pools, to_usd = _collateral_pools(snap, valued)
-    prices: dict[int, tuple[float | None, float | None]] = {}
-    totals = {"wallet": 0.0, "upnl": 0.0, "im": 0.0, "mm": 0.0, "liq_cost": 0.0}
-    worst_ratio: float | None = 0.0
-    status_rank = {"ok": 0, "call": 1, "liquidate": 2}
-    status = "ok"
-    for pool, wallet in pools.items():
-        members = [v for v in valued if v.pool == pool]
-        upnl = sum(v.fx * v.upnl for v in members)
-        mm = sum(v.fx * v.maintenance_margin for v in members)
-        im = sum(v.fx * v.initial_margin for v in members)
-        mb = wallet + upnl
-        usd = to_usd[pool]
-        totals["wallet"] += wallet * usd
-        totals["upnl"] += upnl * usd
-        totals["im"] += im * usd
-        totals["mm"] += mm * usd
-        totals["liq_cost"] += usd * sum(v.fx * v.notional * float(v.pos.instrument.taker_rate)
-                                        for v in members)
-        # a negative balance in the pool is a liability: at risk even with no position
-        owes = any(amount < 0 for asset, amount in snap.collateral.items()
-                   if profile.pool == "usd" or asset == pool)
-        pool_status = _status(mm, mb, profile.call_level, bool(members) or owes)
-        if status_rank[pool_status] > status_rank[status]:
-            status = pool_status
-        ratio = mm / mb if mb > 0.0 else None
-        if worst_ratio is not None:
-            worst_ratio = None if ratio is None else max(worst_ratio, ratio)
-        for symbol in dict.fromkeys(v.pos.symbol for v in members if v.leg is not None):
-            group = [v for v in members if v.pos.symbol == symbol and v.leg is not None]
-            legs = [v.leg for v in group if v.leg is not None]
-            g_upnl = sum(v.fx * v.upnl for v in group)
-            g_mm = sum(v.fx * v.maintenance_margin for v in group)
-            inst = group[0].pos.instrument
-            mark = group[0].pos.mark
-            moving = _moving_collateral(snap, inst.base)
-            fee = float(inst.taker_rate) if profile.bankruptcy_includes_close_fee else 0.0
-            bp = bankruptcy_price(legs, balance=mb - g_upnl, mark=mark, moving_balance=moving,
-                                  fee_rate=fee)
-            if (profile.inverse_cross_formula == "bybit" and len(group) == 1
-                    and not inst.is_linear and bp is not None):
-                # [BY1] §5.3: maintenance on the entry value plus the fee to close at BP
-                v = group[0]
-                lp = bybit_inverse_cross_liquidation_price(
-                    contracts=abs(v.pos.qty) * inst.cs, entry_price=v.pos.entry_price,
-                    balance=(mb - g_upnl) / v.fx, mmr=v.leg.mmr if v.leg else 0.0,
-                    taker_rate=float(inst.taker_rate), bankruptcy=bp, is_long=v.pos.qty > 0)
-            else:
-                lp = liquidation_price(legs, mark=mark, balance=mb - g_upnl,
-                                       other_maintenance=mm - g_mm, moving_balance=moving)
-            for v in group:
-                prices[v.pos.index] = (lp, bp)
-    mb_total = totals["wallet"] + totals["upnl"]
+    book, base = ev.book, ev.base
+    npool = len(book.pool_names)
+    pools = base.pools[:npool]
+    mb = float(pools[:, k.POOL_MB].sum())
+    coll = float(pools[:, k.POOL_COLLATERAL].sum())
+    mm = float(pools[:, k.POOL_MM].sum())
+    im = float(pools[:, k.POOL_IM].sum())
+    if npool > 1:
+        ratios = [_ratio(float(r[k.POOL_MB]), float(r[k.POOL_MM])) for r in pools]
+        margin_ratio = None if any(r is None for r in ratios) else max(
+            r for r in ratios if r is not None)
+    else:
+        margin_ratio = _ratio(mb, mm)
     out: dict[str, object] = {
-        "valuation_currency": _valuation_currency(snap, pools),
-        "margin_balance": mb_total,
-        "wallet_balance": totals["wallet"],
-        "unrealized_pnl": totals["upnl"],
-        "initial_margin": totals["im"],
-        "maintenance_margin": totals["mm"],
-        "margin_ratio": worst_ratio if len(pools) > 1 else (
-            totals["mm"] / mb_total if mb_total > 0.0 else None),
-        "available": mb_total - totals["im"],
-        "status": status,
+        "valuation_currency": _valuation_currency(snap, book),
+        "margin_balance": mb,
+        "wallet_balance": coll,
+        "unrealized_pnl": mb - coll,
+        "initial_margin": im,
+        "maintenance_margin": mm,
+        "margin_ratio": margin_ratio,
+        "available": mb - im,
+        "status": _STATUS[int(pools[:, k.POOL_STATUS].max())] if npool else "ok",
     }
     if profile.has_exchange_margin_ratio:
-        denominator = totals["mm"] + totals["liq_cost"]
-        out["exchange_margin_ratio"] = mb_total / denominator if denominator > 0.0 else None
-    out["positions"] = [_position_out(v, *prices.get(v.pos.index, (None, None))) for v in valued]
+        # OKX: equity / (maintenance margin + the taker fee to close every position)
+        cost = mm + sum(float(base.legs[j, _LEG["notional"]]) * ev.px[p.instrument.settle]
+                        * float(p.instrument.taker_rate) for j, p in enumerate(snap.positions))
+        out["exchange_margin_ratio"] = mb / cost if cost > 0.0 else None
+    prices: dict[str, tuple[float | None, float | None]] = {}
+    for j, p in enumerate(snap.positions):
+        if not p.instrument.is_option and p.symbol not in prices:
+            prices[p.symbol] = _cross_prices(ev, j)
+    out["positions"] = [_position_out(p, base.legs[j], *prices.get(p.symbol, (None, None)))
+                        for j, p in enumerate(snap.positions)]
     return out
 
 
-def _isolated(snap: ParsedSnapshot, valued: list[_Valued]) -> dict[str, object]:
+def _cross_prices(ev: _SnapshotBook, first: int) -> tuple[float | None, float | None]:
+    """(liquidation, bankruptcy) price of the symbol of position ``first`` in cross margin:
+    the mark at which its pool's margin balance meets its maintenance margin, and zero."""
+    snap, book = ev.snap, ev.book
+    p0 = snap.positions[first]
+    inst, sym, mark = p0.instrument, p0.symbol, p0.mark
+    group = [j for j, p in enumerate(snap.positions) if p.symbol == sym]
+    pool = int(book.li[first, k.LI_POOL])
+    long = sum(snap.positions[j].qty for j in group) > 0
+    fee = float(inst.taker_rate) if snap.profile.bankruptcy_includes_close_fee else 0.0
+
+    def close_fee(r: _Result, factor: float) -> float:
+        # the taker fee to close the symbol's legs at the moved price (valuation currency)
+        px = ev.moved_price(inst.settle, sym, factor)
+        return fee * px * sum(float(r.legs[j, _LEG["notional"]]) for j in group)
+
+    def left(factor: float) -> float:
+        r = ev.run(symbol=sym, factor=factor)
+        return float(r.pools[pool, k.POOL_MB]) - (close_fee(r, factor) if fee else 0.0)
+
+    fb = price_root(left, long=long)
+    bp = None if fb is None else mark * fb
+    if (snap.profile.inverse_cross_formula == "bybit" and len(group) == 1
+            and not inst.is_linear and bp is not None):
+        return _bybit_inverse_cross(ev, first, bp), bp
+
+    def surplus(factor: float) -> float:
+        r = ev.run(symbol=sym, factor=factor)
+        return float(r.pools[pool, k.POOL_MB] - r.pools[pool, k.POOL_MM])
+
+    fl = price_root(surplus, long=long)
+    return (None if fl is None else mark * fl), bp
+
+
+def _bybit_inverse_cross(ev: _SnapshotBook, j: int, bp: float) -> float | None:
+    """Bybit's cross liquidation price of an inverse position, [BY1] §5.3: the coin balance
+    backing it plus its PnL meets the maintenance margin on the entry value plus the taker fee
+    to close at the bankruptcy price, ``B + C·(1/EP − 1/LP) = (C/EP)·MMR + C·taker/BP`` (long;
+    mirrored for a short), ``B`` = the pool's margin balance without the position's PnL."""
+    p = ev.snap.positions[j]
+    sym, mark, settle = p.symbol, p.mark, p.instrument.settle
+    base = ev.base
+    pool = int(ev.book.li[j, k.LI_POOL])
+    px = ev.px[settle]
+    balance = (float(base.pools[pool, k.POOL_MB]) - float(base.legs[j, _LEG["value"]]) * px) / px
+    at_entry = ev.run(symbol=sym, factor=p.entry_price / mark).legs[j]
+    at_bp = ev.run(symbol=sym, factor=bp / mark).legs[j]
+    need = float(at_entry[_LEG["mm"]]) + float(p.instrument.taker_rate) * float(
+        at_bp[_LEG["notional"]])
+
+    def surplus(factor: float) -> float:
+        return balance + float(ev.run(symbol=sym, factor=factor).legs[j, _LEG["value"]]) - need
+
+    f = price_root(surplus, long=p.qty > 0)
+    return None if f is None else mark * f
+
+
+# -- isolated -------------------------------------------------------------------------------------
+def _isolated(snap: ParsedSnapshot, ev: _SnapshotBook) -> dict[str, object]:
     profile = snap.profile
-    pools, to_usd = _collateral_pools(snap, valued)
-    free = sum(w * to_usd[p] for p, w in pools.items())
-    totals = {"margin": 0.0, "upnl": 0.0, "im": 0.0, "mm": 0.0, "liq_cost": 0.0}
-    status_rank = {"ok": 0, "call": 1, "liquidate": 2}
-    status = "ok"
+    book, base = ev.book, ev.base
+    free = sum(float(base.pools[p, k.POOL_AVAILABLE]) for p in range(len(book.pool_names)))
+    totals = {"margin": 0.0, "upnl": 0.0, "im": 0.0, "mm": 0.0}
+    status = k.STATUS_OK
     worst_ratio: float | None = 0.0
     worst_exchange: float | None = None
     rows: list[dict[str, object]] = []
-    for v in valued:
-        p = v.pos
-        margin = p.isolated_margin if p.isolated_margin is not None else _entry_margin(p)
-        usd = to_usd[v.pool] * v.fx
-        totals["margin"] += margin * usd
-        totals["upnl"] += v.upnl * usd
-        totals["im"] += v.initial_margin * usd
-        totals["mm"] += v.maintenance_margin * usd
+    for j, p in enumerate(snap.positions):
+        row = base.legs[j]
+        margin = ev.entry_margin[j]
+        px = ev.px[p.instrument.settle]
+        value, mm = float(row[_LEG["value"]]), float(row[_LEG["mm"]])
+        totals["margin"] += margin * px
+        totals["upnl"] += value * px
+        totals["im"] += float(row[_LEG["im"]]) * px
+        totals["mm"] += mm * px
         taker = float(p.instrument.taker_rate)
-        mb = margin + v.upnl
-        pos_status = _status(v.maintenance_margin, mb, profile.call_level, True)
-        if status_rank[pos_status] > status_rank[status]:
-            status = pos_status
-        ratio = v.maintenance_margin / mb if mb > 0.0 else None
+        mb = margin + value
+        # a position is judged on its own allocation (the kernel's isolated breach: the
+        # allocation plus the position's value does not exceed its maintenance margin)
+        status = max(status, int(k.status_of(mb, mm, k.ratio_of(mb, mm), profile.call_level,
+                                              True)))
+        ratio = _ratio(mb, mm)
         if worst_ratio is not None:
             worst_ratio = None if ratio is None else max(worst_ratio, ratio)
-        cost = v.maintenance_margin + v.notional * taker
+        cost = mm + float(row[_LEG["notional"]]) * taker
         exchange_ratio = mb / cost if cost > 0.0 else None
         if exchange_ratio is not None and (worst_exchange is None
                                            or exchange_ratio < worst_exchange):
             worst_exchange = exchange_ratio
-        assert v.leg is not None
-        lp = isolated_liquidation_price(v.leg, mark=p.mark, margin=margin,
-                                        formula=profile.isolated_formula, taker_rate=taker)
-        bp = isolated_bankruptcy_price(v.leg, margin=margin)
-        rows.append(_position_out(v, lp, bp))
+        lp, bp = _isolated_prices(ev, j, margin)
+        rows.append(_position_out(p, row, lp, bp))
     out: dict[str, object] = {
-        "valuation_currency": _valuation_currency(snap, pools),
+        "valuation_currency": _valuation_currency(snap, book),
         "margin_balance": free + totals["margin"] + totals["upnl"],
         "wallet_balance": free + totals["margin"],
         "unrealized_pnl": totals["upnl"],
@@ -393,7 +471,7 @@ def _isolated(snap: ParsedSnapshot, valued: list[_Valued]) -> dict[str, object]:
         "maintenance_margin": totals["mm"],
         "margin_ratio": worst_ratio,
         "available": free,
-        "status": status,
+        "status": _STATUS[status],
     }
     if profile.has_exchange_margin_ratio:
         out["exchange_margin_ratio"] = worst_exchange
@@ -401,9 +479,38 @@ def _isolated(snap: ParsedSnapshot, valued: list[_Valued]) -> dict[str, object]:
     return out
 
 
-def _entry_margin(p: ParsedPosition) -> float:
-    """Initial margin at the entry price: the default isolated margin."""
-    if p.margin_rates is not None:
-        return rated_requirement(p.instrument, p.qty, p.entry_price, rates=p.margin_rates,
-                                 index_price=p.entry_price).initial_margin
-    return p.instrument.notional(p.qty, p.entry_price) / p.leverage
+def _isolated_prices(ev: _SnapshotBook, j: int,
+                     margin: float) -> tuple[float | None, float | None]:
+    """(liquidation, bankruptcy) price of isolated position ``j`` with ``margin`` (settle
+    currency), by the profile's formula: ``binance`` — margin + PnL meets the maintenance
+    margin [B1]; ``okx`` — meets the maintenance margin plus the taker fee to close (§6 [F1]);
+    ``bybit`` — meets the maintenance margin at the entry value ([BY5] §5.2, [BY4] §5.3)."""
+    snap = ev.snap
+    p = snap.positions[j]
+    sym, mark = p.symbol, p.mark
+    long = p.qty > 0
+    formula = snap.profile.isolated_formula
+    if formula not in ("binance", "okx", "bybit"):
+        msg = f"isolated formula {formula!r}: expected 'binance', 'bybit' or 'okx'"
+        raise ConfigError(msg)
+    taker = float(p.instrument.taker_rate) if formula == "okx" else 0.0
+
+    def leg(factor: float) -> np.ndarray:
+        return ev.run(symbol=sym, factor=factor).legs[j]
+
+    mm_entry = float(leg(p.entry_price / mark)[_LEG["mm"]]) if formula == "bybit" else 0.0
+
+    def surplus(factor: float) -> float:
+        r = leg(factor)
+        value = float(r[_LEG["value"]])
+        if formula == "bybit":
+            return margin + value - mm_entry
+        return margin + value - float(r[_LEG["mm"]]) - taker * float(r[_LEG["notional"]])
+
+    def left(factor: float) -> float:
+        return margin + float(leg(factor)[_LEG["value"]])
+
+    fl, fb = price_root(surplus, long=long), price_root(left, long=long)
+    return (None if fl is None else mark * fl), (None if fb is None else mark * fb)
+
+

@@ -47,6 +47,9 @@ __all__ = [
     "AI_SH",
     "AI_SL",
     "AI_STABLE",
+    "DIST_DOWN",
+    "DIST_GRID",
+    "DIST_UP",
     "FORCED",
     "INTRABAR",
     "ISOLATED",
@@ -341,9 +344,152 @@ def _at(store: np.ndarray, bars: np.ndarray, row: int, off: int, step: int, pre:
 
 #: bits of ``evaluate``'s ``flags``: the intrabar check, isolated margin, several pools, a
 #: forced scenario, portfolio margin (a group's excess leaves the legs' requirements out: the
-#: scenario grid's comes off instead), and options' value kept out of the margin balance
-#: (Bybit's cross margin balance is wallet + futures PnL [BY3]; equity still counts it)
-INTRABAR, ISOLATED, MULTI, FORCED, PORTFOLIO, OPTIONS_OFF_MB = 1, 2, 4, 8, 16, 32
+#: scenario grid's comes off instead), options' value kept out of the margin balance
+#: (Bybit's cross margin balance is wallet + futures PnL [BY3]; equity still counts it), and
+#: the distance to liquidation searched on a grid (a book whose margin surplus need not be
+#: concave in the move, see :func:`_distance`)
+INTRABAR, ISOLATED, MULTI, FORCED, PORTFOLIO, OPTIONS_OFF_MB, DIST_GRID = 1, 2, 4, 8, 16, 32, 64
+#: the moves the distance to liquidation searches: down to -99 %, up to +1000 %
+DIST_DOWN, DIST_UP = 0.01, 11.0
+_DIST_GRID_POINTS = 64
+
+
+@njit(cache=True)
+def _moved_surplus(f: float, target: int, isolated: bool, multi: bool, opt_off_mb: bool,
+                   no_mm: bool, pm_mm: float, lf: np.ndarray, li: np.ndarray, af: np.ndarray,
+                   ai: np.ndarray, px: np.ndarray, mk: np.ndarray, ud: np.ndarray,
+                   val: np.ndarray, mmv: np.ndarray, floors: np.ndarray, mmr: np.ndarray,
+                   cum: np.ndarray, risk: np.ndarray, acc: np.ndarray) -> float:
+    # the least margin surplus (margin balance - maintenance margin) of the pools at risk at
+    # the close with underlying group ``target`` (every group: -1) moved by the factor ``f``:
+    # its legs' marks and underlyings and its coin's price; options held at their value and
+    # requirement (settle currency). Isolated: the least allocation + value - maintenance of
+    # a position.
+    acc[:] = 0.0
+    for a in range(af.shape[0]):
+        bal = af[a, AF_BAL]
+        ses = af[a, AF_SESSION]
+        if bal == 0.0 and ses == 0.0:
+            continue
+        g = ai[a, AI_GROUP]
+        x = px[a, 2] * (f if g >= 0 and (target < 0 or g == target) else 1.0)
+        p = ai[a, AI_POOL] if multi else 0
+        if bal != 0.0:
+            acc[p, 0] += bal * x * (af[a, AF_HAIRCUT] if bal > 0.0 else 1.0)
+        acc[p, 0] += ses * x
+    least = _INF
+    for j in range(lf.shape[0]):
+        g = li[j, LI_GROUP]
+        opt = li[j, LI_OPT] != 0
+        if isolated and opt:
+            continue  # options are not isolated
+        sa = li[j, LI_SETTLE]
+        sg = ai[sa, AI_GROUP]
+        pxs = px[sa, 2] * (f if sg >= 0 and (target < 0 or sg == target) else 1.0)
+        if opt or not (target < 0 or g == target):
+            v = val[j, 2]
+            mm = mmv[j, 2]
+        else:
+            q = lf[j, LF_QTY]
+            cs = lf[j, LF_CS]
+            lin = li[j, LI_LIN] != 0
+            m = mk[j, 2] * f
+            v = pnl(q, cs, lf[j, LF_ENTRY], m, lin)
+            mm = leg_requirement(
+                q, cs, lf[j, LF_LEV], lin, False, False, li[j, LI_MMK], li[j, LI_OSTYLE],
+                lf[j, LF_STRIKE], lf[j, LF_OMM], lf[j, LF_OLIQ], lf[j, LF_IMB], lf[j, LF_IMP],
+                lf[j, LF_MMB], lf[j, LF_MMP], lf[j, LF_DMMR], li[j, LI_TOFF], li[j, LI_TN],
+                floors, mmr, cum, m, ud[j, 2] * f)[2]
+        if isolated:
+            iso = lf[j, LF_ISO]
+            s = (iso if iso == iso else 0.0) + v - mm
+            if s < least:
+                least = s
+            continue
+        p = li[j, LI_POOL] if multi else 0
+        if not (opt_off_mb and opt):
+            acc[p, 0] += v * pxs
+        if not no_mm:
+            acc[p, 1] += mm * pxs
+    if isolated:
+        return least
+    if no_mm:
+        acc[0, 1] = pm_mm  # portfolio margin: the netted requirement, held
+    for p in range(risk.shape[0]):
+        if risk[p]:
+            s = acc[p, 0] - acc[p, 1]
+            if s < least:
+                least = s
+    return least
+
+
+@njit(cache=True)
+def _distance(target: int, down: bool, grid: bool, base: float, isolated: bool, multi: bool,
+              opt_off_mb: bool, no_mm: bool, pm_mm: float, lf: np.ndarray, li: np.ndarray,
+              af: np.ndarray, ai: np.ndarray, px: np.ndarray, mk: np.ndarray, ud: np.ndarray,
+              val: np.ndarray, mmv: np.ndarray, floors: np.ndarray, mmr: np.ndarray,
+              cum: np.ndarray, risk: np.ndarray, acc: np.ndarray) -> float:
+    """The signed move of group ``target`` (-1: every group) from the close, downwards or
+    upwards, at which the account is first liquidated (inf: none down to -99 % / up to
+    +1000 %); ``base`` the surplus at the close (> 0).
+
+    The surplus of a futures book is concave in the move (PnL linear in the price, or in its
+    inverse for coin-margined contracts; maintenance convex: tier rates rising with the
+    notional, size-dependent rates rising with the size; options held), so the set of
+    surviving moves is an interval around 0: when the surplus at the limit is positive nothing
+    liquidates, else there is exactly one crossing, found by regula falsi (Illinois). With
+    ``grid`` (a book for which concavity is not known) the first of 64 equal steps where the
+    surplus is not positive brackets the first crossing instead.
+    """
+    lim = DIST_DOWN if down else DIST_UP
+    a = 1.0
+    fa = base
+    if grid:
+        b = 1.0
+        fb = base
+        for i in range(1, _DIST_GRID_POINTS + 1):
+            x = 1.0 + (lim - 1.0) * i / _DIST_GRID_POINTS
+            fx = _moved_surplus(x, target, isolated, multi, opt_off_mb, no_mm, pm_mm, lf, li,
+                                af, ai, px, mk, ud, val, mmv, floors, mmr, cum, risk, acc)
+            if fx <= 0.0:
+                b = x
+                fb = fx
+                break
+            a = x
+            fa = fx
+        if b == 1.0:
+            return _INF
+    else:
+        b = lim
+        fb = _moved_surplus(b, target, isolated, multi, opt_off_mb, no_mm, pm_mm, lf, li, af,
+                            ai, px, mk, ud, val, mmv, floors, mmr, cum, risk, acc)
+        if fb > 0.0:
+            return _INF
+    tol = 1e-13 * (abs(fa) + abs(fb))
+    side = 0
+    for _ in range(200):
+        c = (a * fb - b * fa) / (fb - fa)
+        if not (min(a, b) < c < max(a, b)):
+            c = 0.5 * (a + b)
+        fc = _moved_surplus(c, target, isolated, multi, opt_off_mb, no_mm, pm_mm, lf, li, af,
+                            ai, px, mk, ud, val, mmv, floors, mmr, cum, risk, acc)
+        if fc > 0.0:
+            a = c
+            fa = fc
+            if side == 1:
+                fb *= 0.5  # Illinois: the end kept twice counts for half
+            side = 1
+        else:
+            b = c
+            fb = fc
+            if side == -1:
+                fa *= 0.5
+            side = -1
+        if abs(fc) <= tol:
+            return c - 1.0
+        if abs(b - a) <= 1e-14 * b:
+            break
+    return b - 1.0
 
 
 @njit(cache=True)
@@ -353,7 +499,7 @@ def evaluate(s0: int, nbars: int, flags: int, call_level: float, lf: np.ndarray,
              store: np.ndarray, bars: np.ndarray, optmark: np.ndarray, choice_in: np.ndarray,
              shift_sym: int, shift_asset: int, factor: float, pm: np.ndarray, rec: np.ndarray,
              rec_off: int, legs_out: np.ndarray, pools_out: np.ndarray,
-             excess_out: np.ndarray) -> int:
+             excess_out: np.ndarray, dist_out: np.ndarray, gmap: np.ndarray) -> int:
     """Evaluate a constant book at clock steps ``s0 .. s0 + nbars - 1``; the kernel's one
     entry point.
 
@@ -380,6 +526,12 @@ def evaluate(s0: int, nbars: int, flags: int, call_level: float, lf: np.ndarray,
     price by ``factor`` at every scenario (a liquidation or bankruptcy price's move). ``pm``
     (initial, maintenance; NaN: none): portfolio margin's netted requirement, replacing the
     legs' sum in every state.
+
+    ``dist_out[u, d, step]`` (when it has rows; by the run's step): the distance to liquidation at
+    the close (:func:`_distance`) of each group ``g`` moved alone (row ``u = gmap[g]``) and of
+    every group together (the last row, when there are several rows), downwards (``d = 0``,
+    negative) and upwards (``d = 1``); 0 when the close already liquidates, inf where no move
+    in range does (and for rows of groups the book does not hold).
     """
     intrabar = (flags & INTRABAR) != 0
     isolated = (flags & ISOLATED) != 0
@@ -387,11 +539,15 @@ def evaluate(s0: int, nbars: int, flags: int, call_level: float, lf: np.ndarray,
     forced = (flags & FORCED) != 0
     no_mm = (flags & PORTFOLIO) != 0
     opt_off_mb = (flags & OPTIONS_OFF_MB) != 0
+    dist_grid = (flags & DIST_GRID) != 0
+    n_dist = dist_out.shape[0]
     worst = intrabar and not isolated and not forced
     nl = lf.shape[0]
     na = af.shape[0]
     no = of.shape[0]
     npool = n_pools if multi else 1
+    risk = np.zeros(npool, dtype=np.bool_)
+    dacc = np.zeros((npool, 2))
     ng = max(n_groups, 1)
     w0 = 0 if (intrabar or forced) else 2
     mk = np.empty((nl, 3))
@@ -687,6 +843,31 @@ def evaluate(s0: int, nbars: int, flags: int, call_level: float, lf: np.ndarray,
                         breach = True
             out[0, REC_STATUS] = STATUS_LIQUIDATE if breach else STATUS_OK
         r = step - rec_off
+        if n_dist > 0:
+            for u in range(n_dist):
+                dist_out[u, 0, step] = _INF
+                dist_out[u, 1, step] = _INF
+            if nl > 0:
+                pm_mm = pm[1] if no_mm else 0.0
+                for p in range(risk.shape[0]):
+                    risk[p] = acc[0, p, 4] > 0.0 or acc[0, p, 6] > 0.0 or (no_mm and pm_mm > 0.0)
+                base = _moved_surplus(1.0, -1, isolated, multi, opt_off_mb, no_mm, pm_mm, lf,
+                                      li, af, ai, px, mk, ud, val, mmv, floors, mmr, cum, risk,
+                                      dacc)
+                for t in range(-1, n_groups):
+                    if t < 0 and n_dist == 1:
+                        continue  # one row: the run has one underlying, moved alone
+                    u = n_dist - 1 if t < 0 else gmap[t]
+                    if u < 0:
+                        continue
+                    for d in range(2):
+                        if base <= 0.0:
+                            dist_out[u, d, step] = 0.0
+                        else:
+                            dist_out[u, d, step] = _distance(
+                                t, d == 0, dist_grid, base, isolated, multi, opt_off_mb, no_mm,
+                                pm_mm, lf, li, af, ai, px, mk, ud, val, mmv, floors, mmr, cum,
+                                risk, dacc)
         for c in range(NREC):
             rec[c, r] = out[0, c]
         if multi:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from backtester.accounting import EntryKind, Position
 from backtester.config import MarginMode
 from backtester.events import LiquidationStep, PositionLiquidated
-from backtester.margin.prices import secant_root
+from backtester.margin.prices import price_root
 from backtester.numeric import MONEY_QUANTUM, ZERO, dec, to_money, to_price
 
 if TYPE_CHECKING:
@@ -182,9 +182,8 @@ class LiquidationMixin:
         # the price at which the isolated margin is exhausted: margin + PnL(P) = 0
         m = float(alloc)
         entry = pos.entry_f
-        p = secant_root(lambda x: m + self.position_value(pos, x), entry,
-                        entry * (0.9 if pos.qty_f > 0 else 1.1))
-        return p if p is not None and p > 0 else None
+        x = price_root(lambda x: m + self.position_value(pos, entry * x), long=pos.qty_f > 0)
+        return None if x is None else entry * x
 
     # -- liquidation ----------------------------------------------------------------------
     def _liquidate(self, t: int, st: MarginState) -> None:
@@ -393,7 +392,7 @@ class LiquidationMixin:
                     px * factor if settle_moves else px)
             return mb
 
-        factor = secant_root(left, 1.0, 0.9 if pos.qty_f > 0 else 1.1)
+        factor = price_root(left, long=pos.qty_f > 0)
         if factor is None or factor <= 0:
             return None
         return mark * factor

@@ -1,132 +1,35 @@
-"""Liquidation and bankruptcy prices.
+"""Liquidation and bankruptcy prices: where a margin surplus crosses zero.
 
 Definitions (margin-rules §0): the liquidation price ``LP`` is the mark at which margin balance
 equals maintenance margin, ``MB(P) = MM(P)``; the bankruptcy price ``BP`` is the mark at which
 the margin balance is zero. Both are None where no positive price exists (e.g. a long that
 cannot lose its margin, or a fully hedged pair).
 
-Conventions: a :class:`Leg` holds a signed ``qty`` in contracts (long > 0); ``balance`` is the
-margin balance of everything that does NOT move with the leg's mark (wallet balance plus the
-unrealized PnL of other positions, at their current marks, margin-rules §1.6) in the pool's
-valuation currency; each leg converts its settle-currency amounts with ``fx`` (valuation units
-per settle unit, held at the current index). Collateral is held at its current value.
-
-Cross (general solver): for legs on one mark P (one-way position, or the long and short of a
-hedge-mode symbol, which share one LP [B1]) solve
-``balance + Σ fx·UPnL_i(P) = other_maintenance + Σ fx·(notional_i(P)·MMR_i − cum_i)``:
-linear legs are linear in ``P`` (closed form, the Binance USDⓈ-M formula §2.3 [B1]), inverse
-legs are linear in ``1/P`` (the COIN-M formula §3 [B2]). When the notional at the solution lies
-in another tier than assumed the solve is redone with that tier, as Binance says [B1]; if that
-does not settle, a bisection on the (continuous, thanks to ``cum``) margin surplus finishes it.
-
-Isolated: ``binance`` — the same solver with ``balance`` = isolated margin [B1]; ``okx`` — the
-same with the taker rate added to MMR (closing cost; freqtrade's OKX formula [F1], §6); ``bybit``
-— ``LP = EP ∓ (margin − MM_entry)/Q`` linear [BY5] §5.2, ``C / (PV ± (margin − MM_entry))``
-inverse [BY4] §5.3, with the maintenance margin taken at the entry value.
+The surplus itself is always the margin kernel's (:mod:`backtester.margin.kernel`) evaluation of
+the book with the price moved by a factor — the calculator (:mod:`backtester.margin.calculator`)
+and the engine's liquidation (bankruptcy price of a takeover) hand it in as a function of that
+factor; :func:`price_root` finds the factor. There is no second copy of the margin arithmetic
+here: the exchanges' published closed forms below are kept verbatim, as the references the
+kernel's roots are tested against (tests/unit/margin/test_prices.py), and are not used by runs
+or the calculator.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-
-from backtester.errors import ConfigError
-from backtester.margin.tiers import TierTable
+from collections.abc import Callable
 
 __all__ = [
-    "Leg",
-    "bankruptcy_price",
     "binance_coinm_liquidation_price",
     "binance_usdm_liquidation_price",
     "bybit_inverse_cross_liquidation_price",
-    "isolated_bankruptcy_price",
-    "isolated_liquidation_price",
-    "liquidation_price",
-    "margin_surplus",
+    "bybit_isolated_liquidation_price",
+    "price_root",
     "secant_root",
 ]
 
-_MAX_ITER = 32
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Leg:
-    """A position that moves with the mark being solved for.
-
-    Parameters
-    ----------
-    qty
-        Signed contracts (long > 0).
-    entry_price
-        Average entry price.
-    contract_size
-        Linear: base units per contract; inverse: USD face per contract.
-    is_linear
-        False for inverse (coin-settled) contracts.
-    tiers
-        Tier table; when None, ``mmr``/``maintenance_amount`` are fixed (size-dependent rates).
-    mmr, maintenance_amount
-        Fixed rate and deduction used when ``tiers`` is None.
-    fx
-        Valuation-currency units per settle-currency unit (1 when they are the same).
-    fx_moves
-        True when the settle currency is the coin whose price is solved for (an inverse
-        contract in a USD pool): ``fx`` then moves in proportion to the price.
-    """
-
-    qty: float
-    entry_price: float
-    contract_size: float = 1.0
-    is_linear: bool = True
-    tiers: TierTable | None = None
-    mmr: float = 0.0
-    maintenance_amount: float = 0.0
-    fx: float = 1.0
-    fx_moves: bool = False
-
-    def notional(self, price: float) -> float:
-        """Absolute value at ``price`` in the settle currency (inverse: coin)."""
-        q = abs(self.qty) * self.contract_size
-        return q * price if self.is_linear else q / price
-
-    def upnl(self, price: float) -> float:
-        """Unrealized PnL at ``price`` in the settle currency."""
-        q = self.qty * self.contract_size
-        if self.is_linear:
-            return q * (price - self.entry_price)
-        return q * (1.0 / self.entry_price - 1.0 / price)
-
-    def rate_and_amount(self, price: float) -> tuple[float, float]:
-        """``(MMR, cum)`` at ``price``."""
-        if self.tiers is None:
-            return self.mmr, self.maintenance_amount
-        return self.tiers.rate_and_amount(self.notional(price))
-
-    def maintenance_margin(self, price: float) -> float:
-        """``notional × MMR − cum`` at ``price`` (settle currency)."""
-        m, c = self.rate_and_amount(price)
-        return self.notional(price) * m - c
-
-
-def margin_surplus(legs: Sequence[Leg], price: float, *, balance: float,
-                   other_maintenance: float = 0.0, extra_rate: float = 0.0,
-                   mark: float | None = None, moving_balance: float = 0.0,
-                   fixed_rate: float | None = None) -> float:
-    """Return ``MB(P) − MM(P)`` in the valuation currency with all legs at ``price``.
-
-    ``extra_rate`` is added to every leg's MMR (OKX closing cost). ``moving_balance`` is the
-    part of ``balance`` (valued at ``mark``) that moves in proportion to the price — collateral
-    in the coin solved for — and legs with ``fx_moves`` convert at a price that moves the same
-    way. ``fixed_rate`` replaces every leg's (MMR, cum) by (rate, 0) (the bankruptcy price with
-    a closing fee). Positive = healthy.
-    """
-    scale = price / mark if mark else 1.0
-    total = balance + moving_balance * (scale - 1.0) - other_maintenance
-    for leg in legs:
-        m, c = leg.rate_and_amount(price) if fixed_rate is None else (fixed_rate, 0.0)
-        fx = leg.fx * scale if leg.fx_moves else leg.fx
-        total += fx * (leg.upnl(price) - (leg.notional(price) * (m + extra_rate) - c))
-    return total
+#: the largest move :func:`price_root` searches: prices from a billionth to a billion times the
+#: current one
+_FAR = 1e9
 
 
 def secant_root(f: Callable[[float], float], x0: float, x1: float, *,
@@ -154,162 +57,69 @@ def secant_root(f: Callable[[float], float], x0: float, x1: float, *,
     return x1
 
 
-def _solve(legs: Sequence[Leg], rates: Sequence[tuple[float, float]], balance: float,
-           other_maintenance: float, extra_rate: float) -> float | None:
-    # Closed form for fixed (MMR, cum) per leg; returns the price, None when f has no root.
-    k0 = balance - other_maintenance
-    k1 = 0.0
-    is_linear = legs[0].is_linear
-    for leg, (m, c) in zip(legs, rates):
-        cs = leg.contract_size
-        q_abs = abs(leg.qty) * cs
-        sq = leg.qty * cs
-        k0 += leg.fx * c
-        if is_linear:
-            k0 -= leg.fx * sq * leg.entry_price
-            k1 += leg.fx * (sq - q_abs * (m + extra_rate))
-        else:
-            k0 += leg.fx * sq / leg.entry_price
-            k1 += leg.fx * (sq + q_abs * (m + extra_rate))
-    if k1 == 0.0:
-        return None
-    if is_linear:
-        p = -k0 / k1
-        return p if p > 0.0 else None
-    x = k0 / k1
-    return 1.0 / x if x > 0.0 else None
+def price_root(surplus: Callable[[float], float], *, long: bool) -> float | None:
+    """Return the price factor ``x`` (the price moved to ``x`` times the current one) at which
+    ``surplus(x)`` crosses zero, or None when no positive factor does.
 
+    ``surplus`` is a margin surplus as a function of the factor (positive = healthy): margin
+    balance − maintenance margin for a liquidation price, the margin balance for a bankruptcy
+    price. ``long``: whether the moving legs are net long (their surplus falls with the price).
 
-def liquidation_price(legs: Sequence[Leg], *, mark: float, balance: float,
-                      other_maintenance: float = 0.0, extra_rate: float = 0.0,
-                      moving_balance: float = 0.0) -> float | None:
-    """Return the mark at which ``MB = MM`` for legs moving together, others held fixed.
+    Secant steps from 1 (exact in one step where the surplus is affine in the price — linear
+    legs within one tier, collateral in the coin moved — and fast where it is affine in its
+    inverse: inverse legs); a root they find is accepted once the surplus changes sign across
+    it. Otherwise the side the root lies on is the one the surplus worsens towards while it is
+    positive (long: lower prices), the other side when it is already negative; the factor
+    doubles (or halves) until the sign changes — up to a billion times the price either way —
+    and bisection closes the bracket. The surplus need only be continuous (tier tables keep it
+    so through their maintenance amounts).
 
-    Parameters
-    ----------
-    legs
-        Positions on the same mark (all linear or all inverse).
-    mark
-        Current mark; its tiers are the first guess.
-    balance
-        Wallet balance + unrealized PnL of all other positions at their current marks
-        (valuation currency). Isolated: the isolated margin.
-    other_maintenance
-        Sum of the other positions' maintenance margins (0 when isolated).
-    extra_rate
-        Added to each leg's MMR (OKX taker closing cost).
-    moving_balance
-        The part of ``balance`` that moves with the price (collateral in the coin solved for,
-        valued at ``mark``); with it, or with a leg whose ``fx_moves``, the price is solved
-        numerically on :func:`margin_surplus`.
-
-    Returns
-    -------
-    float or None
-        The liquidation price, or None when there is none (LP <= 0, or the legs cannot be
-        liquidated by this mark).
-
-    Examples
-    --------
-    Binance COIN-M, margin-rules §3 [B13]: WB 101 BTC, long 100,000 contracts × 100 USD @ 45,000,
-    MMR 12.5 %, cum 11.605 BTC:
-
-    >>> leg = Leg(qty=100_000, entry_price=45_000.0, contract_size=100, is_linear=False,
-    ...           mmr=0.125, maintenance_amount=11.605)
-    >>> round(liquidation_price([leg], mark=45_000.0, balance=101.0), 2)
-    33599.42
-    """
-    if not legs:
-        return None
-    if any(leg.is_linear != legs[0].is_linear for leg in legs):
-        msg = "liquidation_price: legs on one mark must be all linear or all inverse"
-        raise ConfigError(msg)
-    if moving_balance or any(leg.fx_moves for leg in legs):
-        return _moving_root(legs, mark, balance=balance, other_maintenance=other_maintenance,
-                            extra_rate=extra_rate, moving_balance=moving_balance)
-    rates = [leg.rate_and_amount(mark) for leg in legs]
-    price: float | None = None
-    for _ in range(_MAX_ITER):
-        price = _solve(legs, rates, balance, other_maintenance, extra_rate)
-        if price is None:
-            return None
-        new_rates = [leg.rate_and_amount(price) for leg in legs]
-        if new_rates == rates:
-            return price
-        rates = new_rates
-    return _bisect(legs, mark, price, balance, other_maintenance, extra_rate)
-
-
-def _bisect(legs: Sequence[Leg], mark: float, guess: float | None, balance: float,
-            other_maintenance: float, extra_rate: float) -> float | None:
-    def f(p: float) -> float:
-        return margin_surplus(legs, p, balance=balance, other_maintenance=other_maintenance,
-                              extra_rate=extra_rate)
-
-    return _bisect_between(f, mark, guess)
-
-
-def _bisect_between(f: Callable[[float], float], mark: float,
-                    guess: float | None) -> float | None:
-    # the root of f between the mark and a guess, by bisection (f is continuous across tiers
-    # thanks to cum); the guess itself when the two ends do not bracket a root
-    if guess is None:
-        return None
-    lo, hi = (guess, mark) if guess < mark else (mark, guess)
-    flo, fhi = f(lo), f(hi)
-    if flo * fhi > 0.0:
-        return guess
-    for _ in range(200):
-        mid = 0.5 * (lo + hi)
-        fm = f(mid)
-        if (fm > 0.0) == (flo > 0.0):
-            lo, flo = mid, fm
-        else:
-            hi = mid
-        if hi - lo <= 1e-15 * hi:
-            break
-    return 0.5 * (lo + hi)
-
-
-def bankruptcy_price(legs: Sequence[Leg], *, balance: float, mark: float | None = None,
-                     moving_balance: float = 0.0, fee_rate: float = 0.0) -> float | None:
-    """Return the mark at which the margin balance is zero (others held fixed), or None.
-
-    ``balance``, ``mark`` and ``moving_balance`` as in :func:`liquidation_price` (isolated:
-    the isolated margin); ``fee_rate``: the margin balance must also pay a taker fee of that
-    rate on the notional to close at the price (Bybit [BY1] §5.3).
-
-    >>> round(bankruptcy_price([Leg(qty=1.0, entry_price=20_000.0)], balance=400.0), 6)
+    >>> round(price_root(lambda x: 400.0 + 20_000.0 * (x - 1.0), long=True) * 20_000.0, 6)
     19600.0
     """
-    if not legs:
-        return None
-    if moving_balance or any(leg.fx_moves for leg in legs):
-        if mark is None:
-            msg = "bankruptcy_price: a moving balance needs the current mark"
-            raise ConfigError(msg)
-        return _moving_root(legs, mark, balance=balance, other_maintenance=0.0,
-                            extra_rate=0.0, moving_balance=moving_balance, fixed_rate=fee_rate)
-    return _solve(legs, [(fee_rate, 0.0)] * len(legs), balance, 0.0, 0.0)
+    x = secant_root(surplus, 1.0, 0.9 if long else 1.1)
+    if x is not None and _is_root(surplus, x):
+        return x
+    at_one = surplus(1.0)
+    if at_one == 0.0:
+        return 1.0
+    down = (at_one > 0.0) == long
+    lo, f_lo = 1.0, at_one
+    while True:
+        hi = lo * (0.5 if down else 2.0)
+        if not 1.0 / _FAR <= hi <= _FAR:
+            return None
+        f_hi = surplus(hi)
+        if f_hi == 0.0:
+            return hi
+        if (f_hi > 0.0) != (f_lo > 0.0):
+            return _bisect(surplus, lo, f_lo, hi)
+        lo, f_lo = hi, f_hi
 
 
-def _moving_root(legs: Sequence[Leg], mark: float, *, balance: float,
-                 other_maintenance: float, extra_rate: float, moving_balance: float,
-                 fixed_rate: float | None = None) -> float | None:
-    # the price where margin_surplus is zero with moving parts, by secant steps from the mark
-    # (exact in one step where the surplus is affine in the price: linear legs, moving
-    # collateral, inverse legs converted at a moving price), then tier-aware bisection between
-    # the mark and that guess
-    def f(p: float) -> float:
-        return margin_surplus(legs, p, balance=balance, other_maintenance=other_maintenance,
-                              extra_rate=extra_rate, mark=mark, moving_balance=moving_balance,
-                              fixed_rate=fixed_rate)
+def _is_root(f: Callable[[float], float], x: float) -> bool:
+    # f changes sign across x (or vanishes at it), to a relative step of 1e-9
+    fx = f(x)
+    if fx == 0.0:
+        return True
+    below, above = f(x * (1.0 - 1e-9)), f(x * (1.0 + 1e-9))
+    return (below > 0.0) != (above > 0.0)
 
-    net = sum(leg.qty for leg in legs)
-    guess = secant_root(f, mark, mark * (0.9 if net > 0 else 1.1))
-    if guess is None or abs(f(guess)) <= 1e-12 * (abs(balance) + 1.0):
-        return guess
-    return _bisect_between(f, mark, guess)
+
+def _bisect(f: Callable[[float], float], a: float, f_a: float, b: float) -> float:
+    # the root of f between a and b (f(a) and f(b) of opposite signs), to the last bits
+    for _ in range(200):
+        mid = 0.5 * (a + b)
+        if mid in (a, b):
+            break
+        f_mid = f(mid)
+        if f_mid == 0.0:
+            return mid
+        if (f_mid > 0.0) == (f_a > 0.0):
+            a, f_a = mid, f_mid
+        else:
+            b = mid
+    return 0.5 * (a + b)
 
 
 def bybit_inverse_cross_liquidation_price(*, contracts: float, entry_price: float,
@@ -332,62 +142,29 @@ def bybit_inverse_cross_liquidation_price(*, contracts: float, entry_price: floa
     return 1.0 / inv if inv > 0.0 else None
 
 
-def isolated_liquidation_price(leg: Leg, *, mark: float, margin: float,
-                               formula: str = "binance",
-                               taker_rate: float = 0.0) -> float | None:
-    """Return an isolated position's liquidation price by the profile's formula.
+def bybit_isolated_liquidation_price(*, qty: float, entry_price: float, margin: float,
+                                     maintenance_at_entry: float, contract_size: float = 1.0,
+                                     is_linear: bool = True) -> float | None:
+    """Return Bybit's isolated liquidation price, [BY5] §5.2 (linear) and [BY4] §5.3
+    (inverse), verbatim: ``LP = EP ∓ (margin − MM)/Q`` linear, ``C / (PV ± (margin − MM))``
+    inverse, with the maintenance margin ``MM`` on the position value at entry ``PV``.
 
-    Parameters
-    ----------
-    leg
-        The position.
-    mark
-        Current mark (first tier guess).
-    margin
-        The position's isolated margin (settle currency; for Bybit IM + extra margin).
-    formula
-        ``binance`` (§2.3/§3 with WB = isolated margin), ``okx`` (§6, MMR + taker),
-        ``bybit`` (§5.2 linear / §5.3 inverse, MM at entry value).
-    taker_rate
-        Taker fee rate (``okx`` only).
+    ``qty`` signed contracts; ``margin`` and ``maintenance_at_entry`` in the settle currency.
 
-    Examples
-    --------
-    Bybit §5.2 [BY5]: 1 BTC @ 20,000, 50x, MMR 0.5 % → IM 400, MM 100, LP 19,700:
-
-    >>> leg = Leg(qty=1.0, entry_price=20_000.0, mmr=0.005)
-    >>> isolated_liquidation_price(leg, mark=20_000.0, margin=400.0, formula="bybit")
+    >>> bybit_isolated_liquidation_price(qty=1.0, entry_price=20_000.0, margin=400.0,
+    ...                                  maintenance_at_entry=100.0)
     19700.0
     """
-    if formula == "binance":
-        return liquidation_price([leg], mark=mark, balance=margin)
-    if formula == "okx":
-        return liquidation_price([leg], mark=mark, balance=margin, extra_rate=taker_rate)
-    if formula == "bybit":
-        return _bybit_isolated(leg, margin)
-    msg = f"isolated formula {formula!r}: expected 'binance', 'bybit' or 'okx'"
-    raise ConfigError(msg)
-
-
-def _bybit_isolated(leg: Leg, margin: float) -> float | None:
-    q = abs(leg.qty) * leg.contract_size
+    q = abs(qty) * contract_size
     if q == 0.0:
         return None
-    ep = leg.entry_price
-    is_long = leg.qty > 0
-    value = leg.notional(ep)                       # position value at entry
-    m, c = leg.rate_and_amount(ep)
-    cushion = margin - (value * m - c)             # IM + extra − MM
-    if leg.is_linear:
-        lp = ep - cushion / q if is_long else ep + cushion / q
+    cushion = margin - maintenance_at_entry
+    if is_linear:
+        lp = entry_price - cushion / q if qty > 0 else entry_price + cushion / q
         return lp if lp > 0.0 else None
-    denominator = value + cushion if is_long else value - cushion
+    value = q / entry_price
+    denominator = value + cushion if qty > 0 else value - cushion
     return q / denominator if denominator > 0.0 else None
-
-
-def isolated_bankruptcy_price(leg: Leg, *, margin: float) -> float | None:
-    """Return the mark at which ``margin + UPnL = 0`` (settle currency), or None."""
-    return bankruptcy_price([leg], balance=margin)
 
 
 def binance_usdm_liquidation_price(

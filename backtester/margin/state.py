@@ -66,6 +66,7 @@ _BLOCK_MAX = 4096
 _NO_CHOICE = np.full((1, 1), 2, dtype=np.int64)
 _NO_PM = np.full(2, np.nan)
 _NO_EXCESS = np.zeros((0, 1, 3))
+_NO_DIST = np.zeros((0, 2, 1))
 
 
 def _least(values: Sequence[float] | np.ndarray) -> int:
@@ -149,6 +150,17 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
         self.store = PriceStore(engine.feed.symbols, engine.feed.index_feeds, times)
         #: the per-bar records, one row per ``kernel.REC_*`` (the run's equity series)
         self.rec = np.zeros((k.NREC, max(len(times), 1)))
+        #: the run's underlyings (instruments' coins, then collateral coins) and, per step, the
+        #: distance to liquidation of each moved alone and — with several — of all together
+        #: (the last row), downwards and upwards (see ``kernel.evaluate``)
+        self.underlyings: list[str] = []
+        for f in list(engine.feed.symbols.values()) + list(engine.feed.index_feeds.values()):
+            coin = f.instrument.base
+            if coin not in self.underlyings and not engine.feed.is_stable(coin):
+                self.underlyings.append(coin)
+        self._group_rows = {u: j for j, u in enumerate(self.underlyings)}
+        n_rows = len(self.underlyings) + (1 if len(self.underlyings) > 1 else 0)
+        self.dist = np.full((n_rows, 2, max(len(times), 1)), np.inf)
         self._book: Book | None = None
         self._book_key: tuple[int, int] = (-1, -1)
         # the block: steps [block_start, block_end) evaluated with the book of ``block_key``;
@@ -183,7 +195,8 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
                             feeds=feeds.symbols, index_feeds=feeds.index_feeds,
                             is_stable=feeds.is_stable)
             self._book = build_book(view, self.store, self.profile, per_asset_pools=self._pooled,
-                                    isolated=self.mode is MarginMode.ISOLATED)
+                                    isolated=self.mode is MarginMode.ISOLATED,
+                                    group_rows=self._group_rows)
             self._book_key = key
         return self._book
 
@@ -250,7 +263,7 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
             bad = self._portfolio_block(book, s)
         else:
             bad = self._kernel(book, s, nbars, self._flags(book), self.rec, 0, self._legs_buf,
-                               self._pools_buf)
+                               self._pools_buf, distance=True)
         self.block_start = s
         self.block_end = s + nbars
         self.block_bad = s + bad
@@ -262,6 +275,8 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
 
     def _flags(self, book: Book, *, intrabar: bool | None = None) -> int:
         flags = k.INTRABAR if (self.intrabar if intrabar is None else intrabar) else 0
+        if not book.concave:
+            flags |= k.DIST_GRID
         if self.mode is MarginMode.ISOLATED:
             flags |= k.ISOLATED
         if self._multi(book):
@@ -272,8 +287,9 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
                 rec_off: int, legs: np.ndarray, pools: np.ndarray, *,
                 choice: np.ndarray | None = None, shift: tuple[int, int, float] = (-1, -1, 1.0),
                 pm: tuple[float, float] | None = None,
-                excess: np.ndarray | None = None) -> int:
-        # one call of the kernel on ``book`` (see backtester.margin.kernel.evaluate)
+                excess: np.ndarray | None = None, distance: bool = False) -> int:
+        # one call of the kernel on ``book`` (see backtester.margin.kernel.evaluate);
+        # ``distance``: record the steps' distances to liquidation (in :attr:`dist`)
         optmark = (self._optmark(book, s0, nbars) if (flags & (k.INTRABAR | k.FORCED))
                    and s0 >= 0 else np.full((book.n_legs, nbars, 2), np.nan))
         return int(k.evaluate(
@@ -282,7 +298,8 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
             book.cum, self.store.store, self.store.bars, optmark,
             _NO_CHOICE if choice is None else choice, shift[0], shift[1], shift[2],
             _NO_PM if pm is None else np.asarray(pm, dtype="float64"), rec, rec_off, legs, pools,
-            _NO_EXCESS if excess is None else excess))
+            _NO_EXCESS if excess is None else excess, self.dist if distance else _NO_DIST,
+            book.gmap))
 
     def _special_step(self, book: Book) -> bool:
         # steps whose book changes every bar: Deribit's continuous funding on a held perp
@@ -697,13 +714,15 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
         return out
 
     def _portfolio_state(self, book: Book, s: int, *, close_only: bool, out: np.ndarray,
-                         legs: np.ndarray, pools: np.ndarray) -> None:
+                         legs: np.ndarray, pools: np.ndarray, distance: bool = False) -> None:
         # the portfolio-mode state of step s into ``out`` (REC_* fields): the kernel's state
         # with the grid's netted requirement at the close and, intrabar, at each group's worst
         # scenario (merged as the cross check merges)
         choice = np.full((1, max(len(book.group_names), 1)), 2, dtype=np.int64)
         pm = self._portfolio_requirement(None, at=s)
-        self._kernel(book, s, 1, k.FORCED, out, s, legs, pools, choice=choice, pm=pm)
+        # (the distance is searched from this state, the close, with the netted requirement held)
+        self._kernel(book, s, 1, k.FORCED | (0 if book.concave else k.DIST_GRID), out, s, legs,
+                     pools, choice=choice, pm=pm, distance=distance)
         with_orders = self._portfolio_with_orders(None)[0] if self.e.orders else 0.0
         if self.e.orders:
             out[k.REC_AVAILABLE, 0] = out[k.REC_MB, 0] - with_orders
@@ -728,7 +747,7 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
     def _portfolio_block(self, book: Book, s: int) -> int:
         row = np.zeros((k.NREC, 1))
         self._portfolio_state(book, s, close_only=False, out=row, legs=self._legs_buf,
-                              pools=self._pools_buf)
+                              pools=self._pools_buf, distance=True)
         self.rec[:, s] = row[:, 0]
         return 0 if row[k.REC_STATUS, 0] != k.STATUS_OK else 1
 

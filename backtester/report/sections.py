@@ -75,7 +75,8 @@ def summary(run: RunData, attribution: dict[str, AssetAttribution]) -> str:
          "bad" if m.get("liquidations") else ""),
         ("margin calls", fmt(m.get("margin_calls", 0)), "bad" if m.get("margin_calls") else ""),
         ("min distance to liquidation", fmt(m.get("min_distance_to_liquidation"),
-                                            percent=True), ""),
+                                            percent=True)
+         + (f" ({m['min_distance_move']})" if m.get("min_distance_move") else ""), ""),
     ]
     capital = []
     for asset, a in attribution.items():

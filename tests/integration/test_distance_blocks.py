@@ -1,33 +1,30 @@
-"""Distance to liquidation computed in blocks of bars equals the one-block computation.
+"""Distance to liquidation under block evaluation equals one step per kernel call.
 
-``backtester.runner`` searches the distance in blocks of bars to bound temporary memory; each
-bar's distance depends only on that bar's positions and collateral, so any block size must
-give identical numbers (bit for bit).
+The margin kernel searches each step's distances with the step's close, inside the same call
+that evaluates a block of steps; a book change at step k recomputes step k. The random books of
+the golden results, in cross and isolated margin with coin collateral, give identical distance
+columns (bit for bit) whatever the block length.
 """
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
-import pandas as pd
 import pytest
 
-import backtester  # noqa: F401  (registers backtester.runner)
-from tests.integration.books import random_book
-
-api = sys.modules["backtester.runner"]
+from tests.integration.books import random_book, two_ways
 
 
 @pytest.mark.parametrize("mode", ["cross", "isolated"])
 @pytest.mark.parametrize("seed", [0, 1, 4, 5])
-def test_block_size_does_not_change_distances(seed, mode, monkeypatch):
+def test_block_length_does_not_change_distances(seed, mode):
     coll = {"USDT": 3_000} if seed % 2 else {"USDT": 2_000, "BTC": 0.05}
-    whole = random_book(seed, margin_check="intrabar", collateral=coll, margin_mode=mode)
-    monkeypatch.setattr(api, "_DISTANCE_BLOCK", 7)
-    blocks = random_book(seed, margin_check="intrabar", collateral=coll, margin_mode=mode)
-    a = whole.equity["distance_to_liquidation"]
-    b = blocks.equity["distance_to_liquidation"]
-    assert np.isfinite(a).sum() > 50  # positions were held on many bars
-    pd.testing.assert_series_equal(a, b, check_exact=True)
-    assert whole.metrics == blocks.metrics or repr(whole.metrics) == repr(blocks.metrics)
+    r = two_ways(lambda: random_book(seed, margin_check="intrabar", collateral=coll,
+                                     margin_mode=mode))
+    dist = r.equity["distance_to_liquidation"]
+    assert np.isfinite(dist).sum() > 50  # positions were held on many bars
+    cols = [c for c in r.equity.columns if c.startswith("distance_")]
+    assert {"distance_BTC_down", "distance_ETH_up", "distance_all_down"} <= set(cols)
+    # the headline is, at every step, the nearest of the per-move columns
+    moves = r.equity[[c for c in cols if c != "distance_to_liquidation"]].to_numpy()
+    nearest = np.take_along_axis(moves, np.abs(moves).argmin(axis=1)[:, None], axis=1)[:, 0]
+    np.testing.assert_array_equal(dist.to_numpy(), nearest)

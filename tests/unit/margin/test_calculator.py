@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -372,12 +371,6 @@ OPTION_SNAPSHOT = {
 }
 
 
-def test_options_need_the_options_module(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "backtester.margin.options", None)
-    with pytest.raises(ConfigError, match=r"^options need backtester\.margin\.options$"):
-        evaluate(OPTION_SNAPSHOT)
-
-
 def test_short_option_margin_reproduces_bybit_example() -> None:
     # Bybit §5.4 [BY9]: f = 3 %, liquidation fee 0.2 %, index 30,000, mark 300, short 1:
     # MM = max(3 % x 30,000, 3 % x 300) + 300 + 0.2 % x 30,000 = 900 + 300 + 60 = 1,260 USDC;
@@ -416,14 +409,6 @@ def test_portfolio_mode_nets_a_delta_hedged_strangle() -> None:
     assert 0 < out["initial_margin"] < standard
     assert out["maintenance_margin"] == pytest.approx(0.8 * out["initial_margin"])
     assert out["status"] == "ok"
-
-
-def test_portfolio_mode_needs_the_portfolio_module(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "backtester.margin.portfolio", None)
-    snap = design_example()
-    snap["mode"] = "portfolio"
-    with pytest.raises(ConfigError, match=r"portfolio mode needs backtester\.margin\.portfolio"):
-        evaluate(snap)
 
 
 def test_package_exports() -> None:
