@@ -293,8 +293,9 @@ def _cross(snap: ParsedSnapshot, valued: list[_Valued]) -> dict[str, object]:
         totals["upnl"] += upnl * usd
         totals["im"] += im * usd
         totals["mm"] += mm * usd
-        totals["liq_cost"] += usd * sum(v.fx * v.notional * float(v.pos.instrument.taker_rate)
-                                        for v in members)
+        totals["liq_cost"] += usd * sum(
+            v.fx * v.notional * float(v.pos.instrument.fee_rate(is_maker=False))
+            for v in members)
         # a negative balance in the pool is a liability: at risk even with no position
         owes = any(amount < 0 for asset, amount in snap.collateral.items()
                    if profile.pool == "usd" or asset == pool)
@@ -312,7 +313,8 @@ def _cross(snap: ParsedSnapshot, valued: list[_Valued]) -> dict[str, object]:
             inst = group[0].pos.instrument
             mark = group[0].pos.mark
             moving = _moving_collateral(snap, inst.base)
-            fee = float(inst.taker_rate) if profile.bankruptcy_includes_close_fee else 0.0
+            fee = (float(inst.fee_rate(is_maker=False)) if profile.bankruptcy_includes_close_fee
+                   else 0.0)
             bp = bankruptcy_price(legs, balance=mb - g_upnl, mark=mark, moving_balance=moving,
                                   fee_rate=fee)
             if (profile.inverse_cross_formula == "bybit" and len(group) == 1
@@ -322,7 +324,8 @@ def _cross(snap: ParsedSnapshot, valued: list[_Valued]) -> dict[str, object]:
                 lp = bybit_inverse_cross_liquidation_price(
                     contracts=abs(v.pos.qty) * inst.cs, entry_price=v.pos.entry_price,
                     balance=(mb - g_upnl) / v.fx, mmr=v.leg.mmr if v.leg else 0.0,
-                    taker_rate=float(inst.taker_rate), bankruptcy=bp, is_long=v.pos.qty > 0)
+                    taker_rate=float(inst.fee_rate(is_maker=False)), bankruptcy=bp,
+                    is_long=v.pos.qty > 0)
             else:
                 lp = liquidation_price(legs, mark=mark, balance=mb - g_upnl,
                                        other_maintenance=mm - g_mm, moving_balance=moving)
@@ -366,7 +369,7 @@ def _isolated(snap: ParsedSnapshot, valued: list[_Valued]) -> dict[str, object]:
         totals["upnl"] += v.upnl * usd
         totals["im"] += v.initial_margin * usd
         totals["mm"] += v.maintenance_margin * usd
-        taker = float(p.instrument.taker_rate)
+        taker = float(p.instrument.fee_rate(is_maker=False))
         mb = margin + v.upnl
         pos_status = _status(v.maintenance_margin, mb, profile.call_level, True)
         if status_rank[pos_status] > status_rank[status]:
