@@ -25,7 +25,8 @@ def run(strategy: str | type[Strategy] | Strategy, *, dataset: str | None = None
         vol_indexes: Mapping[str, pd.DataFrame | MarketFrames] | None = None,
         config: RunConfig | None = None,
         config_file: str | Path | None = None, datasets_root: str | Path | None = None,
-        progress: Progress | None = None, **keys: Any) -> BacktestResult:
+        progress: Progress | None = None, dataset_tiers: Mapping[str, Any] | None = None,
+        **keys: Any) -> BacktestResult:
     """Run a backtest and return its :class:`~backtester.results.BacktestResult`.
 
     Parameters
@@ -49,6 +50,10 @@ def run(strategy: str | type[Strategy] | Strategy, *, dataset: str | None = None
     progress
         Where to report what is running (loading, each backtest's bars, the comparison
         re-runs); see :mod:`backtester.progress`. None shows nothing.
+    dataset_tiers
+        With ``data``: the leverage tiers of the dataset the frames come from (a
+        ``leverage_tiers.json`` payload or symbol → ccxt tier rows); they rank below the
+        run's ``tiers`` and above the profile's (docs/margin.md "Tier tables").
     **keys
         Any run configuration key of DESIGN §7 (``margin_mode="isolated"``,
         ``collateral={"USDT": 10_000}``, ``params={...}``, ...). With
@@ -58,7 +63,8 @@ def run(strategy: str | type[Strategy] | Strategy, *, dataset: str | None = None
     """
     prep = prepare(strategy, dataset=dataset, data=data, instruments=instruments,
                    vol_indexes=vol_indexes, config=config, config_file=config_file,
-                   datasets_root=datasets_root, progress=progress, **keys)
+                   datasets_root=datasets_root, progress=progress, dataset_tiers=dataset_tiers,
+                   **keys)
     return run_all(prep)
 
 

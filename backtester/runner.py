@@ -15,7 +15,7 @@ import importlib.util
 import re
 import sys
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,9 @@ from backtester.data.feed import Feed, MarketFrames
 from backtester.engine import Engine
 from backtester.errors import ConfigError
 from backtester.instruments import Instrument, instrument_from_symbol
+from backtester.margin.profiles import load_profile
 from backtester.margin.profiles_engine import engine_profile
+from backtester.margin.sources import resolve_fee_rates, resolve_tiers
 from backtester.progress import Progress
 from backtester.progress import task as progress_task
 from backtester.results import BacktestResult, compute_metrics
@@ -120,6 +122,9 @@ class PreparedRun:
     warnings: tuple[str, ...]
     #: where the runs of this preparation report their progress (None: nowhere)
     progress: Progress | None = None
+    #: each symbol's fee rates and tier-table source (``fee_rates``, ``tier_sources``), for
+    #: the results' ``meta`` (config.json)
+    sources: Mapping[str, Any] = field(default_factory=dict)
 
 
 def prepare(strategy: str | type[Strategy] | Strategy, *, dataset: str | None = None,
@@ -128,6 +133,7 @@ def prepare(strategy: str | type[Strategy] | Strategy, *, dataset: str | None = 
             vol_indexes: Mapping[str, pd.DataFrame | MarketFrames] | None = None,
             config: RunConfig | None = None, config_file: str | Path | None = None,
             datasets_root: str | Path | None = None, progress: Progress | None = None,
+            dataset_tiers: Any = None,
             **keys: Any) -> PreparedRun:
     """Resolve the strategy, load and align the data and the profile; see :func:`run`."""
     cfg = load_config(config_file, base=config, dataset=dataset, **keys)
@@ -145,7 +151,7 @@ def prepare(strategy: str | type[Strategy] | Strategy, *, dataset: str | None = 
     if data is None and cfg.dataset is None:
         msg = "give a dataset name (dataset='sample') or data={symbol: DataFrame}"
         raise ConfigError(msg)
-    tiers_raw: Any = None
+    tiers_raw: Any = dataset_tiers
     extra_warnings: list[str] = []
     if data is not None:
         frames = _frames(data)
@@ -168,15 +174,23 @@ def prepare(strategy: str | type[Strategy] | Strategy, *, dataset: str | None = 
         extra_warnings.extend(ds.warnings)
         data_name = cfg.dataset or ""
     extra_warnings.extend(_flagged(frames, cfg))
-    feed = Feed.build(insts, frames, start_ms=cfg.start, end_ms=cfg.end, vol_index=vol_index)
-    profile = engine_profile(cfg.resolved_profile(), tiers=cfg.tiers or tiers_raw,
-                             symbols=list(feed.symbols),
-                             instruments={s: f.instrument for s, f in feed.symbols.items()})
+    # fee rates and tier tables by their precedence (backtester.margin.sources)
+    prof = load_profile(cfg.resolved_profile())
+    fees = resolve_fee_rates({s: i for s, i in insts.items() if s in frames}, prof)
+    feed = Feed.build(fees.instruments, frames, start_ms=cfg.start, end_ms=cfg.end,
+                      vol_index=vol_index)
+    run_insts = {s: f.instrument for s, f in feed.symbols.items()}
+    tiers = resolve_tiers(run_insts, prof, run_tiers=cfg.tiers, dataset_tiers=tiers_raw,
+                          dataset=cfg.dataset)
+    profile = engine_profile(prof.name, tiers=tiers.tables, instruments=run_insts)
+    extra_warnings.extend(fees.warnings)
+    extra_warnings.extend(tiers.warnings)
+    sources = {"fee_rates": {s: fees.rates[s].as_dict() for s in sorted(run_insts)},
+               "tier_sources": {s: t.value for s, t in sorted(tiers.sources.items())}}
     return PreparedRun(strategy_class=cls, params=params, template=template,
                        pristine=None if template is None else copy.deepcopy(template), feed=feed,
-                       config=cfg,
-                       profile=profile, data_name=data_name, warnings=tuple(extra_warnings),
-                       progress=progress)
+                       config=cfg, profile=profile, data_name=data_name,
+                       warnings=tuple(extra_warnings), progress=progress, sources=sources)
 
 
 def run_prepared(prep: PreparedRun, *, primary: bool = False, label: str | None = None,
@@ -196,7 +210,7 @@ def run_prepared(prep: PreparedRun, *, primary: bool = False, label: str | None 
         strat = prep.strategy_class(**prep.params)
     label = label or f"backtest {prep.strategy_class.__name__} ({cfg.margin_mode})"
     return _run_once(strat, prep.feed, cfg, prep.profile, prep.data_name, list(prep.warnings),
-                     progress=prep.progress, label=label)
+                     prep.sources, progress=prep.progress, label=label)
 
 
 def _flagged(frames: Mapping[str, MarketFrames], cfg: RunConfig) -> list[str]:
@@ -247,8 +261,8 @@ def _dataset_frames(ds: Any) -> dict[str, MarketFrames]:
 
 
 def _run_once(strat: Strategy, feed: Feed, cfg: RunConfig, profile: Any, data_name: str,
-              extra_warnings: list[str], *, progress: Progress | None = None,
-              label: str = "backtest") -> BacktestResult:
+              extra_warnings: list[str], sources: Mapping[str, Any], *,
+              progress: Progress | None = None, label: str = "backtest") -> BacktestResult:
     engine = Engine(strat, feed, cfg, profile=profile)
     # the bar count is read by the reporter when it redraws: nothing is added to the bar loop
     n = len(feed.steps)
@@ -256,7 +270,7 @@ def _run_once(strat: Strategy, feed: Feed, cfg: RunConfig, profile: Any, data_na
         engine.run()
     result_frames.trim_heap()  # the run's freed temporaries, before the result frames
     with progress_task(progress, "collecting results"), _gc_paused():
-        return _collect(engine, data_name, extra_warnings)
+        return _collect(engine, data_name, extra_warnings, sources)
 
 
 @contextlib.contextmanager
@@ -273,7 +287,8 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _collect(engine: Engine, data_name: str, extra_warnings: list[str]) -> BacktestResult:
+def _collect(engine: Engine, data_name: str, extra_warnings: list[str],
+             sources: Mapping[str, Any]) -> BacktestResult:
     from backtester._version import __version__
     from backtester.margin.account_snapshot import account_snapshot
 
@@ -371,7 +386,7 @@ def _collect(engine: Engine, data_name: str, extra_warnings: list[str]) -> Backt
                                if f.instrument.is_option},
             "forward_fallback_bars": {s: f.forward_fallback_bars for s, f in feed.symbols.items()
                                       if f.instrument.is_option and f.forward_fallback_bars},
-            "gaps": {s: f.gaps.as_dict() for s, f in feed.symbols.items()}}
+            "gaps": {s: f.gaps.as_dict() for s, f in feed.symbols.items()}, **sources}
     state = account_snapshot(engine)
     try:
         # the final account through the margin calculator: per-position liquidation and

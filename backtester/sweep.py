@@ -365,10 +365,9 @@ def run_full(task: Task) -> Any:
     frames, instruments, vol, tiers = _window(task)
     params, swept = split_params(task.params)
     keys = {**task.run_keys, **swept}
-    if tiers is not None and "tiers" not in keys:
-        keys["tiers"] = dict(tiers)
     return run(task.strategy, data=frames, instruments=instruments, vol_indexes=vol,
-               dataset=task.dataset, start=task.start, end=task.end, params=params, **keys)
+               dataset=task.dataset, start=task.start, end=task.end, params=params,
+               dataset_tiers=tiers, **keys)
 
 
 def run_task(task: Task) -> dict[str, Any]:

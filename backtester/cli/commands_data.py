@@ -255,28 +255,50 @@ def data_validate(exchange: str | None, outlier_multiple: float | None,
 
 
 @data_group.command("import")
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path), required=False)
 @click.option("--exchange", required=True, help="Dataset/exchange name to store under.")
-@click.option("--symbol", required=True, help="ccxt symbol, e.g. XRP/USDT:USDT.")
-@click.option("--kind", required=True, type=click.Choice([k.value for k in Kind]))
+@click.option("--symbol", default=None, help="ccxt symbol, e.g. XRP/USDT:USDT.")
+@click.option("--kind", default=None, type=click.Choice([k.value for k in Kind]))
 @click.option("--timeframe", "-t", default=None, help="Candle timeframe (default: inferred).")
 @click.option("--assume-utc", is_flag=True, help="Read time-zone-less times as UTC.")
+@click.option("--tiers-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Leverage tiers JSON (ccxt layout), stored as the dataset's "
+                   "leverage_tiers.json.")
 @_outlier_option
 @_datasets_option
 @friendly_errors
-def data_import(file: Path, exchange: str, symbol: str, kind: str, timeframe: str | None,
-                assume_utc: bool, outlier_multiple: float | None,
-                datasets: Path | None) -> None:
-    """Import a CSV, freqtrade feather or JSON(.gz) file into the store.
+def data_import(file: Path | None, exchange: str, symbol: str | None, kind: str | None,
+                timeframe: str | None, assume_utc: bool, tiers_file: Path | None,
+                outlier_multiple: float | None, datasets: Path | None) -> None:
+    """Import a CSV, freqtrade feather or JSON(.gz) file (FILE with --symbol and --kind) and/or
+    a leverage tiers file (--tiers-file) into the store.
 
     \b
     Example:
       backtester data import XRP_USDT_USDT-5m-futures.feather --exchange binanceusdm \\
           --symbol XRP/USDT:USDT --kind ohlcv
+      backtester data import --exchange okx --tiers-file okx_tiers.json
     """
     from backtester.data.importers import import_file
 
     store = Store(datasets)
+    if file is None and tiers_file is None:
+        msg = "data import: give a data FILE (with --symbol and --kind) or --tiers-file"
+        raise ConfigError(msg)
+    if tiers_file is not None:
+        import time
+
+        from backtester.data.snapshots import import_tiers_file
+
+        tiers_path = import_tiers_file(tiers_file, store=store, exchange=exchange,
+                                       now_ms=int(time.time() * 1000))
+        click.echo(f"imported {tiers_file.name} -> {tiers_path}")
+    if file is None:
+        return
+    if symbol is None or kind is None:
+        msg = (f"{'--symbol' if symbol is None else '--kind'}: required to import the data "
+               f"file {file.name}")
+        raise ConfigError(msg)
     path = import_file(file, store=store, exchange=exchange, symbol=symbol, kind=kind,
                        timeframe=timeframe, assume_utc=assume_utc)
     k = Kind(kind)

@@ -33,7 +33,7 @@ from backtester.timeutil import MS_PER_DAY, MS_PER_HOUR, ms_to_iso, parse_utc_ms
 __all__ = ["SAMPLE_NAME", "SampleSpec", "ensure_sample", "generate_sample"]
 
 SAMPLE_NAME = "sample"
-_VERSION = 2  # bump when the generated data or its files change
+_VERSION = 3  # bump when the generated data or its files change
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -218,8 +218,9 @@ def _market(symbol: str, base: str, quote: str, settle: str, mtype: str, *, tick
             "limits": {"amount": {"min": float(lot)}, "cost": {"min": 5.0 if not is_option
                                                               else None},
                        "leverage": {"max": 100 if not is_option else None}},
-            "maker": 0.0002 if not is_option else 0.0003,
-            "taker": 0.00055 if not is_option else 0.0003, "info": {"synthetic": True}}
+            # no maker/taker: a synthetic market has no fee schedule of its own, so a run
+            # charges its profile's rates (docs/margin.md "Fees")
+            "maker": None, "taker": None, "info": {"synthetic": True}}
 
 
 def ensure_sample(root: Path | str | None = None, *, spec: SampleSpec | None = None) -> Path:

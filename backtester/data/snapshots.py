@@ -41,14 +41,19 @@ def import_tiers_file(path: Path | str, *, store: Store, exchange: str,
                       now_ms: int | None = None) -> Path:
     """Import a leverage-tier file (ccxt unified ``{symbol: [tier, ...]}``) as leverage_tiers.json.
 
-    The file is checked to be a JSON object of symbol → list of tiers with ``maxNotional`` and
-    ``maintenanceMarginRate``; e.g. freqtrade's ``binance_leverage_tiers.json``.
+    The file is checked to be a JSON object of symbol → list of tiers with ``minNotional``,
+    ``maxNotional`` and ``maintenanceMarginRate`` (or a ``leverage_tiers.json`` of another
+    dataset); e.g. freqtrade's ``binance_leverage_tiers.json``. The numbers are checked when a
+    run reads them (an error names the dataset file, the symbol and the field).
     """
     src = Path(path)
     try:
-        tiers = json.loads(src.read_text())
+        tiers = json.loads(src.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         msg = f"tiers file {src} is not valid JSON: {exc}"
+        raise DataError(msg) from exc
+    except OSError as exc:
+        msg = f"tiers file {src}: cannot read ({exc.strerror or exc})"
         raise DataError(msg) from exc
     if isinstance(tiers, dict) and isinstance(tiers.get("tiers"), dict):
         tiers = tiers["tiers"]
@@ -57,10 +62,10 @@ def import_tiers_file(path: Path | str, *, store: Store, exchange: str,
         raise DataError(msg)
     for symbol, rows in tiers.items():
         if not isinstance(rows, list) or not all(
-                isinstance(t, dict) and "maxNotional" in t and "maintenanceMarginRate" in t
-                for t in rows):
-            msg = (f"tiers file {src}: {symbol} needs a list of tiers with maxNotional and "
-                   "maintenanceMarginRate (ccxt fetch_leverage_tiers layout)")
+                isinstance(t, dict) and "minNotional" in t and "maxNotional" in t
+                and "maintenanceMarginRate" in t for t in rows) or not rows:
+            msg = (f"tiers file {src}: {symbol} needs a list of tiers with minNotional, "
+                   "maxNotional and maintenanceMarginRate (ccxt fetch_leverage_tiers layout)")
             raise DataError(msg)
     payload = {"exchange": exchange, "source": f"file {src.name}", "imported_at_ms": now_ms,
                "imported_at": ms_to_iso(now_ms) if now_ms is not None else None,

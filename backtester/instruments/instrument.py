@@ -79,7 +79,11 @@ class Instrument:
     min_qty, min_notional
         Smallest order in contracts and in quote currency (0 = no limit).
     maker_rate, taker_rate
-        Fee rates as fractions of notional (0.0002 = 2 bps); negative maker = rebate.
+        Fee rates as fractions of notional (0.0002 = 2 bps); negative maker = rebate. ``None``
+        when the instrument does not state them (a ccxt market without ``maker``/``taker``, or
+        one built from the symbol grammar): a run then charges its profile's rates
+        (:func:`backtester.margin.sources.resolve_fee_rates`, docs/margin.md "Fees"); the
+        fee methods refuse an instrument whose rates were never set.
     expiry_ms
         Expiry time (ms UTC) for futures and options, None for perpetuals.
     strike, option_type
@@ -99,8 +103,8 @@ class Instrument:
     lot_size: Decimal = Decimal("0.001")
     min_qty: Decimal = ZERO
     min_notional: Decimal = ZERO
-    maker_rate: Decimal = Decimal("0.0002")
-    taker_rate: Decimal = Decimal("0.0005")
+    maker_rate: Decimal | None = None
+    taker_rate: Decimal | None = None
     expiry_ms: int | None = None
     strike: float | None = None
     option_type: OptionType | None = None
@@ -198,6 +202,22 @@ class Instrument:
         return to_money(qty * self.contract_size * (Decimal(1) / entry_price
                                                     - Decimal(1) / exit_price))
 
+    def fee_rate(self, *, is_maker: bool) -> Decimal:
+        """Return the maker or taker fee rate (fraction of notional).
+
+        Raises
+        ------
+        ConfigError
+            When the rate was never set (see ``maker_rate``).
+        """
+        rate = self.maker_rate if is_maker else self.taker_rate
+        if rate is None:
+            msg = (f"{self.symbol}: no {'maker' if is_maker else 'taker'} fee rate; set it on "
+                   "the instrument or apply a profile's rates "
+                   "(backtester.margin.sources.resolve_fee_rates)")
+            raise ConfigError(msg)
+        return rate
+
     def fee_exact(self, qty: Decimal, price: Decimal, *, is_maker: bool,
                   underlying_price: Decimal | None = None,
                   option_fee_cap: Decimal | None = None) -> Decimal:
@@ -207,7 +227,7 @@ class Instrument:
         per unit): when ``underlying_price`` is given the fee is
         ``|qty| * cs * min(rate * underlying(, in settle currency), cap * price)``.
         """
-        rate = self.maker_rate if is_maker else self.taker_rate
+        rate = self.fee_rate(is_maker=is_maker)
         if self.is_option and underlying_price is not None:
             per_unit = rate * (underlying_price if self.is_linear else Decimal(1))
             if option_fee_cap is not None:
@@ -263,8 +283,9 @@ def _tick(value: Any, precision_mode: int) -> Decimal:
     return d
 
 
-def _rate(value: Any, default: float) -> Decimal:
-    return dec(float(value) if value is not None else default)
+def _rate(value: Any) -> Decimal | None:
+    # a market without the rate leaves it unset (the run applies its profile's rate)
+    return dec(float(value)) if value is not None else None
 
 
 def instrument_from_ccxt(market: dict[str, Any], *, exchange: str = "",
@@ -318,8 +339,8 @@ def instrument_from_ccxt(market: dict[str, Any], *, exchange: str = "",
         lot_size=lot,
         min_qty=dec(amount_limits.get("min") or 0),
         min_notional=dec(cost_limits.get("min") or 0),
-        maker_rate=_rate(market.get("maker"), 0.0002),
-        taker_rate=_rate(market.get("taker"), 0.0005),
+        maker_rate=_rate(market.get("maker")),
+        taker_rate=_rate(market.get("taker")),
         expiry_ms=expiry_ms,
         strike=float(market["strike"]) if market.get("strike") not in (None, "") else None,
         option_type=OptionType(option_type) if option_type else None,
@@ -333,7 +354,8 @@ def instrument_from_symbol(symbol: str, *, is_linear: bool | None = None,
     """Build an Instrument from the ccxt symbol grammar ``BASE/QUOTE:SETTLE[-YYMMDD[-K-C|P]]``.
 
     Used for synthetic data and the calculator when no market catalog is at hand. ``is_linear``
-    defaults to ``settle != base``. Dated instruments expire at ``expiry_hour_utc`` on the date.
+    defaults to ``settle != base``. Dated instruments expire at ``expiry_hour_utc`` on the
+    date. Fee rates are left unset unless given in ``overrides`` (a run applies its profile's).
     """
     m = _SYMBOL.match(symbol)
     if m is None:

@@ -31,8 +31,9 @@ def account_snapshot(engine: Engine) -> dict[str, Any]:
                 pos.isolated_margin),
             "instrument": {"type": {"perpetual": "swap"}.get(inst.kind.value, inst.kind.value),
                            "linear": inst.is_linear, "contract_size": inst.cs,
-                           "settle": inst.settle, "taker": float(inst.taker_rate),
-                           "maker": float(inst.maker_rate)}}
+                           "settle": inst.settle,
+                           "taker": float(inst.fee_rate(is_maker=False)),
+                           "maker": float(inst.fee_rate(is_maker=True))}}
         if inst.expiry_ms is not None:
             entry["instrument"]["expiry"] = ms_to_iso(inst.expiry_ms)
         if inst.is_option:

@@ -359,7 +359,8 @@ def _cross(snap: ParsedSnapshot, ev: _SnapshotBook) -> dict[str, object]:
     if profile.has_exchange_margin_ratio:
         # OKX: equity / (maintenance margin + the taker fee to close every position)
         cost = mm + sum(float(base.legs[j, _LEG["notional"]]) * ev.px[p.instrument.settle]
-                        * float(p.instrument.taker_rate) for j, p in enumerate(snap.positions))
+                        * float(p.instrument.fee_rate(is_maker=False))
+                        for j, p in enumerate(snap.positions))
         out["exchange_margin_ratio"] = mb / cost if cost > 0.0 else None
     prices: dict[str, tuple[float | None, float | None]] = {}
     for j, p in enumerate(snap.positions):
@@ -379,7 +380,8 @@ def _cross_prices(ev: _SnapshotBook, first: int) -> tuple[float | None, float | 
     group = [j for j, p in enumerate(snap.positions) if p.symbol == sym]
     pool = int(book.li[first, k.LI_POOL])
     long = sum(snap.positions[j].qty for j in group) > 0
-    fee = float(inst.taker_rate) if snap.profile.bankruptcy_includes_close_fee else 0.0
+    fee = (float(inst.fee_rate(is_maker=False)) if snap.profile.bankruptcy_includes_close_fee
+           else 0.0)
 
     def close_fee(r: _Result, factor: float) -> float:
         # the taker fee to close the symbol's legs at the moved price (valuation currency)
@@ -417,7 +419,7 @@ def _bybit_inverse_cross(ev: _SnapshotBook, j: int, bp: float) -> float | None:
     balance = (float(base.pools[pool, k.POOL_MB]) - float(base.legs[j, _LEG["value"]]) * px) / px
     at_entry = ev.run(symbol=sym, factor=p.entry_price / mark).legs[j]
     at_bp = ev.run(symbol=sym, factor=bp / mark).legs[j]
-    need = float(at_entry[_LEG["mm"]]) + float(p.instrument.taker_rate) * float(
+    need = float(at_entry[_LEG["mm"]]) + float(p.instrument.fee_rate(is_maker=False)) * float(
         at_bp[_LEG["notional"]])
 
     def surplus(factor: float) -> float:
@@ -446,7 +448,7 @@ def _isolated(snap: ParsedSnapshot, ev: _SnapshotBook) -> dict[str, object]:
         totals["upnl"] += value * px
         totals["im"] += float(row[_LEG["im"]]) * px
         totals["mm"] += mm * px
-        taker = float(p.instrument.taker_rate)
+        taker = float(p.instrument.fee_rate(is_maker=False))
         mb = margin + value
         # a position is judged on its own allocation (the kernel's isolated breach: the
         # allocation plus the position's value does not exceed its maintenance margin)
@@ -493,7 +495,7 @@ def _isolated_prices(ev: _SnapshotBook, j: int,
     if formula not in ("binance", "okx", "bybit"):
         msg = f"isolated formula {formula!r}: expected 'binance', 'bybit' or 'okx'"
         raise ConfigError(msg)
-    taker = float(p.instrument.taker_rate) if formula == "okx" else 0.0
+    taker = float(p.instrument.fee_rate(is_maker=False)) if formula == "okx" else 0.0
 
     def leg(factor: float) -> np.ndarray:
         return ev.run(symbol=sym, factor=factor).legs[j]

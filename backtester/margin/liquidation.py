@@ -314,7 +314,8 @@ class LiquidationMixin:
             rate = (self.profile.option_liquidation_fee_rate if inst.is_option
                     else self.profile.liquidation_fee_for(inst.base))
         elif self.profile.bankruptcy_includes_close_fee and bankruptcy is None:
-            rate = float(inst.taker_rate)  # the fee to close the bankruptcy price left room for
+            # the fee to close the bankruptcy price left room for
+            rate = float(inst.fee_rate(is_maker=False))
         if rate:
             notional = inst.notional_exact(qty, price) if not inst.is_option else to_money(
                 abs(qty) * inst.contract_size * price)
@@ -379,7 +380,8 @@ class LiquidationMixin:
             return None
         pool = self.pool_of(inst.settle) if self._pooled else None
         sc = scenario or {}
-        fee_rate = float(inst.taker_rate) if self.profile.bankruptcy_includes_close_fee else 0.0
+        fee_rate = (float(inst.fee_rate(is_maker=False))
+                    if self.profile.bankruptcy_includes_close_fee else 0.0)
 
         settle_moves = inst.settle == inst.base
 

@@ -11,6 +11,7 @@ from decimal import Decimal
 
 from backtester.margin.portfolio import PortfolioParams
 from backtester.margin.profiles import MarginRates
+from backtester.margin.sources import DEFAULT_OPTION_FEE_CAP, FLAT_MAINTENANCE_RATE
 from backtester.margin.tiers import TierTable
 
 __all__ = ["ProfileData", "SimpleTiers"]
@@ -70,8 +71,9 @@ class ProfileData:
     liquidation_fee_rates: dict[str, float] = field(default_factory=dict)
     daily_settlement_hour_utc: int | None = None
     liquidation_slippage_rate: float = 0.005
-    default_mmr: float = 0.005
-    option_fee_cap: Decimal = Decimal("0.125")
+    #: maintenance rate of a future/perp without a tier table (flat, every size; the run warns)
+    default_mmr: float = FLAT_MAINTENANCE_RATE
+    option_fee_cap: Decimal = DEFAULT_OPTION_FEE_CAP
     delivery_fee_rate: Decimal = Decimal("0.0002")
     delivery_window_ms: int = 30 * 60_000
     haircuts: dict[str, float] = field(default_factory=dict)

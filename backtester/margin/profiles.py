@@ -93,9 +93,12 @@ class Profile:
     isolated_formula
         Which isolated liquidation-price formula applies (see :mod:`backtester.margin.prices`).
     maker_rate, taker_rate
-        Default fee rates when the instrument gives none.
+        Fee rates of futures and perps whose instrument (market data) states none; None: the
+        project defaults (:mod:`backtester.margin.sources`, precedence in docs/margin.md).
     option_fee_rate, option_fee_cap
-        Option fee ``min(rate × index, cap × premium)`` per unit (Bybit 12.5 % cap, §5.4).
+        Option fee ``min(rate × index, cap × premium)`` per unit (Bybit 12.5 % cap, §5.4); the
+        rate applies, like ``maker_rate``/``taker_rate``, to options whose instrument states
+        none (maker and taker alike).
     delivery_fee_rate, delivery_twap_minutes
         Expiry delivery fee rate and the index TWAP window before expiry (Deribit 30 min).
     daily_settlement_hour_utc
@@ -138,8 +141,8 @@ class Profile:
     liquidation_slippage_rate: float = 0.005
     liquidation_style: LiquidationStyle = "binance"
     isolated_formula: IsolatedFormula = "binance"
-    maker_rate: float = 0.0002
-    taker_rate: float = 0.0005
+    maker_rate: float | None = None
+    taker_rate: float | None = None
     option_fee_rate: float | None = None
     option_fee_cap: float | None = None
     delivery_fee_rate: float = 0.0
@@ -221,8 +224,8 @@ def _build(name: str, data: dict[str, object], where: str) -> Profile:
         for k, v in _mapping(data.get("tiers", {}), "tiers").items()})
     kwargs["assumptions"] = tuple(str(a) for a in data.get("assumptions", ()) or ())  # type: ignore[attr-defined]
     for key in ("default_leverage", "call_level", "liquidation_fee_rate",
-                "liquidation_slippage_rate", "maker_rate", "taker_rate", "delivery_fee_rate",
-                "funding_rate_cap"):
+                "liquidation_slippage_rate", "maker_rate", "taker_rate", "option_fee_rate",
+                "option_fee_cap", "delivery_fee_rate", "funding_rate_cap"):
         if key in kwargs:
             value = kwargs[key]
             if isinstance(value, bool) or not isinstance(value, int | float):

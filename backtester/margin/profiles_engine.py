@@ -1,15 +1,15 @@
 """Build the engine's :class:`ProfileData` from a profile's JSON data and the run's tier tables.
 
-Tier tables come, in order of precedence, from the run configuration (``tiers``), the dataset's
-``leverage_tiers.json`` and the profile's own defaults. Every profile number comes from
-``backtester/margin/profiles/<name>.json`` (with its sources and assumptions).
+Tier tables are chosen per symbol by :func:`backtester.margin.sources.resolve_tiers` (run
+configuration > dataset ``leverage_tiers.json`` > profile > flat default with a warning). Every
+profile number comes from ``backtester/margin/profiles/<name>.json`` (with its sources and
+assumptions).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any
 
 from backtester.instruments import Instrument
 from backtester.margin.options import (
@@ -19,34 +19,20 @@ from backtester.margin.options import (
 )
 from backtester.margin.profile_data import ProfileData, SimpleTiers
 from backtester.margin.profiles import load_profile
+from backtester.margin.sources import FLAT_MAINTENANCE_RATE, option_fee_cap
 from backtester.margin.tiers import TierTable
 from backtester.numeric import dec
 
-__all__ = ["engine_profile", "tier_table"]
+__all__ = ["engine_profile"]
 
 
-
-def tier_table(rows: Sequence[Mapping[str, Any]], *, where: str) -> TierTable:
-    """Parse tier rows in either the calculator's format (``min_notional``, ``mmr`` ...) or
-    ccxt's unified leverage tiers (``minNotional``, ``maintenanceMarginRate`` ...)."""
-    if rows and "min_notional" in rows[0]:
-        return TierTable.from_rows(list(rows), where=where)
-    return TierTable.from_ccxt(list(rows), where=where)
-
-
-def engine_profile(name: str, *, tiers: Any = None, symbols: Sequence[str] = (),
+def engine_profile(name: str, *, tiers: Mapping[str, TierTable] | None = None,
                    instruments: Mapping[str, Instrument] | None = None) -> ProfileData:
-    """Return the engine parameters of profile ``name`` with tier tables for ``symbols`` and
-    the profile's size-dependent margin rates for the futures among ``instruments``."""
+    """Return the engine parameters of profile ``name`` with the run's tier tables ``tiers``
+    (symbol → table, as chosen by :func:`~backtester.margin.sources.resolve_tiers`) and the
+    profile's size-dependent margin rates for the futures among ``instruments``."""
     prof = load_profile(name)
-    table: dict[str, SimpleTiers] = {s: SimpleTiers.from_table(t) for s, t in prof.tiers.items()
-                                     if s in symbols}
-    if isinstance(tiers, Mapping):
-        src = tiers.get("tiers", tiers)
-        for sym in symbols:
-            rows = src.get(sym) if isinstance(src, Mapping) else None
-            if rows:
-                table[sym] = SimpleTiers.from_table(tier_table(rows, where=f"tiers.{sym}"))
+    table = {s: SimpleTiers.from_table(t) for s, t in (tiers or {}).items()}
     rates = {}
     for sym, inst in (instruments or {}).items():
         r = None if inst.is_option else prof.margin_rates_for(inst.base, inst.settle)
@@ -54,7 +40,6 @@ def engine_profile(name: str, *, tiers: Any = None, symbols: Sequence[str] = (),
             rates[sym] = r
     coin_pool = prof.valuation == "coin"
     style = style_for_profile(name)
-    fee_cap = prof.option_fee_cap if prof.option_fee_cap is not None else 0.125
     return ProfileData(
         name=name, pool=prof.pool, quote_asset="BTC" if coin_pool else "USDT",
         default_collateral=Decimal(2) if coin_pool else Decimal(100_000),
@@ -63,7 +48,8 @@ def engine_profile(name: str, *, tiers: Any = None, symbols: Sequence[str] = (),
         liquidation_fee_rate=prof.liquidation_fee_rate,
         liquidation_fee_rates=dict(prof.liquidation_fee_rates),
         liquidation_slippage_rate=prof.liquidation_slippage_rate,
-        option_fee_cap=dec(fee_cap), delivery_fee_rate=dec(prof.delivery_fee_rate),
+        default_mmr=FLAT_MAINTENANCE_RATE,
+        option_fee_cap=option_fee_cap(prof), delivery_fee_rate=dec(prof.delivery_fee_rate),
         delivery_window_ms=(prof.delivery_twap_minutes or 30) * 60_000,
         haircuts=dict(prof.haircuts), tiers=table, rates=rates,
         funding_style=prof.funding_style,

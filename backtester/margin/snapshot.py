@@ -16,6 +16,7 @@ from typing import Any, Literal
 from backtester.errors import ConfigError
 from backtester.instruments import Instrument, InstrumentKind, OptionType, instrument_from_symbol
 from backtester.margin.profiles import PROFILE_NAMES, MarginRates, Profile, load_profile
+from backtester.margin.sources import apply_fee_rates
 from backtester.margin.tiers import TierTable
 from backtester.numeric import dec
 
@@ -284,12 +285,12 @@ def _position(i: int, raw: object, *, profile: Profile, prices: Mapping[str, obj
 
 def _instrument(symbol: str, spec: Mapping[str, object], *, profile: Profile,
                 path: str) -> Instrument:
-    overrides: dict[str, Any] = {
-        "maker_rate": dec(_num(spec["maker"], f"{path}.maker", low=-1.0, high=1.0)
-                          if spec.get("maker") is not None else profile.maker_rate),
-        "taker_rate": dec(_num(spec["taker"], f"{path}.taker", low=0.0, high=1.0)
-                          if spec.get("taker") is not None else profile.taker_rate),
-    }
+    # fee rates: the snapshot's own > the profile's > the defaults (backtester.margin.sources)
+    overrides: dict[str, Any] = {}
+    if spec.get("maker") is not None:
+        overrides["maker_rate"] = dec(_num(spec["maker"], f"{path}.maker", low=-1.0, high=1.0))
+    if spec.get("taker") is not None:
+        overrides["taker_rate"] = dec(_num(spec["taker"], f"{path}.taker", low=0.0, high=1.0))
     kind_raw = spec.get("type")
     if kind_raw is not None:
         if kind_raw not in _KINDS:
@@ -318,7 +319,8 @@ def _instrument(symbol: str, spec: Mapping[str, object], *, profile: Profile,
         ot = _choice(spec["option_type"], f"{path}.option_type", ("call", "put"), "call")
         overrides["option_type"] = OptionType(ot)
     try:
-        return instrument_from_symbol(symbol, is_linear=linear, **overrides)
+        instrument = instrument_from_symbol(symbol, is_linear=linear, **overrides)
     except ConfigError as exc:
         msg = f"{path}: {exc}"
         raise ConfigError(msg) from None
+    return apply_fee_rates(instrument, profile)[0]

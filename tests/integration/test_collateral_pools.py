@@ -101,7 +101,8 @@ def test_usdm_usdc_pool_is_called_and_liquidated_without_the_usdt_balance():
 
 
 def test_coinm_eth_crash_liquidates_the_eth_pool_only():
-    # binance-coinm (default MMR 0.5 %, fee 0.5 %), intrabar check. BTC 0.1 and ETH 1.27.
+    # binance-coinm (BTC/USD:BTC: the profile's table, MMR 0.4 % below 5 BTC; ETH/USD:ETH: no
+    # table, flat MMR 0.5 %; liquidation fee 0.5 %), intrabar check. BTC 0.1 and ETH 1.27.
     # Long 100 BTC/USD:BTC (face 10,000 USD) @ 50,000 at 10x: BTC pool. Long 1,000
     # ETH/USD:ETH (face 10,000 USD) @ 2,000 at 10x: ETH pool.
     # Crash bar: ETH low 1,600 (close 1,650), BTC low 49,000 (close 50,000).
@@ -109,11 +110,11 @@ def test_coinm_eth_crash_liquidates_the_eth_pool_only():
     #   MM = 0.5 % x 10,000 / 1,600 = 0.03125 ETH -> liquidated at 1,600 (ratio 1.5625). The
     #   bankruptcy price 1 / (1/2,000 + 1.27/10,000) = 1,594.9 is below it: a liquidation
     #   order, PnL -1.25 ETH, fee min(0.5 % x 6.25 = 0.03125, 0.02 left) = 0.02 -> ETH 0.
-    #   BTC pool at its low: 0.1 + 10,000 x (1/50,000 - 1/49,000) = 0.095918 BTC, MM 0.5 % x
+    #   BTC pool at its low: 0.1 + 10,000 x (1/50,000 - 1/49,000) = 0.095918 BTC, MM 0.4 % x
     #   10,000 / 49,000 BTC: healthy, its position and balance untouched. (Valued together,
     #   0.1 BTC = 4,900 USD would have covered the ETH shortfall of 0.01125 ETH = 18 USD.)
     #   After the liquidation the account is the BTC pool: at the low MB = 0.095918 x 49,000
-    #   = 4,700 USD, MM = 50 USD.
+    #   = 4,700 USD, MM = 0.4 % x 10,000 = 40 USD.
     btc, eth = "BTC/USD:BTC", "ETH/USD:ETH"
     data = {btc: bars([50_000.0] * 6, [50_000.0] * 3 + [49_000.0] + [50_000.0] * 2),
             eth: bars([2_000.0] * 3 + [1_650.0] * 3, [2_000.0] * 3 + [1_600.0] + [1_650.0] * 2)}
@@ -132,11 +133,11 @@ def test_coinm_eth_crash_liquidates_the_eth_pool_only():
     assert Decimal(r.state["collateral_exact"]["BTC"]) == Decimal("0.1")
     assert [(p["symbol"], p["size"]) for p in r.state["positions"]] == [(btc, 100.0)]
     assert r.equity["margin_balance"].iloc[3] == pytest.approx(4_700)
-    assert r.equity["maintenance_margin"].iloc[3] == pytest.approx(50)
+    assert r.equity["maintenance_margin"].iloc[3] == pytest.approx(40)
     # distance to liquidation before the crash (bars 1-2), every underlying moved by x, each
-    # pool on its own (coin balance + 10,000 x (1/entry - 1/m) <= 0.5 % x 10,000 / m):
-    #   ETH pool: m <= 10,050 / (1.27 + 10,000 / 2,000) = 1,602.87 -> x = -19.86 %
-    #   BTC pool: m <= 10,050 / (0.1 + 10,000 / 50,000) = 33,500 -> x = -33 %
+    # pool on its own (coin balance + 10,000 x (1/entry - 1/m) <= MMR x 10,000 / m):
+    #   ETH pool (0.5 %): m <= 10,050 / (1.27 + 10,000 / 2,000) = 1,602.87 -> x = -19.86 %
+    #   BTC pool (0.4 %): m <= 10,040 / (0.1 + 10,000 / 50,000) = 33,466.7 -> x = -33.07 %
     # the nearest is the ETH pool's (one pool for both would be further still)
     dist = r.equity["distance_to_liquidation"].to_numpy()
     assert dist[1] == pytest.approx(10_050 / 6.27 / 2_000 - 1, rel=1e-9)

@@ -40,10 +40,10 @@ def test_funding_at_stamps_uses_the_mark_open(side: str, expected: tuple[str, st
     assert result.metrics["funding_paid"] == pytest.approx(float(-total))
     paid = [e for e in result.events if e["event"] == "FundingPaid"]
     assert [(e["mark"], e["mark_source"]) for e in paid] == [(105.0, "mark"), (110.0, "mark")]
-    # trade prices are flat at 100 and fees are 2 x 2 x 100 x 0.0005 = 0.2: the wallet
-    # moves by exactly the funding and the fees
+    # trade prices are flat at 100 and fees, at the Bybit profile's taker 0.055 %, are
+    # 2 x 2 x 100 x 0.00055 = 0.22: the wallet moves by exactly the funding and the fees
     assert Decimal(result.state["collateral_exact"]["USDT"]) == Decimal(100_000) + total \
-        - Decimal("0.2")
+        - Decimal("0.22")
 
 
 def test_position_opened_after_a_stamp_pays_nothing_for_it() -> None:

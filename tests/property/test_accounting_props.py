@@ -14,8 +14,9 @@ from tests.builders import BTC, Scripted, flat, run
 
 pytestmark = pytest.mark.property
 
-LIN = instrument_from_symbol("BTC/USDT:USDT")
-INV = instrument_from_symbol("BTC/USD:BTC")
+RATES = {"maker_rate": Decimal("0.0002"), "taker_rate": Decimal("0.0005")}
+LIN = instrument_from_symbol("BTC/USDT:USDT", **RATES)
+INV = instrument_from_symbol("BTC/USD:BTC", **RATES)
 
 prices = st.decimals(min_value=Decimal("0.5"), max_value=Decimal(200_000), places=2)
 lin_qty = st.decimals(min_value=Decimal("0.001"), max_value=Decimal(1_000), places=3)
@@ -67,10 +68,10 @@ def test_journal_replays_exactly_to_balances(fills: list[tuple[int, Decimal]],
 @given(qty=st.integers(min_value=1, max_value=50), price=st.integers(min_value=10, max_value=500))
 def test_engine_round_trip_at_flat_price_costs_the_two_taker_fees(qty: int, price: int) -> None:
     # buy at bar 1's open, sell at bar 2's open, one flat price, no slippage, no funding:
-    # final wallet = 100,000 - 2 x qty x price x 0.0005
+    # final wallet = 100,000 - 2 x qty x price x 0.00055 (the Bybit profile's taker rate)
     strat = Scripted({0: lambda ctx: ctx.buy(BTC, qty), 1: lambda ctx: ctx.close(BTC)})
     result = run(strat, {BTC: flat(4, price=float(price))})
     assert result.state["collateral_exact"]["USDT"] == str(
-        (Decimal(100_000) - 2 * Decimal(qty) * Decimal(price) * Decimal("0.0005"))
+        (Decimal(100_000) - 2 * Decimal(qty) * Decimal(price) * Decimal("0.00055"))
         .quantize(Decimal("1e-12")))
     assert float(result.fills["realized_pnl"].sum()) == 0.0

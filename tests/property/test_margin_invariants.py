@@ -139,7 +139,7 @@ def test_round_trip_at_one_price_loses_exactly_the_fees(price, qty, side):
     result = backtester.run(RoundTrip, data=data, instruments={sym: inst}, funding="zero",
                             collateral={"USDT": 10_000_000}, slippage_bps=0)
     fees = sum(Decimal(f) for f in result.fills["fee_exact"])
-    # taker fee 0.05 % on each side: 2 x qty x price x 0.0005
-    assert fees == 2 * (Decimal(qty) * Decimal(repr(px)) * Decimal("0.0005")).quantize(
+    # the Bybit profile's taker fee 0.055 % on each side: 2 x qty x price x 0.00055
+    assert fees == 2 * (Decimal(qty) * Decimal(repr(px)) * Decimal("0.00055")).quantize(
         Decimal("1e-12"))
     assert Decimal(result.state["collateral_exact"]["USDT"]) == Decimal(10_000_000) - fees

@@ -26,16 +26,17 @@ def test_capital_velocity_of_a_known_trade_sequence():
 
 def test_return_on_margin_and_drag():
     # Long 1 @ 100 (IM 100 / 10x = 10 at the default leverage of the Bybit profile), price
-    # 100 -> 110 with taker fees 0.05 %: PnL = 10 - 0.05 - 0 = 9.95 (the position is still
-    # open: fee paid once). Return on peak IM = 9.95 / IM_peak, IM at 110 = 11.
+    # 100 -> 110 with the profile's taker fee 0.055 %: PnL = 10 - 0.055 - 0 = 9.945 (the
+    # position is still open: fee paid once). Return on peak IM = 9.945 / IM_peak, IM at 110
+    # = 11.
     rows = [(100, 100, 100, 100)] * 2 + [(110, 110, 110, 110)] * 3
     res = run(Scripted({0: lambda ctx: ctx.buy(BTC, 1)}), {BTC: bars(rows)},
               collateral={"USDT": 1_000}, instruments={BTC: perp()})
     m = res.metrics
     assert math.isclose(m["peak_initial_margin"], 11.0)
-    assert math.isclose(m["return_on_peak_margin"], 9.95 / 11.0)
-    # fee drag: fees / gross return before costs = 0.05 / 10
-    assert math.isclose(m["fee_drag"], 0.05 / 10.0)
+    assert math.isclose(m["return_on_peak_margin"], 9.945 / 11.0)
+    # fee drag: fees / gross return before costs = 0.055 / 10
+    assert math.isclose(m["fee_drag"], 0.055 / 10.0)
     assert m["funding_drag"] == 0.0
 
 

@@ -2,7 +2,7 @@
 
 Bars are hourly from 2024-01-01 00:00 UTC. An order placed at step k (the close of bar k) is
 eligible from bar k + 1, whose fill is stamped at that bar's close. Slippage is 0 unless set;
-fees: maker 2 bps, taker 5 bps (grammar defaults); tick 0.01.
+fees: the Bybit profile's maker 0.02 %, taker 0.055 % (the instruments state none); tick 0.01.
 """
 
 from __future__ import annotations
@@ -34,12 +34,12 @@ def _one(result: Any) -> pd.Series:
 
 def test_market_fills_at_next_open_plus_slippage() -> None:
     # bar 1 opens 102; 10 bps against a buy: 102 x 1.001 = 102.102 -> tick 0.01 = 102.10
-    # taker fee 5 bps of 102.10 = 0.05105
+    # taker fee 0.055 % of 102.10 = 0.0561550
     _, result = _fills([FLAT, (102, 103, 101, 102), FLAT], {0: lambda ctx: ctx.buy(BTC, 1)},
                        slippage_bps=10)
     f = _one(result)
     assert f["price_exact"] == "102.1"
-    assert f["fee_exact"] == "0.051050000000"
+    assert f["fee_exact"] == "0.056155000000"
     assert f["liquidity"] == "taker"
     assert f["ts"] == pd.Timestamp("2024-01-01 02:00", tz="UTC")  # close of bar 1
 
@@ -101,12 +101,13 @@ def test_sell_stop_gap_down_fills_at_the_open() -> None:
 
 
 def test_stop_triggers_mid_bar_at_the_stop() -> None:
-    # buy stop 105; bar 1 o100 h106 l99 c104 crosses 105 -> fills at 105, fee 105 x 5 bps
+    # buy stop 105; bar 1 o100 h106 l99 c104 crosses 105 -> fills at 105, taker fee
+    # 105 x 0.055 % = 0.05775
     _, result = _fills([FLAT, (100, 106, 99, 104), FLAT],
                        {0: lambda ctx: ctx.buy(BTC, 1, stop=105)})
     f = _one(result)
     assert Decimal(f["price_exact"]) == Decimal(105)
-    assert Decimal(f["fee_exact"]) == Decimal("0.0525")
+    assert Decimal(f["fee_exact"]) == Decimal("0.05775")
 
 
 def test_stop_limit_triggered_inside_its_limit_fills_at_the_stop() -> None:

@@ -21,7 +21,8 @@ METRIC_KEYS = {"total_return", "cagr", "volatility", "sharpe", "sortino", "calma
 
 
 def _result() -> Any:
-    # buy 10 at bar 1's open (100), taker fee 10 x 100 x 0.0005 = 0.5; price then 110
+    # buy 10 at bar 1's open (100), the Bybit profile's taker fee 10 x 100 x 0.00055 = 0.55;
+    # price then 110
     rows = [(100, 100, 100, 100)] * 2 + [(110, 110, 110, 110)] * 3
     strat = Scripted({0: lambda ctx: ctx.buy(BTC, 10), 1: lambda ctx: ctx.record(z=1.5)})
     return run(strat, {BTC: bars(rows)})
@@ -29,13 +30,13 @@ def _result() -> Any:
 
 def test_equity_and_metrics_by_hand() -> None:
     r = _result()
-    # step 0: 100,000; step 1 (after the fill, close 100): 99,999.5; then 10 x 10 gain:
-    # 100,099.5 -> total return 99.5 / 100,000 = 0.000995; drawdown -0.5 / 100,000
-    assert list(r.equity["equity"]) == pytest.approx([100_000, 99_999.5, 100_099.5,
-                                                      100_099.5, 100_099.5])
-    assert r.metrics["total_return"] == pytest.approx(0.000995)
-    assert r.metrics["max_drawdown"] == pytest.approx(-5e-6)
-    assert r.metrics["fees_paid"] == pytest.approx(0.5)
+    # step 0: 100,000; step 1 (after the fill, close 100): 99,999.45; then 10 x 10 gain:
+    # 100,099.45 -> total return 99.45 / 100,000 = 0.0009945; drawdown -0.55 / 100,000
+    assert list(r.equity["equity"]) == pytest.approx([100_000, 99_999.45, 100_099.45,
+                                                      100_099.45, 100_099.45])
+    assert r.metrics["total_return"] == pytest.approx(0.0009945)
+    assert r.metrics["max_drawdown"] == pytest.approx(-5.5e-6)
+    assert r.metrics["fees_paid"] == pytest.approx(0.55)
     assert r.metrics["trades"] == 1
     assert r.metrics["win_rate"] is None  # nothing closed
     assert set(r.metrics) >= METRIC_KEYS

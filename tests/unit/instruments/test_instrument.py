@@ -13,8 +13,10 @@ from backtester import ConfigError, InstrumentKind, OptionType
 from backtester.instruments import instrument_from_ccxt, instrument_from_symbol
 from backtester.timeutil import parse_utc_ms
 
-LINEAR = instrument_from_symbol("BTC/USDT:USDT")
-INVERSE = instrument_from_symbol("BTC/USD:BTC")  # 100 USD face per contract (grammar default)
+RATES = {"maker_rate": Decimal("0.0002"), "taker_rate": Decimal("0.0005")}  # 2 / 5 bps
+LINEAR = instrument_from_symbol("BTC/USDT:USDT", **RATES)
+# 100 USD face per contract (grammar default)
+INVERSE = instrument_from_symbol("BTC/USD:BTC", **RATES)
 
 
 # -- linear -------------------------------------------------------------------------------
@@ -60,6 +62,20 @@ def test_inverse_pnl_float_and_exact() -> None:
 def test_inverse_fee_is_in_coin() -> None:
     # 10 contracts at 50,000 = 0.02 BTC notional; taker 5 bps = 0.00001 BTC
     assert INVERSE.fee_exact(Decimal(10), Decimal(50_000), is_maker=False) == Decimal("0.00001")
+
+
+def test_an_instrument_without_fee_rates_refuses_to_charge_fees() -> None:
+    # the symbol grammar (and a ccxt market without maker/taker) states no fee rates: a run
+    # charges its profile's (backtester.margin.sources); a bare instrument has none to use
+    bare = instrument_from_symbol("BTC/USDT:USDT")
+    assert bare.maker_rate is None
+    assert bare.taker_rate is None
+    with pytest.raises(ConfigError, match=r"BTC/USDT:USDT: no taker fee rate"):
+        bare.fee_exact(Decimal(1), Decimal(50_000), is_maker=False)
+    market = {"symbol": "ETH/USDT:USDT", "type": "swap", "swap": True, "linear": True,
+              "base": "ETH", "quote": "USDT", "settle": "USDT", "taker": 0.0004}
+    inst = instrument_from_ccxt(market)
+    assert (inst.maker_rate, inst.taker_rate) == (None, Decimal("0.0004"))
 
 
 # -- options ------------------------------------------------------------------------------

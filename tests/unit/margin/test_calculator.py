@@ -178,6 +178,10 @@ def test_binance_coinm_cross_example_section_3() -> None:
     (pos,) = out["positions"]
     assert pos["notional"] == pytest.approx(10_000_000 / 45_000)
     assert pos["liquidation_price"] == pytest.approx(33_599.42, abs=0.01)
+    # without the position's tiers the profile's BTC/USD:BTC table gives the same bracket
+    del snap["positions"][0]["tiers"]
+    (pos,) = evaluate(snap)["positions"]
+    assert pos["liquidation_price"] == pytest.approx(33_599.42, abs=0.01)
 
 
 def test_single_coin_pool_refuses_a_second_coin() -> None:
