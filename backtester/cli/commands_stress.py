@@ -1,4 +1,4 @@
-"""``backtester stress``: shock scenarios, smallest crash and Monte Carlo on an account."""
+"""``backtester stress``: shock scenarios, nearest liquidating move and Monte Carlo."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from backtester.cli._tables import print_table
 from backtester.errors import ConfigError
 
 if TYPE_CHECKING:
-    from backtester.risk.stress import StressReport
+    from backtester.risk.stress import CrashResult, StressReport
 
 
 def _line(console: Console, text: str) -> None:
@@ -25,8 +25,27 @@ def _line(console: Console, text: str) -> None:
     console.print(Text(text))
 
 
-def _move(move: float | None) -> str:
-    return "none down to -99%" if move is None else display.percent(move, signed=True)
+def _move(move: float | None, *, up: bool = False) -> str:
+    from backtester.risk.shock import FALL_LIMIT, RISE_LIMIT
+
+    if move is None:
+        return f"none up to {RISE_LIMIT:+,.0%}" if up else f"none down to {-FALL_LIMIT:.0%}"
+    return display.percent(move, signed=True)
+
+
+def _nearest(c: CrashResult | None) -> str:
+    from backtester.risk.shock import FALL_LIMIT, RISE_LIMIT
+
+    if c is None:
+        return (f"none (no fall to {-FALL_LIMIT:.0%} or rise to {RISE_LIMIT:+,.0%} of any "
+                "underlying alone or together)")
+    if c.move == 0.0:
+        return "0% (already liquidating)"
+    what = ("every underlying together" if c.underlying == "all"
+            else f"{c.underlying} alone, other prices held")
+    first = ", ".join(c.liquidated) or "none"
+    return (f"{display.percent(c.move, signed=True)} ({c.direction}: {what}); "
+            f"liquidated first: {first}")
 
 
 def _show(console: Console, report: StressReport) -> None:
@@ -41,11 +60,23 @@ def _show(console: Console, report: StressReport) -> None:
                               "status", "liquidated positions"], rows, title="stress scenarios",
                     text=(0, 4, 5),
                     notes=["margin ratio = maintenance margin / margin balance; 100% liquidates"])
-    crash, btc = report.smallest_crash, report.smallest_btc_crash
-    assets = ", ".join(crash.assets) or "no assets"
-    _line(console, f"smallest uniform crash that liquidates ({assets}): {_move(crash.move)}")
-    if btc is not None:
-        _line(console, f"smallest BTC-only crash that liquidates: {_move(btc.move)}")
+    from backtester.risk.shock import Direction
+
+    nearest = report.nearest_liquidation
+    labels = list(dict.fromkeys(c.underlying for c in nearest.moves))
+    crash_rows = []
+    for label in labels:
+        down = nearest.get(label, Direction.DOWN)
+        up = nearest.get(label, Direction.UP)
+        crash_rows.append([
+            "all together" if label == "all" else f"{label} alone",
+            _move(None if down is None else down.move),
+            _move(None if up is None else up.move, up=True)])
+    if crash_rows:
+        print_table(console, ["moved", "fall that liquidates", "rise that liquidates"],
+                    crash_rows, title="nearest liquidating moves", text=(0, 1, 2),
+                    notes=["alone: every other price held at its mark (see docs/stress.md)"])
+    _line(console, f"nearest liquidating move: {_nearest(nearest.nearest)}")
     if report.distance is not None:
         _line(console, "closest distance to liquidation during the run: "
                        f"{display.percent(report.distance.minimum, signed=True)}")
@@ -97,11 +128,13 @@ def stress_command(source: str, scenarios: tuple[str, ...], grid: str | None,
                    beta_eth: float | None, betas: tuple[str, ...], vol: str, n_paths: int,
                    horizon: str, seed: int, block_bars: int | None, json_out: str | None,
                    is_quiet: bool) -> None:
-    """Stress an account: historical crashes, user grids, smallest crash, Monte Carlo.
+    """Stress an account: historical crashes, user grids, nearest liquidation, Monte Carlo.
 
     Reads a run folder (state.json, positions.parquet, equity.parquet) or a margin-calculator
     SNAPSHOT.json; prints equity, margin ratio, status and the positions the profile would
-    liquidate per scenario. With a run folder the results go to RUN_DIR/stress.json.
+    liquidate per scenario, and the smallest fall and rise of each underlying alone and of all
+    together that liquidates the account. With a run folder the results go to
+    RUN_DIR/stress.json.
 
     \b
     Example:

@@ -436,6 +436,45 @@ def warnings_panel(run: RunData) -> list[str]:
     return items
 
 
+def _nearest_move(nearest: object) -> str:
+    # the headline of stress.json's nearest_liquidation (absent in files written before it)
+    if not isinstance(nearest, dict):
+        return "n/a"
+    c = nearest.get("nearest")
+    if not isinstance(c, dict):
+        return "none to {} / {}".format(*_limits(nearest))
+    if c.get("move") == 0.0:
+        return "already liquidating"
+    who = "all together" if c.get("underlying") == "all" else f"{c.get('underlying')} alone"
+    return f"{display.percent(c.get('move'), signed=True)} ({who}, {c.get('direction')})"
+
+
+def _limits(nearest: dict[str, Any]) -> tuple[str, str]:
+    # the searched range as stress.json records it
+    limits = nearest.get("limits")
+    limits = limits if isinstance(limits, dict) else {}
+    return (display.percent(limits.get("down"), signed=True),
+            display.percent(limits.get("up"), signed=True))
+
+
+def _nearest_rows(nearest: object) -> list[dict[str, str]]:
+    if not isinstance(nearest, dict):
+        return []
+    down, up_to = _limits(nearest)
+    found: dict[str, dict[str, str]] = {}
+    for c in nearest.get("moves") or []:
+        if not isinstance(c, dict):
+            continue
+        label = str(c.get("underlying"))
+        row = found.setdefault(label, {"moved": "all together" if label == "all"
+                                       else f"{label} alone", "fall": "", "rise": ""})
+        up = c.get("direction") == "up"
+        move = c.get("move")
+        row["rise" if up else "fall"] = (display.percent(move, signed=True) if move is not None
+                                         else f"none to {up_to}" if up else f"none to {down}")
+    return list(found.values())
+
+
 def stress(data: dict[str, Any]) -> str:
     """Render ``stress.json`` (``backtester stress RUN_DIR``): scenarios, smallest crash, MC."""
     ccy = str(data.get("valuation_currency") or "")
@@ -451,7 +490,8 @@ def stress(data: dict[str, Any]) -> str:
             return "n/a"
         return "none down to -99%" if c.get("move") is None else fmt(c["move"], percent=True)
 
-    items = [("smallest uniform crash that liquidates", crash("smallest_crash"), "bad"),
+    items = [("nearest liquidating move", _nearest_move(data.get("nearest_liquidation")), "bad"),
+             ("smallest uniform crash that liquidates", crash("smallest_crash"), "bad"),
              ("smallest BTC-only crash", crash("smallest_btc_crash"), "")]
     dist = data.get("distance_to_liquidation")
     if isinstance(dist, dict):
@@ -465,6 +505,12 @@ def stress(data: dict[str, Any]) -> str:
                       f"{fmt(mc.get('ci_high'), percent=True)}]", "bad"))
     parts = [cards(items),
              table(pd.DataFrame(rows), percent=("margin ratio",), table_id="stress-table")]
+    moves = _nearest_rows(data.get("nearest_liquidation"))
+    if moves:
+        parts.append(table(pd.DataFrame(moves), sortable=False, table_id="stress-moves"))
+        parts.append(note("fall / rise of the underlying alone (every other price held at its "
+                          "mark) or of all together that liquidates the account; searched to "
+                          "{} and {}".format(*_limits(data["nearest_liquidation"]))))
     if isinstance(mc, dict):
         parts.append(note(f"{mc.get('n_paths')} paths over {mc.get('horizon_bars')} bars, "
                           f"blocks of {mc.get('block_bars')} bars, seed {mc.get('seed')}, "

@@ -5,9 +5,14 @@ asset together — perp and future marks and indexes, option underlyings, the as
 (coin collateral) — and reprices options with Black-76 at the shocked underlying and shocked
 implied vol. The shocked snapshot goes through :func:`backtester.margin.calculator.evaluate`.
 
-Sign conventions: a move is a fraction of the current price (``-0.1`` = 10 % lower); a vol move
-is a relative change of implied volatility (``+0.5`` = vol × 1.5). Stablecoins move only when
-named explicitly (a de-peg), never through ``"*"`` or a uniform crash.
+Sign conventions: a move is a fraction of the current price (``-0.1`` = 10 % lower, ``+0.2`` =
+20 % higher); a vol move is a relative change of implied volatility (``+0.5`` = vol × 1.5).
+Stablecoins move only when named explicitly (a de-peg), never through ``"*"`` or a uniform crash.
+
+:func:`smallest_move` finds the nearest move (a fall or a rise) of some assets that puts the
+account in liquidation; :func:`smallest_crash` is its fall. In isolated mode a position loses
+at most its allocation: :func:`account_equity` counts each position's own margin balance
+(allocation + UPnL) at no less than 0.
 """
 
 from __future__ import annotations
@@ -16,19 +21,41 @@ import copy
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 
 from backtester.errors import ConfigError
 from backtester.instruments import OptionType, symbol_underlying
 from backtester.margin.calculator import evaluate
+from backtester.margin.kernel import DIST_DOWN, DIST_UP
 from backtester.margin.snapshot import STABLECOINS, ParsedPosition, ParsedSnapshot, parse_snapshot
 from backtester.pricing import implied_vol, inverse_price, price, years_between
 
-__all__ = ["ShockResult", "assets_of", "judge", "liquidated_positions", "shock",
-           "smallest_crash"]
+__all__ = ["FALL_LIMIT", "RISE_LIMIT", "Direction", "ShockResult", "account_equity", "assets_of",
+           "bankrupt_positions", "judge", "liquidated_positions", "shock", "smallest_crash",
+           "smallest_move"]
 
 # Vol used when an option's mark admits no implied vol (at or below intrinsic): its value then
 # moves like its intrinsic value.
 _FLOOR_VOL = 1e-4
+
+#: Largest fall searched by :func:`smallest_move` (−99 %: a price must stay above 0), the
+#: per-bar distance to liquidation's (``backtester.margin.kernel.DIST_DOWN``).
+FALL_LIMIT = 1.0 - DIST_DOWN
+#: Largest rise searched by :func:`smallest_move`: +1,000 % (the price × 11), the same range as
+#: the per-bar distance to liquidation (``backtester.margin.kernel.DIST_UP``). A short
+#: liquidates at a rise of about its collateral / notional (+100 % at 1x, +200 % at 0.5x),
+#: so rises well beyond +100 % are reachable for a lightly leveraged short; a short backed by
+#: more than ten times its notional is reported as not liquidating within range.
+RISE_LIMIT = DIST_UP - 1.0
+#: Rises beyond +100 % are scanned in steps this many times the fall/rise ``step``.
+_COARSE = 10
+
+
+class Direction(StrEnum):
+    """Which way a searched move goes: ``down`` (a fall, move < 0) or ``up`` (a rise, > 0)."""
+
+    DOWN = "down"
+    UP = "up"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -36,10 +63,15 @@ class ShockResult:
     """The account after one shock.
 
     Amounts are in the calculator's valuation currency (USD for USD pools, the coin for coin
-    pools). ``equity`` is the margin balance; ``equity_change`` is ``equity`` minus the unshocked
-    equity (negative = loss). ``liquidated`` lists ``"SYMBOL side"`` of the positions the profile
-    would liquidate (see :func:`liquidated_positions`); ``is_bankrupt`` is True when the margin
-    balance is not positive.
+    pools). ``equity`` is the account's equity at the shocked marks (:func:`account_equity`:
+    the margin balance; in isolated mode each position counts at no less than 0, so a position
+    loses at most its allocation); ``equity_change`` is ``equity`` minus the unshocked equity
+    (negative = loss). ``status`` and ``margin_ratio`` are the calculator's (isolated: the worst
+    position's, each position judged on its own margin). ``liquidated`` lists ``"SYMBOL side"``
+    of the positions the profile would liquidate (see :func:`liquidated_positions`);
+    ``is_bankrupt`` is True when the account's equity is not positive;
+    ``bankrupt_positions`` (isolated only) lists the positions whose own margin balance is not
+    positive — their allocation is used up and the rest of their loss is not the account's.
     """
 
     name: str
@@ -52,6 +84,7 @@ class ShockResult:
     status: str
     liquidated: tuple[str, ...]
     is_bankrupt: bool
+    bankrupt_positions: tuple[str, ...] = ()
 
 
 def _move(table: Mapping[str, float], asset: str, where: str) -> float:
@@ -134,8 +167,12 @@ def shock(snapshot: Mapping[str, object], moves: Mapping[str, float],
     >>> shock(s, {"BTC": -0.1})["prices"]["BTC/USDT:USDT"]
     {'mark': 90.0, 'index': 90.0}
     """
-    vol_moves = vol_moves or {}
-    parsed = parse_snapshot(snapshot)
+    return _shocked(snapshot, parse_snapshot(snapshot), moves, vol_moves or {})
+
+
+def _shocked(snapshot: Mapping[str, object], parsed: ParsedSnapshot, moves: Mapping[str, float],
+             vol_moves: Mapping[str, float]) -> dict[str, object]:
+    # shock() with the snapshot already parsed (a search shocks one snapshot many times)
     out = copy.deepcopy(dict(snapshot))
     options = {p.symbol: p for p in parsed.positions if p.instrument.is_option}
     prices = out.get("prices") or {}
@@ -240,16 +277,86 @@ def liquidated_positions(snapshot: Mapping[str, object],
     return tuple(closed)
 
 
+def _own_balances(snapshot: Mapping[str, object]) -> list[float]:
+    # isolated: each position's own margin balance (allocation + UPnL, valuation currency) is
+    # what the calculator reports for that position alone with no free collateral beside it
+    raw = snapshot.get("positions") or []
+    assert isinstance(raw, list)
+    return [float(evaluate({**snapshot, "collateral": {}, "positions": [p]})  # type: ignore[arg-type]
+                  ["margin_balance"]) for p in raw]
+
+
+def account_equity(snapshot: Mapping[str, object],
+                   result: Mapping[str, object] | None = None) -> float:
+    """Return the account's equity in the valuation currency, an isolated loss capped.
+
+    Cross and portfolio: the calculator's margin balance (collateral value + Σ UPnL; negative
+    when the losses exceed the collateral). Isolated: the free balance plus each position's own
+    margin balance (its allocation + its UPnL) floored at 0 — a position loses at most its
+    allocation, the exchange's insurance fund takes the rest (as the engine books it). Marks as
+    given, no liquidation fee: a position past its liquidation price but not its bankruptcy
+    price still counts what is left of its allocation, which a liquidation would partly or
+    wholly pay out as the fee; the true equity then lies between this and the free balance
+    plus the other positions.
+
+    Parameters
+    ----------
+    snapshot
+        A margin-calculator snapshot (DESIGN §4).
+    result
+        ``evaluate(snapshot)`` when already computed.
+
+    Examples
+    --------
+    >>> tiers = [{"min_notional": 0, "max_notional": 1e12, "mmr": 0.005,
+    ...           "maintenance_amount": 0, "max_leverage": 100}]
+    >>> s = {"profile": "bybit", "mode": "isolated", "collateral": {"USDT": 1000.0},
+    ...      "prices": {"BTC/USDT:USDT": {"mark": 40000.0}},
+    ...      "positions": [{"symbol": "BTC/USDT:USDT", "side": "long", "size": 1,
+    ...                     "entry_price": 50000.0, "isolated_margin": 5000.0,
+    ...                     "tiers": tiers}]}
+    >>> account_equity(s)   # 1,000 free + max(5,000 - 10,000, 0)
+    1000.0
+    """
+    return _equity_and_bankrupt(snapshot, result)[0]
+
+
+def bankrupt_positions(snapshot: Mapping[str, object]) -> tuple[str, ...]:
+    """Return ``"SYMBOL side"`` of the isolated positions whose own margin balance is ≤ 0.
+
+    Their allocation is used up (the mark is at or past the bankruptcy price). Empty for cross
+    and portfolio books, where bankruptcy is the account's (``equity <= 0``).
+    """
+    return _equity_and_bankrupt(snapshot, None)[1]
+
+
+def _equity_and_bankrupt(snapshot: Mapping[str, object],
+                         result: Mapping[str, object] | None) -> tuple[float, tuple[str, ...]]:
+    parsed = parse_snapshot(snapshot)
+    res = evaluate(snapshot) if result is None else result
+    equity = float(res["margin_balance"])  # type: ignore[arg-type]
+    if parsed.mode != "isolated":
+        return equity, ()
+    own = _own_balances(snapshot)
+    # margin balance = free + Σ own balances: remove the part of each below 0
+    return (equity - sum(min(b, 0.0) for b in own),
+            tuple(f"{p.symbol} {p.side}" for p, b in zip(parsed.positions, own, strict=True)
+                  if b <= 0.0))
+
+
 def judge(snapshot: Mapping[str, object], *, name: str, moves: Mapping[str, float],
           vol_moves: Mapping[str, float] | None = None,
           base_equity: float | None = None) -> ShockResult:
-    """Shock ``snapshot``, evaluate it and return the outcome (see :class:`ShockResult`)."""
+    """Shock ``snapshot``, evaluate it and return the outcome (see :class:`ShockResult`).
+
+    ``base_equity`` is the unshocked :func:`account_equity` when already computed.
+    """
     vol_moves = dict(vol_moves or {})
     shocked = shock(snapshot, moves, vol_moves)
     res = evaluate(shocked)
-    equity = float(res["margin_balance"])  # type: ignore[arg-type]
+    equity, bankrupt = _equity_and_bankrupt(shocked, res)
     if base_equity is None:
-        base_equity = float(evaluate(snapshot)["margin_balance"])  # type: ignore[arg-type]
+        base_equity = account_equity(snapshot)
     ratio = res.get("margin_ratio")
     return ShockResult(name=name, moves=dict(moves), vol_moves=vol_moves, equity=equity,
                        equity_change=equity - base_equity,
@@ -257,42 +364,92 @@ def judge(snapshot: Mapping[str, object], *, name: str, moves: Mapping[str, floa
                        margin_ratio=None if ratio is None else float(ratio),  # type: ignore[arg-type]
                        status=str(res["status"]),
                        liquidated=liquidated_positions(shocked, res),
-                       is_bankrupt=equity <= 0.0)
+                       is_bankrupt=equity <= 0.0,
+                       bankrupt_positions=bankrupt)
 
 
-def _liquidates(snapshot: Mapping[str, object], assets: Iterable[str], x: float) -> bool:
-    return _is_liquidating(evaluate(shock(snapshot, dict.fromkeys(assets, x))))
+def _liquidates(snapshot: Mapping[str, object], parsed: ParsedSnapshot, assets: Iterable[str],
+                x: float) -> bool:
+    return _is_liquidating(evaluate(_shocked(snapshot, parsed, dict.fromkeys(assets, x), {})))
 
 
-def smallest_crash(snapshot: Mapping[str, object], assets: Iterable[str] | None = None, *,
-                   step: float = 0.01, tolerance: float = 0.001,
-                   limit: float = 0.99) -> float | None:
-    """Return the smallest uniform fall of ``assets`` that puts the account in liquidation.
+def _scan(direction: Direction, step: float, limit: float) -> list[float]:
+    # unsigned scan points: falls in steps of ``step``; rises the same up to +100 %, then in
+    # steps of _COARSE x step (a price x 11 in 1 % steps would cost 1,000 evaluations)
+    if direction is Direction.DOWN:
+        return [min(i * step, limit) for i in range(1, max(1, math.ceil(limit / step)) + 1)]
+    fine = min(limit, 1.0)
+    points = [min(i * step, fine) for i in range(1, max(1, math.ceil(fine / step)) + 1)]
+    if limit > fine:
+        coarse = _COARSE * step
+        points += [min(fine + j * coarse, limit)
+                   for j in range(1, math.ceil((limit - fine) / coarse) + 1)]
+    return points
+
+
+def smallest_move(snapshot: Mapping[str, object], assets: Iterable[str] | None = None, *,
+                  direction: Direction = Direction.DOWN, step: float = 0.01,
+                  tolerance: float = 0.001, limit: float | None = None) -> float | None:
+    """Return the smallest move of ``assets`` in ``direction`` that liquidates the account.
 
     Every listed asset (default: all non-stable assets of the snapshot) moves by the same
-    fraction ``x``; the result is that ``x`` (negative, e.g. ``-0.0955``), 0.0 when the account
-    is already liquidating, None when no fall down to ``-limit`` liquidates it. The search scans
-    ``0, -step, -2·step, …`` (a hedged book need not be monotonic, so the first crossing is
-    the one wanted) and bisects the first bracket until it is narrower than ``tolerance``
-    (an absolute fraction: 0.001 = 0.1 %); the liquidating end of the bracket is returned.
+    fraction ``x``, every other price is held at its mark. The result is signed — negative for
+    ``down`` (``-0.0955`` = a 9.55 % fall), positive for ``up`` (``+0.19`` = a 19 % rise) — 0.0
+    when the account is already liquidating, None when no move up to ``limit`` liquidates it.
+
+    Parameters
+    ----------
+    snapshot
+        A margin-calculator snapshot (DESIGN §4).
+    assets
+        The assets moved together; the others are held.
+    direction
+        ``Direction.DOWN`` (falls) or ``Direction.UP`` (rises).
+    step
+        Scan step, a fraction of the price. Falls are scanned ``step, 2·step, …`` down to
+        ``-limit``; rises in ``step`` up to +100 %, then in ``10·step`` up to ``+limit``. A
+        hedged book need not be monotonic, so the first crossing from 0 is the one wanted; a
+        liquidating window narrower than the scan step can be stepped over.
+    tolerance
+        The first bracket is bisected until it is narrower than ``tolerance / 10`` (an
+        absolute fraction); the liquidating end of the bracket is returned.
+    limit
+        The largest fall or rise searched (unsigned); default :data:`FALL_LIMIT` (0.99) down,
+        :data:`RISE_LIMIT` (10.0, i.e. +1,000 %) up.
     """
     names = tuple(assets_of(snapshot) if assets is None else assets)
     if _is_liquidating(evaluate(snapshot)):
         return 0.0
     if not names:
         return None
+    if limit is None:
+        limit = FALL_LIMIT if direction is Direction.DOWN else RISE_LIMIT
+    sign = -1.0 if direction is Direction.DOWN else 1.0
+    parsed = parse_snapshot(snapshot)
     prev = 0.0
-    n = max(1, math.ceil(limit / step))
-    for i in range(1, n + 1):
-        x = -min(i * step, limit)
-        if _liquidates(snapshot, names, x):
+    for s in _scan(direction, step, limit):
+        x = sign * s
+        if _liquidates(snapshot, parsed, names, x):
             lo, hi = prev, x        # lo survives, hi liquidates
             while abs(hi - lo) > tolerance / 10:
                 mid = 0.5 * (lo + hi)
-                if _liquidates(snapshot, names, mid):
+                if _liquidates(snapshot, parsed, names, mid):
                     hi = mid
                 else:
                     lo = mid
             return hi
         prev = x
     return None
+
+
+def smallest_crash(snapshot: Mapping[str, object], assets: Iterable[str] | None = None, *,
+                   step: float = 0.01, tolerance: float = 0.001,
+                   limit: float = FALL_LIMIT) -> float | None:
+    """Return the smallest uniform fall of ``assets`` that puts the account in liquidation.
+
+    The fall of :func:`smallest_move` (``direction=Direction.DOWN``): negative (e.g.
+    ``-0.0955``), 0.0 when the account is already liquidating, None when no fall down to
+    ``-limit`` liquidates it. Scan in ``step``, then bisection to ``tolerance`` (0.001 = 0.1 %).
+    """
+    return smallest_move(snapshot, assets, direction=Direction.DOWN, step=step,
+                         tolerance=tolerance, limit=limit)

@@ -6,7 +6,10 @@ liquidation) or a calculator snapshot (a ``SNAPSHOT.json`` path or a mapping) �
 
 * named historical scenarios (``scenarios.json``) and user grids: equity, margin state and
   which positions the profile would liquidate after each shock (:mod:`backtester.risk.shock`);
-* the smallest uniform crash of every asset that liquidates the account, and of BTC alone;
+* the nearest liquidating move: each non-stable underlying alone (the others held at their
+  marks) and all of them together, each searched down and up; the nearest of them is the
+  headline (which underlying, which direction). The smallest uniform crash of every asset and
+  of BTC alone stay as they were (the ``down`` rows of the same searches);
 * the distance to liquidation at every bar of the run (``equity.parquet``);
 * the liquidation probability over a horizon from block-bootstrapped paths
   (:mod:`backtester.risk.montecarlo`).
@@ -19,7 +22,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -34,28 +37,37 @@ from backtester.risk.montecarlo import (
 )
 from backtester.risk.scenarios import Grid, Scenario, grid_scenarios, load_scenarios
 from backtester.risk.shock import (
+    FALL_LIMIT,
+    RISE_LIMIT,
+    Direction,
     ShockResult,
+    account_equity,
     assets_of,
     judge,
     liquidated_positions,
     shock,
     smallest_crash,
+    smallest_move,
 )
 from backtester.timeutil import ms_to_iso, timeframe_ms
 
 __all__ = [
     "LIQUIDATION_RULE",
+    "NEAREST_RULE",
     "CrashResult",
+    "Direction",
     "DistanceSeries",
     "Grid",
     "LoadedSnapshot",
     "MonteCarloResult",
+    "NearestLiquidation",
     "Scenario",
     "ShockResult",
     "StressReport",
     "liquidated_positions",
     "load_scenarios",
     "load_snapshot",
+    "nearest_liquidation",
     "shock",
     "smallest_crash",
     "stress_test",
@@ -68,6 +80,17 @@ LIQUIDATION_RULE = (
     "engine's order (perps and futures before options, then the largest maintenance margin) "
     "until the account is no longer liquidating; isolated: positions whose liquidation price "
     "is crossed by their mark. Fees, slippage and partial slices are not modelled.")
+
+#: How the nearest liquidating move is searched (see :func:`nearest_liquidation`).
+NEAREST_RULE = (
+    "each non-stable underlying alone (every other price held at its mark) and all of them "
+    f"together, moved down to {-FALL_LIMIT:.0%} and up to {RISE_LIMIT:+,.0%}: scan in 1% steps "
+    "(10% steps above +100%), first crossing from 0, then bisection to 0.01%; the headline is "
+    "the smallest absolute move (ties: a single underlying before all together, down before "
+    "up). Options are repriced at held vol; marks only, no fees.")
+
+#: ``underlying`` of a move of every non-stable asset together.
+ALL = "all"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -87,15 +110,44 @@ class LoadedSnapshot:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CrashResult:
-    """Smallest uniform fall of ``assets`` that liquidates the account.
+    """Smallest move of ``assets`` (together, the others held) that liquidates the account.
 
-    ``move`` is negative (``-0.0955`` = a 9.55 % fall), 0.0 when already liquidating, None when
-    no fall down to −99 % liquidates; ``liquidated`` are the positions liquidated at ``move``.
+    ``direction`` is ``down`` (``move`` negative: ``-0.0955`` = a 9.55 % fall; searched to
+    −99 %) or ``up`` (``move`` positive: ``+0.19`` = a 19 % rise; searched to +1,000 %).
+    ``move`` is 0.0 when already liquidating and None when no move in range liquidates.
+    ``underlying`` names what moved: an asset (``"BTC"``, moved alone) or ``"all"`` (every
+    non-stable asset of the account together). ``liquidated`` are the positions liquidated at
+    ``move``.
     """
 
     assets: tuple[str, ...]
     move: float | None
     liquidated: tuple[str, ...]
+    direction: Direction = Direction.DOWN
+    underlying: str = ALL
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NearestLiquidation:
+    """The nearest liquidating moves of an account, and the nearest of them.
+
+    ``moves`` holds, in order, every non-stable asset together (``underlying == "all"``, only
+    when the account has more than one) and then each asset alone (sorted), each ``down`` then
+    ``up``. ``nearest`` is the one with the smallest absolute move — ties go to the move of
+    fewer underlyings (one alone suffices), then down before up; an account already liquidating
+    has every move 0.0 and ``nearest`` is the first row. None when no move in range liquidates
+    the account — a hedged book may survive every uniform move and liquidate on one leg alone.
+    """
+
+    moves: tuple[CrashResult, ...]
+    nearest: CrashResult | None
+
+    def get(self, underlying: str, direction: Direction) -> CrashResult | None:
+        """Return the move of ``underlying`` (an asset or ``"all"``) in ``direction``."""
+        for c in self.moves:
+            if c.underlying == underlying and c.direction is direction:
+                return c
+        return None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -126,6 +178,7 @@ class StressReport:
     scenarios: tuple[ShockResult, ...]
     smallest_crash: CrashResult
     smallest_btc_crash: CrashResult | None
+    nearest_liquidation: NearestLiquidation
     distance: DistanceSeries | None
     monte_carlo: MonteCarloResult | None
     notes: tuple[str, ...] = ()
@@ -140,6 +193,13 @@ class StressReport:
             "smallest_crash": _clean(asdict(self.smallest_crash)),
             "smallest_btc_crash": (None if self.smallest_btc_crash is None
                                    else _clean(asdict(self.smallest_btc_crash))),
+            "nearest_liquidation": {
+                "nearest": (None if self.nearest_liquidation.nearest is None
+                            else _clean(asdict(self.nearest_liquidation.nearest))),
+                "moves": [_clean(asdict(c)) for c in self.nearest_liquidation.moves],
+                "limits": {"down": -FALL_LIMIT, "up": RISE_LIMIT},
+                "rule": NEAREST_RULE,
+            },
             "distance_to_liquidation": None,
             "monte_carlo": None if self.monte_carlo is None else _clean(asdict(self.monte_carlo)),
             "notes": list(self.notes),
@@ -244,13 +304,40 @@ def _horizon_bars(horizon: str | int, bar_ms: int) -> int:
     return max(1, round(ms / bar_ms))
 
 
-def _crash(snapshot: Mapping[str, object], assets: tuple[str, ...]) -> CrashResult:
-    move = smallest_crash(snapshot, assets)
+def _crash(snapshot: Mapping[str, object], assets: tuple[str, ...], *,
+           direction: Direction = Direction.DOWN, underlying: str = ALL) -> CrashResult:
+    move = smallest_move(snapshot, assets, direction=direction)
     liquidated: tuple[str, ...] = ()
     if move is not None:
         shocked = shock(snapshot, dict.fromkeys(assets, move))
         liquidated = liquidated_positions(shocked)
-    return CrashResult(assets=assets, move=move, liquidated=liquidated)
+    return CrashResult(assets=assets, move=move, liquidated=liquidated, direction=direction,
+                       underlying=underlying)
+
+
+def nearest_liquidation(snapshot: Mapping[str, object]) -> NearestLiquidation:
+    """Search the nearest liquidating move of each underlying alone and of all together.
+
+    For every non-stable asset of ``snapshot`` (:func:`backtester.risk.shock.assets_of`) the
+    asset alone is moved — its perp/future marks and indexes, option underlyings (options
+    repriced at held vol) and its collateral — with every other price held at its mark; and,
+    when there is more than one, all of them together by the same fraction. Each is searched
+    down (to −99 %) and up (to +1,000 %) by :func:`backtester.risk.shock.smallest_move`. See
+    :class:`NearestLiquidation` for the order and the headline.
+    """
+    assets = assets_of(snapshot)
+    groups = ([(ALL, assets)] if len(assets) > 1 else []) + [(a, (a,)) for a in assets]
+    moves = tuple(_crash(snapshot, names, direction=d, underlying=label)
+                  for label, names in groups for d in (Direction.DOWN, Direction.UP))
+    found = [c for c in moves if c.move is not None]
+    if not assets:
+        # nothing to move: liquidating already (a liability in the pool) or never
+        found = [c for c in (_crash(snapshot, ()),) if c.move is not None]
+    # ties: the move of fewer underlyings (one alone suffices), then the earlier (min keeps
+    # the first); at 0.0 (already liquidating) every row ties and the first (all, down) stands
+    nearest = min(found, key=lambda c: (abs(c.move or 0.0), len(c.assets) if c.move else 0),
+                  default=None)
+    return NearestLiquidation(moves=moves, nearest=nearest)
 
 
 def stress_test(source: str | Path | Mapping[str, object] | LoadedSnapshot, *,
@@ -285,7 +372,7 @@ def stress_test(source: str | Path | Mapping[str, object] | LoadedSnapshot, *,
         loaded = load_snapshot(source)
     snap = loaded.snapshot
     base = evaluate(snap)
-    base_equity = float(base["margin_balance"])  # type: ignore[arg-type]
+    base_equity = account_equity(snap, base)
     named = load_scenarios()
     chosen: list[Scenario] = []
     for s in (named.values() if scenarios is None else scenarios):
@@ -301,7 +388,13 @@ def stress_test(source: str | Path | Mapping[str, object] | LoadedSnapshot, *,
     results = tuple(judge(snap, name=s.name, moves=s.moves, vol_moves=s.vol_moves,
                           base_equity=base_equity) for s in chosen)
     assets = assets_of(snap)
-    btc = _crash(snap, ("BTC",)) if "BTC" in assets and len(assets) > 1 else None
+    nearest = nearest_liquidation(snap)
+    # the legacy fields are the down rows of the same searches (one asset: itself is "all")
+    crash = nearest.get(ALL, Direction.DOWN)
+    if crash is None:
+        alone = nearest.get(assets[0], Direction.DOWN) if assets else None
+        crash = _crash(snap, ()) if alone is None else replace(alone, underlying=ALL)
+    btc = nearest.get("BTC", Direction.DOWN) if len(assets) > 1 else None
     notes = list(loaded.notes)
     mc = None
     if monte_carlo > 0:
@@ -325,5 +418,6 @@ def stress_test(source: str | Path | Mapping[str, object] | LoadedSnapshot, *,
                         time=None if snap.get("time") is None else str(snap.get("time")),
                         valuation_currency=str(base["valuation_currency"]),
                         equity=base_equity, status=str(base["status"]), scenarios=results,
-                        smallest_crash=_crash(snap, assets), smallest_btc_crash=btc,
+                        smallest_crash=crash, smallest_btc_crash=btc,
+                        nearest_liquidation=nearest,
                         distance=distance, monte_carlo=mc, notes=tuple(notes))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 import backtester
+from backtester import display
 from backtester.cli import _register, cli
 from backtester.errors import BacktesterWarning
 from backtester.margin.calculator import evaluate
@@ -55,6 +57,24 @@ def test_stress_cli_on_a_run_folder_writes_stress_json(run_dir: Path) -> None:
     assets = data["smallest_crash"]["assets"]
     assert evaluate(shock(snap, dict.fromkeys(assets, move)))["status"] == "liquidate"
     assert evaluate(shock(snap, dict.fromkeys(assets, move + 0.001)))["status"] != "liquidate"
+    # issue 14 item 10: each underlying alone and all together, down and up; the headline is
+    # the smallest absolute move found, and it liquidates while 0.1 % less does not
+    nearest = data["nearest_liquidation"]
+    found = [m for m in nearest["moves"] if m["move"] is not None]
+    assert {(m["underlying"], m["direction"]) for m in nearest["moves"]} == {
+        (u, d) for u in ("all", "BTC", "ETH") for d in ("down", "up")}
+    head = nearest["nearest"]
+    assert abs(head["move"]) == min(abs(m["move"]) for m in found)
+    assert abs(head["move"]) <= abs(move)
+    moved = dict.fromkeys(head["assets"], head["move"])
+    closer = dict.fromkeys(head["assets"], head["move"] - math.copysign(0.001, head["move"]))
+    assert evaluate(shock(snap, moved))["status"] == "liquidate"
+    assert evaluate(shock(snap, closer))["status"] != "liquidate"
+    who = "every underlying together" if head["underlying"] == "all" else head["underlying"]
+    assert "nearest liquidating moves" in result.output
+    assert f"nearest liquidating move: {display.percent(head['move'], signed=True)}" in (
+        " ".join(result.output.split()))
+    assert who in result.output
     n_bars = len(backtester_equity(run_dir))
     assert len(data["distance_to_liquidation"]["series"]) == n_bars
     mc = data["monte_carlo"]
@@ -79,6 +99,8 @@ def test_report_shows_the_stress_section_only_when_stress_json_exists(run_dir: P
     doc = write_report(run_dir, tearsheet_enabled=False).read_text()
     section = doc.split('<section id="stress">')[1].split("</section>")[0]
     assert "smallest uniform crash that liquidates" in section
+    assert "nearest liquidating move" in section
+    assert 'id="stress-moves"' in section
     assert "black_thursday_2020" in section
     assert doc.index('id="stress"') < doc.index('<section id="warnings">')
     (run_dir / "stress.json").unlink()
@@ -124,8 +146,6 @@ def test_stress_help_has_an_example() -> None:
 def test_stress_output_readable_at_80_columns_with_progress_16(run_dir: Path) -> None:
     # issue 16 items 10 and 11: Monte Carlo progress on a terminal (stderr), the scenario
     # table whole at 80 columns (it used to cut numbers), money with two decimals
-    from backtester import display
-
     args = ["stress", str(run_dir), "--grid", "btc=-0.05:-0.5:0.05", "--beta-eth", "1.2",
             "--monte-carlo", "40", "--horizon", "2d", "--seed", "3"]
     res = CliRunner().invoke(cli, args, env={"TTY_COMPATIBLE": "1"})
