@@ -9,6 +9,7 @@ field names.
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -193,6 +194,8 @@ def load_profile(name: str, overrides: Mapping[str, object] | None = None) -> Pr
         msg = (f"profile: unknown profile {name!r}{_suggest(name, PROFILE_NAMES)}; "
                f"expected one of {', '.join(PROFILE_NAMES)}")
         raise ConfigError(msg)
+    if not overrides:
+        return _shipped(name)
     path = _DIR / f"{name}.json"
     raw = json.loads(path.read_text(encoding="utf-8"))
     data = {k: v for k, v in raw.items() if k not in _DOC_KEYS}
@@ -203,6 +206,15 @@ def load_profile(name: str, overrides: Mapping[str, object] | None = None) -> Pr
                 raise ConfigError(msg)
             data[key] = value
     return _build(name, data, str(path.name))
+
+
+@functools.cache
+def _shipped(name: str) -> Profile:
+    # a shipped profile as its file says (immutable: frozen, with read-only mappings), read once
+    # per process — the calculator loads one per snapshot, stress and sweeps thousands
+    path = _DIR / f"{name}.json"
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    return _build(name, {k: v for k, v in raw.items() if k not in _DOC_KEYS}, str(path.name))
 
 
 def _build(name: str, data: dict[str, object], where: str) -> Profile:
