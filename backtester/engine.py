@@ -64,6 +64,7 @@ __all__ = ["Engine"]
 #: the per-step account series and their columns in the margin kernel's records
 _REC_COLUMNS = {"equity": kernel.REC_EQUITY, "wallet": kernel.REC_WALLET,
                 "unrealized_pnl": kernel.REC_UPNL, "margin_balance": kernel.REC_MB,
+                "margin_balance_close": kernel.REC_MB_CLOSE,
                 "initial_margin": kernel.REC_IM, "maintenance_margin": kernel.REC_MM,
                 "margin_ratio": kernel.REC_RATIO, "available": kernel.REC_AVAILABLE,
                 "gross_exposure": kernel.REC_GROSS, "net_exposure": kernel.REC_NET,

@@ -192,7 +192,7 @@ class _SnapshotBook:
         self.book = book
         self.store = np.asarray(values or [0.0], dtype=np.float64)
         self.flags = k.MULTI | (k.ISOLATED if self.isolated else 0)
-        if profile.name == "bybit":
+        if style_for_profile(profile.name) == "bybit":
             # Bybit's cross margin balance is wallet + futures PnL: options' value is not in it
             # ([BY3] §5.1; it enters under portfolio margin)
             self.flags |= k.OPTIONS_OFF_MB

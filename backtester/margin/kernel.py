@@ -130,6 +130,7 @@ __all__ = [
     "REC_GROSS",
     "REC_IM",
     "REC_MB",
+    "REC_MB_CLOSE",
     "REC_MM",
     "REC_NET",
     "REC_RATIO",
@@ -177,10 +178,12 @@ NOF = 6
 OI_LIN, OI_OPT, OI_BUY, OI_MMK, OI_SETTLE, OI_POOL, OI_ROW, OI_SC = range(8)
 NOI = 8
 # -- per-bar record columns (the engine's equity series) ----------------------------------------
+#: (``REC_MB`` and the requirement, ratio and status are the margin check's: at the intrabar
+#: worst scenario when the check is intrabar; ``REC_MB_CLOSE`` the margin balance at the close)
 (REC_EQUITY, REC_WALLET, REC_UPNL, REC_MB, REC_IM, REC_MM, REC_RATIO, REC_AVAILABLE, REC_GROSS,
  REC_NET, REC_COLL_FIXED, REC_COLL_MOVING, REC_SESSION_FIXED, REC_SESSION_MOVING,
- REC_STATUS) = range(15)
-NREC = 15
+ REC_STATUS, REC_MB_CLOSE) = range(16)
+NREC = 16
 # -- per-pool columns -------------------------------------------------------------------------
 POOL_COLLATERAL, POOL_MB, POOL_IM, POOL_MM, POOL_RATIO, POOL_AVAILABLE, POOL_STATUS = range(7)
 NPOOL = 7
@@ -762,6 +765,7 @@ def evaluate(s0: int, nbars: int, flags: int, call_level: float, lf: np.ndarray,
             out[st, REC_WALLET] = bal_usd
             out[st, REC_UPNL] = value_all
             out[st, REC_MB] = mb
+            out[st, REC_MB_CLOSE] = mb
             out[st, REC_IM] = im_t
             out[st, REC_MM] = mm_t
             out[st, REC_RATIO] = ratio

@@ -277,6 +277,10 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
         flags = k.INTRABAR if (self.intrabar if intrabar is None else intrabar) else 0
         if not book.concave:
             flags |= k.DIST_GRID
+        if self.profile.option_margin_style == "bybit":
+            # Bybit's cross margin balance is wallet + futures PnL: options' value is in the
+            # equity, not the margin balance ([BY3] §5.1), as the calculator has it
+            flags |= k.OPTIONS_OFF_MB
         if self.mode is MarginMode.ISOLATED:
             flags |= k.ISOLATED
         if self._multi(book):
