@@ -33,6 +33,7 @@ from typing import Literal
 import numpy as np
 
 from backtester.errors import ConfigError
+from backtester.instruments.math import pnl as contract_pnl
 from backtester.pricing.black76 import MS_PER_YEAR, FloatArray, price
 from backtester.pricing.surface import VolSurface
 
@@ -301,7 +302,7 @@ def _position_pnl(pos: PortfolioPosition, *, spot: float, moves: FloatArray,
     if pos.kind in ("perpetual", "future"):
         p0 = pos.mark_price if pos.mark_price > 0 else spot
         p1 = p0 * (1.0 + moves)
-        pnl = units * (p1 - p0) if pos.is_linear else units * (1.0 / p0 - 1.0 / p1)
+        pnl = contract_pnl(pos.qty, pos.contract_size, p0, p1, pos.is_linear)
         return np.repeat(pnl[:, None], len(vol_columns), axis=1)
     if pos.strike is None or pos.option_type is None or pos.expiry_ms is None:
         msg = f"option {pos.symbol} needs strike, option_type and expiry_ms"
