@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 
@@ -302,7 +302,9 @@ def _position_pnl(pos: PortfolioPosition, *, spot: float, moves: FloatArray,
     if pos.kind in ("perpetual", "future"):
         p0 = pos.mark_price if pos.mark_price > 0 else spot
         p1 = p0 * (1.0 + moves)
-        pnl = contract_pnl(pos.qty, pos.contract_size, p0, p1, pos.is_linear)
+        # The compiled formula is elementwise: an array of scenario prices gives an array.
+        pnl = cast("FloatArray", contract_pnl(pos.qty, pos.contract_size, p0,
+                                              cast("float", p1), pos.is_linear))
         return np.repeat(pnl[:, None], len(vol_columns), axis=1)
     if pos.strike is None or pos.option_type is None or pos.expiry_ms is None:
         msg = f"option {pos.symbol} needs strike, option_type and expiry_ms"
