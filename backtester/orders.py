@@ -149,6 +149,11 @@ class Order:
         """Contracts with sign: positive buys, negative sells."""
         return self.qty if self.side is Side.BUY else -self.qty
 
+    @property
+    def order_id(self) -> int:
+        """The order's id (as :attr:`OpenOrder.order_id` names it)."""
+        return self.id
+
     def as_dict(self) -> dict[str, object]:
         """Return a flat record for results tables (the fields of :data:`ORDER_FIELDS`)."""
         return {k: get(self) for k, get in ORDER_FIELDS}
@@ -159,9 +164,11 @@ class Order:
 
 
 #: The columns of an order's record in the results (``orders.parquet``) and how each is read
-#: from the order: amounts as exact decimal strings, enums by value.
-ORDER_FIELDS: tuple[tuple[str, Callable[[Order], object]], ...] = (
-    ("order_id", lambda o: o.id),
+#: from the order (an :class:`Order` or an :class:`OpenOrder`): amounts as exact decimal
+#: strings, enums by value. The keys are also those of the dicts ``ctx.open_orders()``
+#: returned before it returned :class:`OpenOrder` records.
+ORDER_FIELDS: tuple[tuple[str, Callable[[Order | OpenOrder], object]], ...] = (
+    ("order_id", lambda o: o.order_id),
     ("symbol", lambda o: o.symbol),
     ("side", lambda o: o.side.value),
     ("qty", lambda o: str(o.qty)),
@@ -245,25 +252,6 @@ class OrderRecord:
         if self.reason is None:
             return self.status.value
         return f"{self.status.value}: {self.reason.value}"
-
-
-#: the keys of the dicts ``ctx.open_orders()`` returned before it returned :class:`OpenOrder`
-#: records, and how each reads the record (the old values: amounts as strings, enums by value)
-_LEGACY_KEYS: dict[str, Callable[[OpenOrder], object]] = {
-    "order_id": lambda o: o.order_id,
-    "symbol": lambda o: o.symbol,
-    "side": lambda o: o.side.value,
-    "qty": lambda o: str(o.qty),
-    "type": lambda o: o.order_type.value,
-    "price": lambda o: None if o.price is None else str(o.price),
-    "stop_price": lambda o: None if o.stop_price is None else str(o.stop_price),
-    "tif": lambda o: o.tif.value,
-    "reduce_only": lambda o: o.is_reduce_only,
-    "post_only": lambda o: o.is_post_only,
-    "tag": lambda o: o.tag,
-    "created_ms": lambda o: o.created_ms,
-    "parent_id": lambda o: o.parent_id,
-}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -355,6 +343,7 @@ class OpenOrder:
         return get(self)
 
 
+_LEGACY_KEYS = dict(ORDER_FIELDS)
 _ATTRIBUTE_OF = {"type": "order_type", "reduce_only": "is_reduce_only",
                  "post_only": "is_post_only"}
 
