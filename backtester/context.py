@@ -5,6 +5,9 @@ Reads: ``now``, ``price``, ``bar``, ``mark``, ``index``, ``history``, ``funding_
 ``round_price``; in ``on_start`` only: ``series`` and ``indicator``.
 Writes: ``buy``, ``sell``, ``order``, ``target``, ``close``, ``close_all``, ``cancel``,
 ``set_leverage``, ``record``, ``log``. Order keywords after ``qty`` are keyword-only.
+
+The context reaches the run only through :class:`ContextHost` (the engine satisfies it), so
+this module sits below the engine and the strategy base class, whose hooks it types.
 """
 
 from __future__ import annotations
@@ -13,21 +16,33 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import pandas as pd
 
 from backtester.errors import ConfigError, PhaseError
+from backtester.indicator import Indicator
+from backtester.margin.status import MarginStatus
 from backtester.numeric import ZERO, dec, to_price, to_qty
-from backtester.orders import OrderRejected, OrderType, Side, TimeInForce
-from backtester.strategy import Indicator
+from backtester.orders import (
+    CancelReason,
+    OpenOrder,
+    OrderRejected,
+    OrderType,
+    Side,
+    TimeInForce,
+)
 
 if TYPE_CHECKING:
-    from backtester.engine import Engine
+    from backtester.accounting import Account
+    from backtester.data.feed import Feed, SymbolFeed
     from backtester.instruments import Instrument
+    from backtester.margin.state import MarginEngine
+    from backtester.orders import Order
 
-__all__ = ["AccountView", "Bar", "Context", "OrderTicket", "PositionView"]
+__all__ = ["AccountView", "Bar", "Context", "ContextHost", "OrderTicket", "Phase", "PositionView"]
 
 logger = logging.getLogger("backtester.strategy")
 
@@ -41,6 +56,21 @@ def _expiry_ms(value: int | str) -> int:
     if len(text) == 6 and text.isdigit():  # YYMMDD, 08:00 UTC as in ccxt symbols
         return parse_utc_ms(f"20{text[:2]}-{text[2:4]}-{text[4:]}T08:00")
     return parse_utc_ms(text)
+
+
+class Phase(StrEnum):
+    """Which part of the run is under way; what the context allows depends on it.
+
+    ``start`` (``on_start``): ``ctx.series``, ``ctx.indicator`` and ``ctx.wake_on``, no orders;
+    ``bar`` (``on_bar`` and the event hooks): orders; ``finish`` (``on_finish``): no orders.
+    Compares equal to its value.
+    """
+
+    #: the engine is being built
+    INIT = "init"
+    START = "start"
+    BAR = "bar"
+    FINISH = "finish"
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +119,9 @@ class PositionView:
 class AccountView:
     """The account at the last evaluation, in the valuation currency (USD for USD pools).
 
-    ``margin_ratio`` is maintenance margin / margin balance (1.0 = liquidation).
+    ``margin_ratio`` is maintenance margin / margin balance (1.0 = liquidation); ``status`` is
+    a :class:`~backtester.margin.status.MarginStatus` (``ok``, ``call`` or ``liquidate``; it
+    compares equal to those strings).
     """
 
     equity: float
@@ -101,7 +133,7 @@ class AccountView:
     margin_ratio: float
     available: float
     balances: dict[str, Decimal]
-    status: str
+    status: MarginStatus
     greeks: dict[str, float]
 
 
@@ -118,10 +150,69 @@ class OrderTicket:
         return self.rejection is None
 
 
+class ContextHost(Protocol):
+    """What the context reads and asks of the run's engine (``backtester.engine.Engine``
+    satisfies it; the context never imports the engine)."""
+
+    @property
+    def now_ms(self) -> int: ...
+
+    @property
+    def phase(self) -> Phase: ...
+
+    @property
+    def feed(self) -> Feed: ...
+
+    @property
+    def account(self) -> Account: ...
+
+    @property
+    def margin(self) -> MarginEngine: ...
+
+    @property
+    def orders(self) -> dict[int, Order]: ...
+
+    @property
+    def wake_signals(self) -> list[Any]: ...
+
+    def feed_of(self, symbol: str) -> SymbolFeed:
+        """Return the feed of ``symbol``."""
+        ...
+
+    def submit(self, symbol: str, side: Side, qty: Decimal | float | str, *,
+               order_type: OrderType, price: float | Decimal | None,
+               stop_price: float | Decimal | None, tif: TimeInForce | None, reduce_only: bool,
+               post_only: bool, tag: str, stop_loss: float | Decimal | None,
+               take_profit: float | Decimal | None) -> OrderTicket:
+        """Validate and place an order."""
+        ...
+
+    def cancel(self, order_id: int | None, *, symbol: str | None,
+               reason: CancelReason | str) -> int:
+        """Cancel one order, all orders of a symbol, or all orders; return how many."""
+        ...
+
+    def set_leverage(self, symbol: str, leverage: float) -> None:
+        """Set the leverage of ``symbol``."""
+        ...
+
+    def record_user(self, values: dict[str, float]) -> None:
+        """Store user series values for the current step."""
+        ...
+
+    def position_view(self, symbol: str) -> PositionView:
+        """A read-only view of the position in ``symbol``."""
+        ...
+
+    def account_view(self) -> AccountView:
+        """The account at the last evaluation."""
+        ...
+
+
 class Context:
     """The strategy's window on the run. One instance per run; see the module docstring."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: ContextHost) -> None:
         self._e = engine
         self.log = logger
 
@@ -189,7 +280,7 @@ class Context:
 
         Wrap what you compute with :meth:`indicator` so that bars are revealed one by one.
         """
-        if self._e.phase != "start":
+        if self._e.phase is not Phase.START:
             msg = "ctx.series() is for on_start (use ctx.indicator(...).now in on_bar)"
             raise PhaseError(msg)
         f = self._e.feed_of(symbol)
@@ -209,7 +300,7 @@ class Context:
 
         The result must have one value per bar of ``symbol``.
         """
-        if self._e.phase != "start":
+        if self._e.phase is not Phase.START:
             msg = "ctx.indicator() is for on_start"
             raise PhaseError(msg)
         f = self._e.feed_of(symbol)
@@ -273,9 +364,17 @@ class Context:
         """The account at the last evaluation."""
         return self._e.account_view()
 
-    def open_orders(self, symbol: str | None = None) -> list[dict[str, object]]:
-        """Working orders (all, or of ``symbol``) as records."""
-        return [o.as_dict() for o in self._e.orders.values()
+    def open_orders(self, symbol: str | None = None) -> list[OpenOrder]:
+        """Working orders (all, or of ``symbol``), in the order they were placed.
+
+        Returns
+        -------
+        list of OpenOrder
+            One frozen record per working order (id, symbol, side, unsigned ``qty``, type,
+            prices, time in force, flags, tag, time placed, parent): a snapshot that does not
+            change as the order fills or is cancelled.
+        """
+        return [OpenOrder.from_order(o) for o in self._e.orders.values()
                 if symbol is None or o.symbol == symbol]
 
     def contracts_for(self, symbol: str, *, notional: float, price: float | None = None) -> Decimal:
@@ -371,7 +470,7 @@ class Context:
 
     def cancel(self, order_id: int | None = None, *, symbol: str | None = None) -> int:
         """Cancel one order, all orders of a symbol, or all orders; return how many."""
-        return self._e.cancel(order_id, symbol=symbol, reason="strategy")
+        return self._e.cancel(order_id, symbol=symbol, reason=CancelReason.STRATEGY)
 
     def set_leverage(self, symbol: str, leverage: float) -> None:
         """Set the leverage (initial margin = notional / leverage) of ``symbol``."""
@@ -397,7 +496,7 @@ class Context:
         signals
             Indicators made with :meth:`indicator` (their symbols may differ).
         """
-        if self._e.phase != "start":
+        if self._e.phase is not Phase.START:
             msg = "ctx.wake_on() is for on_start"
             raise PhaseError(msg)
         for sig in signals:

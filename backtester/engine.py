@@ -28,7 +28,7 @@ import numpy as np
 
 from backtester.accounting import Account, EntryKind
 from backtester.config import FillMode, FundingMode, RunConfig
-from backtester.context import AccountView, Context, OrderTicket, PositionView
+from backtester.context import AccountView, Context, OrderTicket, Phase, PositionView
 from backtester.data.feed import Feed, SymbolFeed
 from backtester.errors import (
     BacktesterWarning,
@@ -44,10 +44,13 @@ from backtester.margin import kernel
 from backtester.margin.state import MarginEngine
 from backtester.numeric import ZERO, dec, to_money, to_price
 from backtester.orders import (
+    CancelReason,
     Fill,
     Order,
     OrderCancelled,
+    OrderRecord,
     OrderRejected,
+    OrderStatus,
     OrderType,
     RejectReason,
     Side,
@@ -88,7 +91,7 @@ class Engine:
         self.config = config
         self.profile = profile
         self.now_ms = feed.steps[0][0] if feed.steps else 0
-        self.phase = "init"
+        self.phase = Phase.INIT
         start_ms = min(f.ts[0] for f in feed.symbols.values())
         collateral = config.collateral or {profile.quote_asset: profile.default_collateral}
         self.account = Account(collateral, start_ms=start_ms,
@@ -113,10 +116,10 @@ class Engine:
         self.by_symbol: dict[str, list[Order]] = {}
         self._next_id = 1
         self.fills: list[Fill] = []
-        #: every order placed, as [order, status, closed_ms] (the orders frame is built from
-        #: these; an order's recorded fields never change after it is placed)
-        self.order_log: list[list[Any]] = []
-        self._order_rec: dict[int, list[Any]] = {}
+        #: every order placed, with its status (the orders frame is built from these; an
+        #: order's recorded fields never change after it is placed)
+        self.order_log: list[OrderRecord] = []
+        self._order_rec: dict[int, OrderRecord] = {}
         self.rejections: list[OrderRejected] = []
         self.cancels: list[OrderCancelled] = []
         self.events: list[Any] = []
@@ -173,9 +176,9 @@ class Engine:
     def run(self) -> None:
         """Run every clock step; the results are read from this engine afterwards."""
         strat = self.strategy
-        self.phase = "start"
+        self.phase = Phase.START
         self._call("on_start", strat.on_start, None)
-        self.phase = "bar"
+        self.phase = Phase.BAR
         on_bar = strat.on_bar
         orders_by_symbol = self.by_symbol
         margin = self.margin
@@ -229,7 +232,7 @@ class Engine:
                     and self.stopped_reason is None:
                 s = self._skip(s, wake)  # type: ignore[arg-type]
         self._finish_records(s + 1)
-        self.phase = "finish"
+        self.phase = Phase.FINISH
         self._call("on_finish", strat.on_finish, None)
         account.check_replay()
 
@@ -303,7 +306,7 @@ class Engine:
         except (StrategyError, PhaseError, ConfigError, DataError):
             raise
         except Exception as exc:
-            ts = None if self.phase == "start" else self.now_ms
+            ts = None if self.phase is Phase.START else self.now_ms
             raise StrategyError(self.strategy.name, hook, ts, exc) from exc
 
     def _deliver(self) -> None:
@@ -377,8 +380,8 @@ class Engine:
                 self._fill(order, f, m, is_ambiguous=order.id in ambiguous)
         for order in expired_ioc:
             if order.id in self.orders:
-                self._remove(order, "fok_not_filled" if order.tif is TimeInForce.FOK
-                             else "ioc_not_filled")
+                self._remove(order, CancelReason.FOK_NOT_FILLED if order.tif is TimeInForce.FOK
+                             else CancelReason.IOC_NOT_FILLED)
 
     def _resolve_oco(self, matches: list[tuple[float, int, Order, Match]]) -> set[int]:
         # both legs of an OCO pair touched in one bar: the bar cannot say which came first, so
@@ -406,7 +409,7 @@ class Engine:
         qty = order.qty
         if order.is_reduce_only:
             if pos.qty == 0 or (pos.qty > 0) == (order.side is Side.BUY):
-                self._remove(order, "reduce_only_nothing_to_reduce")
+                self._remove(order, CancelReason.REDUCE_ONLY_NOTHING_TO_REDUCE)
                 return
             qty = min(qty, abs(pos.qty))
         price = m.price
@@ -429,7 +432,7 @@ class Engine:
         self.pending.append(("fill", fill))
         self._remove(order, None)
         if order.oco_id is not None and order.oco_id in self.orders:
-            self._remove(self.orders[order.oco_id], "oco")
+            self._remove(self.orders[order.oco_id], CancelReason.OCO)
         if order.stop_loss is not None or order.take_profit is not None:
             self._attach_exits(order, qty)
 
@@ -456,13 +459,14 @@ class Engine:
             self.orders[ids[0]].oco_id = ids[1]
             self.orders[ids[1]].oco_id = ids[0]
 
-    def _remove(self, order: Order, reason: str | None) -> None:
+    def _remove(self, order: Order, reason: CancelReason | None) -> None:
         if self.orders.pop(order.id, None) is not None:
             self.orders_version += 1
         record = self._order_rec.get(order.id)
         if record is not None:
-            record[1] = "filled" if reason is None else f"cancelled: {reason}"
-            record[2] = self.now_ms
+            record.status = OrderStatus.FILLED if reason is None else OrderStatus.CANCELLED
+            record.reason = reason
+            record.closed_ms = self.now_ms
         lst = self.by_symbol.get(order.symbol)
         if lst is not None and order in lst:
             lst.remove(order)
@@ -585,8 +589,8 @@ class Engine:
                post_only: bool, tag: str, stop_loss: float | Decimal | None,
                take_profit: float | Decimal | None) -> OrderTicket:
         """Validate and place an order; rejections are recorded events, not exceptions."""
-        if self.phase != "bar":
-            msg = f"orders cannot be placed in {'on_' + self.phase}; place them from on_bar"
+        if self.phase is not Phase.BAR:
+            msg = f"orders cannot be placed in on_{self.phase.value}; place them from on_bar"
             raise PhaseError(msg)
         f = self.feed_of(symbol)
         refused = self._refuse_non_finite(symbol, side, order_type, tag, qty=qty, limit=price,
@@ -650,15 +654,16 @@ class Engine:
                       created_ms=self.now_ms, price=price, stop_price=stop_price, tif=tif,
                       is_reduce_only=reduce_only, is_post_only=post_only, tag=tag,
                       stop_loss=stop_loss, take_profit=take_profit, parent_id=parent_id)
-        record: list[Any] = [order, "working", None]
+        record = OrderRecord(order=order)
         self.order_log.append(record)
         self._order_rec[oid] = record
         if check:
             rej = self._check(order)
             if rej is not None:
                 self.rejections.append(rej)
-                record[1] = f"rejected: {rej.reason}"
-                record[2] = self.now_ms
+                record.status = OrderStatus.REJECTED
+                record.reason = rej.reason
+                record.closed_ms = self.now_ms
                 return oid
         self.orders[oid] = order
         self.orders_version += 1
@@ -703,8 +708,11 @@ class Engine:
             return None  # survival re-runs keep the run's trades whatever the collateral
         return self.margin.admit(order, f)
 
-    def cancel(self, order_id: int | None, *, symbol: str | None, reason: str) -> int:
-        """Cancel one order, all orders of a symbol, or all orders."""
+    def cancel(self, order_id: int | None, *, symbol: str | None,
+               reason: CancelReason | str) -> int:
+        """Cancel one order, all orders of a symbol, or all orders; ``reason`` is a
+        :class:`~backtester.orders.CancelReason` (or its value)."""
+        reason = CancelReason(reason)
         if order_id is not None:
             order = self.orders.get(order_id)
             if order is None:

@@ -10,6 +10,7 @@ are :class:`OrderRejected` *events* with a reason code, never exceptions.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -19,10 +20,14 @@ from backtester.instruments import Instrument
 
 __all__ = [
     "ORDER_FIELDS",
+    "CancelReason",
     "Fill",
+    "OpenOrder",
     "Order",
     "OrderCancelled",
+    "OrderRecord",
     "OrderRejected",
+    "OrderStatus",
     "OrderType",
     "RejectReason",
     "Side",
@@ -76,6 +81,34 @@ class RejectReason(StrEnum):
     TRADING_HALTED = "trading_halted"
 
 
+class CancelReason(StrEnum):
+    """Why a working order left the book without filling (compares equal to its value)."""
+
+    #: ``ctx.cancel`` (or ``ctx.close_all``)
+    STRATEGY = "strategy"
+    #: its one-cancels-other sibling filled
+    OCO = "oco"
+    #: an IOC order did not fill at the first bar it could
+    IOC_NOT_FILLED = "ioc_not_filled"
+    #: a FOK order did not fill at the first bar it could
+    FOK_NOT_FILLED = "fok_not_filled"
+    #: a reduce-only order found no position to reduce when it triggered
+    REDUCE_ONLY_NOTHING_TO_REDUCE = "reduce_only_nothing_to_reduce"
+    #: the exchange cancels working orders before it liquidates
+    LIQUIDATION = "liquidation"
+    #: its instrument expired
+    EXPIRED = "expired"
+
+
+class OrderStatus(StrEnum):
+    """How an order stands: working, or how it ended (compares equal to its value)."""
+
+    WORKING = "working"
+    FILLED = "filled"
+    CANCELLED = "cancelled"
+    REJECTED = "rejected"
+
+
 class Order:
     """A working order. Mutable only through the engine's order book.
 
@@ -116,6 +149,11 @@ class Order:
         """Contracts with sign: positive buys, negative sells."""
         return self.qty if self.side is Side.BUY else -self.qty
 
+    @property
+    def order_id(self) -> int:
+        """The order's id (as :attr:`OpenOrder.order_id` names it)."""
+        return self.id
+
     def as_dict(self) -> dict[str, object]:
         """Return a flat record for results tables (the fields of :data:`ORDER_FIELDS`)."""
         return {k: get(self) for k, get in ORDER_FIELDS}
@@ -126,9 +164,11 @@ class Order:
 
 
 #: The columns of an order's record in the results (``orders.parquet``) and how each is read
-#: from the order: amounts as exact decimal strings, enums by value.
-ORDER_FIELDS: tuple[tuple[str, Callable[[Order], object]], ...] = (
-    ("order_id", lambda o: o.id),
+#: from the order (an :class:`Order` or an :class:`OpenOrder`): amounts as exact decimal
+#: strings, enums by value. The keys are also those of the dicts ``ctx.open_orders()``
+#: returned before it returned :class:`OpenOrder` records.
+ORDER_FIELDS: tuple[tuple[str, Callable[[Order | OpenOrder], object]], ...] = (
+    ("order_id", lambda o: o.order_id),
     ("symbol", lambda o: o.symbol),
     ("side", lambda o: o.side.value),
     ("qty", lambda o: str(o.qty)),
@@ -178,12 +218,134 @@ class OrderRejected:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OrderCancelled:
-    """A working order was cancelled (by the strategy, OCO, IOC expiry, liquidation or expiry)."""
+    """A working order was cancelled; ``reason`` says by what (:class:`CancelReason`)."""
 
     ts_ms: int
     order_id: int
     symbol: str
-    reason: str
+    reason: CancelReason
+
+    def __post_init__(self) -> None:
+        if type(self.reason) is not CancelReason:
+            object.__setattr__(self, "reason", CancelReason(self.reason))
+
+
+@dataclass(slots=True, kw_only=True)
+class OrderRecord:
+    """How one order placed during a run stands or ended: one row of ``orders.parquet``.
+
+    ``status`` is an :class:`OrderStatus`; ``reason`` says why a cancelled order was cancelled
+    (:class:`CancelReason`) or a rejected one rejected (:class:`RejectReason`), None otherwise;
+    ``closed_ms`` is when it left the book (ms UTC; None while working). The engine's order log
+    owns these records and updates them as the order fills or is cancelled.
+    """
+
+    order: Order
+    status: OrderStatus = OrderStatus.WORKING
+    reason: CancelReason | RejectReason | None = None
+    closed_ms: int | None = None
+
+    @property
+    def status_text(self) -> str:
+        """The status as written to the ``status`` column of ``orders.parquet``: the status,
+        then the reason after a colon (``cancelled: oco``, ``rejected: below_min_qty``)."""
+        if self.reason is None:
+            return self.status.value
+        return f"{self.status.value}: {self.reason.value}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OpenOrder:
+    """A working order as ``ctx.open_orders()`` returns it (a snapshot; it does not change).
+
+    Attributes
+    ----------
+    order_id
+        The id ``ctx.buy``/``ctx.sell``/``ctx.order`` returned (``OrderTicket.order_id``).
+    symbol
+        The instrument's ccxt symbol.
+    side
+        :class:`Side` (``buy`` or ``sell``).
+    qty
+        Unsigned contracts still to fill (see :attr:`signed_qty`).
+    order_type
+        :class:`OrderType`.
+    price
+        Limit price (limit, stop-limit; quote currency per unit), else None.
+    stop_price
+        Trigger price (stop, stop-limit, take-profit), else None.
+    tif
+        :class:`TimeInForce`.
+    is_reduce_only, is_post_only
+        The order's flags.
+    tag
+        The strategy's label (attached exits: the parent's tag, or ``stop_loss`` /
+        ``take_profit``).
+    created_ms
+        When it was placed (ms UTC).
+    parent_id
+        The order whose fill placed it (attached stop-loss / take-profit), else None.
+
+    Notes
+    -----
+    ``open_orders()`` used to return dicts: ``order["symbol"]`` and ``order.get("tag")`` still
+    work for one release, with a ``DeprecationWarning``, and return the old values under the
+    old keys (``qty`` and prices as exact decimal strings; ``type``, ``side`` and ``tif`` as
+    strings; ``reduce_only`` and ``post_only``).
+    """
+
+    order_id: int
+    symbol: str
+    side: Side
+    qty: Decimal
+    order_type: OrderType
+    price: Decimal | None
+    stop_price: Decimal | None
+    tif: TimeInForce
+    is_reduce_only: bool
+    is_post_only: bool
+    tag: str
+    created_ms: int
+    parent_id: int | None
+
+    @classmethod
+    def from_order(cls, order: Order) -> OpenOrder:
+        """Return the record of a working order."""
+        return cls(order_id=order.id, symbol=order.symbol, side=order.side, qty=order.qty,
+                   order_type=order.order_type, price=order.price, stop_price=order.stop_price,
+                   tif=order.tif, is_reduce_only=order.is_reduce_only,
+                   is_post_only=order.is_post_only, tag=order.tag, created_ms=order.created_ms,
+                   parent_id=order.parent_id)
+
+    @property
+    def signed_qty(self) -> Decimal:
+        """Contracts with sign: positive buys, negative sells."""
+        return self.qty if self.side is Side.BUY else -self.qty
+
+    def __getitem__(self, key: str) -> object:
+        """Read a field by its old dict key (deprecated: use the attribute)."""
+        get = _LEGACY_KEYS.get(key)
+        if get is None:
+            raise KeyError(key)
+        warnings.warn(f"ctx.open_orders() returns OpenOrder records: read order[{key!r}] as an "
+                      f"attribute (order.{_ATTRIBUTE_OF.get(key, key)}); dict access will be "
+                      "removed in the next release", DeprecationWarning, stacklevel=2)
+        return get(self)
+
+    def get(self, key: str, default: object = None) -> object:
+        """Read a field by its old dict key, or ``default`` (deprecated: use the attribute)."""
+        get = _LEGACY_KEYS.get(key)
+        if get is None:
+            return default
+        warnings.warn(f"ctx.open_orders() returns OpenOrder records: read order.get({key!r}) "
+                      f"as an attribute (order.{_ATTRIBUTE_OF.get(key, key)}); dict access will "
+                      "be removed in the next release", DeprecationWarning, stacklevel=2)
+        return get(self)
+
+
+_LEGACY_KEYS = dict(ORDER_FIELDS)
+_ATTRIBUTE_OF = {"type": "order_type", "reduce_only": "is_reduce_only",
+                 "post_only": "is_post_only"}
 
 
 def _is_multiple(value: Decimal, step: Decimal) -> bool:

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from backtester.accounting import EntryKind
-from backtester.orders import ORDER_FIELDS
+from backtester.orders import ORDER_FIELDS, OrderRecord
 
 if TYPE_CHECKING:
     from backtester.engine import Engine
@@ -125,17 +125,21 @@ def journal_frame(entries: list[Any]) -> pd.DataFrame:
         "ref": text(ref), "ledger": text(ledger)}, columns=_JOURNAL_COLUMNS)
 
 
-def orders_frame(log: list[list[Any]]) -> pd.DataFrame:
-    """Return the ``orders`` frame from the engine's order log (``[order, status, closed_ms]``
-    per order): the columns of :data:`backtester.orders.ORDER_FIELDS`, then ``status`` and
-    ``closed_ms``."""
+def orders_frame(log: list[OrderRecord]) -> pd.DataFrame:
+    """Return the ``orders`` frame from the engine's order log (one record per order): the
+    columns of :data:`backtester.orders.ORDER_FIELDS`, then ``status`` and ``closed_ms``.
+
+    ``status`` is the readable :attr:`~backtester.orders.OrderRecord.status_text`: the
+    :class:`~backtester.orders.OrderStatus` value, then the reason after a colon for cancelled
+    and rejected orders (``cancelled: oco``, ``rejected: below_min_qty``).
+    """
     if not log:
         orders = pd.DataFrame()
         orders["status"] = pd.Series(dtype="str")
         return orders
-    cols = {k: _str_column([get(rec[0]) for rec in log]) for k, get in ORDER_FIELDS}
-    cols["status"] = _str_column([rec[1] for rec in log])
-    cols["closed_ms"] = _str_column([rec[2] for rec in log])
+    cols = {k: _str_column([get(rec.order) for rec in log]) for k, get in ORDER_FIELDS}
+    cols["status"] = _str_column([rec.status_text for rec in log])
+    cols["closed_ms"] = _str_column([rec.closed_ms for rec in log])
     return pd.DataFrame(cols, columns=list(cols))
 
 

@@ -17,6 +17,7 @@ import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -436,10 +437,16 @@ def _distances(engine: Engine, n: int) -> tuple[dict[str, np.ndarray], str | Non
     return cols, f"{names[row // 2]} {'down' if row % 2 == 0 else 'up'}"
 
 
+def _plain_fields(items: list[tuple[str, Any]]) -> dict[str, Any]:
+    # an event's enum fields (scope, step actions) as their values: the results hold plain
+    # JSON types, the same in memory as read back from events.json
+    return {k: v.value if isinstance(v, Enum) else v for k, v in items}
+
+
 def _event_dict(ev: Any) -> dict[str, Any]:
     from dataclasses import asdict
 
-    d = asdict(ev)
+    d = asdict(ev, dict_factory=_plain_fields)
     d["event"] = type(ev).__name__
     d["time"] = ms_to_iso(ev.ts_ms)
     return d

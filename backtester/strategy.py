@@ -1,4 +1,4 @@
-"""The Strategy base class, its parameters and the indicators revealed bar by bar.
+"""The Strategy base class and its parameters; indicators are in :mod:`backtester.indicator`.
 
 A strategy is a class with typed class-attribute parameters and hooks::
 
@@ -14,21 +14,24 @@ A strategy is a class with typed class-attribute parameters and hooks::
             if self.sma.now > ctx.price(self.symbol): ...
 
 Hooks: ``on_start(ctx)``, ``on_bar(ctx)`` (required), ``on_fill(ctx, fill)``,
-``on_funding(ctx, payment)``, ``on_margin_call(ctx, state)``, ``on_liquidation(ctx, event)``,
-``on_expiry(ctx, event)``, ``on_finish(ctx)``. The context is documented in
-:mod:`backtester.context`.
+``on_funding(ctx, payment)``, ``on_margin_call(ctx, event)``, ``on_liquidation(ctx, event)``,
+``on_expiry(ctx, event)``, ``on_finish(ctx)``. ``ctx`` is a :class:`backtester.Context`;
+each event hook receives the event as its second argument, passed by position, so an override
+may name that parameter as it likes.
 """
 
 from __future__ import annotations
 
 import difflib
 import typing
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-import numpy as np
-
+from backtester.context import Context
 from backtester.errors import ConfigError
+from backtester.events import FundingPaid, InstrumentExpired, MarginCalled, PositionLiquidated
+from backtester.indicator import Indicator
+from backtester.orders import Fill
 
 __all__ = ["Indicator", "Strategy"]
 
@@ -89,31 +92,109 @@ class Strategy:
         return {k: getattr(self, k) for k in self.parameters}
 
     # -- hooks (overridden by subclasses) --------------------------------------------------
-    def on_start(self, ctx: Any) -> None:
-        """Prepare: compute indicators with ``ctx.series``/``ctx.indicator``. No orders here."""
+    # the engine calls every hook with positional arguments: an override may name them freely
+    def on_start(self, ctx: Context) -> None:
+        """Prepare: compute indicators with ``ctx.series``/``ctx.indicator``. No orders here.
 
-    def on_bar(self, ctx: Any) -> None:
-        """Decide at the close of each clock step; orders fill from the next bar."""
+        Parameters
+        ----------
+        ctx
+            The run's context; ``ctx.series``, ``ctx.indicator`` and ``ctx.wake_on`` work only
+            here, orders raise :class:`~backtester.errors.PhaseError`.
+        """
+
+    def on_bar(self, ctx: Context) -> None:
+        """Decide at the close of each clock step; orders fill from the next bar.
+
+        Parameters
+        ----------
+        ctx
+            The run's context at the step's close (``ctx.now``, ms UTC).
+
+        Raises
+        ------
+        NotImplementedError
+            When the subclass does not implement it (every strategy must).
+        """
         msg = f"{self.name} must implement on_bar(self, ctx)"
         raise NotImplementedError(msg)
 
-    def on_fill(self, ctx: Any, fill: Any) -> None:
-        """React to a fill (a :class:`backtester.orders.Fill`)."""
+    def on_fill(self, ctx: Context, fill: Fill) -> None:
+        """React to a fill of one of the strategy's orders (liquidations: ``on_liquidation``).
 
-    def on_funding(self, ctx: Any, payment: Any) -> None:
-        """React to a funding payment (a :class:`backtester.events.FundingPaid`)."""
+        Parameters
+        ----------
+        ctx
+            The run's context; orders placed now fill from the next bar.
+        fill
+            The execution: signed ``qty`` (contracts, positive bought), ``price``, ``fee``
+            (positive = paid, in ``fee_asset``), ``realized_pnl`` (settle currency), the
+            order's ``order_id`` and ``tag``.
+        """
 
-    def on_margin_call(self, ctx: Any, state: Any) -> None:
-        """React to a margin call (the account's margin state); orders fill next bar."""
+    def on_funding(self, ctx: Context, payment: FundingPaid) -> None:
+        """React to a funding payment on a held perpetual.
 
-    def on_liquidation(self, ctx: Any, event: Any) -> None:
-        """React to a liquidation (a :class:`backtester.events.PositionLiquidated`)."""
+        Parameters
+        ----------
+        ctx
+            The run's context.
+        payment
+            The payment: ``amount`` received by the account (negative = paid; settle
+            currency), the funding ``rate`` (positive: longs pay shorts), the ``mark`` used and
+            the signed ``qty`` held at the stamp ``ts_ms``.
+        """
 
-    def on_expiry(self, ctx: Any, event: Any) -> None:
-        """React to an expiry settlement (a :class:`backtester.events.InstrumentExpired`)."""
+    def on_margin_call(self, ctx: Context, event: MarginCalled) -> None:
+        """React to a margin call: maintenance / margin balance first reached the call level.
 
-    def on_finish(self, ctx: Any) -> None:
-        """Clean up after the last bar (orders are no longer accepted)."""
+        Parameters
+        ----------
+        ctx
+            The run's context; ``ctx.account`` has the state now. Orders fill from the next
+            bar, so reducing risk here may come before the exchange liquidates.
+        event
+            The call: ``margin_ratio`` (maintenance margin / margin balance), the margin
+            balance and requirements (USD), the ``call_level``; ``scope`` is
+            :attr:`~backtester.events.EventScope.ACCOUNT`, or
+            :attr:`~backtester.events.EventScope.POOL` with ``pool`` naming the collateral pool
+            called.
+        """
+
+    def on_liquidation(self, ctx: Context, event: PositionLiquidated) -> None:
+        """React to a liquidation, after the exchange closed what it closed.
+
+        Parameters
+        ----------
+        ctx
+            The run's context (positions and balances after the liquidation).
+        event
+            The liquidation: ``scope`` (account, pool or isolated position), every ``steps``
+            entry (:class:`~backtester.events.LiquidationStep`), equity before and after (USD),
+            the insurance-fund flows and ``is_bankrupt``.
+        """
+
+    def on_expiry(self, ctx: Context, event: InstrumentExpired) -> None:
+        """React to the cash settlement of an expired future or option.
+
+        Parameters
+        ----------
+        ctx
+            The run's context (the position is closed).
+        event
+            The settlement: the signed ``qty`` settled, the ``settlement_price`` and how it was
+            found (``price_source``), the settlement ``pnl`` and delivery ``fee`` (settle
+            currency; fee positive = paid).
+        """
+
+    def on_finish(self, ctx: Context) -> None:
+        """Clean up after the last bar (orders are no longer accepted).
+
+        Parameters
+        ----------
+        ctx
+            The run's context after the last step.
+        """
 
 
 def _coerce(strategy: str, name: str, typ: Any, value: Any) -> Any:
@@ -135,82 +216,6 @@ def _coerce(strategy: str, name: str, typ: Any, value: Any) -> Any:
                f"{type(value).__name__} {value!r}")
         raise ConfigError(msg)
     return value
-
-
-class Indicator:
-    """A precomputed series revealed bar by bar.
-
-    ``ind.now`` is the value at the last closed bar of its symbol; ``ind[-1]`` the one before,
-    ``ind[0]`` the same as ``now``; ``ind.values`` the array up to now. Nothing after "now" is
-    reachable.
-
-    Parameters
-    ----------
-    values
-        One value per bar of the symbol.
-    cursor
-        What says which bar is the last closed one: an object with an ``idx`` attribute (the
-        symbol's feed; -1 before its first bar) or a callable returning that index.
-    name
-        Label used in messages.
-    """
-
-    __slots__ = ("_list", "_src", "_values", "name")
-
-    def __init__(self, values: np.ndarray, cursor: Callable[[], int] | Any, *,
-                 name: str = "") -> None:
-        # scalar access for now / [-k]: float64 series are read through a memoryview of one
-        # copy that ends with a NaN, which index -1 (before the first bar) reads
-        if values.dtype == np.float64 and values.ndim == 1:
-            buf = np.empty(len(values) + 1)
-            buf[:-1] = values
-            buf[-1] = np.nan
-            self._values = buf[:-1]
-            self._list: Any = memoryview(buf)  # type: ignore[arg-type]
-        else:
-            self._values = values
-            self._list = [*values.tolist(), float("nan")]
-        self._src = cursor if hasattr(cursor, "idx") else _CallCursor(cursor)
-        self.name = name
-
-    @property
-    def now(self) -> float:
-        """Value at the last closed bar (NaN before the first bar)."""
-        return self._list[self._src.idx]  # type: ignore[no-any-return]
-
-    def __getitem__(self, back: int) -> float:
-        if back > 0:
-            msg = f"indicator {self.name!r}: index {back} looks into the future; use 0 or -k"
-            raise IndexError(msg)
-        i = self._src.idx + back
-        if i < 0:
-            return float("nan")
-        return self._list[i]  # type: ignore[no-any-return]
-
-    @property
-    def values(self) -> np.ndarray:
-        """Values up to and including now (a read-only view)."""
-        v = self._values[: self._src.idx + 1]
-        v.flags.writeable = False
-        return v
-
-    def __len__(self) -> int:
-        return int(self._src.idx) + 1
-
-    def __repr__(self) -> str:
-        return f"Indicator({self.name!r}, now={self.now})"
-
-
-class _CallCursor:
-    # adapts a callable cursor to the ``idx`` attribute Indicator reads
-    __slots__ = ("_func",)
-
-    def __init__(self, func: Callable[[], int]) -> None:
-        self._func = func
-
-    @property
-    def idx(self) -> int:
-        return self._func()
 
 
 def hook_names() -> Sequence[str]:

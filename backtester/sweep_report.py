@@ -8,17 +8,60 @@ from __future__ import annotations
 
 import html
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import pandas as pd
 
 from backtester.data.store import atomic_write_bytes
 
-if TYPE_CHECKING:
-    from backtester.sweep import SweepResult
+__all__ = ["SweepPage", "SweepPageSpec", "heatmap_params", "write_sweep_page"]
 
-__all__ = ["heatmap_params", "write_sweep_page"]
+
+class SweepPageSpec(Protocol):
+    """What the page shows of a sweep's spec (``backtester.sweep.SweepSpec`` is one)."""
+
+    @property
+    def strategy(self) -> str: ...
+
+    @property
+    def dataset(self) -> str: ...
+
+    @property
+    def grid(self) -> Mapping[str, Sequence[Any]]: ...
+
+    @property
+    def metric(self) -> str: ...
+
+    @property
+    def is_maximize(self) -> bool: ...
+
+    @property
+    def start(self) -> str | None: ...
+
+    @property
+    def end(self) -> str | None: ...
+
+
+class SweepPage(Protocol):
+    """What the page shows of a finished sweep (``backtester.sweep.SweepResult`` is one): the
+    page sits below the sweep runner, which writes it, and does not import it."""
+
+    @property
+    def spec(self) -> SweepPageSpec: ...
+
+    @property
+    def table(self) -> pd.DataFrame: ...
+
+    @property
+    def path(self) -> Path: ...
+
+    @property
+    def is_complete(self) -> bool: ...
+
+    @property
+    def best_paths(self) -> Sequence[Path]: ...
 
 _SORT_JS = """
 function sortTable(th) {
@@ -98,7 +141,7 @@ def _heatmap(table: pd.DataFrame, names: list[str], metric: str) -> Any:
     return fig
 
 
-def write_sweep_page(result: SweepResult, *, walk_forward: pd.DataFrame | None = None,
+def write_sweep_page(result: SweepPage, *, walk_forward: pd.DataFrame | None = None,
                      oos_equity: pd.Series | None = None) -> Path:
     """Write ``index.html`` for a sweep (and its walk-forward, when given); return its path."""
     import plotly.graph_objects as go

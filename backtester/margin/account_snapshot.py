@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING, Any
 from backtester.timeutil import ms_to_iso
 
 if TYPE_CHECKING:
-    from backtester.engine import Engine
+    from backtester.margin.protocols import FinishedRun
 
 __all__ = ["account_snapshot"]
 
 
-def account_snapshot(engine: Engine) -> dict[str, Any]:
+def account_snapshot(engine: FinishedRun) -> dict[str, Any]:
     """Return the final account of a run in the calculator's JSON input format."""
     acct = engine.account
     feeds = engine.feed.symbols

@@ -18,15 +18,16 @@ from typing import TYPE_CHECKING
 
 from backtester.accounting import EntryKind, Position
 from backtester.config import MarginMode
-from backtester.events import LiquidationStep, PositionLiquidated
+from backtester.events import EventScope, LiquidationStep, PositionLiquidated
+from backtester.events import LiquidationAction as Action
 from backtester.margin.prices import price_root
 from backtester.numeric import MONEY_QUANTUM, ZERO, dec, to_money, to_price
 
 if TYPE_CHECKING:
     from backtester.data.feed import SymbolFeed
-    from backtester.engine import Engine
     from backtester.margin.pools import PoolState
     from backtester.margin.profile_data import ProfileData
+    from backtester.margin.protocols import MarginHost
     from backtester.margin.state import MarginState
 
 __all__ = ["LiquidationMixin"]
@@ -38,7 +39,7 @@ class LiquidationMixin:
     """Liquidation and isolated-margin methods of the margin engine."""
 
     if TYPE_CHECKING:  # provided by MarginEngine
-        e: Engine
+        e: MarginHost
         profile: ProfileData
         mode: MarginMode
         intrabar: bool
@@ -151,7 +152,7 @@ class LiquidationMixin:
         steps: list[LiquidationStep] = []
         n = e.cancel(None, symbol=pos.symbol, reason="liquidation")
         if n:
-            steps.append(LiquidationStep(action="cancel_orders", symbol=pos.symbol,
+            steps.append(LiquidationStep(action=Action.CANCEL_ORDERS, symbol=pos.symbol,
                                          qty=Decimal(n), price=ZERO, fee=ZERO,
                                          realized_pnl=ZERO))
         mark = self._mark_at(f, w, f.idx, self.e.step)
@@ -169,8 +170,9 @@ class LiquidationMixin:
                                 ref="isolated deficit")
         self.e.account.set_isolated_margin(pos, None)
         self.liquidations += 1
-        ev = PositionLiquidated(ts_ms=t, scope="position", reason="isolated margin + PnL <= "
-                                "maintenance margin", trigger_price={pos.symbol: mark},
+        ev = PositionLiquidated(ts_ms=t, scope=EventScope.POSITION,
+                                reason="isolated margin + PnL <= maintenance margin",
+                                trigger_price={pos.symbol: mark},
                                 steps=tuple(steps), equity_before=before.equity,
                                 equity_after=self.evaluate_now().equity,
                                 margin_ratio_before=ratio, insurance_flow=flow,
@@ -208,8 +210,9 @@ class LiquidationMixin:
                 o.symbol for o in e.orders.values()
                 if self.pool_of(e.feed.symbols[o.symbol].instrument.settle) == pool))
         if n_orders:
-            steps.append(LiquidationStep(action="cancel_orders", symbol="", qty=Decimal(n_orders),
-                                         price=ZERO, fee=ZERO, realized_pnl=ZERO))
+            steps.append(LiquidationStep(action=Action.CANCEL_ORDERS, symbol="",
+                                         qty=Decimal(n_orders), price=ZERO, fee=ZERO,
+                                         realized_pnl=ZERO))
         scenario = self._choice(pool)
         self._liq_start_size = {}
         triggers: dict[str, float] = {}
@@ -233,8 +236,8 @@ class LiquidationMixin:
         if stop:
             e.stopped_reason = "bankrupt"
         self.liquidations += 1
-        scope = "position" if self.mode is MarginMode.ISOLATED else "account"
-        ev = PositionLiquidated(ts_ms=t, scope=scope if pool is None else "pool",
+        scope = EventScope.POSITION if self.mode is MarginMode.ISOLATED else EventScope.ACCOUNT
+        ev = PositionLiquidated(ts_ms=t, scope=scope if pool is None else EventScope.POOL,
                                 reason="maintenance margin >= margin balance",
                                 trigger_price=triggers, steps=tuple(steps),
                                 equity_before=before, equity_after=self.evaluate_now().equity,
@@ -331,7 +334,8 @@ class LiquidationMixin:
                 pos.fees += fee
                 acct.fund_insurance(inst.settle, fee)
                 flow[inst.settle] = flow.get(inst.settle, ZERO) + fee
-        steps.append(LiquidationStep(action="takeover" if is_takeover else "liquidation_order",
+        steps.append(LiquidationStep(action=Action.TAKEOVER if is_takeover
+                                     else Action.LIQUIDATION_ORDER,
                                      symbol=inst.symbol, qty=signed, price=price, fee=fee,
                                      realized_pnl=realized))
         if is_takeover:
@@ -340,7 +344,7 @@ class LiquidationMixin:
                 else to_money(abs(qty) * inst.contract_size * abs(dec(market) - price))
             if gap > 0:
                 if self.e.config.adl:
-                    steps.append(LiquidationStep(action="adl", symbol=inst.symbol, qty=ZERO,
+                    steps.append(LiquidationStep(action=Action.ADL, symbol=inst.symbol, qty=ZERO,
                                                  price=price, fee=ZERO, realized_pnl=gap))
                 else:
                     acct.fund_insurance(inst.settle, -gap)
@@ -411,7 +415,7 @@ class LiquidationMixin:
         if not is_adl:
             self.e.account.fund_insurance(asset, -amount)
             flow[asset] = flow.get(asset, ZERO) - amount
-        steps.append(LiquidationStep(action="adl" if is_adl else "insurance_cover",
+        steps.append(LiquidationStep(action=Action.ADL if is_adl else Action.INSURANCE_COVER,
                                      symbol=symbol, qty=ZERO, price=ZERO, fee=ZERO,
                                      realized_pnl=amount))
 
@@ -451,7 +455,7 @@ class LiquidationMixin:
                           ref=f"sold to repay {liab}")
                 acct.book(t, EntryKind.COLLATERAL_CONVERSION, liab, proceeds,
                           ref=f"sale of {asset}")
-                steps.append(LiquidationStep(action="collateral_sale", symbol=asset, qty=-qty,
+                steps.append(LiquidationStep(action=Action.COLLATERAL_SALE, symbol=asset, qty=-qty,
                                              price=rate, fee=ZERO, realized_pnl=proceeds))
 
     def _cover_deficit(self, t: int, steps: list[LiquidationStep], flow: dict[str, Decimal],

@@ -29,13 +29,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from backtester.config import MarginMode
-from backtester.events import MarginCalled
+from backtester.events import EventScope, MarginCalled
+from backtester.margin.status import MarginStatus
 
 if TYPE_CHECKING:
     from backtester.accounting import Position
-    from backtester.engine import Engine
     from backtester.margin.book import Book
     from backtester.margin.profile_data import ProfileData
+    from backtester.margin.protocols import MarginHost
     from backtester.margin.state import MarginState
 
 __all__ = ["PoolState", "PoolsMixin"]
@@ -63,14 +64,14 @@ class PoolState:
     maintenance_margin: float = 0.0
     margin_ratio: float = 0.0
     available: float = 0.0
-    status: str = "ok"
+    status: MarginStatus = MarginStatus.OK
 
 
 class PoolsMixin:
     """Per-pool helpers and margin calls of the margin engine (mixed into ``MarginEngine``)."""
 
     if TYPE_CHECKING:  # provided by MarginEngine
-        e: Engine
+        e: MarginHost
         profile: ProfileData
         mode: MarginMode
         call_level: float
@@ -175,6 +176,6 @@ class PoolsMixin:
         self.margin_calls += 1
         ev = MarginCalled(ts_ms=t, margin_ratio=ratio, margin_balance=mb,
                           maintenance_margin=mm, initial_margin=im, call_level=self.call_level,
-                          **({} if pool is None else {"scope": "pool", "pool": pool}))
+                          scope=EventScope.ACCOUNT if pool is None else EventScope.POOL, pool=pool)
         self.e.events.append(ev)
         self.e.pending.append(("margin_call", ev))

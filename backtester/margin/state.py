@@ -45,21 +45,22 @@ from backtester.margin.book import Book, BookView, PriceStore, build_book
 from backtester.margin.liquidation import LiquidationMixin
 from backtester.margin.pools import PoolsMixin, PoolState
 from backtester.margin.portfolio import PortfolioPosition, portfolio_margin
+from backtester.margin.status import MarginStatus
 from backtester.numeric import ZERO, dec, to_money
 from backtester.orders import OrderRejected, RejectReason
 from backtester.pricing import black76
 
 if TYPE_CHECKING:
     from backtester.data.feed import SymbolFeed
-    from backtester.engine import Engine
     from backtester.margin.profile_data import ProfileData
+    from backtester.margin.protocols import MarginHost
     from backtester.orders import Order
 
 __all__ = ["MarginEngine", "MarginState"]
 
 _INF = float("inf")
 _MS_PER_YEAR = 365.0 * 86_400_000
-_STATUS = ("ok", "call", "liquidate")
+_STATUS = (MarginStatus.OK, MarginStatus.CALL, MarginStatus.LIQUIDATE)
 _BLOCK_MIN = 8
 _BLOCK_MAX = 4096
 # the kernel's optional inputs, when not given
@@ -98,7 +99,7 @@ class MarginState:
     maintenance_margin: float = 0.0
     margin_ratio: float = 0.0
     available: float = 0.0
-    status: str = "ok"
+    status: MarginStatus = MarginStatus.OK
     gross_exposure: float = 0.0
     net_exposure: float = 0.0
     distance_to_liquidation: float = _INF
@@ -126,7 +127,7 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
     block_min = _BLOCK_MIN
     block_max = _BLOCK_MAX
 
-    def __init__(self, engine: Engine, *, profile: ProfileData) -> None:
+    def __init__(self, engine: MarginHost, *, profile: ProfileData) -> None:
         self.e = engine
         self.profile = profile
         cfg = engine.config

@@ -327,7 +327,7 @@ class RiskControls:
     def apply(self, ctx: Context) -> int:
         """Run the guard and cancel orphaned exit orders; return orders placed by the guard."""
         if self.brackets:
-            working = {o["order_id"] for o in ctx.open_orders()}
+            working = {o.order_id for o in ctx.open_orders()}
             keep = []
             for b in self.brackets:
                 ids = [i for i in (b.stop_order_id, b.take_order_id) if i is not None]

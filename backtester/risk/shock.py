@@ -28,6 +28,7 @@ from backtester.instruments import OptionType, symbol_underlying
 from backtester.margin.calculator import evaluate
 from backtester.margin.kernel import DIST_DOWN, DIST_UP
 from backtester.margin.snapshot import STABLECOINS, ParsedPosition, ParsedSnapshot, parse_snapshot
+from backtester.margin.status import MarginStatus
 from backtester.pricing import implied_vol, inverse_price, price, years_between
 
 __all__ = ["FALL_LIMIT", "RISE_LIMIT", "Direction", "ShockResult", "account_equity", "assets_of",
@@ -66,7 +67,8 @@ class ShockResult:
     pools). ``equity`` is the account's equity at the shocked marks (:func:`account_equity`:
     the margin balance; in isolated mode each position counts at no less than 0, so a position
     loses at most its allocation); ``equity_change`` is ``equity`` minus the unshocked equity
-    (negative = loss). ``status`` and ``margin_ratio`` are the calculator's (isolated: the worst
+    (negative = loss). ``status`` (a :class:`~backtester.margin.status.MarginStatus`, equal to
+    ``ok``/``call``/``liquidate``) and ``margin_ratio`` are the calculator's (isolated: the worst
     position's, each position judged on its own margin). ``liquidated`` lists ``"SYMBOL side"``
     of the positions the profile would liquidate (see :func:`liquidated_positions`);
     ``is_bankrupt`` is True when the account's equity is not positive;
@@ -81,7 +83,7 @@ class ShockResult:
     equity_change: float
     maintenance_margin: float
     margin_ratio: float | None
-    status: str
+    status: MarginStatus
     liquidated: tuple[str, ...]
     is_bankrupt: bool
     bankrupt_positions: tuple[str, ...] = ()
@@ -362,7 +364,7 @@ def judge(snapshot: Mapping[str, object], *, name: str, moves: Mapping[str, floa
                        equity_change=equity - base_equity,
                        maintenance_margin=float(res["maintenance_margin"]),  # type: ignore[arg-type]
                        margin_ratio=None if ratio is None else float(ratio),  # type: ignore[arg-type]
-                       status=str(res["status"]),
+                       status=MarginStatus(str(res["status"])),
                        liquidated=liquidated_positions(shocked, res),
                        is_bankrupt=equity <= 0.0,
                        bankrupt_positions=bankrupt)

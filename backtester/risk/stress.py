@@ -30,6 +30,7 @@ import pandas as pd
 
 from backtester.errors import ConfigError, DataError
 from backtester.margin.calculator import evaluate
+from backtester.margin.status import MarginStatus
 from backtester.risk.montecarlo import (
     MonteCarloResult,
     liquidation_probability,
@@ -174,7 +175,7 @@ class StressReport:
     time: str | None
     valuation_currency: str
     equity: float
-    status: str
+    status: MarginStatus
     scenarios: tuple[ShockResult, ...]
     smallest_crash: CrashResult
     smallest_btc_crash: CrashResult | None
@@ -417,7 +418,8 @@ def stress_test(source: str | Path | Mapping[str, object] | LoadedSnapshot, *,
                         mode=str(snap.get("mode") or "cross"),
                         time=None if snap.get("time") is None else str(snap.get("time")),
                         valuation_currency=str(base["valuation_currency"]),
-                        equity=base_equity, status=str(base["status"]), scenarios=results,
+                        equity=base_equity, status=MarginStatus(str(base["status"])),
+                        scenarios=results,
                         smallest_crash=crash, smallest_btc_crash=btc,
                         nearest_liquidation=nearest,
                         distance=distance, monte_carlo=mc, notes=tuple(notes))

@@ -43,7 +43,7 @@ class RandomTrader(Strategy):
         # cross liquidates the account: no order may remain; isolated liquidates a position:
         # no order may remain on its symbol
         scope = None if event.scope == "account" else set(event.trigger_price)
-        if any(scope is None or o["symbol"] in scope for o in ctx.open_orders()):
+        if any(scope is None or o.symbol in scope for o in ctx.open_orders()):
             type(self).violations += 1
 
     def on_bar(self, ctx):

@@ -175,8 +175,8 @@ def test_attached_exits_are_reduce_only_children() -> None:
         0: lambda ctx: ctx.buy(BTC, 1, stop_loss=95, take_profit=110),
         2: lambda ctx: ctx.open_orders()})
     kids = strat.out[2]
-    assert {k["type"] for k in kids} == {"stop", "take_profit"}
-    assert all(k["reduce_only"] and k["side"] == "sell" and k["parent_id"] == 1 for k in kids)
+    assert {k.order_type for k in kids} == {"stop", "take_profit"}
+    assert all(k.is_reduce_only and k.side == "sell" and k.parent_id == 1 for k in kids)
 
 
 @pytest.mark.parametrize("tif", ["IOC", "FOK"])

@@ -68,8 +68,8 @@ class FakeCtx:
                             **kw})
         return SimpleNamespace(order_id=oid, is_accepted=True)
 
-    def open_orders(self, symbol: str | None = None) -> list[dict[str, Any]]:
-        return [o for o in self.orders if o["order_id"] not in self.cancelled
+    def open_orders(self, symbol: str | None = None) -> list[SimpleNamespace]:
+        return [SimpleNamespace(**o) for o in self.orders if o["order_id"] not in self.cancelled
                 and not o.get("filled")]
 
     def cancel(self, order_id: int | None = None, **kw: Any) -> int:
