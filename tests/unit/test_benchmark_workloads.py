@@ -144,3 +144,37 @@ def test_hedge_check_names_a_future_that_is_not_held(workloads):
     late.loc[late["symbol"] == fut, "ts"] = res.equity.index[2]
     assert "expected one of -0.5" in workloads.hedge_check(w, late, pos, res.equity.index)
 
+
+def test_breakdown_attributes_the_whole_step_and_restores_the_engine(workloads):
+    sys.path.insert(0, str(_PATH.parent))
+    try:
+        import breakdown
+    finally:
+        sys.path.remove(str(_PATH.parent))
+    from backtester.engine import Engine
+    from backtester.margin.state import MarginEngine
+
+    orig = (Engine.run, Engine._execute, MarginEngine.step, workloads.SmaReversal.on_bar)
+    n = 1_000
+    data = {"S00/USDT:USDT": workloads.gbm_bars(n, seed=1000)}
+    bd = breakdown.Breakdown()
+    bd.install(workloads.SmaReversal)
+    try:
+        t0 = bd.clock()
+        res = backtester.run(workloads.SmaReversal, data=data,
+                             instruments=workloads.our_instruments(list(data)), funding="zero",
+                             collateral={"USDT": 1_000_000}, slippage_bps=0)
+        total = bd.clock() - t0
+    finally:
+        bd.uninstall()
+    assert (Engine.run, Engine._execute, MarginEngine.step,
+            workloads.SmaReversal.on_bar) == orig
+    assert not bd.missing
+    rep = bd.report(total, n, (0.0, 0.0))
+    # exclusive times add up to the step: nothing counted twice, setup is what is left
+    assert sum(rep["raw_s"].values()) == pytest.approx(total, rel=1e-9)
+    assert all(v >= 0 for v in rep["raw_s"].values())
+    assert rep["calls"]["strategy"] == n  # on_bar at every step
+    assert rep["calls"]["fills"] >= len(res.fills)
+    assert rep["calls"]["loop"] == rep["calls"]["collection"] == 1
+    assert rep["calls"]["margin"] >= 1
