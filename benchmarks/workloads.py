@@ -10,7 +10,17 @@ Workloads (name → instruments × bars):
 * ``W0`` no-op strategy, 1 × 500,000 bars;
 * ``W1`` SMA 20/50 always-in-market reversal (long ``QTY`` when fast > slow, short otherwise),
   0.05 % taker fee, 1 × 500,000 bars;
-* ``W2`` the same on 10 instruments × 100,000 bars in one account.
+* ``W2`` the same on 10 instruments × 100,000 bars in one account;
+* ``W1h`` / ``W2h`` W1 / W2 hedged: beside each perp ``S0i/USDT:USDT`` a linear dated future on
+  the same underlying, ``S0i/USDT:USDT-241227`` (expiry 2024-12-27 08:00 UTC, after the last bar
+  of both), whose candles are the perp's plus a constant basis of 0.5 % of the perp's first
+  price; the strategy sells ``HEDGE_RATIO`` × ``QTY`` of each future at the first bar (filled at
+  the second bar's open) and never touches it again, so the perps trade exactly as in W1 / W2
+  while every bar's margin sees two legs per underlying (our engine only: backtesting.py has no
+  multi-instrument account, so W1h / W2h compare with its W1 / W2, counting perp bars);
+* ``W4`` the example strategy ``strategies/delta_hedged_strangle.py`` (short strangle on BTC
+  options, delta-hedged with the perp) on the sample dataset's whole year, hourly, default
+  settings (run by ``run_ours.py`` from ``backtester.data.sample``, not from this module).
 
 This module needs only numpy and pandas; the strategy classes for our engine are defined only
 when ``backtester`` is importable (the peers' virtualenv does not have it).
@@ -26,8 +36,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["FAST", "QTY", "SLOW", "WORKLOADS", "Workload", "format_table", "gbm_bars",
-           "sma", "sma_flips", "symbols_for", "workload_data"]
+__all__ = ["BASIS", "FAST", "FUTURE_EXPIRY", "HEDGE_RATIO", "QTY", "SLOW", "W4_STRATEGY",
+           "WORKLOADS", "Workload", "first_bar", "format_table", "future_symbol", "gbm_bars",
+           "hedge_check", "sma", "sma_flips", "symbols_for", "workload_data"]
 
 FAST = 20
 SLOW = 50
@@ -35,6 +46,9 @@ QTY = 1.0  # contracts (linear perp, contract size 1) per side; price starts at 
 FEE_RATE = 0.0005
 START_MS = 1_704_067_200_000  # 2024-01-01T00:00Z
 MINUTE_MS = 60_000
+FUTURE_EXPIRY = "241227"  # the hedging futures' expiry (YYMMDD, 08:00 UTC), after every bar
+BASIS = 0.005  # the futures' constant basis, as a fraction of the perp's first price
+HEDGE_RATIO = 0.5  # the futures' short size, as a fraction of QTY
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -42,21 +56,34 @@ class Workload:
     """One benchmark workload: ``n_instruments`` × ``n_bars`` 1-minute bars."""
 
     name: str
-    strategy: str  # "noop" or "sma"
-    n_instruments: int
+    strategy: str  # "noop", "sma" or "sample" (W4: an example strategy on the sample dataset)
+    n_instruments: int  # perps (W1h/W2h add one future per perp)
     n_bars: int
+    hedged: bool = False  # one short dated future per perp, held from the first bar
+
+    @property
+    def perp_bars(self) -> int:
+        """Instrument-bars of the perps only (what W1h/W2h's ratio counts)."""
+        return self.n_instruments * self.n_bars
 
     @property
     def instrument_bars(self) -> int:
-        """Total instrument-bars processed."""
-        return self.n_instruments * self.n_bars
+        """Total instrument-bars processed (perps and hedging futures)."""
+        return self.perp_bars * (2 if self.hedged else 1)
 
 
 WORKLOADS = {
     "W0": Workload(name="W0", strategy="noop", n_instruments=1, n_bars=500_000),
     "W1": Workload(name="W1", strategy="sma", n_instruments=1, n_bars=500_000),
     "W2": Workload(name="W2", strategy="sma", n_instruments=10, n_bars=100_000),
+    "W1h": Workload(name="W1h", strategy="sma", n_instruments=1, n_bars=500_000, hedged=True),
+    "W2h": Workload(name="W2h", strategy="sma", n_instruments=10, n_bars=100_000, hedged=True),
+    # the sample dataset's year of hourly bars; its instruments (a perp, futures, options) come
+    # from the dataset
+    "W4": Workload(name="W4", strategy="sample", n_instruments=1, n_bars=365 * 24),
 }
+#: W4's strategy file under strategies/
+W4_STRATEGY = "delta_hedged_strangle.py"
 
 
 def symbols_for(n: int) -> list[str]:
@@ -117,10 +144,32 @@ def gbm_bars(n_bars: int, *, seed: int, start_price: float = 100.0,
                          "volume": volume}, copy=False)
 
 
-def workload_data(w: Workload) -> dict[str, pd.DataFrame]:
-    """Symbol → candles of workload ``w`` (instrument ``i`` uses seed ``1000 + i``)."""
-    return {sym: gbm_bars(w.n_bars, seed=1000 + i, start_price=100.0 + 10.0 * i)
-            for i, sym in enumerate(symbols_for(w.n_instruments))}
+def future_symbol(perp: str) -> str:
+    """The hedging dated future of ``perp``: ``S00/USDT:USDT`` → ``S00/USDT:USDT-241227``."""
+    return f"{perp}-{FUTURE_EXPIRY}"
+
+
+def workload_data(w: Workload, n_bars: int | None = None) -> dict[str, pd.DataFrame]:
+    """Symbol → candles of workload ``w`` (perp ``i`` uses seed ``1000 + i`` and starts at
+    ``100 + 10 i`` USDT; a hedged workload adds each perp's future: the same candles plus
+    ``BASIS`` × the perp's first price). ``n_bars`` overrides the workload's bar count (tests).
+    """
+    if w.strategy == "sample":
+        msg = f"{w.name} runs on the sample dataset (backtester.data.sample), not on GBM bars"
+        raise ValueError(msg)
+    n = w.n_bars if n_bars is None else n_bars
+    out: dict[str, pd.DataFrame] = {}
+    for i, sym in enumerate(symbols_for(w.n_instruments)):
+        start = 100.0 + 10.0 * i
+        perp = gbm_bars(n, seed=1000 + i, start_price=start)
+        out[sym] = perp
+        if w.hedged:
+            fut = perp.copy()
+            basis = BASIS * start
+            for col in ("open", "high", "low", "close"):
+                fut[col] += basis
+            out[future_symbol(sym)] = fut
+    return out
 
 
 def sma(x: np.ndarray, n: int) -> np.ndarray:
@@ -146,6 +195,40 @@ def sma_flips(x: np.ndarray, fast: int, slow: int) -> np.ndarray:
     prev_want = np.concatenate([[0.0], want[:-1]])
     prev_valid = np.concatenate([[False], valid[:-1]])
     return (valid & (~prev_valid | (want != prev_want))).astype("float64")
+
+
+def first_bar(x: np.ndarray) -> np.ndarray:
+    """1.0 at the first bar, 0.0 elsewhere (the hedged strategy's wake signal to sell the
+    future at the first bar)."""
+    out = np.zeros(len(x))
+    out[:1] = 1.0
+    return out
+
+
+def hedge_check(w: Workload, fills: pd.DataFrame, positions: pd.DataFrame,
+                steps: pd.Index) -> str:
+    """``"ok"`` when every hedging future of ``w`` was sold once, ``HEDGE_RATIO`` × ``QTY`` at
+    the second step (the first bar's order filled at the next open), and its position row is
+    present with that quantity at every later step; otherwise what is wrong.
+
+    ``fills`` / ``positions`` are the result's frames, ``steps`` the equity index (every step).
+    """
+    want = -HEDGE_RATIO * QTY
+    problems = []
+    for perp in symbols_for(w.n_instruments):
+        fut = future_symbol(perp)
+        f = fills[fills["symbol"] == fut]
+        if len(f) != 1 or float(f["qty"].iloc[0]) != want or len(steps) < 2 \
+                or f["ts"].iloc[0] != steps[1]:
+            problems.append(f"{fut}: fills {f[['ts', 'qty']].values.tolist()}, expected one "
+                            f"of {want} at {steps[1] if len(steps) > 1 else '-'}")
+            continue
+        p = positions[positions["symbol"] == fut]
+        held = pd.Index(p["ts"])
+        if not held.equals(steps[1:]) or not (p["qty"] == want).all():
+            problems.append(f"{fut}: position rows at {len(held)} of {len(steps) - 1} steps "
+                            f"after the fill, quantities {sorted(set(p['qty']))}")
+    return "; ".join(problems) or "ok"
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
@@ -192,7 +275,7 @@ if _Strategy is not None:
     from backtester.instruments import Instrument, instrument_from_symbol
 
     def our_instruments(symbols: list[str]) -> dict[str, Instrument]:
-        """Linear perps with 0.05 % maker/taker, lot 0.001, tick 0.01."""
+        """Linear perps (and dated futures) with 0.05 % maker/taker, lot 0.001, tick 0.01."""
         return {s: instrument_from_symbol(s, taker_rate=Decimal("0.0005"),
                                           maker_rate=Decimal("0.0005"),
                                           lot_size=Decimal("0.001"), tick_size=Decimal("0.01"))
@@ -220,7 +303,7 @@ if _Strategy is not None:
 
         def on_start(self, ctx: Any) -> None:
             self.legs = []
-            for sym in ctx.symbols:
+            for sym in self._traded(ctx):
                 close = ctx.series(sym, "close")
                 f = ctx.indicator(sma, close, self.fast, symbol=sym, name="fast")
                 s = ctx.indicator(sma, close, self.slow, symbol=sym, name="slow")
@@ -230,7 +313,51 @@ if _Strategy is not None:
                                               symbol=sym, name="flips"))
             self.q = Decimal(str(self.qty))
 
+        def _traded(self, ctx: Any) -> list[str]:
+            # the symbols the SMA reversal trades
+            return list(ctx.symbols)
+
         def on_bar(self, ctx: Any) -> None:
+            for leg in self.legs:
+                sym, f, s, side = leg
+                fv = f.now
+                sv = s.now
+                if sv != sv:  # NaN warm-up
+                    continue
+                want = 1 if fv > sv else -1
+                if want != side:
+                    ctx.target(sym, self.q if want > 0 else -self.q)
+                    leg[3] = want
+
+    class HedgedSmaReversal(SmaReversal):
+        """W1h/W2h: :class:`SmaReversal` on the perps, plus a short of ``hedge_ratio`` ×
+        ``qty`` in each perp's dated future (:func:`future_symbol`), sent at the first bar
+        (filled at the second bar's open) and never touched again.
+
+        With ``wake=True`` the first bar is declared with ``ctx.wake_on`` too, so the hedge is
+        sent at the same bar. ``on_bar`` repeats :class:`SmaReversal`'s loop (a call of the
+        parent's method would add a Python call per bar to the timed loop).
+        """
+
+        hedge_ratio: float = HEDGE_RATIO
+
+        def _traded(self, ctx: Any) -> list[str]:
+            return [s for s in ctx.symbols if ctx.instrument(s).is_perpetual]
+
+        def on_start(self, ctx: Any) -> None:
+            super().on_start(ctx)
+            self.todo = [future_symbol(sym) for sym in self._traded(ctx)]
+            self.hedge_q = -self.q * Decimal(str(self.hedge_ratio))
+            if self.wake:
+                for sym in self.todo:
+                    ctx.wake_on(ctx.indicator(first_bar, ctx.series(sym, "close"), symbol=sym,
+                                              name="first"))
+
+        def on_bar(self, ctx: Any) -> None:
+            if self.todo:
+                for sym in self.todo:
+                    ctx.target(sym, self.hedge_q)
+                self.todo = []
             for leg in self.legs:
                 sym, f, s, side = leg
                 fv = f.now
