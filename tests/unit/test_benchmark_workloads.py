@@ -95,7 +95,8 @@ def test_hedging_future_is_the_perp_plus_a_constant_basis(workloads):
     inst = workloads.our_instruments(["S00/USDT:USDT-241227"])["S00/USDT:USDT-241227"]
     last_bar_ms = workloads.START_MS + 500_000 * workloads.MINUTE_MS
     assert inst.expiry_ms == 1_735_286_400_000 > last_bar_ms
-    assert not inst.is_perpetual and inst.is_linear
+    assert not inst.is_perpetual
+    assert inst.is_linear
 
 
 @pytest.mark.parametrize(("name", "base"), [("W1h", "W1"), ("W2h", "W2")])
@@ -136,7 +137,8 @@ def test_hedge_check_names_a_future_that_is_not_held(workloads):
     pos = res.positions
     gap = pos.drop(pos.index[(pos["symbol"] == fut).to_numpy().nonzero()[0][100]])
     msg = workloads.hedge_check(w, res.fills, gap, res.equity.index)
-    assert msg.startswith(fut) and "position rows at 398 of 399 steps" in msg
+    assert msg.startswith(fut)
+    assert "position rows at 398 of 399 steps" in msg
     fills = res.fills.copy()
     fills.loc[fills["symbol"] == fut, "qty"] = -1.0
     assert workloads.hedge_check(w, fills, pos, res.equity.index).startswith(fut)
