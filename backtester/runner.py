@@ -154,12 +154,14 @@ def prepare(strategy: str | type[Strategy] | Strategy, *, dataset: str | None = 
         raise ConfigError(msg)
     tiers_raw: Any = dataset_tiers
     extra_warnings: list[str] = []
+    guessed: set[str] = set()
     if data is not None:
         frames = _frames(data)
         insts = dict(instruments or {})
         for sym in frames:
             if sym not in insts:
                 insts[sym] = instrument_from_symbol(sym)
+                guessed.add(sym)
         data_name = "dataframes"
         vol_index = {k.split("/")[0]: v for k, v in (vol_indexes or {}).items()}
     else:
@@ -173,6 +175,7 @@ def prepare(strategy: str | type[Strategy] | Strategy, *, dataset: str | None = 
         tiers_raw = ds.leverage_tiers
         vol_index = {k.split("/")[0]: v for k, v in ds.vol_index.items()}
         extra_warnings.extend(ds.warnings)
+        guessed.update(ds.guessed_specs)
         data_name = cfg.dataset or ""
     extra_warnings.extend(_flagged(frames, cfg))
     # fee rates and tier tables by their precedence (backtester.margin.sources)
@@ -180,6 +183,8 @@ def prepare(strategy: str | type[Strategy] | Strategy, *, dataset: str | None = 
     fees = resolve_fee_rates({s: i for s, i in insts.items() if s in frames}, prof)
     feed = Feed.build(fees.instruments, frames, start_ms=cfg.start, end_ms=cfg.end,
                       vol_index=vol_index)
+    extra_warnings.extend(_guessed_spec_note(feed.symbols[s], from_dataset=data is None)
+                          for s in sorted(guessed) if s in feed.symbols)
     run_insts = {s: f.instrument for s, f in feed.symbols.items()}
     tiers = resolve_tiers(run_insts, prof, run_tiers=cfg.tiers, dataset_tiers=tiers_raw,
                           dataset=cfg.dataset)
@@ -192,6 +197,23 @@ def prepare(strategy: str | type[Strategy] | Strategy, *, dataset: str | None = 
                        pristine=None if template is None else copy.deepcopy(template), feed=feed,
                        config=cfg, profile=profile, data_name=data_name,
                        warnings=tuple(extra_warnings), progress=progress, sources=sources)
+
+
+def _guessed_spec_note(f: Any, *, from_dataset: bool) -> str:
+    # what a guessed contract spec does to the fills: prices round to the default tick, which
+    # on a low-priced coin is a large fraction of the price (XRP near 1.19: tick 0.01 = 0.84 %)
+    inst = f.instrument
+    close = float(f.c[0])
+    share = float(inst.tick_size) / close if close > 0 else float("nan")
+    fix = ("import the exchange's markets (backtester data import --markets markets.json "
+           "--exchange NAME)" if from_dataset else
+           "give instruments={symbol: instrument_from_ccxt(market)} or "
+           "instrument_from_symbol(symbol, tick_size=..., lot_size=...)")
+    # one family of warnings ("contract specs guessed from the symbol: ..."), one per symbol
+    return (f"contract specs guessed from the symbol: {inst.symbol} tick {inst.tick_size} "
+            f"({share:.2%} of the first close {close:g}), lot {inst.lot_size}, contract size "
+            f"{inst.contract_size}, fees maker {inst.maker_rate} / taker {inst.taker_rate}; "
+            f"fill prices are rounded to that tick. For the exchange's specs, {fix}")
 
 
 def run_prepared(prep: PreparedRun, *, primary: bool = False, label: str | None = None,

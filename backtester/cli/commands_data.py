@@ -257,48 +257,69 @@ def data_validate(exchange: str | None, outlier_multiple: float | None,
 @data_group.command("import")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path), required=False)
 @click.option("--exchange", required=True, help="Dataset/exchange name to store under.")
-@click.option("--symbol", default=None, help="ccxt symbol, e.g. XRP/USDT:USDT.")
-@click.option("--kind", default=None, type=click.Choice([k.value for k in Kind]))
+@click.option("--symbol", default=None, help="ccxt symbol, e.g. XRP/USDT:USDT (with FILE).")
+@click.option("--kind", default=None, type=click.Choice([k.value for k in Kind]),
+              help="What FILE holds (with FILE).")
 @click.option("--timeframe", "-t", default=None, help="Candle timeframe (default: inferred).")
 @click.option("--assume-utc", is_flag=True, help="Read time-zone-less times as UTC.")
+@click.option("--markets", "markets_file", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="ccxt markets JSON (json.dump(exchange.load_markets())): "
+                                 "the contract specs of the dataset's symbols.")
+@click.option("--precision-mode", type=click.Choice(["ticks", "decimals"]), default=None,
+              help="How --markets' precision fields read (default: inferred).")
 @click.option("--tiers-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Leverage tiers JSON (ccxt layout), stored as the dataset's "
-                   "leverage_tiers.json.")
+              help="Leverage tiers JSON (ccxt fetch_leverage_tiers layout, e.g. freqtrade's "
+                   "binance_leverage_tiers.json).")
 @_outlier_option
 @_datasets_option
 @friendly_errors
 def data_import(file: Path | None, exchange: str, symbol: str | None, kind: str | None,
-                timeframe: str | None, assume_utc: bool, tiers_file: Path | None,
+                timeframe: str | None, assume_utc: bool, markets_file: Path | None,
+                precision_mode: str | None, tiers_file: Path | None,
                 outlier_multiple: float | None, datasets: Path | None) -> None:
-    """Import a CSV, freqtrade feather or JSON(.gz) file (FILE with --symbol and --kind) and/or
-    a leverage tiers file (--tiers-file) into the store.
+    """Import a CSV, freqtrade feather or JSON(.gz) FILE into the store, and/or the
+    exchange's markets (contract specs) and leverage tiers for the dataset.
 
     \b
     Example:
       backtester data import XRP_USDT_USDT-5m-futures.feather --exchange binanceusdm \\
           --symbol XRP/USDT:USDT --kind ohlcv
-      backtester data import --exchange okx --tiers-file okx_tiers.json
+      backtester data import --exchange binanceusdm --markets markets.json \\
+          --tiers-file binance_leverage_tiers.json
     """
+    import time
+
     from backtester.data.importers import import_file
+    from backtester.data.snapshots import (
+        DECIMAL_PLACES,
+        TICK_SIZE,
+        import_markets_file,
+        import_tiers_file,
+    )
 
-    store = Store(datasets)
-    if file is None and tiers_file is None:
-        msg = "data import: give a data FILE (with --symbol and --kind) or --tiers-file"
+    if file is None and markets_file is None and tiers_file is None:
+        msg = ("data import: give a data FILE (with --symbol and --kind), --markets or "
+               "--tiers-file")
         raise ConfigError(msg)
-    if tiers_file is not None:
-        import time
-
-        from backtester.data.snapshots import import_tiers_file
-
-        tiers_path = import_tiers_file(tiers_file, store=store, exchange=exchange,
-                                       now_ms=int(time.time() * 1000))
-        click.echo(f"imported {tiers_file.name} -> {tiers_path}")
-    if file is None:
-        return
-    if symbol is None or kind is None:
+    if file is not None and (symbol is None or kind is None):
         msg = (f"{'--symbol' if symbol is None else '--kind'}: required to import the data "
-               f"file {file.name}")
+               f"file {file.name} (--symbol: a ccxt symbol; --kind: {_KINDS})")
         raise ConfigError(msg)
+    store = Store(datasets)
+    now_ms = int(time.time() * 1000)  # when the snapshot was imported (metadata only)
+    if markets_file is not None:
+        mode = None if precision_mode is None else (
+            TICK_SIZE if precision_mode == "ticks" else DECIMAL_PLACES)
+        path, count, used = import_markets_file(markets_file, store=store, exchange=exchange,
+                                                precision_mode=mode, now_ms=now_ms)
+        how = "ticks" if used == TICK_SIZE else "decimal places"
+        click.echo(f"imported {count} markets from {markets_file.name} -> {path} "
+                   f"(precision fields read as {how})")
+    if tiers_file is not None:
+        path = import_tiers_file(tiers_file, store=store, exchange=exchange, now_ms=now_ms)
+        click.echo(f"imported leverage tiers from {tiers_file.name} -> {path}")
+    if file is None or symbol is None or kind is None:
+        return
     path = import_file(file, store=store, exchange=exchange, symbol=symbol, kind=kind,
                        timeframe=timeframe, assume_utc=assume_utc)
     k = Kind(kind)

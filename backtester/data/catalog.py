@@ -61,6 +61,9 @@ class Dataset:
         for candle series, plus ``end_of_data`` when the fetch recorded one.
     warnings
         One line each: fallbacks the results must mention (e.g. trade candles used as marks).
+    guessed_specs
+        Symbols without an entry in ``markets.json``: their contract specs are guessed from
+        the symbol grammar (:func:`~backtester.instruments.instrument_from_symbol`).
     """
 
     exchange: str
@@ -76,6 +79,7 @@ class Dataset:
     leverage_tiers: Mapping[str, Any] | None = None
     gaps: Mapping[tuple[str, str], Mapping[str, Any]] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+    guessed_specs: tuple[str, ...] = ()
 
     @property
     def symbols(self) -> tuple[str, ...]:
@@ -121,7 +125,7 @@ def _trim(frame: pd.DataFrame, start_ms: int | None, end_ms: int | None) -> pd.D
 
 
 def _instruments(store: Store, name: str, symbols: Iterable[str],
-                 warnings: list[str]) -> dict[str, Instrument]:
+                 guessed: list[str]) -> dict[str, Instrument]:
     markets: dict[str, Any] = {}
     precision_mode = 4
     if store.has_json(name, "markets"):
@@ -132,17 +136,13 @@ def _instruments(store: Store, name: str, symbols: Iterable[str],
         elif isinstance(payload, dict):
             markets = payload
     out: dict[str, Instrument] = {}
-    missing = []
     for symbol in sorted(symbols):
         market = markets.get(symbol)
         if market is not None:
             out[symbol] = instrument_from_ccxt(market, exchange=name, precision_mode=precision_mode)
         else:
-            missing.append(symbol)
+            guessed.append(symbol)  # the run says so (runner), with the tick it rounds to
             out[symbol] = instrument_from_symbol(symbol)
-    if missing:
-        warnings.append(f"no market snapshot for {shortlist(missing)} in {name}/markets.json: "
-                        "contract specs guessed from the symbol (contract size 1, default ticks)")
     return out
 
 
@@ -254,7 +254,8 @@ def load_dataset(name: str, *, root: Path | str | None = None,
                    f"{closest(absent[0], stored)}")
             raise DataError(msg)
     with_data = {sym for k, d in frames.items() if k is not Kind.VOL_INDEX for sym in d}
-    instruments = _instruments(store, name, with_data, warnings)
+    guessed: list[str] = []
+    instruments = _instruments(store, name, with_data, guessed)
     for symbol in sorted(frames[Kind.OHLCV]):
         inst = instruments[symbol]
         if inst.kind is InstrumentKind.SPOT or inst.is_option:
@@ -278,4 +279,5 @@ def load_dataset(name: str, *, root: Path | str | None = None,
                    ohlcv=frames[Kind.OHLCV], mark=frames[Kind.MARK], index=frames[Kind.INDEX],
                    premium=frames[Kind.PREMIUM], funding=frames[Kind.FUNDING],
                    option_marks=frames[Kind.OPTION_MARKS], vol_index=frames[Kind.VOL_INDEX],
-                   leverage_tiers=tiers, gaps=gaps, warnings=tuple(warnings))
+                   leverage_tiers=tiers, gaps=gaps, warnings=tuple(warnings),
+                   guessed_specs=tuple(guessed))

@@ -90,6 +90,11 @@ class Instrument:
         Options only.
     max_leverage
         The exchange's maximum leverage for the smallest tier, if known.
+
+    The Decimal fields (``contract_size`` to ``taker_rate``) also take ints, numeric strings
+    and floats; a float is converted exactly through its shortest repr (``0.001`` becomes
+    ``Decimal("0.001")``). Anything else, a non-finite number, or a negative size is a
+    :class:`~backtester.errors.ConfigError` naming the field.
     """
 
     symbol: str
@@ -112,6 +117,15 @@ class Instrument:
     exchange: str = ""
 
     def __post_init__(self) -> None:
+        for name in _EXACT_FIELDS:
+            value = getattr(self, name)
+            if not isinstance(value, Decimal) or not value.is_finite():
+                # a frozen value: converted once, here, at construction
+                object.__setattr__(self, name, _exact(self.symbol, name, value))
+        for name in _EXACT_FIELDS[:5]:
+            if getattr(self, name) < 0:
+                msg = f"{name} of {self.symbol} must not be negative, got {getattr(self, name)}"
+                raise ConfigError(msg)
         if self.contract_size <= 0:
             msg = f"contract_size of {self.symbol} must be positive, got {self.contract_size}"
             raise ConfigError(msg)
@@ -256,6 +270,28 @@ class Instrument:
     def is_expired(self, ts_ms: int) -> bool:
         """True when ``ts_ms`` is at or after the expiry."""
         return self.expiry_ms is not None and ts_ms >= self.expiry_ms
+
+
+#: the contract fields booked as exact Decimal (sizes first, then the signed fee rates)
+_EXACT_FIELDS = ("contract_size", "tick_size", "lot_size", "min_qty", "min_notional",
+                 "maker_rate", "taker_rate")
+
+
+def _exact(symbol: str, name: str, value: Any) -> Decimal:
+    # ints and numeric strings exactly; floats through their shortest repr (``0.001`` is
+    # Decimal("0.001"), not the binary fraction); anything else is an error naming the field
+    if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
+        msg = (f"{name} of {symbol}: expected a number (Decimal, int, float or numeric "
+               f"string), got {type(value).__name__} {value!r}")
+        raise ConfigError(msg)
+    try:
+        d = Decimal(str(value).strip()) if not isinstance(value, Decimal) else value
+    except ArithmeticError:
+        d = Decimal("NaN")
+    if not d.is_finite():
+        msg = f"{name} of {symbol}: expected a finite number, got {value!r}"
+        raise ConfigError(msg)
+    return d
 
 
 def symbol_underlying(symbol: str) -> str:

@@ -152,7 +152,8 @@ def test_data_import_errors_are_one_line(tmp_path: Path) -> None:
     runner = CliRunner()
     cases = [
         (["data", "import", "--exchange", "x"],
-         "error: data import: give a data FILE (with --symbol and --kind) or --tiers-file"),
+         "error: data import: give a data FILE (with --symbol and --kind), --markets or "
+         "--tiers-file"),
         (["data", "import", "--exchange", "x", "--tiers-file", str(tmp_path / "none.json")],
          f"error: tiers file {tmp_path / 'none.json'}: cannot read"),
         (["data", "import", str(_csv(tmp_path / "b.csv", 1.0)), "--exchange", "x",

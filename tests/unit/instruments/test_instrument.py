@@ -240,3 +240,44 @@ def test_deribit_static_spot_market_stays_spot(shared_data: Path) -> None:
     assert inst.expiry_ms is None
     assert inst.is_linear  # ccxt flags Deribit spot "inverse"; spot is valued in quote
     assert inst.strike is None  # ccxt gives strike '' for non-options
+
+
+# -- issue 16 item 3: contract fields given as floats -----------------------------------
+def test_float_contract_fields_are_converted_exactly_16() -> None:
+    inst = instrument_from_symbol("XRP/USDT:USDT", lot_size=0.001, tick_size=0.01,
+                                  min_notional=5, taker_rate="0.0004", maker_rate=-0.0001)
+    # through the shortest repr, not the binary fraction (Decimal(0.01) would be
+    # 0.01000000000000000020816681711721685...)
+    assert inst.lot_size == Decimal("0.001") and isinstance(inst.lot_size, Decimal)
+    assert inst.tick_size == Decimal("0.01") and str(inst.tick_size) == "0.01"
+    assert inst.min_notional == Decimal(5)
+    assert inst.taker_rate == Decimal("0.0004")
+    assert inst.maker_rate == Decimal("-0.0001")  # a maker rebate stays signed
+
+
+@pytest.mark.parametrize(("field", "value", "words"), [
+    ("tick_size", "abc", "tick_size of XRP/USDT:USDT: expected a finite number"),
+    ("lot_size", float("nan"), "lot_size of XRP/USDT:USDT: expected a finite number"),
+    ("contract_size", None, "contract_size of XRP/USDT:USDT: expected a number"),
+    ("tick_size", True, "tick_size of XRP/USDT:USDT: expected a number"),
+    ("lot_size", -0.1, "lot_size of XRP/USDT:USDT must not be negative"),
+])
+def test_bad_contract_fields_name_the_field_16(field: str, value: Any, words: str) -> None:
+    with pytest.raises(ConfigError, match=words.replace(".", r"\.")):
+        instrument_from_symbol("XRP/USDT:USDT", **{field: value})
+
+
+def test_a_run_fills_orders_on_an_instrument_given_floats_16() -> None:
+    # before: the first order failed with "TypeError: unsupported operand type(s) for %:
+    # 'decimal.Decimal' and 'float'" (lot check), wrapped as a StrategyError
+    from tests.builders import Scripted, bars, run
+
+    sym = "XRP/USDT:USDT"
+    inst = {sym: instrument_from_symbol(sym, lot_size=0.001, tick_size=0.0001)}
+    strat = Scripted({0: lambda ctx: ctx.buy(sym, 10.5)})
+    result = run(strat, {sym: bars([(1.1234, 1.2, 1.0, 1.15)] * 4)}, instruments=inst)
+    fill = result.fills.iloc[0]
+    # the next bar's open 1.1234, no slippage in the builder; 10.5 x 1.1234 x 5 bps taker
+    assert fill["price_exact"] == "1.1234"
+    assert fill["qty_exact"] == "10.5"
+    assert Decimal(fill["fee_exact"]) == Decimal("10.5") * Decimal("1.1234") * Decimal("0.0005")
