@@ -17,7 +17,13 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 
-from backtester.data.schema import Kind, find_gaps, normalize_ts, validate_arrays
+from backtester.data.schema import (
+    Kind,
+    find_gaps,
+    normalize_ts,
+    validate_arrays,
+    with_ts_column,
+)
 from backtester.errors import DataError
 from backtester.instruments import Instrument
 from backtester.timeutil import timeframe_ms
@@ -29,14 +35,19 @@ _STABLES = frozenset({"USD", "USDT", "USDC", "BUSD", "FDUSD", "DAI"})
 #: are options valued at intrinsic, IV 0.
 _IV_FLOOR = 1e-4
 _TFS = ("1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "1w")
+#: the advice for tz-naive times in frames handed to the Python API
+NAIVE_HINT = ("localize them first (df.index = df.index.tz_localize('UTC'), or "
+              "df['ts'] = df['ts'].dt.tz_localize('UTC'))")
 
 
 @dataclass(slots=True, kw_only=True)
 class MarketFrames:
-    """The data of one instrument as DataFrames with a ``ts`` column (bar open, UTC).
+    """The data of one instrument as DataFrames (bar open times, tz-aware UTC).
 
     ``ohlcv`` is required; ``mark``, ``index`` (candles on the same timeframe) and ``funding``
-    (``ts``, ``rate``) and ``option_marks`` are optional.
+    (``ts``, ``rate``) and ``option_marks`` are optional. Times are a ``ts`` column, any
+    tz-aware DatetimeIndex, a ``date``/``timestamp`` column, or integer epoch milliseconds
+    (ccxt's ``fetch_ohlcv`` rows): see :func:`~backtester.data.schema.with_ts_column`.
     """
 
     ohlcv: pd.DataFrame
@@ -66,8 +77,9 @@ def _infer_timeframe(ts_ms: np.ndarray, symbol: str) -> str:
 
 def _timeframe_of(raw: pd.DataFrame, what: str, symbol: str) -> str:
     # the timeframe of candles given without one: the smallest spacing of their stamps
-    pre = raw.reset_index() if "ts" not in raw.columns else raw
-    ts0 = normalize_ts(pre["ts"], what=what).astype("int64").to_numpy()
+    pre = with_ts_column(raw, what=what)
+    ts0 = normalize_ts(pre["ts"], what=what, naive_hint=NAIVE_HINT,
+                       is_user_data=True).astype("int64").to_numpy()
     return _infer_timeframe(ts0, symbol)
 
 
@@ -221,7 +233,8 @@ class SymbolFeed:
         if tf is None:
             tf = _timeframe_of(raw, f"ohlcv {sym}", sym)
         ohlcv = validate_arrays(raw, Kind.OHLCV, symbol=sym, timeframe=tf,
-                                is_option=instrument.is_option)
+                                is_option=instrument.is_option, naive_hint=NAIVE_HINT,
+                                is_user_data=True)
         if not len(ohlcv.ts_ms):
             msg = f"{sym}: no bars"
             raise DataError(msg)
@@ -258,7 +271,8 @@ class SymbolFeed:
         self.funding_ts: list[int] = []
         self.funding_rate: list[float] = []
         if frames.funding is not None and len(frames.funding):
-            fund = validate_arrays(frames.funding, Kind.FUNDING, symbol=sym, timeframe=None)
+            fund = validate_arrays(frames.funding, Kind.FUNDING, symbol=sym, timeframe=None,
+                                   naive_hint=NAIVE_HINT, is_user_data=True)
             self.funding_ts = fund.ts_ms.tolist()
             self.funding_rate = fund.columns["rate"].tolist()
         self.next_funding = 0
@@ -267,7 +281,7 @@ class SymbolFeed:
         if frames.option_marks is not None and len(frames.option_marks):
             self.mark_source = "option_marks"
             om = validate_arrays(frames.option_marks, Kind.OPTION_MARKS, symbol=sym,
-                                 timeframe=None)
+                                 timeframe=None, naive_hint=NAIVE_HINT, is_user_data=True)
             pos, present = _lookup(om.ts_ms, ts)
             self.option_iv = _reindexed(om.columns["mark_iv"], pos, present).tolist()
             own = _reindexed(om.columns["underlying_price"], pos, present)
@@ -422,7 +436,8 @@ class SymbolFeed:
             return {k: (arrays[k] if kind is Kind.MARK or not self.has_mark
                         else arrays[f"mark_{k}"]) for k in cols}
         clean = validate_arrays(frame, kind, symbol=self.instrument.symbol, timeframe=tf,
-                                is_option=self.instrument.is_option)
+                                is_option=self.instrument.is_option, naive_hint=NAIVE_HINT,
+                                is_user_data=True)
         pos, present = _lookup(clean.ts_ms, ts)
         out: dict[str, np.ndarray] = {}
         missing = None
@@ -546,7 +561,7 @@ class Feed:
                 raise DataError(msg)
             fr = frames[sym]
             if start_ms is not None or end_ms is not None:
-                fr = _clip(fr, start_ms, end_ms)
+                fr = _clip(fr, start_ms, end_ms, sym)
             feed = SymbolFeed(instruments[sym], fr)
             symbols[sym] = feed
             if feed.mark_fallback_bars and not feed.instrument.is_option:
@@ -648,12 +663,15 @@ def _forward_notes(feed: SymbolFeed, under: SymbolFeed | None) -> list[str]:
     return []
 
 
-def _clip(fr: MarketFrames, start_ms: int | None, end_ms: int | None) -> MarketFrames:
-    def cut(df: pd.DataFrame | None, *, is_bar: bool) -> pd.DataFrame | None:
+def _clip(fr: MarketFrames, start_ms: int | None, end_ms: int | None,
+          symbol: str) -> MarketFrames:
+    def cut(df: pd.DataFrame | None, kind: str, *, is_bar: bool) -> pd.DataFrame | None:
         if df is None:
             return None
-        d = df.reset_index() if "ts" not in df.columns else df
-        ts = pd.to_datetime(d["ts"], utc=True).dt.as_unit("ms").astype("int64")
+        what = f"{kind} {symbol}"
+        d = with_ts_column(df, what=what)
+        ts = normalize_ts(d["ts"], what=what, naive_hint=NAIVE_HINT,
+                          is_user_data=True).astype("int64")
         keep = pd.Series(True, index=d.index)
         if start_ms is not None:
             keep &= ts >= start_ms
@@ -661,7 +679,8 @@ def _clip(fr: MarketFrames, start_ms: int | None, end_ms: int | None) -> MarketF
             keep &= ts < end_ms if is_bar else ts <= end_ms
         return d[keep.to_numpy()]
 
-    return MarketFrames(ohlcv=cut(fr.ohlcv, is_bar=True),  # type: ignore[arg-type]
-                        timeframe=fr.timeframe, mark=cut(fr.mark, is_bar=True),
-                        index=cut(fr.index, is_bar=True), funding=cut(fr.funding, is_bar=False),
-                        option_marks=cut(fr.option_marks, is_bar=False))
+    return MarketFrames(ohlcv=cut(fr.ohlcv, "ohlcv", is_bar=True),  # type: ignore[arg-type]
+                        timeframe=fr.timeframe, mark=cut(fr.mark, "mark", is_bar=True),
+                        index=cut(fr.index, "index", is_bar=True),
+                        funding=cut(fr.funding, "funding", is_bar=False),
+                        option_marks=cut(fr.option_marks, "option_marks", is_bar=False))

@@ -24,14 +24,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from backtester.data.schema import CANDLE_KINDS, Kind, normalize_ts, validate_frame
+from backtester.data.schema import (
+    CANDLE_KINDS,
+    TIME_COLUMNS,
+    Kind,
+    normalize_ts,
+    validate_frame,
+)
 from backtester.data.store import Store
 from backtester.errors import ConfigError, DataError
 from backtester.timeutil import timeframe_ms
 
 __all__ = ["import_file", "infer_timeframe", "read_data_file"]
 
-_TIME_COLUMNS = ("ts", "date", "timestamp", "time", "datetime")
 _TF_IN_NAME = re.compile(r"-(\d+[smhdwM])(?:-|\.)")
 _FREQTRADE_COLUMNS = ["ts", "open", "high", "low", "close", "volume"]
 
@@ -76,12 +81,12 @@ def read_data_file(path: Path | str, *, kind: Kind | str) -> pd.DataFrame:
         msg = f"{src}: cannot read ({type(exc).__name__}: {exc})"
         raise DataError(msg) from exc
     frame = frame.rename(columns={c: str(c).strip().lower() for c in frame.columns})
-    for col in _TIME_COLUMNS:
+    for col in TIME_COLUMNS:
         if col in frame.columns:
             frame = frame.rename(columns={col: "ts"})
             break
     else:
-        msg = f"{src}: no time column (expected one of {', '.join(_TIME_COLUMNS)})"
+        msg = f"{src}: no time column (expected one of {', '.join(TIME_COLUMNS)})"
         raise DataError(msg)
     if kind is Kind.FUNDING and "rate" not in frame.columns:
         for alt in ("funding_rate", "fundingrate", "open"):  # freqtrade: the rate is in 'open'

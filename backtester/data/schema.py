@@ -32,6 +32,7 @@ __all__ = [
     "symbol_slug",
     "validate_arrays",
     "validate_frame",
+    "with_ts_column",
 ]
 
 SCHEMA_VERSION = 1
@@ -145,17 +146,77 @@ def find_gaps(ts_ms: np.ndarray, tf_ms: int) -> GapReport:
                      pct_missing=missing / expected if expected else 0.0, gaps=gaps)
 
 
-def normalize_ts(values: pd.Series | pd.Index, *, what: str, assume_utc: bool = False) -> pd.Series:
+#: names of a time column, in order of preference (``ts`` is the store's own)
+TIME_COLUMNS = ("ts", "date", "timestamp", "time", "datetime")
+#: the columns of a ccxt ``fetch_ohlcv`` row: ``[timestamp_ms, open, high, low, close, volume]``
+_CCXT_ROW = ("ts", "open", "high", "low", "close", "volume")
+#: integer stamps are epoch milliseconds: between 1973 and the year 5138
+_MS_RANGE = (10**11, 10**14)
+
+
+def with_ts_column(df: pd.DataFrame, *, what: str) -> pd.DataFrame:
+    """Return ``df`` with its times in a ``ts`` column, as users hand frames over.
+
+    Accepted, in this order: a ``ts`` column; a DatetimeIndex of any name (pandas' default
+    ``None``, ``datetime``, ``date`` ...); a ``date``/``timestamp``/``time``/``datetime``
+    column (any case: freqtrade's ``date``, ccxt's ``timestamp``); the positional columns
+    ``0..5`` of ``pd.DataFrame(exchange.fetch_ohlcv(...))``. Other column names are matched
+    without regard to case (``Open`` is ``open``). The values are checked later
+    (:func:`normalize_ts`: tz-aware, or integer epoch milliseconds).
+
+    Raises
+    ------
+    DataError
+        No time column or index, naming ``what``.
+    """
+    cols = list(df.columns)
+    if "ts" in df.columns:
+        out = df
+    elif isinstance(df.index, pd.DatetimeIndex):
+        out = df.reset_index(names="ts")
+    elif cols and all(isinstance(c, int) for c in cols) and cols == list(range(len(cols))) \
+            and len(cols) in (5, 6):
+        out = df.set_axis(list(_CCXT_ROW[:len(cols)]), axis=1)
+    else:
+        lower = {str(c).strip().lower(): c for c in cols}
+        name = next((lower[n] for n in TIME_COLUMNS if n in lower), None)
+        if name is None and df.index.name is not None \
+                and str(df.index.name).lower() in TIME_COLUMNS:
+            return with_ts_column(df.reset_index(), what=what)
+        if name is None:
+            msg = (f"{what}: no time column: expected a 'ts', 'date' or 'timestamp' column "
+                   "or a DatetimeIndex (tz-aware UTC bar open times, or epoch milliseconds)")
+            raise DataError(msg)
+        out = df.rename(columns={name: "ts"})
+    renames = {c: str(c).strip().lower() for c in out.columns
+               if isinstance(c, str) and c != str(c).strip().lower()
+               and str(c).strip().lower() not in out.columns}
+    return out.rename(columns=renames) if renames else out
+
+
+def normalize_ts(values: pd.Series | pd.Index, *, what: str, assume_utc: bool = False,
+                 naive_hint: str | None = None, is_user_data: bool = False) -> pd.Series:
     """Return timestamps as ``datetime64[ms, UTC]``; ints are epoch milliseconds.
 
-    Naive datetimes are rejected unless ``assume_utc`` (then read as UTC).
+    Naive datetimes are rejected unless ``assume_utc`` (then read as UTC); ``naive_hint``
+    replaces the advice of that error (the store's importers suggest ``--assume-utc``). For
+    ``is_user_data`` (frames handed to the API), integers that are not milliseconds between
+    1973 and 5138 (seconds, or micro/nanoseconds) are rejected.
     """
     s = pd.Series(values)
     if pd.api.types.is_integer_dtype(s.dtype) or pd.api.types.is_float_dtype(s.dtype):
         if s.isna().any():
             msg = f"{what}: missing timestamps"
             raise DataError(msg)
-        return pd.to_datetime(s.astype("int64"), unit="ms", utc=True).dt.as_unit("ms")
+        ms = s.astype("int64")
+        if is_user_data and len(ms) and not (
+                _MS_RANGE[0] <= int(ms.abs().max()) < _MS_RANGE[1]):
+            big = int(ms.abs().max())
+            unit = "seconds" if big < _MS_RANGE[0] else "micro- or nanoseconds"
+            msg = (f"{what}: integer timestamps are read as epoch milliseconds, but {big} "
+                   f"looks like {unit}; give milliseconds")
+            raise DataError(msg)
+        return pd.to_datetime(ms, unit="ms", utc=True).dt.as_unit("ms")
     if not pd.api.types.is_datetime64_any_dtype(s.dtype):
         try:
             s = pd.to_datetime(s, utc=False, format="ISO8601")
@@ -164,8 +225,8 @@ def normalize_ts(values: pd.Series | pd.Index, *, what: str, assume_utc: bool = 
             raise DataError(msg) from exc
     if getattr(s.dt, "tz", None) is None:
         if not assume_utc:
-            msg = (f"{what}: timestamps have no time zone; say they are UTC "
-                   "(assume_utc=True / --assume-utc) or give tz-aware data")
+            hint = naive_hint or "say they are UTC (assume_utc=True / --assume-utc)"
+            msg = f"{what}: timestamps have no time zone; {hint} or give tz-aware data"
             raise DataError(msg)
         s = s.dt.tz_localize("UTC")
     return s.dt.tz_convert("UTC").dt.as_unit("ms")
@@ -180,8 +241,9 @@ def validate_frame(df: pd.DataFrame, kind: Kind | str, *, symbol: str, timeframe
     dropped, conflicting duplicates rejected naming symbol and time; prices finite and positive
     (premium and funding may be signed; an option's trade and mark candles may be 0, a
     worthless option; ``is_option`` defaults to the symbol grammar ``…-YYMMDD-K-C|P``);
-    ``high >= max(open, close)``, ``low <= min(open, close)``. A ``ts`` column or a
-    DatetimeIndex is accepted.
+    ``high >= max(open, close)``, ``low <= min(open, close)``. The times are found by
+    :func:`with_ts_column` (a ``ts``/``date``/``timestamp`` column, a DatetimeIndex, or ccxt
+    rows).
     """
     series = validate_arrays(df, kind, symbol=symbol, timeframe=timeframe, assume_utc=assume_utc,
                              is_option=is_option)
@@ -201,29 +263,31 @@ class ValidSeries:
 
 
 def validate_arrays(df: pd.DataFrame, kind: Kind | str, *, symbol: str, timeframe: str | None,
-                    assume_utc: bool = False, is_option: bool | None = None) -> ValidSeries:
+                    assume_utc: bool = False, is_option: bool | None = None,
+                    naive_hint: str | None = None, is_user_data: bool = False) -> ValidSeries:
     """Validate and normalize one series like :func:`validate_frame`, returning arrays.
 
     The same rules and errors as :func:`validate_frame` (which builds its frame from this), but
-    no frame is built: sorted, unique input costs no copy of the value columns.
+    no frame is built: sorted, unique input costs no copy of the value columns. The frame's
+    times are found by :func:`with_ts_column`; ``naive_hint`` and ``is_user_data`` go to
+    :func:`normalize_ts`.
     """
     kind = Kind(kind)
     what = f"{kind} {symbol}" + (f" {timeframe}" if timeframe else "")
-    frame = df.reset_index() if "ts" not in df.columns else df
-    if "ts" not in frame.columns:
-        for alt in ("date", "timestamp", "time", "datetime", "index"):
-            if alt in frame.columns:
-                frame = frame.rename(columns={alt: "ts"})
-                break
-        else:
-            msg = f"{what}: no 'ts' column or DatetimeIndex"
-            raise DataError(msg)
+    frame = with_ts_column(df, what=what)
+    if kind is Kind.FUNDING and "rate" not in frame.columns:
+        # ccxt's fetch_funding_rate_history rows name it fundingRate
+        alt = next((c for c in ("fundingrate", "funding_rate", "fundingRate")
+                    if c in frame.columns), None)
+        if alt is not None:
+            frame = frame.rename(columns={alt: "rate"})
     cols = COLUMNS[kind]
     missing = [c for c in cols if c not in frame.columns and not _optional(kind, c)]
     if missing:
         msg = f"{what}: missing column(s) {', '.join(missing)} (expected ts, {', '.join(cols)})"
         raise DataError(msg)
-    ts_ms = normalize_ts(frame["ts"], what=what, assume_utc=assume_utc).astype(
+    ts_ms = normalize_ts(frame["ts"], what=what, assume_utc=assume_utc,
+                         naive_hint=naive_hint, is_user_data=is_user_data).astype(
         "int64").to_numpy()
     n = len(ts_ms)
     values: dict[str, NDArray[np.float64]] = {}

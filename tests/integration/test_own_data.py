@@ -69,7 +69,8 @@ def test_data_import_takes_markets_and_tiers_16(shared_data: Path, tmp_path: Pat
     assert res.exit_code == 0, res.output
     # ccxt's static Binance extract writes precision as decimal places (XRP: price 4, amount
     # 1 with a 0.1 minimum amount)
-    assert "imported 5 markets" in res.output and "read as decimal places" in res.output
+    assert "imported 5 markets" in res.output
+    assert "read as decimal places" in res.output
     assert (root / "binanceusdm/leverage_tiers.json").is_file()
 
     result = backtester.run(Hold, dataset="binanceusdm", datasets_root=root, funding="zero")
@@ -93,4 +94,64 @@ def test_markets_with_ambiguous_precision_need_the_mode_16(tmp_path: Path) -> No
     assert "say which with --precision-mode ticks|decimals" in res.output
     ok = _cli("data", "import", "--exchange", "x", "--markets", path, "--precision-mode",
               "ticks", "--datasets", tmp_path)
-    assert ok.exit_code == 0 and "read as ticks" in ok.output
+    assert ok.exit_code == 0
+    assert "read as ticks" in ok.output
+
+
+# -- item 2: DataFrames as users have them ------------------------------------------------------
+def _as_ms(stamps: pd.Series) -> pd.Series:
+    return stamps.dt.as_unit("ms").astype("int64")
+
+
+def _user_frames(d: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    rows = d.assign(date=_as_ms(d["date"])).to_numpy().tolist()  # fetch_ohlcv's row lists
+    return {
+        "freqtrade date column": d,
+        "DatetimeIndex named None": d.set_index("date").rename_axis(None),
+        "DatetimeIndex named datetime": d.set_index("date").rename_axis("datetime"),
+        "timestamp column of epoch ms": d.assign(timestamp=_as_ms(d["date"])).drop(
+            columns="date"),
+        "ccxt fetch_ohlcv rows": pd.DataFrame(rows).astype({0: "int64"}),
+        "ccxt rows with names": pd.DataFrame(rows, columns=["timestamp", "Open", "High", "Low",
+                                                            "Close", "Volume"]).astype(
+            {"timestamp": "int64"}),
+    }
+
+
+def test_dataframes_as_users_have_them_16(shared_data: Path) -> None:
+    # before: KeyError: 'ts' from data/feed.py for every form but a 'ts' column
+    candles = _feather(shared_data, "XRP_USDT_USDT-5m-futures.feather").iloc[:60]
+    want = backtester.run(Hold, data={XRP: candles.rename(columns={"date": "ts"})},
+                          funding="zero", profile="binance-usdm")
+    assert len(want.fills) == 1
+    for name, frame in _user_frames(candles).items():
+        got = backtester.run(Hold, data={XRP: frame}, funding="zero", profile="binance-usdm")
+        assert got.equity.index.equals(want.equity.index), name
+        assert got.fills[["ts", "price_exact", "qty_exact"]].equals(
+            want.fills[["ts", "price_exact", "qty_exact"]]), name
+        # the run's start and end cut the frames whatever their form (feed._clip)
+        cut = backtester.run(Hold, data={XRP: frame}, funding="zero", profile="binance-usdm",
+                             start="2021-11-15T01:00", end="2021-11-15T02:00")
+        assert len(cut.equity) == 12, name
+
+
+@pytest.mark.parametrize(("form", "words"), [
+    ("naive index", "ohlcv XRP/USDT:USDT: timestamps have no time zone; localize them first "
+                    "(df.index = df.index.tz_localize('UTC')"),
+    ("naive column", "timestamps have no time zone"),
+    ("seconds", "integer timestamps are read as epoch milliseconds, but 1636940100 looks like "
+                "seconds"),  # the last of 20 5m bars from 2021-11-15, in seconds
+    ("no time", "ohlcv XRP/USDT:USDT: no time column: expected a 'ts', 'date' or 'timestamp' "
+                "column or a DatetimeIndex"),
+])
+def test_dataframes_without_usable_times_get_one_line_16(shared_data: Path, form: str,
+                                                         words: str) -> None:
+    d = _feather(shared_data, "XRP_USDT_USDT-5m-futures.feather").iloc[:20]
+    frame = {"naive index": d.set_index("date").tz_localize(None),
+             "naive column": d.assign(date=d["date"].dt.tz_localize(None)),
+             "seconds": d.assign(date=d["date"].dt.as_unit("s").astype("int64")),
+             "no time": d.drop(columns="date")}[form]
+    with pytest.raises(backtester.DataError) as err:
+        backtester.run(Hold, data={XRP: frame}, funding="zero", profile="binance-usdm")
+    assert words in str(err.value)
+    assert "\n" not in str(err.value)

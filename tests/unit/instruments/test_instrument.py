@@ -248,8 +248,10 @@ def test_float_contract_fields_are_converted_exactly_16() -> None:
                                   min_notional=5, taker_rate="0.0004", maker_rate=-0.0001)
     # through the shortest repr, not the binary fraction (Decimal(0.01) would be
     # 0.01000000000000000020816681711721685...)
-    assert inst.lot_size == Decimal("0.001") and isinstance(inst.lot_size, Decimal)
-    assert inst.tick_size == Decimal("0.01") and str(inst.tick_size) == "0.01"
+    assert inst.lot_size == Decimal("0.001")
+    assert isinstance(inst.lot_size, Decimal)
+    assert inst.tick_size == Decimal("0.01")
+    assert str(inst.tick_size) == "0.01"
     assert inst.min_notional == Decimal(5)
     assert inst.taker_rate == Decimal("0.0004")
     assert inst.maker_rate == Decimal("-0.0001")  # a maker rebate stays signed
