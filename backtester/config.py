@@ -20,7 +20,7 @@ from typing import Any
 from backtester.errors import ConfigError
 from backtester.numeric import dec
 from backtester.paths import safe_component
-from backtester.timeutil import ms_to_iso, parse_utc_ms
+from backtester.timeutil import ms_to_iso, parse_utc_ms, timeframe_ms
 
 __all__ = ["OUTLIER_RETURN_MULTIPLE", "FillMode", "FundingMode", "MarginCheck", "MarginMode",
            "RunConfig", "load_config"]
@@ -69,6 +69,8 @@ class RunConfig:
     """All the keys of a run (DESIGN §7). Build with :func:`load_config`."""
 
     dataset: str | None = None
+    #: the trade candles' timeframe (``5m``, ``1h``...); needed when a dataset holds several
+    timeframe: str | None = None
     profile: str | None = None
     collateral: dict[str, Decimal] = field(default_factory=dict)
     margin_mode: MarginMode = MarginMode.CROSS
@@ -277,6 +279,13 @@ def _validate(key: str, value: Any) -> Any:
                 for sym, lev in _pairs(key, value).items()}
     if key in _NUMERIC:
         return _number(key, value)
+    if key == "timeframe":
+        try:
+            timeframe_ms(str(value))
+        except ValueError as exc:
+            msg = f"timeframe: {exc}"
+            raise ConfigError(msg) from None
+        return str(value)
     if key in ("start", "end"):
         try:
             return parse_utc_ms(value)

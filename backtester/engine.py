@@ -541,7 +541,11 @@ class Engine:
 
     @staticmethod
     def _funding_mark(f: SymbolFeed, stamp: int) -> tuple[float, str]:
-        # the open of the mark candle opening at T, else the last mark close before T
+        # the open of the mark candle opening at T, else the last mark close before T (mark
+        # candles of another timeframe than the trade bars: read as given)
+        raw = f.mark_at_stamp(stamp)
+        if raw is not None:
+            return raw, "mark"
         i = f.idx
         while i >= 0 and f.ts[i] > stamp:
             i -= 1

@@ -15,7 +15,7 @@ import importlib.util
 import re
 import sys
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from enum import Enum
 from pathlib import Path
@@ -100,10 +100,15 @@ def load_strategy(spec: str | type[Strategy]) -> type[Strategy]:
     return next(iter(candidates.values()))
 
 
-def _frames(data: Mapping[str, pd.DataFrame | MarketFrames]) -> dict[str, MarketFrames]:
+def _frames(data: Mapping[str, pd.DataFrame | MarketFrames],
+            timeframe: str | None) -> dict[str, MarketFrames]:
+    # the run's timeframe key stands for frames that give none (else inferred from the stamps)
     out = {}
     for sym, v in data.items():
-        out[sym] = v if isinstance(v, MarketFrames) else MarketFrames(ohlcv=v)
+        fr = v if isinstance(v, MarketFrames) else MarketFrames(ohlcv=v)
+        if fr.timeframe is None and timeframe is not None:
+            fr = replace(fr, timeframe=timeframe)
+        out[sym] = fr
     return out
 
 
@@ -156,7 +161,7 @@ def prepare(strategy: str | type[Strategy] | Strategy, *, dataset: str | None = 
     extra_warnings: list[str] = []
     guessed: set[str] = set()
     if data is not None:
-        frames = _frames(data)
+        frames = _frames(data, cfg.timeframe)
         insts = dict(instruments or {})
         for sym in frames:
             if sym not in insts:
@@ -169,7 +174,7 @@ def prepare(strategy: str | type[Strategy] | Strategy, *, dataset: str | None = 
 
         with progress_task(progress, f"loading dataset {cfg.dataset}"):
             ds = load_dataset(cfg.dataset or "", root=datasets_root, start_ms=cfg.start,
-                              end_ms=cfg.end)
+                              end_ms=cfg.end, timeframe=cfg.timeframe)
         frames = _dataset_frames(ds)
         insts = {s: ds.instruments[s] for s in frames}
         tiers_raw = ds.leverage_tiers
@@ -279,7 +284,7 @@ def _dataset_frames(ds: Any) -> dict[str, MarketFrames]:
             continue  # nothing of this instrument inside the run's window
         out[sym] = MarketFrames(ohlcv=ohlcv, timeframe=ds.timeframe, mark=ds.mark.get(sym),
                                 index=ds.index.get(sym), funding=ds.funding.get(sym),
-                                option_marks=marks)
+                                option_marks=marks, mark_timeframe=ds.mark_timeframes.get(sym))
     return out
 
 

@@ -297,24 +297,27 @@ class Task:
     is_keep_equity: bool = False
 
 
-#: Per-process cache: (datasets_root, dataset, symbols) → (Dataset, {symbol: (open, close) ms}).
-_DATA_CACHE: dict[tuple[str | None, str, tuple[str, ...] | None], Any] = {}
+#: Per-process cache: (datasets_root, dataset, symbols, timeframe) → (Dataset, {symbol: (open,
+#: close) ms}).
+_DATA_CACHE: dict[tuple[str | None, str, tuple[str, ...] | None, str | None], Any] = {}
 #: Per-process cache of the last windows cut from a cached dataset (walk-forward reuses them).
 _WINDOW_CACHE: dict[tuple[Any, ...], Any] = {}
 _WINDOW_CACHE_SIZE = 4
 
 
-def cached_dataset(root: str | None, name: str,
-                   symbols: tuple[str, ...] | None) -> tuple[Any, dict[str, tuple[int, int]]]:
+def cached_dataset(root: str | None, name: str, symbols: tuple[str, ...] | None,
+                   timeframe: str | None = None) -> tuple[Any, dict[str, tuple[int, int]]]:
     """Load a dataset once per process; return it and each symbol's ``[first open, last close)``
-    span in ms (bars are stamped with their open time)."""
-    key = (root, name, symbols)
+    span in ms (bars are stamped with their open time). ``timeframe`` picks the trade candles
+    of a dataset that holds several (the run key)."""
+    key = (root, name, symbols, timeframe)
     if key not in _DATA_CACHE:
         from backtester.data.catalog import load_dataset
         from backtester.runner import _dataset_frames
         from backtester.timeutil import timeframe_ms
 
-        ds = load_dataset(name, root=root, symbols=list(symbols) if symbols else None)
+        ds = load_dataset(name, root=root, symbols=list(symbols) if symbols else None,
+                          timeframe=timeframe)
         spans = {}
         for sym, fr in _dataset_frames(ds).items():
             ts = fr.ohlcv["ts"].dt.as_unit("ms").astype("int64").to_numpy()
@@ -333,11 +336,12 @@ def _window(task: Task) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any],
     from backtester.runner import _dataset_frames
     from backtester.timeutil import parse_utc_ms
 
-    key = (task.datasets_root, task.dataset, task.symbols, task.start, task.end)
+    tf = task.run_keys.get("timeframe")
+    key = (task.datasets_root, task.dataset, task.symbols, task.start, task.end, tf)
     if key in _WINDOW_CACHE:
         return typing.cast(tuple[dict[str, Any], dict[str, Any], dict[str, Any], Any],
                            _WINDOW_CACHE[key])
-    ds, _ = cached_dataset(task.datasets_root, task.dataset, task.symbols)
+    ds, _ = cached_dataset(task.datasets_root, task.dataset, task.symbols, tf)
     lo = parse_utc_ms(task.start) if task.start else None
     hi = parse_utc_ms(task.end) if task.end else None
     # cut every series exactly as load_dataset(start_ms=, end_ms=) does, then build the frames

@@ -128,7 +128,8 @@ def make_windows(start_ms: int, end_ms: int, wf: WalkForwardSpec) -> list[Window
 
 def data_range(spec: SweepSpec) -> tuple[int, int]:
     """Return the ``[start, end)`` range (ms) of the sweep: the spec's window cut to the data."""
-    _, spans = cached_dataset(spec.datasets_root, spec.dataset, spec.symbols)
+    _, spans = cached_dataset(spec.datasets_root, spec.dataset, spec.symbols,
+                              spec.run_keys.get("timeframe"))
     if not spans:
         msg = f"dataset {spec.dataset!r} has no candles"
         raise ConfigError(msg)

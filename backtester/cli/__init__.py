@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import click
 
 from backtester.errors import BacktesterError
+from backtester.hints import cli_syntax
 
 __all__ = ["cli", "friendly_errors", "main"]
 
@@ -22,12 +23,17 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def friendly_errors(func: F) -> F:
-    """Turn BacktesterError (and OSError on named files) into ``error: ...`` + exit 2."""
+    """Turn BacktesterError (and OSError on named files) into ``error: ...`` + exit 2.
+
+    Messages inside the command give their advice in command-line syntax (``--funding zero``,
+    :mod:`backtester.hints`).
+    """
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return func(*args, **kwargs)
+            with cli_syntax():
+                return func(*args, **kwargs)
         except BacktesterError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)

@@ -201,6 +201,8 @@ def _write_failure(folder: Path, prep: Any, exc: Any) -> None:
 
 _OPTIONS = [
     click.option("--dataset", help="Stored dataset name (sample, binanceusdm, ...)."),
+    click.option("--timeframe", "-t", help="Trade candle timeframe (5m, 1h, ...) when the "
+                                           "dataset holds several."),
     click.option("--config", "config_file", type=click.Path(dir_okay=False),
                  help="run.toml with any run keys; flags override it."),
     click.option("--profile", help="Exchange profile (binance-usdm, binance-coinm, bybit, okx, "

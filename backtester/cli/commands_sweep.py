@@ -81,6 +81,8 @@ def _walk_forward_summary(console: Console, folder: Path, metric: str) -> None:
 @cli.command()
 @click.argument("strategy")
 @click.option("--dataset", required=True, help="Stored dataset name (sample, binanceusdm, ...).")
+@click.option("--timeframe", "-t", help="Trade candle timeframe (5m, 1h, ...) when the dataset "
+                                        "holds several.")
 @click.option("--grid", "grid", multiple=True, required=True,
               help="name=v1,v2,... or name=start:stop:step (stop inclusive); repeat. A name is "
                    "a strategy parameter, or a run key (leverage, margin_mode, call_level, "
@@ -122,10 +124,11 @@ def _walk_forward_summary(console: Console, folder: Path, metric: str) -> None:
 @click.option("--output-dir", default="reports", show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bar; print only the results folder.")
 @friendly_errors
-def sweep(strategy: str, dataset: str, grid: tuple[str, ...], params: tuple[str, ...],
-          n_random: int | None, max_runs: int | None, seed: int, metric: str, is_maximize: bool,
-          scheduler: str | None, tls_ca_file: str | None, tls_cert: str | None,
-          tls_key: str | None, workers: int | None, is_resume: bool, best: int,
+def sweep(strategy: str, dataset: str, timeframe: str | None, grid: tuple[str, ...],
+          params: tuple[str, ...], n_random: int | None, max_runs: int | None, seed: int,
+          metric: str, is_maximize: bool, scheduler: str | None, tls_ca_file: str | None,
+          tls_cert: str | None, tls_key: str | None, workers: int | None, is_resume: bool,
+          best: int,
           walk_forward: str | None, start: str | None, end: str | None, symbols: str | None,
           profile: str | None, margin_mode: str | None, collateral: tuple[str, ...],
           sweep_id: str | None, datasets_root: str | None, output_dir: str,
@@ -172,6 +175,8 @@ def sweep(strategy: str, dataset: str, grid: tuple[str, ...], params: tuple[str,
     parsed = parse_grid([*grid, *params], cls.parameters, strategy=cls.__name__,
                         max_runs=max_runs or MAX_GRID_RUNS)
     run_keys: dict[str, Any] = {}
+    if timeframe:
+        run_keys["timeframe"] = timeframe
     if profile:
         run_keys["profile"] = profile
     if margin_mode:

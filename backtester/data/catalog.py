@@ -17,6 +17,7 @@ import pandas as pd
 from backtester.data.schema import CANDLE_KINDS, Kind, find_gaps
 from backtester.data.store import Store, StoredSeries
 from backtester.errors import ConfigError, DataError, closest, shortlist
+from backtester.hints import option
 from backtester.instruments import (
     Instrument,
     InstrumentKind,
@@ -61,6 +62,9 @@ class Dataset:
         for candle series, plus ``end_of_data`` when the fetch recorded one.
     warnings
         One line each: fallbacks the results must mention (e.g. trade candles used as marks).
+    mark_timeframes
+        Symbol → the timeframe of its mark candles (may differ from ``timeframe``: see
+        :mod:`backtester.data.marks`).
     guessed_specs
         Symbols without an entry in ``markets.json``: their contract specs are guessed from
         the symbol grammar (:func:`~backtester.instruments.instrument_from_symbol`).
@@ -80,6 +84,7 @@ class Dataset:
     gaps: Mapping[tuple[str, str], Mapping[str, Any]] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
     guessed_specs: tuple[str, ...] = ()
+    mark_timeframes: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def symbols(self) -> tuple[str, ...]:
@@ -109,7 +114,8 @@ def _pick_timeframe(series: list[StoredSeries], timeframe: str | None, name: str
             raise ConfigError(msg)
         return timeframe
     if len(have) > 1:
-        msg = f"dataset {name} holds several timeframes ({', '.join(have)}); choose one"
+        choices = " or ".join(option("timeframe", tf) for tf in have)
+        msg = f"dataset {name} holds several timeframes ({', '.join(have)}); choose one: {choices}"
         raise ConfigError(msg)
     return have[0] if have else None
 
@@ -146,10 +152,25 @@ def _instruments(store: Store, name: str, symbols: Iterable[str],
     return out
 
 
+def _mark_preference(mark_tf: str | None, tf: str) -> tuple[int, int]:
+    # which stored mark timeframe a run on ``tf`` trade bars uses (lowest first): the same;
+    # else the coarsest finer one that divides the trade bar (its bars make the trade bar's
+    # exactly); else the finest coarser one (data/marks.py)
+    m, t = timeframe_ms(mark_tf or tf), timeframe_ms(tf)
+    if m == t:
+        return (0, 0)
+    if m < t and t % m == 0:
+        return (1, -m)
+    if m < t:
+        return (3, -m)
+    return (2, m)
+
+
 def _select(series: list[StoredSeries], wanted: set[str] | None,
             tf: str | None) -> list[StoredSeries]:
     chosen: list[StoredSeries] = []
     vol: dict[str, StoredSeries] = {}
+    marks: dict[str, StoredSeries] = {}
     for s in series:
         if s.kind is Kind.VOL_INDEX:
             # one series per currency: the run's timeframe if stored, else the finest
@@ -161,10 +182,18 @@ def _select(series: list[StoredSeries], wanted: set[str] | None,
             continue
         if wanted is not None and s.symbol not in wanted:
             continue
+        if s.kind is Kind.MARK and tf is not None:
+            # mark candles of another timeframe are used too, under a no-look-ahead rule
+            best = marks.get(s.symbol)
+            if best is None or _mark_preference(s.timeframe, tf) < _mark_preference(
+                    best.timeframe, tf):
+                marks[s.symbol] = s
+            continue
         if s.kind is not Kind.FUNDING and tf is not None and s.timeframe != tf:
             continue
         chosen.append(s)
-    return chosen + sorted(vol.values(), key=lambda s: s.symbol)
+    return chosen + sorted(marks.values(), key=lambda s: s.symbol) + sorted(
+        vol.values(), key=lambda s: s.symbol)
 
 
 def _check_window(series: list[StoredSeries], frames: Mapping[Kind, Mapping[str, pd.DataFrame]],
@@ -228,12 +257,15 @@ def load_dataset(name: str, *, root: Path | str | None = None,
     tf = _pick_timeframe(series, timeframe, name)
     frames: dict[Kind, dict[str, pd.DataFrame]] = {k: {} for k in Kind}
     gaps: dict[tuple[str, str], dict[str, Any]] = {}
+    mark_tfs: dict[str, str] = {}
     for s in _select(series, wanted, tf):
         # vol index candles that opened before the start close inside the run: the first
         # bars' level (a candle is read only once closed), so only the end is trimmed
         frame = _trim(store.read(name, s.kind, s.symbol, s.timeframe),
                       None if s.kind is Kind.VOL_INDEX else start_ms, end_ms)
         frames[s.kind][s.symbol] = frame
+        if s.kind is Kind.MARK and s.timeframe:
+            mark_tfs[s.symbol] = s.timeframe
         if s.kind in CANDLE_KINDS and s.timeframe:
             ts = frame["ts"].dt.as_unit("ms").astype("int64").to_numpy()
             gap = find_gaps(ts, timeframe_ms(s.timeframe))
@@ -280,4 +312,4 @@ def load_dataset(name: str, *, root: Path | str | None = None,
                    premium=frames[Kind.PREMIUM], funding=frames[Kind.FUNDING],
                    option_marks=frames[Kind.OPTION_MARKS], vol_index=frames[Kind.VOL_INDEX],
                    leverage_tiers=tiers, gaps=gaps, warnings=tuple(warnings),
-                   guessed_specs=tuple(guessed))
+                   guessed_specs=tuple(guessed), mark_timeframes=mark_tfs)

@@ -17,6 +17,7 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 
+from backtester.data.marks import MarkRule, marks_on_trade_bars, rule_note
 from backtester.data.schema import (
     Kind,
     find_gaps,
@@ -44,8 +45,10 @@ NAIVE_HINT = ("localize them first (df.index = df.index.tz_localize('UTC'), or "
 class MarketFrames:
     """The data of one instrument as DataFrames (bar open times, tz-aware UTC).
 
-    ``ohlcv`` is required; ``mark``, ``index`` (candles on the same timeframe) and ``funding``
-    (``ts``, ``rate``) and ``option_marks`` are optional. Times are a ``ts`` column, any
+    ``ohlcv`` is required; ``mark``, ``index`` (candles on the same timeframe; mark candles may
+    have another, ``mark_timeframe``, inferred from their stamps when not given — see
+    :mod:`backtester.data.marks`), ``funding`` (``ts``, ``rate``) and ``option_marks`` are
+    optional. Times are a ``ts`` column, any
     tz-aware DatetimeIndex, a ``date``/``timestamp`` column, or integer epoch milliseconds
     (ccxt's ``fetch_ohlcv`` rows): see :func:`~backtester.data.schema.with_ts_column`.
     """
@@ -56,6 +59,7 @@ class MarketFrames:
     index: pd.DataFrame | None = None
     funding: pd.DataFrame | None = None
     option_marks: pd.DataFrame | None = None
+    mark_timeframe: str | None = None
 
 
 def _infer_timeframe(ts_ms: np.ndarray, symbol: str) -> str:
@@ -75,11 +79,15 @@ def _infer_timeframe(ts_ms: np.ndarray, symbol: str) -> str:
     raise DataError(msg)
 
 
-def _timeframe_of(raw: pd.DataFrame, what: str, symbol: str) -> str:
+def _timeframe_of(raw: pd.DataFrame, what: str, symbol: str, *,
+                  default: str | None = None) -> str:
     # the timeframe of candles given without one: the smallest spacing of their stamps
+    # (``default``, when given, for fewer than two bars)
     pre = with_ts_column(raw, what=what)
     ts0 = normalize_ts(pre["ts"], what=what, naive_hint=NAIVE_HINT,
                        is_user_data=True).astype("int64").to_numpy()
+    if default is not None and len(np.unique(ts0)) < 2:
+        return default
     return _infer_timeframe(ts0, symbol)
 
 
@@ -209,7 +217,10 @@ class SymbolFeed:
         "l",
         "mark_fallback_bars",
         "mark_missing",
+        "mark_raw",
+        "mark_rule",
         "mark_source",
+        "mark_timeframe",
         "mc",
         "mh",
         "ml",
@@ -254,13 +265,19 @@ class SymbolFeed:
             arrays["volume"] = np.nan_to_num(vol, nan=0.0)
         self.gaps = find_gaps(ts, self.tf_ms)
         self.mark_fallback_bars = 0
+        self.mark_rule = MarkRule.SAME
+        self.mark_timeframe = tf
+        #: mark candles of another timeframe as given (open times, opens, closes, timeframe
+        #: ms), for the mark at a funding stamp; None when they are on the trade bars
+        self.mark_raw: tuple[np.ndarray, np.ndarray, np.ndarray, int] | None = None
         # one byte a bar (truthy where the trade candle stands in for the mark candle)
         self.mark_missing: bytes = (b"\x01" if frames.mark is None else b"\x00") * len(ts)
         self.has_mark = frames.mark is not None
         self.has_index = frames.index is not None
         for prefix, frame, kind in (("mark", frames.mark, Kind.MARK),
                                     ("index", frames.index, Kind.INDEX)):
-            aligned = self._align(frame, kind, ts, tf, arrays)
+            aligned = self._align(frame, kind, ts, tf, arrays,
+                                  other_tf=frames.mark_timeframe if kind is Kind.MARK else None)
             for k, v in aligned.items():
                 arrays[f"{prefix}_{k}"] = v
         self.arrays = arrays
@@ -304,6 +321,20 @@ class SymbolFeed:
         self.forward_missing = b""
         self._link_forward()
         self.idx = -1
+
+    def mark_at_stamp(self, stamp: int) -> float | None:
+        """The mark at a funding stamp from mark candles of another timeframe than the trade
+        bars: the open of the mark candle opening at ``stamp``, else the close of the mark bar
+        that closed last, within one mark timeframe before it; None when they are on the trade
+        bars or no such mark bar exists (a gap, before the first, after the last)."""
+        if self.mark_raw is None:
+            return None
+        mts, mopen, mclose, mtf = self.mark_raw
+        j = int(np.searchsorted(mts, stamp))
+        if j < len(mts) and mts[j] == stamp:
+            return float(mopen[j])
+        k = int(np.searchsorted(mts + mtf, stamp, side="right")) - 1
+        return float(mclose[k]) if k >= 0 and stamp < mts[k] + 2 * mtf else None
 
     def bar_at(self, ts_ms: Any) -> np.ndarray:
         """Index of the last bar closed at or before each time of ``ts_ms`` (epoch ms; -1
@@ -427,7 +458,7 @@ class SymbolFeed:
         self.fl, self.fh, self.fc = _seqs(a, ("forward_low", "forward_high", "forward_close"))
 
     def _align(self, frame: pd.DataFrame | None, kind: Kind, ts: np.ndarray, tf: str,
-               arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+               arrays: dict[str, np.ndarray], *, other_tf: str | None) -> dict[str, np.ndarray]:
         cols = ("open", "high", "low", "close")
         if frame is None:
             if kind is Kind.MARK:
@@ -435,6 +466,11 @@ class SymbolFeed:
             # shared, not copied: nothing writes into these arrays in place
             return {k: (arrays[k] if kind is Kind.MARK or not self.has_mark
                         else arrays[f"mark_{k}"]) for k in cols}
+        if kind is Kind.MARK:
+            sym = self.instrument.symbol
+            mark_tf = other_tf or _timeframe_of(frame, f"mark {sym}", f"mark {sym}", default=tf)
+            if timeframe_ms(mark_tf) != self.tf_ms:
+                return self._align_other_timeframe(frame, mark_tf, ts, arrays)
         clean = validate_arrays(frame, kind, symbol=self.instrument.symbol, timeframe=tf,
                                 is_option=self.instrument.is_option, naive_hint=NAIVE_HINT,
                                 is_user_data=True)
@@ -450,6 +486,24 @@ class SymbolFeed:
         if kind is Kind.MARK and missing is not None:
             self.mark_fallback_bars = int(missing.sum())
             self.mark_missing = missing.astype(np.uint8).tobytes()
+        return out
+
+    def _align_other_timeframe(self, frame: pd.DataFrame, mark_tf: str, ts: np.ndarray,
+                               arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        # mark candles of another timeframe (data/marks.py); the trade candle stands in where
+        # no mark bar is usable, counted as for missing mark candles
+        clean = validate_arrays(frame, Kind.MARK, symbol=self.instrument.symbol,
+                                timeframe=mark_tf, naive_hint=NAIVE_HINT, is_user_data=True)
+        cols = ("open", "high", "low", "close")
+        got = marks_on_trade_bars(ts, self.tf_ms, {k: arrays[k] for k in cols}, clean.ts_ms,
+                                  timeframe_ms(mark_tf), clean.columns)
+        out = {k: np.where(got.missing, arrays[k], getattr(got, k)) for k in cols}
+        self.mark_fallback_bars = int(got.missing.sum())
+        self.mark_missing = got.missing.astype(np.uint8).tobytes()
+        self.mark_rule = got.rule
+        self.mark_timeframe = mark_tf
+        self.mark_raw = (clean.ts_ms, clean.columns["open"], clean.columns["close"],
+                         timeframe_ms(mark_tf))
         return out
 
 
@@ -564,7 +618,15 @@ class Feed:
                 fr = _clip(fr, start_ms, end_ms, sym)
             feed = SymbolFeed(instruments[sym], fr)
             symbols[sym] = feed
-            if feed.mark_fallback_bars and not feed.instrument.is_option:
+            if feed.mark_rule is not MarkRule.SAME:
+                notes.append(rule_note(sym, feed.mark_rule, mark_tf=feed.mark_timeframe,
+                                       trade_tf=feed.timeframe))
+                if feed.mark_fallback_bars:
+                    notes.append(f"no closed {feed.mark_timeframe} mark bar usable for "
+                                 f"{feed.mark_fallback_bars} of {feed.n} {feed.timeframe} bars "
+                                 f"of {sym} (before the first mark bar closes, in gaps of the "
+                                 "marks or after they end): margin uses trade candles there")
+            elif feed.mark_fallback_bars and not feed.instrument.is_option:
                 notes.append(f"mark candles missing for {feed.mark_fallback_bars} of {feed.n} "
                              f"bars of {sym}: margin uses trade candles there")
             if feed.gaps.count:
@@ -681,6 +743,7 @@ def _clip(fr: MarketFrames, start_ms: int | None, end_ms: int | None,
 
     return MarketFrames(ohlcv=cut(fr.ohlcv, "ohlcv", is_bar=True),  # type: ignore[arg-type]
                         timeframe=fr.timeframe, mark=cut(fr.mark, "mark", is_bar=True),
+                        mark_timeframe=fr.mark_timeframe,
                         index=cut(fr.index, "index", is_bar=True),
                         funding=cut(fr.funding, "funding", is_bar=False),
                         option_marks=cut(fr.option_marks, "option_marks", is_bar=False))

@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 import backtester
+from backtester.api import prepare
 from backtester.cli import _register, cli
 
 XRP = "XRP/USDT:USDT"
@@ -29,6 +30,20 @@ class Hold(backtester.Strategy):
     def on_bar(self, ctx: Any) -> None:
         if ctx.position(self.symbol).is_flat and not ctx.open_orders(self.symbol):
             ctx.buy(self.symbol, ctx.contracts_for(self.symbol, notional=self.notional_usd))
+
+
+HOLD_FILE = """
+from backtester import Strategy
+
+
+class Hold(Strategy):
+    symbol: str = "XRP/USDT:USDT"
+    notional_usd: float = 1_000.0
+
+    def on_bar(self, ctx):
+        if ctx.position(self.symbol).is_flat and not ctx.open_orders(self.symbol):
+            ctx.buy(self.symbol, ctx.contracts_for(self.symbol, notional=self.notional_usd))
+"""
 
 
 def _feather(shared: Path, name: str) -> pd.DataFrame:
@@ -155,3 +170,104 @@ def test_dataframes_without_usable_times_get_one_line_16(shared_data: Path, form
         backtester.run(Hold, data={XRP: frame}, funding="zero", profile="binance-usdm")
     assert words in str(err.value)
     assert "\n" not in str(err.value)
+
+
+# -- item 1: a dataset with several timeframes, and mark candles of another timeframe -----------
+def _import_xrp(shared: Path, root: Path) -> None:
+    files = (("XRP_USDT_USDT-5m-futures.feather", "ohlcv"),
+             ("XRP_USDT_USDT-1h-futures.feather", "ohlcv"),
+             ("XRP_USDT_USDT-1h-mark.feather", "mark"),
+             ("XRP_USDT_USDT-8h-funding_rate.feather", "funding"))
+    for name, kind in files:
+        res = _cli("data", "import", shared / FUT / name, "--exchange", "binanceusdm",
+                   "--symbol", XRP, "--kind", kind, "--datasets", root)
+        assert res.exit_code == 0, res.output
+
+
+def test_timeframe_key_and_flag_choose_the_trade_candles_16(shared_data: Path,
+                                                            tmp_path: Path) -> None:
+    root = tmp_path / "datasets"
+    _import_xrp(shared_data, root)
+    strat = tmp_path / "hold.py"
+    strat.write_text(HOLD_FILE)
+    common = ("--dataset", "binanceusdm", "--datasets", root, "--output-dir",
+              tmp_path / "reports", "--start", "2021-11-18", "--quiet")
+
+    res = _cli("run", strat, *common)
+    assert res.exit_code == 2
+    # before: "...holds several timeframes (5m, 1h); choose one", with no way to choose
+    assert res.output.strip() == ("error: dataset binanceusdm holds several timeframes (5m, 1h);"
+                                  " choose one: --timeframe 5m or --timeframe 1h")
+    ok = _cli("run", strat, *common, "--timeframe", "5m")
+    assert ok.exit_code == 0, ok.output
+
+    # the same key in Python, in run.toml, and in a sweep
+    with pytest.raises(backtester.ConfigError, match="choose one: timeframe='5m' or "
+                                                     "timeframe='1h'"):
+        backtester.run(Hold, dataset="binanceusdm", datasets_root=root)
+    hourly = backtester.run(Hold, dataset="binanceusdm", datasets_root=root, timeframe="1h")
+    assert hourly.equity.index[1] - hourly.equity.index[0] == pd.Timedelta(hours=1)
+    toml = tmp_path / "run.toml"
+    toml.write_text('timeframe = "5m"\nstart = "2021-11-18"\n')
+    five = backtester.run(Hold, dataset="binanceusdm", datasets_root=root, config_file=toml)
+    assert five.equity.index[1] - five.equity.index[0] == pd.Timedelta(minutes=5)
+    swept = _cli("sweep", strat, "--dataset", "binanceusdm", "--timeframe", "5m", "--grid",
+                 "notional_usd=500,1000", "--workers", "1", "--start", "2021-11-18",
+                 "--datasets", root, "--output-dir", tmp_path / "sweeps", "--quiet")
+    assert swept.exit_code == 0, swept.output
+    table = pd.read_parquet(Path(swept.output.strip()) / "results.parquet")
+    assert table["error"].isna().all()
+    assert (table["trades"] == 1).all()
+
+
+def test_hourly_marks_drive_margin_on_5m_bars_without_look_ahead_16(shared_data: Path,
+                                                                    tmp_path: Path) -> None:
+    root = tmp_path / "datasets"
+    _import_xrp(shared_data, root)
+    prep = prepare(Hold, dataset="binanceusdm", datasets_root=root, timeframe="5m",
+                              funding="zero")
+    f = prep.feed.symbols[XRP]
+    at = {pd.Timestamp(t, unit="ms", tz="UTC").strftime("%m-%d %H:%M"): i
+          for i, t in enumerate(f.ts_np.tolist())}
+    a = f.arrays
+    # before: "mark candles missing for 1999 of 1999 bars": the 1h marks were ignored
+    # the first hourly mark bar (06:00-07:00) closes with the 06:55 5m bar: usable from it on;
+    # 83 bars close before it (00:00..06:50) and 716 after the last mark bar (09:00 on 11-19,
+    # closed 10:00) stops being usable at 11:00 (bars 10:55 on 11-19 .. 22:30 on 11-21)
+    assert f.mark_fallback_bars == 83 + 716
+    assert f.mark_missing[at["11-15 06:50"]]
+    assert not f.mark_missing[at["11-15 06:55"]]
+    assert not f.mark_missing[at["11-19 10:50"]]
+    assert f.mark_missing[at["11-19 10:55"]]
+    # at 06:55 (closes 07:00) the 06:00 mark bar closes: its close 1.21431, its low 1.20763
+    # and high 1.21787 beyond the scaled trade extremes (ratio 1.21431 / 1.2152 = 0.99927)
+    i = at["11-15 06:55"]
+    assert a["mark_close"][i] == 1.21431
+    assert a["mark_low"][i] == 1.20763
+    assert a["mark_high"][i] == 1.21787
+    # the 07:00 bar: the 07:00 mark bar is still open (closes 08:00), so the 5m candle
+    # (1.2153 / 1.2214 / 1.2152 / 1.2161) is carried by that last known ratio
+    ratio = 1.21431 / 1.2152
+    i = at["11-15 07:00"]
+    for key, trade in (("open", 1.2153), ("high", 1.2214), ("low", 1.2152), ("close", 1.2161)):
+        assert a[f"mark_{key}"][i] == pytest.approx(trade * ratio, rel=1e-15)
+    assert a["mark_close"][i] != 1.20895  # not the 07:00 mark bar's own close (look-ahead)
+    note = [w for w in backtester.run(Hold, dataset="binanceusdm", datasets_root=root,
+                                      timeframe="5m", funding="zero").warnings
+            if w.startswith(f"{XRP}: mark candles are 1h, trade candles 5m")]
+    assert len(note) == 1
+    assert "a mark bar is used only after it closes" in note[0]
+
+
+def test_funding_mark_from_hourly_marks_is_the_candle_at_the_stamp_16(
+        shared_data: Path, tmp_path: Path) -> None:
+    root = tmp_path / "datasets"
+    _import_xrp(shared_data, root)
+    result = backtester.run(Hold, dataset="binanceusdm", datasets_root=root, timeframe="5m",
+                            start="2021-11-17T20:00")
+    first = next(e for e in result.events if e["event"] == "FundingPaid")
+    # the stamp 2021-11-18 00:00:00.017 floored to the second; the 1h mark candle opening then
+    # opens at 1.09503 (the 5m bar opening then is 1.0968: not the trade price)
+    assert first["time"] == "2021-11-18T00:00:00Z"
+    assert first["mark"] == 1.09503
+    assert first["mark_source"] == "mark"

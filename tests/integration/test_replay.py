@@ -226,3 +226,71 @@ def test_no_look_ahead_options_priced_from_a_daily_vol_index(k: int) -> None:
     assert full.meta["mark_source"][OPT] == "theoretical"
     assert len(full.fills) >= 4  # the strategy trades on the vol index: not vacuous
     assert _decisions(cut, t_k) == _decisions(full, t_k)
+
+
+# -- the look-ahead proof on the mark path (issue 16 item 1) --------------------------------
+M5 = 300_000
+
+
+def _candles(ts: pd.DatetimeIndex, close: np.ndarray, wick: np.ndarray) -> pd.DataFrame:
+    o = np.concatenate([[close[0]], close[:-1]])
+    return pd.DataFrame({"ts": ts, "open": o, "high": np.maximum(o, close) * (1 + wick),
+                         "low": np.minimum(o, close) * (1 - wick), "close": close,
+                         "volume": 1e6})
+
+
+def _trades_and_marks(mark_tf: str, seed: int = 5) -> tuple[pd.DataFrame, pd.DataFrame]:
+    # 5m trade candles over three days and mark candles of another timeframe that follow the
+    # trade price with a drifting basis (so that mark and trade candles differ everywhere)
+    rng = np.random.default_rng(seed)
+    n1 = 3 * 24 * 60  # one-minute path
+    px = 40_000 * np.exp(np.cumsum(rng.normal(0, 0.0012, n1)))
+    basis = 1 + 0.002 * np.sin(np.arange(n1) / 97.0)
+    minute = pd.date_range("2024-01-01", periods=n1, freq="1min", tz="UTC")
+    trades = _candles(minute[::5], px[4::5], np.abs(rng.normal(0, 0.002, n1 // 5)))
+    step = {"1m": 1, "1h": 60}[mark_tf]
+    marks = _candles(minute[::step], (px * basis)[step - 1::step],
+                     np.abs(rng.normal(0, 0.003, n1 // step)))
+    return trades, marks
+
+
+class MarkWatcher(bt.Strategy):
+    """Longs 2 BTC at 20x and records what margin shows it (marks, ratio) at every step."""
+
+    def on_start(self, ctx: Any) -> None:
+        ctx.set_leverage(BTC, 20)
+
+    def on_bar(self, ctx: Any) -> None:
+        if ctx.position(BTC).is_flat and not ctx.open_orders(BTC):
+            ctx.buy(BTC, 2)
+        acct = ctx.account
+        ctx.record(mark=ctx.mark(BTC), ratio=acct.margin_ratio, equity=acct.equity)
+
+
+@pytest.mark.parametrize("mark_tf", ["1h", "1m"])
+@pytest.mark.parametrize("k", [30, 101, 460])
+def test_no_look_ahead_on_marks_of_another_timeframe_16(mark_tf: str, k: int) -> None:
+    # the run cut at the close of 5m bar k, given only the candles closed by then (trade and
+    # mark), decides and evaluates margin exactly as the full run does up to that close
+    trades, marks = _trades_and_marks(mark_tf)
+    mark_ms = {"1h": 60, "1m": 1}[mark_tf] * 60_000
+    t_k = int(trades["ts"].iloc[k].value // 1_000_000) + M5
+    closed = (marks["ts"].astype("int64") // 1_000 + mark_ms <= t_k).to_numpy()
+    full = run(MarkWatcher(), {BTC: bt_frames(trades, marks)}, collateral={"USDT": 5_000})
+    cut = run(MarkWatcher(), {BTC: bt_frames(trades.iloc[: k + 1], marks[closed])},
+              collateral={"USDT": 5_000})
+    assert full.meta["mark_source"][BTC] == "mark"
+    assert not any(w.startswith("mark candles missing") for w in full.warnings)
+    cols = ["equity", "maintenance_margin", "margin_ratio", "unrealized_pnl"]
+    stop = pd.Timestamp(t_k, unit="ms", tz="UTC")
+    got = cut.equity.loc[cut.equity.index <= stop, cols]
+    want = full.equity.loc[full.equity.index <= stop, cols]
+    assert len(got) == k + 1
+    pd.testing.assert_frame_equal(got, want, check_exact=True)
+    assert _decisions(cut, t_k) == _decisions(full, t_k)
+
+
+def bt_frames(trades: pd.DataFrame, marks: pd.DataFrame) -> Any:
+    from backtester.data.feed import MarketFrames
+
+    return MarketFrames(ohlcv=trades, mark=marks)

@@ -72,7 +72,10 @@ def test_partial_mark_candles_fall_back_bar_by_bar() -> None:
     mark = df.copy()
     mark[["open", "high", "low", "close"]] += 0.25
     mark = mark.drop(index=[1, 3])
-    f = Feed.build(INSTS, {BTC: MarketFrames(ohlcv=df, mark=mark)}).symbols[BTC]
+    # hourly marks with every other bar missing: said to be hourly (by their spacing alone they
+    # read as 2h candles, which would be used only after two hours: safe, but another rule)
+    f = Feed.build(INSTS, {BTC: MarketFrames(ohlcv=df, mark=mark,
+                                             mark_timeframe="1h")}).symbols[BTC]
     assert [bool(f.mark_missing[i]) for i in range(5)] == [False, True, False, True, False]
     assert f.mark_fallback_bars == 2
     assert list(f.mc) == [100.75, 101.0, 100.25, 99.0, 98.25]
@@ -145,3 +148,20 @@ def test_option_forward_is_its_own_underlying_price_moved_intrabar_with_the_inde
     p = feed.symbols[perp]
     assert p.forward_source == "index"
     assert np.shares_memory(p.arrays["forward_low"], p.arrays["index_low"])
+
+
+def test_sparse_marks_without_a_timeframe_read_by_their_spacing_16() -> None:
+    # marks at 00:00, 02:00, 04:00 only: read as 2h candles (the safe reading: a bar is used
+    # after two hours, never early), with the rule in the warnings
+    df = bars(ROWS)
+    mark = df.drop(index=[1, 3]).copy()
+    mark[["open", "high", "low", "close"]] += 0.25
+    feed = Feed.build(INSTS, {BTC: MarketFrames(ohlcv=df, mark=mark)})
+    f = feed.symbols[BTC]
+    assert f.mark_timeframe == "2h"
+    assert f.mark_rule == "scaled"
+    # the 00:00 2h mark bar closes with the 01:00 trade bar (its close 100.75 at 02:00)
+    assert [bool(f.mark_missing[i]) for i in range(5)] == [True, False, False, False, False]
+    assert f.mc[1] == 100.75
+    assert any(w.startswith(f"{BTC}: mark candles are 2h, trade candles 1h") for w in
+               feed.warnings)
