@@ -23,7 +23,7 @@ from backtester.paths import safe_component
 from backtester.timeutil import ms_to_iso, parse_utc_ms, timeframe_ms
 
 __all__ = ["OUTLIER_RETURN_MULTIPLE", "FillMode", "FundingMode", "MarginCheck", "MarginMode",
-           "RunConfig", "load_config"]
+           "RunConfig", "load_config", "resolve_profile"]
 
 
 class MarginMode(StrEnum):
@@ -59,9 +59,12 @@ class FundingMode(StrEnum):
 #: scale is flagged (calibration in :mod:`backtester.data.outliers`).
 OUTLIER_RETURN_MULTIPLE = 100.0
 
+#: the profile of each ccxt exchange id (and of the synthetic sample, made for bybit's rules)
 PROFILE_FOR_DATASET = {"binanceusdm": "binance-usdm", "binancecoinm": "binance-coinm",
                        "bybit": "bybit", "okx": "okx", "deribit": "deribit", "sample": "bybit"}
 PROFILES = ("binance-usdm", "binance-coinm", "bybit", "okx", "deribit")
+#: the profile of in-memory data when none is given or inferred (said in the run's warnings)
+DEFAULT_FRAMES_PROFILE = "bybit"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -103,12 +106,6 @@ class RunConfig:
     tiers: str | dict[str, Any] | None = None
     run_id: str | None = None
     output_dir: str = "reports"
-
-    def resolved_profile(self) -> str:
-        """Return the profile name: explicit, else the dataset's exchange, else ``bybit``."""
-        if self.profile is not None:
-            return self.profile
-        return PROFILE_FOR_DATASET.get(self.dataset or "sample", "bybit")
 
     def config_hash(self) -> str:
         """Return a short stable hash of every key (for results and caching)."""
@@ -315,3 +312,39 @@ def _validate(key: str, value: Any) -> Any:
         msg = f"{key}: expected true or false, got {value!r}"
         raise ConfigError(msg)
     return value
+
+
+def resolve_profile(cfg: RunConfig, *, exchanges: tuple[str, ...] = (),
+                    is_frames: bool = False) -> tuple[str, str]:
+    """Return the exchange profile of a run and why it is that one.
+
+    In order: the ``profile`` key; the dataset's name when it is a ccxt exchange id
+    (``binanceusdm`` → ``binance-usdm``) or ``sample``; the ccxt exchange the data came from
+    (``exchanges``: a fetched dataset's markets snapshot, or the instruments' exchange); for
+    in-memory data (``is_frames``) without any of these, :data:`DEFAULT_FRAMES_PROFILE`.
+
+    Raises
+    ------
+    ConfigError
+        A stored dataset whose exchange cannot be told: the profile must be given.
+    """
+    from backtester.hints import option
+
+    if cfg.profile is not None:
+        return cfg.profile, "given"
+    name = cfg.dataset
+    if name in PROFILE_FOR_DATASET:
+        why = ("the sample dataset is made for it" if name == "sample"
+               else f"the dataset name {name} is that exchange's ccxt id")
+        return PROFILE_FOR_DATASET[name], why
+    known = sorted({e for e in exchanges if e in PROFILE_FOR_DATASET})
+    if len(known) == 1:
+        return PROFILE_FOR_DATASET[known[0]], f"the data comes from {known[0]} (its markets)"
+    if is_frames and name in (None, "dataframes"):
+        return DEFAULT_FRAMES_PROFILE, (f"no profile given for in-memory data: "
+                                        f"{DEFAULT_FRAMES_PROFILE}, the default")
+    ids = ", ".join(k for k in PROFILE_FOR_DATASET if k != "sample")
+    msg = (f"cannot tell which exchange's margin rules apply to dataset {name!r} (its name is "
+           f"not a ccxt exchange id: {ids}; nor do its markets say): give "
+           f"{option('profile', 'binance-usdm')} or another of {', '.join(PROFILES)}")
+    raise ConfigError(msg)

@@ -26,7 +26,7 @@ import pandas as pd
 
 from backtester import result_frames
 from backtester.accounting import EntryKind
-from backtester.config import MarginMode, RunConfig, load_config
+from backtester.config import MarginMode, RunConfig, load_config, resolve_profile
 from backtester.data.feed import Feed, MarketFrames
 from backtester.engine import Engine
 from backtester.errors import ConfigError
@@ -131,6 +131,7 @@ class PreparedRun:
     #: each symbol's fee rates and tier-table source (``fee_rates``, ``tier_sources``), for
     #: the results' ``meta`` (config.json)
     sources: Mapping[str, Any] = field(default_factory=dict)
+    profile_reason: str = ""
 
 
 def prepare(strategy: str | type[Strategy] | Strategy, *, dataset: str | None = None,
@@ -160,6 +161,7 @@ def prepare(strategy: str | type[Strategy] | Strategy, *, dataset: str | None = 
     tiers_raw: Any = dataset_tiers
     extra_warnings: list[str] = []
     guessed: set[str] = set()
+    exchanges: list[str] = []  # the exchanges the data says it comes from
     if data is not None:
         frames = _frames(data, cfg.timeframe)
         insts = dict(instruments or {})
@@ -168,6 +170,7 @@ def prepare(strategy: str | type[Strategy] | Strategy, *, dataset: str | None = 
                 insts[sym] = instrument_from_symbol(sym)
                 guessed.add(sym)
         data_name = "dataframes"
+        exchanges.extend(i.exchange for i in insts.values() if i.exchange)
         vol_index = {k.split("/")[0]: v for k, v in (vol_indexes or {}).items()}
     else:
         from backtester.data.catalog import load_dataset
@@ -182,14 +185,21 @@ def prepare(strategy: str | type[Strategy] | Strategy, *, dataset: str | None = 
         extra_warnings.extend(ds.warnings)
         guessed.update(ds.guessed_specs)
         data_name = cfg.dataset or ""
-    extra_warnings.extend(_flagged(frames, cfg))
+        if ds.fetched_from:
+            exchanges.append(ds.fetched_from)
+    profile_name, why = resolve_profile(cfg, exchanges=tuple(exchanges),
+                                        is_frames=data is not None)
+    extra_warnings.extend(_flagged(frames, cfg, profile_name))
     # fee rates and tier tables by their precedence (backtester.margin.sources)
-    prof = load_profile(cfg.resolved_profile())
+    prof = load_profile(profile_name)
     fees = resolve_fee_rates({s: i for s, i in insts.items() if s in frames}, prof)
     feed = Feed.build(fees.instruments, frames, start_ms=cfg.start, end_ms=cfg.end,
                       vol_index=vol_index)
     extra_warnings.extend(_guessed_spec_note(feed.symbols[s], from_dataset=data is None)
                           for s in sorted(guessed) if s in feed.symbols)
+    if cfg.profile is None and data is not None and cfg.dataset is None and not exchanges:
+        extra_warnings.append(f"profile {profile_name}: {why}; give profile='binance-usdm' "
+                              "(or another exchange's) for that exchange's margin rules")
     run_insts = {s: f.instrument for s, f in feed.symbols.items()}
     tiers = resolve_tiers(run_insts, prof, run_tiers=cfg.tiers, dataset_tiers=tiers_raw,
                           dataset=cfg.dataset)
@@ -201,7 +211,8 @@ def prepare(strategy: str | type[Strategy] | Strategy, *, dataset: str | None = 
     return PreparedRun(strategy_class=cls, params=params, template=template,
                        pristine=None if template is None else copy.deepcopy(template), feed=feed,
                        config=cfg, profile=profile, data_name=data_name,
-                       warnings=tuple(extra_warnings), progress=progress, sources=sources)
+                       warnings=tuple(extra_warnings), progress=progress, sources=sources,
+                       profile_reason=why)
 
 
 def _guessed_spec_note(f: Any, *, from_dataset: bool) -> str:
@@ -237,18 +248,19 @@ def run_prepared(prep: PreparedRun, *, primary: bool = False, label: str | None 
     else:
         strat = prep.strategy_class(**prep.params)
     label = label or f"backtest {prep.strategy_class.__name__} ({cfg.margin_mode})"
-    return _run_once(strat, prep.feed, cfg, prep.profile, prep.data_name, list(prep.warnings),
-                     prep.sources, progress=prep.progress, label=label)
+    result = _run_once(strat, prep.feed, cfg, prep.profile, prep.data_name,
+                       list(prep.warnings), prep.sources, progress=prep.progress, label=label)
+    result.meta["profile_reason"] = prep.profile_reason
+    return result
 
 
-def _flagged(frames: Mapping[str, MarketFrames], cfg: RunConfig) -> list[str]:
+def _flagged(frames: Mapping[str, MarketFrames], cfg: RunConfig, profile: str) -> list[str]:
     # implausible values the run will use (data validation's outlier rules), as warnings
     from backtester.data.outliers import find_outliers, summarize
     from backtester.data.schema import Kind, validate_frame
     from backtester.errors import DataError
     from backtester.margin.profiles import load_profile
 
-    profile = cfg.resolved_profile()
     cap = load_profile(profile).funding_rate_cap
     found = []
     for sym, mf in frames.items():

@@ -79,7 +79,9 @@ def write_run(kind: str, base: Path) -> Path:
     with warnings.catch_warnings():
         # "no market spec in markets.json": expected, the report lists it among the warnings
         warnings.simplefilter("ignore", BacktesterWarning)
+        # a dataset named after its scenario: the profile is given (it cannot be inferred)
         result = backtester.run(strategy, dataset=kind, datasets_root=root, funding="zero",
+                                profile="bybit",
                                 collateral={"USDT": 3_000 if kind == "wipeout" else 100_000},
                                 params=params, compare_margin_modes=kind == "week")
     path = result.write(base / "runs" / kind)

@@ -60,6 +60,9 @@ def print_summary(result: Any, path: Path, *, console: Console | None = None) ->
                   *(display.metric(str(col), cmp.loc[m, col]) for m in cmp.index)]
                  for col in cmp.columns]
         print_table(console, ["measure", *modes], table, title="margin modes compared")
+    if result.meta.get("profile_reason"):
+        console.print(f"profile {result.meta.get('profile')}: {result.meta['profile_reason']}",
+                      soft_wrap=True)
     console.print(f"results: {path}", soft_wrap=True)
     report = path / "report.html"
     if report.exists():

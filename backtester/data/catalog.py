@@ -62,6 +62,8 @@ class Dataset:
         for candle series, plus ``end_of_data`` when the fetch recorded one.
     warnings
         One line each: fallbacks the results must mention (e.g. trade candles used as marks).
+    fetched_from
+        The ccxt exchange id of a fetched markets snapshot (None for imported data).
     mark_timeframes
         Symbol → the timeframe of its mark candles (may differ from ``timeframe``: see
         :mod:`backtester.data.marks`).
@@ -85,6 +87,7 @@ class Dataset:
     warnings: tuple[str, ...] = ()
     guessed_specs: tuple[str, ...] = ()
     mark_timeframes: Mapping[str, str] = field(default_factory=dict)
+    fetched_from: str | None = None
 
     @property
     def symbols(self) -> tuple[str, ...]:
@@ -128,6 +131,16 @@ def _trim(frame: pd.DataFrame, start_ms: int | None, end_ms: int | None) -> pd.D
     if end_ms is not None:
         keep &= ts < end_ms
     return frame.loc[keep].reset_index(drop=True)
+
+
+def _fetched_from(store: Store, name: str) -> str | None:
+    # the ccxt exchange id a fetched markets snapshot was taken from (imports do not say)
+    if not store.has_json(name, "markets"):
+        return None
+    payload = store.read_json(name, "markets")
+    if isinstance(payload, dict) and str(payload.get("source") or "").startswith("ccxt"):
+        return str(payload.get("exchange") or "") or None
+    return None
 
 
 def _instruments(store: Store, name: str, symbols: Iterable[str],
@@ -312,4 +325,5 @@ def load_dataset(name: str, *, root: Path | str | None = None,
                    premium=frames[Kind.PREMIUM], funding=frames[Kind.FUNDING],
                    option_marks=frames[Kind.OPTION_MARKS], vol_index=frames[Kind.VOL_INDEX],
                    leverage_tiers=tiers, gaps=gaps, warnings=tuple(warnings),
-                   guessed_specs=tuple(guessed), mark_timeframes=mark_tfs)
+                   guessed_specs=tuple(guessed), mark_timeframes=mark_tfs,
+                   fetched_from=_fetched_from(store, name))

@@ -129,9 +129,10 @@ def _random_book(seed: int, *, margin_check: str, collateral: dict[str, float],
         data[sym] = bars(np.random.default_rng(seed * 10 + k), n, start,
                          int(rng.integers(50, n - 10)), crash, mark=bool(k % 2))
     insts = {s: instrument_from_symbol(s) for s in SYMS}
+    # in-memory data: the profile is named (bybit was the silent default when it was recorded)
     return backtester.run(RandomTrader, data=data, instruments=insts, funding="zero",
-                          collateral=collateral, margin_check=margin_check, profile=profile,
-                          margin_mode=margin_mode, slippage_bps=2,
+                          collateral=collateral, margin_check=margin_check,
+                          profile=profile or "bybit", margin_mode=margin_mode, slippage_bps=2,
                           params={"seed": seed, "size": 1.0 + seed % 4})
 
 
@@ -153,6 +154,7 @@ def _slow_book(seed: int, *, margin_check: str, syms: tuple[str, ...],
     insts = {s: instrument_from_symbol(s) for s in syms}
     return backtester.run(SlowTrader, data=data, instruments=insts, funding="zero",
                           collateral=collateral, margin_check=margin_check, slippage_bps=2,
+                          profile="bybit",
                           tiers=tiers, params={"seed": seed, "size": size or 1.0 + seed % 4})
 
 

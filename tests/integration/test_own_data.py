@@ -271,3 +271,71 @@ def test_funding_mark_from_hourly_marks_is_the_candle_at_the_stamp_16(
     assert first["time"] == "2021-11-18T00:00:00Z"
     assert first["mark"] == 1.09503
     assert first["mark_source"] == "mark"
+
+
+# -- item 4: which profile a run uses, and why ------------------------------------------------
+def test_a_dataset_of_unknown_exchange_needs_a_profile_16(shared_data: Path,
+                                                          tmp_path: Path) -> None:
+    root = tmp_path / "datasets"
+    assert _cli("data", "import", shared_data / FUT / "XRP_USDT_USDT-5m-futures.feather",
+                "--exchange", "my-xrp", "--symbol", XRP, "--kind", "ohlcv",
+                "--datasets", root).exit_code == 0
+    strat = tmp_path / "hold.py"
+    strat.write_text(HOLD_FILE)
+    args = ("run", strat, "--dataset", "my-xrp", "--datasets", root, "--funding", "zero",
+            "--output-dir", tmp_path / "reports")
+    # before: the run silently used the bybit profile
+    res = _cli(*args)
+    assert res.exit_code == 2
+    assert res.output.startswith("error: cannot tell which exchange's margin rules apply to "
+                                 "dataset 'my-xrp'")
+    assert "give --profile binance-usdm or another of binance-usdm, binance-coinm" in res.output
+    assert len(res.output.strip().splitlines()) == 1
+    with pytest.raises(backtester.ConfigError, match="give profile='binance-usdm'"):
+        backtester.run(Hold, dataset="my-xrp", datasets_root=root, funding="zero")
+
+    ok = _cli(*args, "--profile", "binance-usdm")
+    assert ok.exit_code == 0, ok.output
+    assert "profile binance-usdm: given" in ok.output
+
+
+def test_the_run_says_which_profile_and_why_16(shared_data: Path, tmp_path: Path) -> None:
+    from backtester.data.snapshots import write_markets_snapshot
+    from backtester.data.store import Store
+    from backtester.instruments import instrument_from_ccxt
+
+    root = tmp_path / "datasets"
+    for name in ("binanceusdm", "renamed"):
+        assert _cli("data", "import", shared_data / FUT / "XRP_USDT_USDT-5m-futures.feather",
+                    "--exchange", name, "--symbol", XRP, "--kind", "ohlcv",
+                    "--datasets", root).exit_code == 0
+    named = backtester.run(Hold, dataset="binanceusdm", datasets_root=root, funding="zero")
+    assert named.meta["profile"] == "binance-usdm"
+    assert named.meta["profile_reason"] == "the dataset name binanceusdm is that exchange's " \
+                                           "ccxt id"
+    # a fetched dataset moved to another folder: its markets snapshot says where it came from
+    market = __import__("json").loads((shared_data / MARKETS).read_text())[XRP]
+    fetched = write_markets_snapshot(Store(tmp_path / "elsewhere"), "binanceusdm",
+                                     {XRP: market}, precision_mode=2, source="ccxt 4.5.90",
+                                     now_ms=0)
+    fetched.replace(root / "renamed" / "markets.json")
+    moved = backtester.run(Hold, dataset="renamed", datasets_root=root, funding="zero")
+    assert moved.meta["profile"] == "binance-usdm"
+    assert moved.meta["profile_reason"] == "the data comes from binanceusdm (its markets)"
+    # in-memory data: from the instruments' exchange, else the default, said in the warnings
+    candles = _feather(shared_data, "XRP_USDT_USDT-5m-futures.feather").iloc[:50]
+    inst = instrument_from_ccxt(market, exchange="binanceusdm", precision_mode=2)
+    frames = backtester.run(Hold, data={XRP: candles}, instruments={XRP: inst},
+                            funding="zero")
+    assert frames.meta["profile"] == "binance-usdm"
+    default = backtester.run(Hold, data={XRP: candles}, funding="zero")
+    assert default.meta["profile"] == "bybit"
+    assert "profile bybit: no profile given for in-memory data: bybit, the default; give " \
+           "profile='binance-usdm' (or another exchange's) for that exchange's margin rules" \
+           in default.warnings
+    assert config_of(default.write(tmp_path / "run"))["profile_reason"].startswith(
+        "no profile given")
+
+
+def config_of(path: Path) -> dict[str, Any]:
+    return dict(__import__("json").loads((path / "config.json").read_text()))

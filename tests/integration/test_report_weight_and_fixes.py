@@ -122,7 +122,8 @@ def test_other_margin_modes_get_full_reports_only_when_asked_16(tmp_path: Path) 
     root = tmp_path / "datasets"
     make_dataset(root, "tiny", hours=72)
     base = ["run", "tests.report_runs:BuyAndHold", "--dataset", "tiny", "--datasets", str(root),
-            "--funding", "zero", "--compare-margin-modes", "--quiet", "--plotly", "shared"]
+            "--funding", "zero", "--compare-margin-modes", "--quiet", "--plotly", "shared",
+            "--profile", "bybit"]
     plain = CliRunner().invoke(cli, [*base, "--output-dir", str(tmp_path / "a")])
     asked = CliRunner().invoke(cli, [*base, "--output-dir", str(tmp_path / "b"),
                                      "--alternative-reports"])
@@ -146,7 +147,7 @@ def test_long_series_are_downsampled_and_said_once_16(tmp_path: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", BacktesterWarning)
         result = backtester.run(BuyAndHold, dataset="long", datasets_root=root, funding="zero",
-                                collateral={"USDT": 100_000})
+                                collateral={"USDT": 100_000}, profile="bybit")
     doc = write_report(result.write(tmp_path / "run"), tearsheet_enabled=False).read_text()
     steps = len(result.equity)
     assert f"the {steps:,} steps are grouped in buckets of 2" in doc

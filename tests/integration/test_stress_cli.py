@@ -32,7 +32,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", BacktesterWarning)   # specs guessed, no funding data
         result = backtester.run(BuyAndHold, dataset="stress", datasets_root=base / "datasets",
-                                funding="zero", collateral={"USDT": 10_000},
+                                funding="zero", collateral={"USDT": 10_000}, profile="bybit",
                                 params={"qty": 1.0, "leverage": 10.0})
     return result.write(base / "run")
 

@@ -34,7 +34,8 @@ def datasets(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _run(datasets: Path, out: Path, *extra: str, env: dict[str, str] | None = None) -> Result:
     args = ["run", STRATEGY, "--dataset", "tiny", "--datasets", str(datasets), "--funding",
-            "zero", "--collateral", "USDT=100000", "--output-dir", str(out), *extra]
+            "zero", "--collateral", "USDT=100000", "--output-dir", str(out), "--profile", "bybit",
+            *extra]
     return CliRunner().invoke(cli, args, env=env)
 
 
@@ -74,7 +75,7 @@ def test_the_library_reports_through_the_callers_object(datasets: Path) -> None:
     # no printing in the library: a run tells the reporter it is given what it does
     progress = RecordingProgress()
     result = backtester.run(BuyAndHold, dataset="tiny", datasets_root=datasets, funding="zero",
-                            collateral={"USDT": 100_000}, progress=progress)
+                            collateral={"USDT": 100_000}, progress=progress, profile="bybit")
     opened = [e[1] for e in progress.log if e[0] == "open"]
     assert opened == ["loading dataset tiny", "backtest BuyAndHold (cross)",
                       "collecting results"]
@@ -129,7 +130,8 @@ def test_warnings_logged_by_the_library_are_not_printed_twice(datasets: Path,
     code = "import sys; from backtester.cli import main; sys.argv[0] = 'backtester'; main()"
     done = subprocess.run(
         [sys.executable, "-c", code, "run", STRATEGY, "--dataset", "tiny", "--datasets",
-         str(datasets), "--funding", "zero", "--output-dir", str(tmp_path), "--quiet"],
+         str(datasets), "--funding", "zero", "--output-dir", str(tmp_path), "--profile",
+         "bybit", "--quiet"],
         capture_output=True, text=True, check=False, cwd=repo,
         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(repo), "HOME": str(tmp_path)})
     assert done.returncode == 0, done.stderr
