@@ -49,9 +49,17 @@ class FillMode(StrEnum):
 
 
 class FundingMode(StrEnum):
-    """Funding from history, or explicitly none."""
+    """Funding from history, or explicitly none.
+
+    ``history``: a held perpetual is charged at every funding stamp of its history; a stamp the
+    history does not cover (before it starts, after it ends, or no history at all) while the
+    position is held is an error naming the uncovered span. ``history_or_zero``: the same, but
+    uncovered stamps are charged zero, and the run's warnings name each uncovered span.
+    ``zero``: no funding at all.
+    """
 
     HISTORY = "history"
+    HISTORY_OR_ZERO = "history_or_zero"
     ZERO = "zero"
 
 

@@ -260,10 +260,12 @@ class Context:
         return f.ic[f.idx] if f.idx >= 0 else float("nan")
 
     def funding_rate(self, symbol: str) -> float | None:
-        """Last funding rate stamped at or before now, or None."""
+        """Last funding rate stamped at or before now; None before the first, or when that
+        stamp is outside the funding history (no rate is known there)."""
         f = self._e.feed_of(symbol)
         j = f.next_funding - 1
-        return f.funding_rate[j] if j >= 0 else None
+        rate = f.funding_rate[j] if j >= 0 else None
+        return rate if rate is not None and rate == rate else None
 
     def history(self, symbol: str, n: int | None = None) -> pd.DataFrame:
         """Bars of ``symbol`` up to now (last ``n``), indexed by open time (UTC)."""

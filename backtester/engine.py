@@ -40,6 +40,7 @@ from backtester.errors import (
 )
 from backtester.events import FundingPaid
 from backtester.execution import BarPath, Match, SlippageModel, match_order
+from backtester.hints import option
 from backtester.margin import kernel
 from backtester.margin.state import MarginEngine
 from backtester.numeric import ZERO, dec, to_money, to_price
@@ -57,6 +58,7 @@ from backtester.orders import (
     TimeInForce,
     validate_order,
 )
+from backtester.timeutil import ms_to_iso
 
 if TYPE_CHECKING:
     from backtester.margin.profile_data import ProfileData
@@ -157,11 +159,15 @@ class Engine:
         self._expiries = sorted((f.instrument.expiry_ms, f.symbol) for f in feed.symbols.values()
                                 if f.instrument.expiry_ms is not None)
         self._funding_checked: set[str] = set()
+        #: funding stamps outside a perp's history at which it was held, charged zero
+        #: (funding='history_or_zero'); symbol -> stamps (ms)
+        self.funding_uncovered: dict[str, list[int]] = {}
+        charged = config.funding is not FundingMode.ZERO
         # perps that need work every bar: no funding history (an error once held, unless
         # funding='zero'), or a profile that accrues funding continuously (Deribit)
         self._special = {s for s, f in feed.symbols.items() if f.instrument.is_perpetual and (
-            (not f.funding_ts and config.funding is FundingMode.HISTORY)
-            or (profile.funding_style == "continuous" and config.funding is FundingMode.HISTORY))}
+            (not f.funding_ts and charged)
+            or (profile.funding_style == "continuous" and charged))}
 
     # -- lookups --------------------------------------------------------------------------
     def feed_of(self, symbol: str) -> SymbolFeed:
@@ -397,8 +403,8 @@ class Engine:
                 other = sib if stop_id == oid else oid
                 ambiguous.add(stop_id)
                 drop.add(other)
-                msg = (f"ambiguous bar at {self.now_ms}: stop-loss and take-profit of "
-                       f"{order.symbol} both touched; the stop-loss was taken")
+                msg = (f"ambiguous bar at {ms_to_iso(self.now_ms)}: stop-loss and take-profit "
+                       f"of {order.symbol} both touched; the stop-loss was taken")
                 self.warnings.append(msg)
         matches[:] = [m for m in matches if m[1] not in drop]
         return ambiguous
@@ -495,7 +501,8 @@ class Engine:
         # continuous accrual (Deribit): the 8-hour rate in force at the bar's open, pro rata
         # for the bar's length, on the position held through the bar, at the bar's mark close
         j = f.next_funding - 1
-        if j < 0:
+        if j < 0 or f.funding_rate[j] != f.funding_rate[j]:  # no rate in force: uncovered
+            self._uncovered_funding(f, f.ts[f.idx])  # this bar's accrual
             return
         i = f.idx
         mark = f.mc[i]
@@ -508,15 +515,45 @@ class Engine:
         if pos is None or pos.qty == 0 or f.symbol in self._funding_checked:
             return
         if not f.funding_ts:
+            if self.config.funding is FundingMode.HISTORY_OR_ZERO:
+                self.funding_uncovered.setdefault(f.symbol, []).append(self.now_ms)
+                self._funding_checked.add(f.symbol)
+                return
             msg = (f"no funding history for {f.symbol}, which is held at "
-                   f"{self.now_ms}: fetch funding, or run with funding='zero' to opt out")
+                   f"{ms_to_iso(self.now_ms)}: fetch its funding, or run with "
+                   f"{option('funding', 'history_or_zero')} to charge zero where history is "
+                   f"missing ({option('funding', 'zero')}: no funding at all)")
             raise DataError(msg)
         self._funding_checked.add(f.symbol)
+
+    def _uncovered_funding(self, f: SymbolFeed, stamp: int) -> None:
+        # a funding stamp outside the symbol's history (feed._set_funding) while it is held:
+        # an error naming the uncovered span, or zero when the run opted in (then warned)
+        pos = self.account.positions.get(f.symbol)
+        if pos is None or pos.qty == 0:
+            return
+        if self.config.funding is FundingMode.HISTORY_OR_ZERO:
+            self.funding_uncovered.setdefault(f.symbol, []).append(stamp)
+            return
+        first, last = f.funding_covered or (stamp, stamp)
+        if stamp < first:
+            where = f"before its funding history starts at {ms_to_iso(first)}"
+            span = f"from {ms_to_iso(f.ts[0])} to {ms_to_iso(first)}"
+        else:
+            where = f"after its funding history ends at {ms_to_iso(last)}"
+            span = f"from {ms_to_iso(last)} to {ms_to_iso(f.ts[-1] + f.tf_ms)}"
+        msg = (f"{f.symbol} is held at the funding time {ms_to_iso(stamp)}, {where}: no "
+               f"funding rates {span}; fetch funding for that span, or run with "
+               f"{option('funding', 'history_or_zero')} to charge zero there")
+        raise DataError(msg)
 
     def _pay_funding(self, f: SymbolFeed, stamp: int, rate: float) -> None:
         pos = self.account.positions.get(f.symbol)
         if self.config.funding is FundingMode.ZERO or pos is None or pos.qty == 0 \
                 or self.profile.funding_style == "continuous":
+            return
+        if rate != rate:  # a stamp outside the history (NaN rate)
+            self._uncovered_funding(f, stamp)
             return
         mark, source = self._funding_mark(f, stamp)
         self._book_funding(f, pos, stamp, rate, mark, source)
@@ -685,7 +722,8 @@ class Engine:
 
         if f.idx < 0:
             return reject(RejectReason.NO_MARKET_DATA,
-                          f"no bar of {order.symbol} has closed yet at {self.now_ms}")
+                          f"no bar of {order.symbol} has closed yet at "
+                          f"{ms_to_iso(self.now_ms)}")
         if inst.is_expired(self.now_ms):
             return reject(RejectReason.INSTRUMENT_EXPIRED, f"{order.symbol} has expired")
         if self.stopped_reason is not None:

@@ -405,7 +405,7 @@ def _collect(engine: Engine, data_name: str, extra_warnings: list[str],
         for k in ("open", "high", "low", "close", "mark_close"):
             fp.update(np.ascontiguousarray(f.arrays[k], dtype="float64").data)
     is_synthetic = data_name == "sample"
-    warn = list(dict.fromkeys(engine.warnings + extra_warnings))
+    warn = list(dict.fromkeys(engine.warnings + extra_warnings + _funding_notes(engine)))
     if is_synthetic:
         warn.insert(0, "synthetic data: the sample dataset is generated, not market history")
     if engine.config.margin_mode is MarginMode.PORTFOLIO:
@@ -444,6 +444,26 @@ def _collect(engine: Engine, data_name: str, extra_warnings: list[str],
                           positions=positions, records=records, events=events,
                           rejections=rejections, metrics=metrics,
                           state=state, warnings=warn, meta=meta)
+
+
+def _funding_notes(engine: Engine) -> list[str]:
+    # funding='history_or_zero': each held span outside a perp's funding history, charged zero
+    from backtester.hints import option
+
+    notes = []
+    asked = option("funding", "history_or_zero")
+    for sym, stamps in sorted(engine.funding_uncovered.items()):
+        f = engine.feed.symbols[sym]
+        if f.funding_covered is None:
+            notes.append(f"no funding history for {sym}: funding charged zero while it was held "
+                         f"(from {ms_to_iso(stamps[0])}), as asked ({asked})")
+            continue
+        first, last = f.funding_covered
+        notes.append(f"funding charged zero for {sym} at {len(stamps)} funding time(s) outside "
+                     f"its history ({ms_to_iso(stamps[0])} .. {ms_to_iso(stamps[-1])}; the "
+                     f"history covers {ms_to_iso(first)} .. {ms_to_iso(last)}), as asked "
+                     f"({asked})")
+    return notes
 
 
 def _distances(engine: Engine, n: int) -> tuple[dict[str, np.ndarray], str | None]:

@@ -307,9 +307,8 @@ def load_dataset(name: str, *, root: Path | str | None = None,
             continue
         if symbol not in frames[Kind.MARK]:
             warnings.append(f"mark candles missing for {symbol}: margin uses trade candles")
-        if inst.is_perpetual and symbol not in frames[Kind.FUNDING]:
-            warnings.append(f"funding history missing for {symbol}: runs need funding='zero' "
-                            "to proceed without it")
+        # funding history missing or partial: the run decides (an error once a position is
+        # held at an uncovered stamp, unless funding is 'history_or_zero' or 'zero')
     tiers = store.read_json(name, "leverage_tiers") if store.has_json(name, "leverage_tiers") \
         else None
     for w in warnings:

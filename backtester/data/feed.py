@@ -36,6 +36,8 @@ _STABLES = frozenset({"USD", "USDT", "USDC", "BUSD", "FDUSD", "DAI"})
 #: are options valued at intrinsic, IV 0.
 _IV_FLOOR = 1e-4
 _TFS = ("1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "1w")
+#: the funding interval assumed around a history of a single stamp (the usual 8 hours)
+_FUNDING_INTERVAL_MS = 8 * 3_600_000
 #: the advice for tz-naive times in frames handed to the Python API
 NAIVE_HINT = ("localize them first (df.index = df.index.tz_localize('UTC'), or "
               "df['ts'] = df['ts'].dt.tz_localize('UTC'))")
@@ -202,6 +204,7 @@ class SymbolFeed:
         "forward_fallback_bars",
         "forward_missing",
         "forward_source",
+        "funding_covered",
         "funding_rate",
         "funding_ts",
         "gaps",
@@ -287,11 +290,13 @@ class SymbolFeed:
              "mark_close", "index_open", "index_high", "index_low", "index_close"))
         self.funding_ts: list[int] = []
         self.funding_rate: list[float] = []
+        #: the span of the funding history (first, last stamp; ms); the stamps its schedule
+        #: would have had outside it, within the bars, are in ``funding_ts`` with a NaN rate
+        self.funding_covered: tuple[int, int] | None = None
         if frames.funding is not None and len(frames.funding):
             fund = validate_arrays(frames.funding, Kind.FUNDING, symbol=sym, timeframe=None,
                                    naive_hint=NAIVE_HINT, is_user_data=True)
-            self.funding_ts = fund.ts_ms.tolist()
-            self.funding_rate = fund.columns["rate"].tolist()
+            self._set_funding(fund.ts_ms, fund.columns["rate"])
         self.next_funding = 0
         self.option_iv: list[float] | None = None
         self.mark_source = "mark" if frames.mark is not None else "trade"
@@ -321,6 +326,23 @@ class SymbolFeed:
         self.forward_missing = b""
         self._link_forward()
         self.idx = -1
+
+    def _set_funding(self, stamps: np.ndarray, rates: np.ndarray) -> None:
+        # the history, plus the stamps its schedule would have had before it starts and after
+        # it ends within the bars (rate NaN: uncovered; the engine decides what they cost).
+        # The schedule there is the history's nearest spacing: its first one before it, its
+        # last one after it (8h with a single stamp)
+        head = tail = _FUNDING_INTERVAL_MS
+        if len(stamps) > 1:
+            head, tail = int(stamps[1] - stamps[0]), int(stamps[-1] - stamps[-2])
+        first, last = int(stamps[0]), int(stamps[-1])
+        self.funding_covered = (first, last)
+        lo, hi = int(self.ts_np[0]), int(self.ts_np[-1]) + self.tf_ms
+        before = np.arange(first - head, lo - 1, -head, dtype="int64")[::-1]
+        after = np.arange(last + tail, hi, tail, dtype="int64")
+        self.funding_ts = np.concatenate([before, stamps, after]).tolist()
+        self.funding_rate = np.concatenate([np.full(len(before), np.nan), rates,
+                                            np.full(len(after), np.nan)]).tolist()
 
     def mark_at_stamp(self, stamp: int) -> float | None:
         """The mark at a funding stamp from mark candles of another timeframe than the trade

@@ -3,7 +3,9 @@
 The fake exchange serves freqtrade's recorded XRP/USDT:USDT 5m candles and 8h funding in
 Binance's wire format. The run holds 1,000 XRP long from the second bar; funding is charged at
 each of the 12 stamps from the fetched history (no mark candles were fetched, so the 5m trade
-candle opening at each stamp is the mark, and the results say so).
+candle opening at each stamp is the mark, and the results say so). The recorded funding starts
+on 2021-11-18, three days after the candles: the run opts in to charging zero at the 8 stamps
+before it (``--funding history_or_zero``) and says so.
 """
 
 from __future__ import annotations
@@ -47,7 +49,8 @@ def test_fetch_store_run_charges_fetched_funding(run_fetch: Callable[..., FetchR
     res = CliRunner().invoke(cli, ["run", str(strategy), "--dataset", "binanceusdm",
                                    "--datasets", str(store.root), "--output-dir", str(out),
                                    "--collateral", "USDT=10000", "--slippage-bps", "0",
-                                   "--run-id", "e2e", "--quiet"])
+                                   "--funding", "history_or_zero", "--run-id", "e2e",
+                                   "--quiet"])
     assert res.exit_code == 0, res.output
     run_dir = out / "e2e"
     events = json.loads((run_dir / "events.json").read_text())
@@ -65,6 +68,11 @@ def test_fetch_store_run_charges_fetched_funding(run_fetch: Callable[..., FetchR
     assert sum(Decimal(e["amount"]) for e in paid) == expected
     warnings = json.loads((run_dir / "warnings.json").read_text())
     assert any("mark candles missing" in w for w in warnings)
+    # 2021-11-15 08:00 .. 2021-11-17 16:00, every 8 hours: 8 stamps without history
+    assert ("funding charged zero for XRP/USDT:USDT at 8 funding time(s) outside its history "
+            "(2021-11-15T08:00:00Z .. 2021-11-17T16:00:00Z; the history covers "
+            "2021-11-18T00:00:00Z .. 2021-11-21T16:00:00Z), as asked "
+            "(--funding history_or_zero)") in warnings
     config = json.loads((run_dir / "config.json").read_text())
     assert config["profile"] == "binance-usdm"
     assert config["is_synthetic"] is False

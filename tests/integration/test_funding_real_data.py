@@ -5,7 +5,9 @@
 DataFrames. A long position held over every stamp pays, at each stamp T,
 ``rate(T) x mark(T) x size`` where mark(T) is the open of the mark candle opening at T, and the
 5m trade candle opening at T once the mark candles end (DESIGN §2). Rates differ between stamps
-(0.0001, 0.00013046, 0.00013859, 0.00019881), so a wrong stamp-to-rate match would show.
+(0.0001, 0.00013046, 0.00013859, 0.00019881), so a wrong stamp-to-rate match would show. The
+funding history starts on 2021-11-18, after the candles: the run opts in to charging zero at
+the stamps before it (``funding="history_or_zero"``), which it says.
 """
 
 from __future__ import annotations
@@ -50,7 +52,8 @@ def test_funding_paid_equals_rate_times_mark_times_size(shared_data: Path):
     result = backtester.run(
         HoldLong, data={SYMBOL: MarketFrames(ohlcv=trades, mark=mark, funding=funding,
                                              timeframe="5m")},
-        instruments={SYMBOL: inst}, collateral={"USDT": 10_000}, slippage_bps=0)
+        instruments={SYMBOL: inst}, collateral={"USDT": 10_000}, slippage_bps=0,
+        funding="history_or_zero")
 
     # expected, independently: stamps floored to the second; mark = 1h mark open at T, else the
     # 5m trade open at T; the position is opened at the second 5m bar (2021-11-15 00:05).
@@ -83,3 +86,6 @@ def test_funding_paid_equals_rate_times_mark_times_size(shared_data: Path):
     journal = result.journal[result.journal["kind"] == "funding"]
     assert sum(Decimal(a) for a in journal["amount"]) == expected
     assert result.metrics["funding_paid"] == pytest.approx(-float(expected))
+    assert any(w.startswith(f"funding charged zero for {SYMBOL} at 8 funding time(s) outside its "
+                            "history (2021-11-15T08:00:00Z .. 2021-11-17T16:00:00Z")
+               for w in result.warnings)

@@ -205,7 +205,8 @@ def test_timeframe_key_and_flag_choose_the_trade_candles_16(shared_data: Path,
     with pytest.raises(backtester.ConfigError, match="choose one: timeframe='5m' or "
                                                      "timeframe='1h'"):
         backtester.run(Hold, dataset="binanceusdm", datasets_root=root)
-    hourly = backtester.run(Hold, dataset="binanceusdm", datasets_root=root, timeframe="1h")
+    hourly = backtester.run(Hold, dataset="binanceusdm", datasets_root=root, timeframe="1h",
+                            start="2021-11-18")
     assert hourly.equity.index[1] - hourly.equity.index[0] == pd.Timedelta(hours=1)
     toml = tmp_path / "run.toml"
     toml.write_text('timeframe = "5m"\nstart = "2021-11-18"\n')
@@ -339,3 +340,61 @@ def test_the_run_says_which_profile_and_why_16(shared_data: Path, tmp_path: Path
 
 def config_of(path: Path) -> dict[str, Any]:
     return dict(__import__("json").loads((path / "config.json").read_text()))
+
+
+# -- item 5: funding history that covers only part of the run -----------------------------------
+def test_held_before_the_funding_history_is_an_error_naming_the_span_16(
+        shared_data: Path, tmp_path: Path) -> None:
+    root = tmp_path / "datasets"
+    _import_xrp(shared_data, root)
+    # before: held from 2021-11-15 00:05, charged nothing until the history starts on 11-18
+    with pytest.raises(backtester.DataError) as err:
+        backtester.run(Hold, dataset="binanceusdm", datasets_root=root, timeframe="5m")
+    assert str(err.value) == (
+        "XRP/USDT:USDT is held at the funding time 2021-11-15T08:00:00Z, before its funding "
+        "history starts at 2021-11-18T00:00:00Z: no funding rates from 2021-11-15T00:00:00Z "
+        "to 2021-11-18T00:00:00Z; fetch funding for that span, or run with "
+        "funding='history_or_zero' to charge zero there")
+
+    strat = tmp_path / "hold.py"
+    strat.write_text(HOLD_FILE)
+    res = _cli("run", strat, "--dataset", "binanceusdm", "--datasets", root, "-t", "5m",
+               "--output-dir", tmp_path / "reports")
+    assert res.exit_code == 2
+    assert res.output.strip().endswith("or run with --funding history_or_zero to charge zero "
+                                       "there")
+
+    zero = backtester.run(Hold, dataset="binanceusdm", datasets_root=root, timeframe="5m",
+                          funding="history_or_zero")
+    # 11-15 08:00 .. 11-17 16:00 every 8h = 8 stamps uncovered; 11-18 00:00 .. 11-21 16:00 =
+    # 12 stamps paid from the history
+    assert ("funding charged zero for XRP/USDT:USDT at 8 funding time(s) outside its history "
+            "(2021-11-15T08:00:00Z .. 2021-11-17T16:00:00Z; the history covers "
+            "2021-11-18T00:00:00Z .. 2021-12-18T00:00:00Z), as asked "
+            "(funding='history_or_zero')") in zero.warnings
+    paid = [e for e in zero.events if e["event"] == "FundingPaid"]
+    assert len(paid) == 12
+    assert paid[0]["time"] == "2021-11-18T00:00:00Z"
+
+
+def test_no_stale_funding_warning_when_funding_is_given_16(shared_data: Path,
+                                                           tmp_path: Path) -> None:
+    root = tmp_path / "datasets"
+    assert _cli("data", "import", shared_data / FUT / "XRP_USDT_USDT-5m-futures.feather",
+                "--exchange", "binanceusdm", "--symbol", XRP, "--kind", "ohlcv",
+                "--datasets", root).exit_code == 0
+    result = backtester.run(Hold, dataset="binanceusdm", datasets_root=root, funding="zero")
+    # before: "funding history missing for XRP/USDT:USDT: runs need funding='zero' to proceed
+    # without it", in a run that said funding='zero'
+    assert not any("funding" in w for w in result.warnings)
+    with pytest.raises(backtester.DataError) as err:
+        backtester.run(Hold, dataset="binanceusdm", datasets_root=root)
+    # an ISO time, never epoch ms (was "held at 1636934700000")
+    assert str(err.value) == (
+        "no funding history for XRP/USDT:USDT, which is held at 2021-11-15T00:10:00Z: fetch "
+        "its funding, or run with funding='history_or_zero' to charge zero where history is "
+        "missing (funding='zero': no funding at all)")
+    zero = backtester.run(Hold, dataset="binanceusdm", datasets_root=root,
+                          funding="history_or_zero")
+    assert ("no funding history for XRP/USDT:USDT: funding charged zero while it was held "
+            "(from 2021-11-15T00:10:00Z), as asked (funding='history_or_zero')") in zero.warnings
