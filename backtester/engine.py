@@ -768,10 +768,12 @@ class Engine:
 
     def set_leverage(self, symbol: str, leverage: float) -> None:
         """Set the leverage of ``symbol`` after checking it against the profile's brackets."""
-        self.feed_of(symbol)
+        f = self.feed_of(symbol)
         if not leverage > 0:
             msg = f"leverage for {symbol} must be positive, got {leverage}"
             raise ConfigError(msg)
+        self.profile.check_leverage(symbol, float(leverage),
+                                    instrument_max=f.instrument.max_leverage)
         self.account.set_leverage(symbol, float(leverage))
 
     def record_user(self, values: dict[str, float]) -> None:

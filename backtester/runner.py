@@ -40,7 +40,7 @@ from backtester.results import BacktestResult, compute_metrics
 from backtester.strategy import Strategy
 from backtester.timeutil import ms_to_iso
 
-__all__ = ["PreparedRun", "load_strategy", "prepare", "run_prepared"]
+__all__ = ["PreparedRun", "load_strategy", "prepare", "rejections_by_reason", "run_prepared"]
 
 _MODULE_NAME = re.compile(r"^[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*$")
 _FEE_KINDS = frozenset({EntryKind.FEE, EntryKind.DELIVERY_FEE, EntryKind.LIQUIDATION_FEE})
@@ -208,11 +208,24 @@ def prepare(strategy: str | type[Strategy] | Strategy, *, dataset: str | None = 
     extra_warnings.extend(tiers.warnings)
     sources = {"fee_rates": {s: fees.rates[s].as_dict() for s in sorted(run_insts)},
                "tier_sources": {s: t.value for s, t in sorted(tiers.sources.items())}}
+    _check_leverage(cfg, profile, feed)
     return PreparedRun(strategy_class=cls, params=params, template=template,
                        pristine=None if template is None else copy.deepcopy(template), feed=feed,
                        config=cfg, profile=profile, data_name=data_name,
                        warnings=tuple(extra_warnings), progress=progress, sources=sources,
                        profile_reason=why)
+
+
+def _check_leverage(cfg: RunConfig, profile: Any, feed: Feed) -> None:
+    # before the run: a leverage given above a symbol's first bracket would reject every order
+    # of it (a run of 0 trades that looks normal); symbols not in the data are the engine's
+    # error (unknown symbol)
+    wanted = dict(cfg.leverage)
+    every = wanted.pop("*", cfg.default_leverage)
+    for sym, f in feed.symbols.items():
+        lev = wanted.get(sym, every)
+        if lev is not None and not f.instrument.is_option:
+            profile.check_leverage(sym, lev, instrument_max=f.instrument.max_leverage)
 
 
 def _guessed_spec_note(f: Any, *, from_dataset: bool) -> str:
@@ -405,7 +418,8 @@ def _collect(engine: Engine, data_name: str, extra_warnings: list[str],
         for k in ("open", "high", "low", "close", "mark_close"):
             fp.update(np.ascontiguousarray(f.arrays[k], dtype="float64").data)
     is_synthetic = data_name == "sample"
-    warn = list(dict.fromkeys(engine.warnings + extra_warnings + _funding_notes(engine)))
+    warn = list(dict.fromkeys(engine.warnings + extra_warnings + _funding_notes(engine)
+                              + _rejection_notes(engine.rejections)))
     if is_synthetic:
         warn.insert(0, "synthetic data: the sample dataset is generated, not market history")
     if engine.config.margin_mode is MarginMode.PORTFOLIO:
@@ -444,6 +458,25 @@ def _collect(engine: Engine, data_name: str, extra_warnings: list[str],
                           positions=positions, records=records, events=events,
                           rejections=rejections, metrics=metrics,
                           state=state, warnings=warn, meta=meta)
+
+
+def rejections_by_reason(rejections: list[Any]) -> dict[str, int]:
+    """Count rejected orders by reason, most frequent first (ties by reason)."""
+    counts: dict[str, int] = {}
+    for r in rejections:
+        counts[str(r.reason)] = counts.get(str(r.reason), 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def _rejection_notes(rejections: list[Any]) -> list[str]:
+    # a run whose orders were refused must say so, however normal its summary looks
+    if not rejections:
+        return []
+    counts = ", ".join(f"{k} {v:,}" for k, v in rejections_by_reason(rejections).items())
+    first = rejections[0]
+    return [f"{len(rejections):,} order(s) rejected: {counts} (first at "
+            f"{ms_to_iso(first.ts_ms)}, {first.reason}: {first.message}); every rejection is "
+            "in rejections.parquet"]
 
 
 def _funding_notes(engine: Engine) -> list[str]:

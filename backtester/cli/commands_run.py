@@ -60,6 +60,16 @@ def print_summary(result: Any, path: Path, *, console: Console | None = None) ->
                   *(display.metric(str(col), cmp.loc[m, col]) for m in cmp.index)]
                  for col in cmp.columns]
         print_table(console, ["measure", *modes], table, title="margin modes compared")
+    rejected = result.rejections
+    if len(rejected):
+        # whenever an order was refused: how many, why, and the first message of each reason
+        reasons = rejected["reason"].astype(str)
+        counts = reasons.value_counts(sort=False)
+        rows = [[reason, f"{int(counts[reason]):,}",
+                 str(rejected.loc[reasons == reason, "message"].iloc[0])]
+                for reason in sorted(counts.index, key=lambda r: (-int(counts[r]), r))]
+        print_table(console, ["reason", "orders", "first message"], rows, text=(0, 2),
+                    title=f"{len(rejected):,} orders rejected (rejections.parquet)")
     if result.meta.get("profile_reason"):
         console.print(f"profile {result.meta.get('profile')}: {result.meta['profile_reason']}",
                       soft_wrap=True)

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from backtester.errors import ConfigError
+from backtester.hints import option
 from backtester.margin.portfolio import PortfolioParams
 from backtester.margin.profiles import MarginRates
 from backtester.margin.sources import DEFAULT_OPTION_FEE_CAP, FLAT_MAINTENANCE_RATE
@@ -97,6 +99,34 @@ class ProfileData:
         """Liquidation fee rate of a future/perp on ``underlying`` (per-coin override or the
         profile's default)."""
         return self.liquidation_fee_rates.get(underlying, self.liquidation_fee_rate)
+
+    def check_leverage(self, symbol: str, leverage: float, *,
+                       instrument_max: float | None = None) -> None:
+        """Refuse a leverage above the maximum of the symbol's first bracket.
+
+        The first bracket (the smallest notionals) allows the most leverage; a leverage above
+        it would reject every order of the symbol. The maximum comes from the symbol's tier
+        table, else ``instrument_max`` (the market's ``limits.leverage.max``); symbols margined
+        by size-dependent rates (Deribit) take no leverage and are not checked.
+
+        Raises
+        ------
+        ConfigError
+            ``leverage`` is above that maximum, naming the symbol, the maximum and the fix.
+        """
+        if symbol in self.rates:
+            return
+        tiers = self.tiers.get(symbol)
+        top = tiers.max_leverage[0] if tiers is not None and tiers.max_leverage else \
+            instrument_max
+        if top is None or leverage <= top:
+            return
+        where = (f"its first leverage bracket (notional up to {tiers.caps[0]:,.0f})"
+                 if tiers is not None and tiers.caps else "the market's leverage limit")
+        msg = (f"leverage {leverage:g} for {symbol} is above the exchange maximum {top:g} of "
+               f"{where} in the {self.name} profile; every order would be rejected: give "
+               f"{option('leverage', f'{symbol}={top:g}')} or less")
+        raise ConfigError(msg)
 
     def haircut(self, asset: str) -> float:
         """Collateral ratio of ``asset`` (1.0 when the profile lists none)."""

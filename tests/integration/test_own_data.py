@@ -398,3 +398,69 @@ def test_no_stale_funding_warning_when_funding_is_given_16(shared_data: Path,
                           funding="history_or_zero")
     assert ("no funding history for XRP/USDT:USDT: funding charged zero while it was held "
             "(from 2021-11-15T00:10:00Z), as asked (funding='history_or_zero')") in zero.warnings
+
+
+# -- item 7: failures must be loud ------------------------------------------------------------
+def _xrp_with_tiers(shared: Path, root: Path) -> None:
+    _import_xrp(shared, root)
+    res = _cli("data", "import", "--exchange", "binanceusdm", "--markets", shared / MARKETS,
+               "--tiers-file", shared / TIERS, "--datasets", root)
+    assert res.exit_code == 0, res.output
+
+
+def test_leverage_above_the_first_bracket_is_refused_before_the_run_16(
+        shared_data: Path, tmp_path: Path) -> None:
+    root = tmp_path / "datasets"
+    _xrp_with_tiers(shared_data, root)
+    strat = tmp_path / "hold.py"
+    strat.write_text(HOLD_FILE)
+    out = tmp_path / "reports"
+    args = ("run", strat, "--dataset", "binanceusdm", "--datasets", root, "-t", "5m",
+            "--start", "2021-11-18", "--output-dir", out)
+    # before: exit 0, 0 trades, a normal summary, every order in rejections.parquet.
+    # Binance's XRP/USDT:USDT first bracket: notional 0 .. 10,000 at up to 75x
+    res = _cli(*args, "--leverage", "500")
+    assert res.exit_code == 2
+    assert res.output.strip() == (
+        "error: leverage 500 for XRP/USDT:USDT is above the exchange maximum 75 of its first "
+        "leverage bracket (notional up to 10,000) in the binance-usdm profile; every order "
+        "would be rejected: give --leverage XRP/USDT:USDT=75 or less")
+    assert not out.exists()  # nothing written
+    assert _cli(*args, "--leverage", "XRP/USDT:USDT=75", "--quiet").exit_code == 0
+    with pytest.raises(backtester.ConfigError, match="give leverage='XRP/USDT:USDT=75' or less"):
+        backtester.run(Hold, dataset="binanceusdm", datasets_root=root, timeframe="5m",
+                       start="2021-11-18", leverage=76)
+
+    class TooMuch(Hold):
+        def on_start(self, ctx: Any) -> None:
+            ctx.set_leverage(XRP, 100)
+
+    with pytest.raises(backtester.ConfigError, match="leverage 100 for XRP/USDT:USDT is above"):
+        backtester.run(TooMuch, dataset="binanceusdm", datasets_root=root, timeframe="5m",
+                       start="2021-11-18")
+
+
+def test_rejections_by_reason_in_the_summary_and_warnings_16(shared_data: Path,
+                                                            tmp_path: Path) -> None:
+    root = tmp_path / "datasets"
+    _xrp_with_tiers(shared_data, root)
+    strat = tmp_path / "hold.py"
+    strat.write_text(HOLD_FILE)
+    res = _cli("run", strat, "--dataset", "binanceusdm", "--datasets", root, "-t", "5m",
+               "--start", "2021-11-18", "--collateral", "USDT=10", "--output-dir",
+               tmp_path / "reports")
+    assert res.exit_code == 0, res.output
+    # 1,000 USDT of XRP at the default 20x needs 50 USDT of initial margin: every bar's order
+    # (1,135 bars from 2021-11-18 00:00 to 11-21 22:30) is refused for insufficient margin
+    assert "1,135 orders rejected (rejections.parquet)" in res.output
+    assert "insufficient_margin" in res.output
+    result = backtester.run(Hold, dataset="binanceusdm", datasets_root=root, timeframe="5m",
+                            start="2021-11-18", collateral={"USDT": 10})
+    assert len(result.fills) == 0
+    note = [w for w in result.warnings if "order(s) rejected" in w]
+    # the first order: 1,000 USDT at the 00:00 bar's close 1.0924 = 915.4 XRP (lot 0.1),
+    # 915.4 x 1.0924 / 20 = 49.999 USDT of initial margin
+    assert note == [
+        "1,135 order(s) rejected: insufficient_margin 1,135 (first at 2021-11-18T00:05:00Z, "
+        "insufficient_margin: initial margin 50.00 USD exceeds available 10.00 USD for buy "
+        "915.4 XRP/USDT:USDT); every rejection is in rejections.parquet"]
