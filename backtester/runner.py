@@ -12,6 +12,8 @@ import gc
 import hashlib
 import importlib
 import importlib.util
+import inspect
+import json
 import re
 import sys
 from collections.abc import Iterator, Mapping
@@ -40,7 +42,8 @@ from backtester.results import BacktestResult, compute_metrics
 from backtester.strategy import Strategy
 from backtester.timeutil import ms_to_iso
 
-__all__ = ["PreparedRun", "load_strategy", "prepare", "rejections_by_reason", "run_prepared"]
+__all__ = ["PreparedRun", "data_fingerprint", "load_strategy", "prepare", "rejections_by_reason",
+           "run_hash", "run_prepared", "strategy_source_hash"]
 
 _MODULE_NAME = re.compile(r"^[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*$")
 _FEE_KINDS = frozenset({EntryKind.FEE, EntryKind.DELIVERY_FEE, EntryKind.LIQUIDATION_FEE})
@@ -132,6 +135,18 @@ class PreparedRun:
     #: the results' ``meta`` (config.json)
     sources: Mapping[str, Any] = field(default_factory=dict)
     profile_reason: str = ""
+    #: the strategy's parameters as the run resolves them (class defaults and overrides)
+    resolved_params: dict[str, Any] | None = None
+    #: :func:`strategy_source_hash` of the strategy class and :func:`data_fingerprint`
+    source_hash: str = ""
+    fingerprint: str = ""
+
+    def run_hash(self, config: RunConfig | None = None) -> str:
+        """Return the hash naming this run (:func:`run_hash`), with ``config`` in place of the
+        prepared configuration (another margin mode, say)."""
+        return run_hash(config_hash=(config or self.config).config_hash(),
+                        strategy=self.strategy_class.__name__, source_hash=self.source_hash,
+                        params=self.resolved_params or {}, data_fingerprint=self.fingerprint)
 
 
 def prepare(strategy: str | type[Strategy] | Strategy, *, dataset: str | None = None,
@@ -151,10 +166,11 @@ def prepare(strategy: str | type[Strategy] | Strategy, *, dataset: str | None = 
         template = strategy
         for name, value in cfg.params.items():  # validated like constructor parameters
             setattr(template, name, getattr(cls(**{name: value}), name))
+        resolved = template.params()
     else:
         cls = load_strategy(strategy)
         params = dict(cfg.params)
-        cls(**params)  # validate the parameters now ("did you mean")
+        resolved = cls(**params).params()  # validates the parameters now ("did you mean")
     if data is None and cfg.dataset is None:
         msg = "give a dataset name (dataset='sample') or data={symbol: DataFrame}"
         raise ConfigError(msg)
@@ -213,7 +229,8 @@ def prepare(strategy: str | type[Strategy] | Strategy, *, dataset: str | None = 
                        pristine=None if template is None else copy.deepcopy(template), feed=feed,
                        config=cfg, profile=profile, data_name=data_name,
                        warnings=tuple(extra_warnings), progress=progress, sources=sources,
-                       profile_reason=why)
+                       profile_reason=why, resolved_params=resolved,
+                       source_hash=strategy_source_hash(cls), fingerprint=data_fingerprint(feed))
 
 
 def _check_leverage(cfg: RunConfig, profile: Any, feed: Feed) -> None:
@@ -264,6 +281,8 @@ def run_prepared(prep: PreparedRun, *, primary: bool = False, label: str | None 
     result = _run_once(strat, prep.feed, cfg, prep.profile, prep.data_name,
                        list(prep.warnings), prep.sources, progress=prep.progress, label=label)
     result.meta["profile_reason"] = prep.profile_reason
+    result.meta["strategy_source_hash"] = prep.source_hash
+    result.meta["run_hash"] = prep.run_hash(cfg)
     return result
 
 
@@ -291,6 +310,55 @@ def _flagged(frames: Mapping[str, MarketFrames], cfg: RunConfig, profile: str) -
                                    cap_source=f"{profile} profile")
     return [f"flagged data used by this run (see `backtester data validate`): {line}"
             for line in summarize(found)]
+
+
+def data_fingerprint(feed: Feed) -> str:
+    """Return a short hash of the data a run replays: each symbol's bar times, trade candles
+    and mark closes, as aligned on the feed."""
+    fp = hashlib.sha256()
+    for sym in sorted(feed.symbols):
+        f = feed.symbols[sym]
+        fp.update(sym.encode())
+        # the arrays' memory itself (no bytes copy)
+        fp.update(np.ascontiguousarray(f.ts_np, dtype="int64").data)
+        for k in ("open", "high", "low", "close", "mark_close"):
+            fp.update(np.ascontiguousarray(f.arrays[k], dtype="float64").data)
+    return fp.hexdigest()[:16]
+
+
+def strategy_source_hash(cls: type[Strategy]) -> str:
+    """Return a short hash of the source files of a strategy class and its bases.
+
+    Each file defining a class of the MRO above :class:`~backtester.strategy.Strategy` is read
+    whole (helpers beside the class count); a class without a source file (defined in an
+    interactive session) counts by its qualified name only.
+    """
+    digest = hashlib.sha256()
+    seen: set[str] = set()
+    for klass in cls.__mro__:
+        if klass is Strategy or not issubclass(klass, Strategy):
+            break
+        try:
+            path = inspect.getsourcefile(klass)
+            text = Path(path).read_bytes() if path else None
+        except (TypeError, OSError):
+            path, text = None, None
+        key = path or klass.__qualname__
+        if key in seen:
+            continue
+        seen.add(key)
+        digest.update(text if text is not None else f"{klass.__qualname__}: no source".encode())
+    return digest.hexdigest()[:16]
+
+
+def run_hash(*, config_hash: str, strategy: str, source_hash: str, params: dict[str, Any],
+             data_fingerprint: str) -> str:
+    """Return the hash naming a run: configuration, strategy (name, source, resolved
+    parameters) and data. Equal hashes mean equal inputs, so equal results."""
+    payload = json.dumps({"config": config_hash, "strategy": strategy, "source": source_hash,
+                          "params": params, "data": data_fingerprint}, sort_keys=True,
+                         default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
 def _dataset_frames(ds: Any) -> dict[str, MarketFrames]:
@@ -409,14 +477,6 @@ def _collect(engine: Engine, data_name: str, extra_warnings: list[str],
     # the memory they held takes the positions frame's columns
     positions = result_frames.positions_frame(engine, ids, equity=equity)
     feed = engine.feed
-    fp = hashlib.sha256()
-    for sym in sorted(feed.symbols):
-        f = feed.symbols[sym]
-        fp.update(sym.encode())
-        # the arrays' memory itself (no bytes copy)
-        fp.update(np.ascontiguousarray(f.ts_np, dtype="int64").data)
-        for k in ("open", "high", "low", "close", "mark_close"):
-            fp.update(np.ascontiguousarray(f.arrays[k], dtype="float64").data)
     is_synthetic = data_name == "sample"
     warn = list(dict.fromkeys(engine.warnings + extra_warnings + _funding_notes(engine)
                               + _rejection_notes(engine.rejections)))
@@ -427,7 +487,7 @@ def _collect(engine: Engine, data_name: str, extra_warnings: list[str],
 
         params = engine.profile.portfolio_params or PortfolioParams()
         warn.extend(f"portfolio margin assumption: {a}" for a in params.assumptions)
-    meta = {"data_fingerprint": fp.hexdigest()[:16], "package_version": __version__,
+    meta = {"data_fingerprint": data_fingerprint(feed), "package_version": __version__,
             "config_hash": engine.config.config_hash(), "dataset": data_name,
             "is_synthetic": is_synthetic, "profile": engine.profile.name,
             "symbols": sorted(feed.symbols), "stopped_reason": engine.stopped_reason,

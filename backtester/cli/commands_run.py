@@ -122,10 +122,12 @@ def collected_warnings() -> Iterator[list[str]]:
 
 def run_and_write(strategy: Any, *, progress: Progress | None = None,
                   plotly: str = "inline", alternative_reports: bool = False,
+                  overwrite: bool = False,
                   **keys: Any) -> tuple[Any, Path, list[tuple[str, Path]]]:
     """Run, write the results folder and its report; return (result, folder, warnings).
 
-    The warnings are (text, the warnings.json that lists it) for :func:`print_warnings`.
+    The warnings are (text, the warnings.json that lists it) for :func:`print_warnings`; a
+    note about the folder (see below) comes first.
     Invalid keys fail before anything is written. The folder is built under a temporary name
     and renamed when complete, so a failure never leaves a half-written folder. A strategy that
     raises leaves a folder holding only ``config.json`` and ``warnings.json`` (the error and its
@@ -134,6 +136,13 @@ def run_and_write(strategy: Any, *, progress: Progress | None = None,
     With ``compare_margin_modes`` the other modes' run files go to ``alternative-<mode>/``
     (the report's comparison reads them); their own full reports are written only with
     ``alternative_reports``.
+
+    The folder is ``<output_dir>/<run_id>``, by default ``<strategy>-<dataset>-<run hash>``
+    (the hash of the configuration, the strategy's source and resolved parameters, and the
+    data: another strategy version gets another folder). A folder holding a finished run is
+    never replaced silently: the same run (equal run hash) is replaced and a note says so;
+    another finished run is kept and this one goes to ``<run_id>-2`` (``-3`` ...), unless
+    ``overwrite``.
     """
     from backtester.api import prepare, run_all
     from backtester.errors import StrategyError
@@ -142,9 +151,10 @@ def run_and_write(strategy: Any, *, progress: Progress | None = None,
     with collected_warnings() as raised:
         prep = prepare(strategy, progress=progress, **keys)
         out_dir = Path(keys.get("output_dir") or "reports")
+        run_hash = prep.run_hash()
         run_id = keys.get("run_id") or (f"{prep.strategy_class.__name__}-{prep.data_name}-"
-                                        f"{prep.config.config_hash()[:8]}")
-        final = out_dir / run_id
+                                        f"{run_hash[:8]}")
+        final, note = _target_folder(out_dir / run_id, run_hash, overwrite=overwrite)
         with _building(final) as tmp:
             try:
                 result = run_all(prep)
@@ -166,10 +176,37 @@ def run_and_write(strategy: Any, *, progress: Progress | None = None,
     for mode, alt in result.meta.get("alternatives", {}).items():
         alt.path = path / f"alternative-{mode}"
     main_file = path / "warnings.json"
-    messages = [(w, main_file) for w in [*result.warnings, *raised]]
+    messages = [(w, main_file) for w in [*([note] if note else []), *result.warnings, *raised]]
     for mode, alt in result.meta.get("alternatives", {}).items():
         messages += [(w, path / f"alternative-{mode}" / "warnings.json") for w in alt.warnings]
     return result, path, messages
+
+
+def _target_folder(path: Path, run_hash: str, *, overwrite: bool) -> tuple[Path, str | None]:
+    # where the run goes, and what the user must be told about a finished run already there
+    # (a failed run's folder, "status": "failed", is replaced as before)
+    def finished(folder: Path) -> dict[str, Any] | None:
+        try:
+            config = json.loads((folder / "config.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            return None
+        return config if isinstance(config, dict) and config.get("status") != "failed" \
+            else None
+
+    old = finished(path)
+    if old is None:
+        return path, None
+    if overwrite:
+        return path, f"replaced the finished run in {path} (--overwrite)"
+    if old.get("run_hash") == run_hash:
+        return path, (f"replaced the earlier identical run in {path} (same strategy source, "
+                      "parameters, configuration and data)")
+    k = 2
+    while finished(path.parent / f"{path.name}-{k}") is not None:
+        k += 1
+    other = path.parent / f"{path.name}-{k}"
+    return other, (f"{path} holds another finished run, kept; this run is in {other} "
+                   "(--overwrite replaces it, --run-id names another folder)")
 
 
 @contextmanager
@@ -205,7 +242,7 @@ def _write_failure(folder: Path, prep: Any, exc: Any) -> None:
 
     config = {**prep.config.as_dict(), "strategy": prep.strategy_class.__name__,
               "dataset": prep.data_name, "config_hash": prep.config.config_hash(),
-              "status": "failed", "error": str(exc)}
+              "run_hash": prep.run_hash(), "status": "failed", "error": str(exc)}
     warnings = [*prep.warnings, f"run failed: {exc}", exc.traceback_text]
     for name, payload in (("config", config), ("warnings", warnings)):
         atomic_write_bytes(folder / f"{name}.json", json.dumps(
@@ -238,7 +275,11 @@ _OPTIONS = [
                  help="Also run the other margin modes (cross, isolated, portfolio) and compare."),
     click.option("--survival-collateral", is_flag=True, default=None,
                  help="Find the smallest starting collateral with no liquidation (re-runs)."),
-    click.option("--run-id", help="Results folder name under --output-dir."),
+    click.option("--run-id", help="Results folder name under --output-dir (default: "
+                                  "<strategy>-<dataset>-<run hash>)."),
+    click.option("--overwrite", is_flag=True, default=False,
+                 help="Replace a finished run in the results folder (default: keep it and "
+                      "write to <run-id>-2)."),
     click.option("--output-dir", default="reports", show_default=True),
     click.option("--datasets", "datasets_root", type=click.Path(file_okay=False),
                  help="Datasets folder (default ./datasets or $BACKTESTER_DATASETS)."),

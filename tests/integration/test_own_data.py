@@ -3,6 +3,7 @@ a Binance tier file, DataFrames as users have them, and the messages they get.""
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -464,3 +465,70 @@ def test_rejections_by_reason_in_the_summary_and_warnings_16(shared_data: Path,
         "1,135 order(s) rejected: insufficient_margin 1,135 (first at 2021-11-18T00:05:00Z, "
         "insufficient_margin: initial margin 50.00 USD exceeds available 10.00 USD for buy "
         "915.4 XRP/USDT:USDT); every rejection is in rejections.parquet"]
+
+
+# -- item 8: a run folder per strategy version, never overwritten silently ----------------------
+def test_run_folder_follows_the_strategy_source_and_parameters_16(shared_data: Path,
+                                                                  tmp_path: Path) -> None:
+    root = tmp_path / "datasets"
+    assert _cli("data", "import", shared_data / FUT / "XRP_USDT_USDT-5m-futures.feather",
+                "--exchange", "binanceusdm", "--symbol", XRP, "--kind", "ohlcv",
+                "--datasets", root).exit_code == 0
+    strat = tmp_path / "hold.py"
+    out = tmp_path / "reports"
+
+    def run(*extra: str) -> tuple[Path, str]:
+        res = _cli("run", strat, "--dataset", "binanceusdm", "--datasets", root, "--funding",
+                   "zero", "--end", "2021-11-15T06:00", "--output-dir", out, "--quiet", *extra)
+        assert res.exit_code == 0, res.output
+        lines = res.output.strip().splitlines()
+        # the folder note, among the run's warnings on stderr (here: the guessed specs)
+        notes = [ln for ln in lines[:-1] if "finished run" in ln or "identical run" in ln]
+        return Path(lines[-1]), "\n".join(notes)
+
+    strat.write_text(HOLD_FILE)
+    first, note = run()
+    assert note == ""
+    assert first.name.startswith("Hold-binanceusdm-")
+    # the same strategy again: the same folder, replaced, and said
+    again, note = run()
+    assert again == first
+    assert note == (f"warning: replaced the earlier identical run in {first} (same strategy "
+                    "source, parameters, configuration and data)")
+    # an edit outside the class (a comment, a helper) is another strategy version; so is a
+    # new default parameter value. Before: one folder, the earlier results overwritten
+    strat.write_text(HOLD_FILE + "\n# tweaked\n")
+    edited, note = run()
+    strat.write_text(HOLD_FILE.replace("1_000.0", "1_500.0"))
+    bigger, note2 = run()
+    assert len({first, edited, bigger}) == 3
+    assert note == note2 == ""
+    assert all((p / "config.json").is_file() for p in (first, edited, bigger))
+    cfg = json.loads((bigger / "config.json").read_text())
+    assert cfg["params"] == {"notional_usd": 1500.0, "symbol": XRP}
+    assert len(cfg["strategy_source_hash"]) == 16
+    assert bigger.name == f"Hold-binanceusdm-{cfg['run_hash'][:8]}"
+    # a folder named by the user that holds another finished run is kept
+    mine, _ = run("--run-id", "mine")
+    strat.write_text(HOLD_FILE)
+    other, note = run("--run-id", "mine")
+    assert other == mine.parent / "mine-2"
+    assert note == (f"warning: {mine} holds another finished run, kept; this run is in "
+                    f"{other} (--overwrite replaces it, --run-id names another folder)")
+    assert json.loads((mine / "config.json").read_text())["params"]["notional_usd"] == 1500.0
+    replaced, note = run("--run-id", "mine", "--overwrite")
+    assert replaced == mine
+    assert note == f"warning: replaced the finished run in {mine} (--overwrite)"
+    assert json.loads((mine / "config.json").read_text())["params"]["notional_usd"] == 1000.0
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [first.name, edited.name, bigger.name, "mine", "mine-2"])  # no staging left over
+
+
+def test_example_strategies_have_distinct_source_hashes_16() -> None:
+    from backtester.runner import load_strategy, strategy_source_hash
+
+    repo = Path(__file__).resolve().parents[2]
+    names = ("hedged_pair", "delta_hedged_strangle", "vol_target_trend")
+    hashes = {strategy_source_hash(load_strategy(str(repo / "strategies" / f"{n}.py")))
+              for n in names}
+    assert len(hashes) == 3
