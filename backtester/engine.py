@@ -430,10 +430,14 @@ class Engine:
         realized = self.account.apply_fill(self.now_ms, inst, signed, fill_px, fee,
                                            ref=f"order {order.id}")
         self.margin.on_fill(pos, old_qty, fill_px)
-        fill = Fill(ts_ms=self.now_ms, order_id=order.id, symbol=inst.symbol, qty=signed,
-                    price=fill_px, fee=fee, fee_asset=inst.settle,
-                    liquidity="maker" if m.is_maker else "taker", realized_pnl=realized,
-                    tag=order.tag, is_ambiguous=is_ambiguous)
+        # the fill happened in its bar: at the open, or on the path inside the bar (its time
+        # there unknown: the bar's open, with the path position), or at the close
+        bar_open = f.ts[f.idx]
+        fill = Fill(ts_ms=bar_open + f.tf_ms if m.t >= 3.0 else bar_open, order_id=order.id,
+                    symbol=inst.symbol, qty=signed, price=fill_px, fee=fee,
+                    fee_asset=inst.settle, liquidity="maker" if m.is_maker else "taker",
+                    realized_pnl=realized, tag=order.tag, is_ambiguous=is_ambiguous,
+                    step_ms=self.now_ms, path_time=m.t)
         self.fills.append(fill)
         self.pending.append(("fill", fill))
         self._remove(order, None)

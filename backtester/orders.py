@@ -189,6 +189,14 @@ class Fill:
     """An execution. ``qty`` is signed contracts (positive bought); ``fee`` positive = paid.
 
     ``liquidity`` is ``maker``, ``taker``, ``liquidation`` or ``settlement``.
+
+    Times (int ms UTC): ``ts_ms`` is when the fill happened — the open of the bar it filled in
+    (market orders at the open; stops and limits inside the bar, whose time within it is not
+    known: ``path_time`` says where on the bar's path, 0 = open, then the nearer extreme 1, the
+    farther one 2, the close 3, fractions between), or the bar's close for a fill at the close
+    (``fill="close"``). ``step_ms`` is the clock step at which the engine processed it (the
+    bar's close); None means ``ts_ms`` (liquidations, found by the margin check of the step, are
+    stamped with the step and have no path time).
     """
 
     ts_ms: int
@@ -202,6 +210,8 @@ class Fill:
     realized_pnl: Decimal
     tag: str = ""
     is_ambiguous: bool = False
+    step_ms: int | None = None
+    path_time: float = float("nan")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -24,8 +24,9 @@ if TYPE_CHECKING:
 __all__ = ["fills_frame", "journal_frame", "orders_frame", "position_greeks", "positions_frame",
            "symbol_ids", "traded_notional", "utc"]
 
-_FILL_COLUMNS = ["ts", "order_id", "symbol", "qty", "price", "fee", "fee_asset", "liquidity",
-                 "realized_pnl", "tag", "is_ambiguous", "qty_exact", "price_exact", "fee_exact"]
+_FILL_COLUMNS = ["ts", "step_ts", "path_time", "order_id", "symbol", "qty", "price", "fee",
+                 "fee_asset", "liquidity", "realized_pnl", "tag", "is_ambiguous", "qty_exact",
+                 "price_exact", "fee_exact"]
 _JOURNAL_COLUMNS = ["seq", "ts", "kind", "asset", "amount", "balance_after", "symbol", "ref",
                     "ledger"]
 _KIND_TEXT = {k: k.value for k in EntryKind}
@@ -77,18 +78,24 @@ def fills_frame(fills: list[Any]) -> pd.DataFrame:
     """Return the ``fills`` frame: one row per :class:`~backtester.orders.Fill`.
 
     ``qty`` (signed contracts), ``price``, ``fee`` (positive = paid, in ``fee_asset``) and
-    ``realized_pnl`` as floats, with their exact Decimal text in ``*_exact``; ``ts`` UTC.
+    ``realized_pnl`` as floats, with their exact Decimal text in ``*_exact``; ``ts`` (UTC) is
+    when the fill happened (its bar's open; the close for fills at the close), ``step_ts`` the
+    clock step that processed it, ``path_time`` its place on the bar's path (0 open .. 3 close;
+    NaN for liquidations).
     """
     if not fills:
         return pd.DataFrame([], columns=_FILL_COLUMNS)
     # one pass over the fills (their fields as columns), then one conversion per column
-    (ts, order_id, symbol, qty, price, fee, fee_asset, liquidity, pnl, tag,
+    (ts, step, path, order_id, symbol, qty, price, fee, fee_asset, liquidity, pnl, tag,
      ambiguous) = (list(c) for c in zip(*[
-         (f.ts_ms, f.order_id, f.symbol, f.qty, f.price, f.fee, f.fee_asset, f.liquidity,
-          f.realized_pnl, f.tag, f.is_ambiguous) for f in fills], strict=True))
+         (f.ts_ms, f.ts_ms if f.step_ms is None else f.step_ms, f.path_time, f.order_id,
+          f.symbol, f.qty, f.price, f.fee, f.fee_asset, f.liquidity, f.realized_pnl, f.tag,
+          f.is_ambiguous) for f in fills], strict=True))
     text = _str_column
     return pd.DataFrame({
-        "ts": utc(ts), "order_id": _ints(order_id), "symbol": text(symbol),
+        "ts": utc(ts), "step_ts": utc(step),
+        "path_time": np.asarray(path, dtype="float64"), "order_id": _ints(order_id),
+        "symbol": text(symbol),
         "qty": _floats(qty), "price": _floats(price), "fee": _floats(fee),
         "fee_asset": text(fee_asset), "liquidity": text(liquidity),
         "realized_pnl": _floats(pnl), "tag": text(tag), "is_ambiguous": ambiguous,

@@ -318,8 +318,9 @@ def trades(run: RunData) -> str:
     f = run.fills
     if f.empty:
         return note("no fills: the strategy placed no order that executed")
-    cols = [c for c in ("ts", "order_id", "symbol", "qty", "price", "fee", "fee_asset",
-                        "liquidity", "realized_pnl", "tag", "is_ambiguous") if c in f.columns]
+    cols = [c for c in ("ts", "step_ts", "order_id", "symbol", "qty", "price", "fee",
+                        "fee_asset", "liquidity", "realized_pnl", "tag", "is_ambiguous")
+            if c in f.columns]
     return note(f"{len(f):,} fills; click a column heading to sort.") \
         + table(f[cols], table_id="trades-table")
 

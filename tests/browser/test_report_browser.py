@@ -81,11 +81,12 @@ def test_report_renders_in_chromium(runs: dict[str, Path], browser: Browser, tmp
 
 def test_tables_sort_on_click(runs: dict[str, Path], browser: Browser) -> None:
     _open(browser, runs["week"] / "report.html")
-    col = "Array.from(document.querySelectorAll('#trades-table tbody td:nth-child(4)'))" \
+    # the qty column: after ts, step_ts, order_id and symbol
+    col = "Array.from(document.querySelectorAll('#trades-table tbody td:nth-child(5)'))" \
           ".map(td => parseFloat(td.dataset.v))"
-    browser.evaluate("document.querySelector('#trades-table th:nth-child(4)').click()")
+    browser.evaluate("document.querySelector('#trades-table th:nth-child(5)').click()")
     ascending = browser.evaluate(col)
-    browser.evaluate("document.querySelector('#trades-table th:nth-child(4)').click()")
+    browser.evaluate("document.querySelector('#trades-table th:nth-child(5)').click()")
     descending = browser.evaluate(col)
     assert ascending == sorted(ascending)
     assert descending == sorted(ascending, reverse=True)

@@ -173,3 +173,31 @@ class RateWatcher(Strategy):
     def on_bar(self, ctx):
         rate = ctx.funding_rate(PERP)
         ctx.record(rate=float("nan") if rate is None else rate)
+
+
+def test_fill_time_joins_funding_and_candles_16():
+    # the buy placed at the 08:00 step fills at the open of the 08:00 bar: its trade is stamped
+    # 08:00 (was 09:00, the bar's close), the time of the funding stamp that charges it, and
+    # the candle it filled in is the one opening at its ts (its open is its price)
+    class BuyAt8(Strategy):
+        def on_bar(self, ctx):
+            if ctx.now == pd.Timestamp("2025-01-01 08:00", tz="UTC").value // 10**6:
+                ctx.buy(PERP, Decimal(2))
+
+    candles = bars(24)
+    candles["open"] = 100.0 + candles.index  # each bar opens at 100 + its hour
+    candles["high"] = candles[["open", "close"]].max(axis=1)
+    candles["low"] = candles[["open", "close"]].min(axis=1)
+    funding = pd.DataFrame({"ts": pd.to_datetime(["2025-01-01 00:00", "2025-01-01 08:00",
+                                                  "2025-01-01 16:00"], utc=True),
+                            "rate": [0.001] * 3})
+    r = backtester.run(BuyAt8, data={PERP: MarketFrames(ohlcv=candles, funding=funding)},
+                       instruments=inst(), collateral={"USDT": 1000}, slippage_bps=0)
+    fill = r.fills.iloc[0]
+    first_paid = next(e for e in r.events if e["event"] == "FundingPaid")
+    assert fill["ts"] == pd.Timestamp("2025-01-01 08:00", tz="UTC")
+    assert fill["ts"] == pd.Timestamp(first_paid["time"])
+    assert fill["step_ts"] == pd.Timestamp("2025-01-01 09:00", tz="UTC")
+    assert fill["price"] == candles.set_index("ts").loc[fill["ts"], "open"] == 108.0
+    # the decision that placed it was recorded at the step at its ts (the 07:00 bar's close)
+    assert r.equity.index.get_loc(fill["ts"]) == 7

@@ -66,8 +66,9 @@ def test_clock_is_the_union_of_bar_closes_and_bars_show_at_their_close() -> None
 
 def test_order_at_an_hourly_step_skips_the_4h_bar_that_opened_before_it() -> None:
     # an ETH buy placed at the 05:00 step (4th step) cannot fill on the 04:00-08:00 bar, which
-    # opened before the order; it fills at the open of the 08:00 bar (30), stamped at that
-    # bar's close 12:00. Before ETH's first close (01:00 step) there is no market data.
+    # opened before the order; it fills at the open of the 08:00 bar (30), stamped with that
+    # open (08:00) and processed at that bar's close (12:00). Before ETH's first close (01:00
+    # step) there is no market data.
     strat = Scripted({0: lambda ctx: ctx.buy(ETH, 1), 3: lambda ctx: ctx.buy(ETH, 1)})
     result = run(strat, {BTC: _frame(BTC_TS, [100.0] * 8),
                          ETH: _frame(ETH_TS, [10.0, 20.0, 30.0])})
@@ -75,7 +76,8 @@ def test_order_at_an_hourly_step_skips_the_4h_bar_that_opened_before_it() -> Non
     assert len(result.fills) == 1
     f = result.fills.iloc[0]
     assert f["price"] == 30.0
-    assert f["ts"] == pd.Timestamp("2024-01-01 12:00", tz="UTC")
+    assert f["ts"] == pd.Timestamp("2024-01-01 08:00", tz="UTC")
+    assert f["step_ts"] == pd.Timestamp("2024-01-01 12:00", tz="UTC")
 
 
 def test_price_is_nan_before_a_symbols_first_close() -> None:

@@ -18,8 +18,6 @@ from backtester.context import Context
 from backtester.risk import MarginGuard
 from strategies.hedged_pair import HedgedPair
 
-HOUR = pd.Timedelta(hours=1)
-
 
 @pytest.fixture(scope="module")
 def sample_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -50,13 +48,14 @@ def test_funding_carry_is_delta_neutral_while_held_and_exits_when_funding_flips(
     exits = r.fills[(r.fills["tag"] == "exit") & (r.fills["symbol"] == perp)]
     assert len(exits) >= 4
     for _, f in exits.iterrows():
-        # decided at the close before the fill: the trailing funding had crossed zero against
-        # the position (a short perp leaves when funding < 0, a long perp when it is > 0)
-        apr = rec["funding_apr"].loc[f["ts"] - HOUR]
+        # decided at the close before the fill (the step at the fill's bar open, its ts): the
+        # trailing funding had crossed zero against the position (a short perp leaves when
+        # funding < 0, a long perp when it is > 0)
+        apr = rec["funding_apr"].loc[f["ts"]]
         assert apr < 0 if f["qty"] > 0 else apr > 0
     entries = r.fills[(r.fills["tag"] == "carry") & (r.fills["symbol"] == perp)]
     for _, f in entries.iterrows():
-        apr = rec["funding_apr"].loc[f["ts"] - HOUR]
+        apr = rec["funding_apr"].loc[f["ts"]]
         assert abs(apr) > 0.3
         assert np.sign(apr) == -np.sign(f["qty"])  # short the perp when funding is rich
     # the future leg is rolled or closed at least roll_days (7) before its expiry: it is never
@@ -76,8 +75,10 @@ def test_funding_carry_rolls_the_future_leg_a_week_before_expiry(sample_root: Pa
     rolls = r.fills[r.fills["tag"] == "roll"]
     assert list(rolls["symbol"]) == ["BTC/USDT:USDT-250627", "BTC/USDT:USDT-250926"]
     assert rolls["qty"].sum() == 0  # the same coins moved from one expiry to the next
-    # 2025-06-20 10:00 is 6 days 22 hours before the 06-27 08:00 expiry (roll_days = 7)
-    assert rolls["ts"].iloc[0] == pd.Timestamp("2025-06-20 10:00", tz="UTC")
+    # decided at the 2025-06-20 09:00 close, 6 days 23 hours before the 06-27 08:00 expiry
+    # (roll_days = 7), filled at the open of the bar opening then
+    assert rolls["ts"].iloc[0] == pd.Timestamp("2025-06-20 09:00", tz="UTC")
+    assert rolls["step_ts"].iloc[0] == pd.Timestamp("2025-06-20 10:00", tz="UTC")
     rec = r.records
     held = rec[(rec["perp_coins"] != 0) | (rec["future_coins"] != 0)]
     assert (held["perp_coins"] + held["future_coins"]).abs().max() < 1e-9

@@ -41,7 +41,10 @@ def test_market_fills_at_next_open_plus_slippage() -> None:
     assert f["price_exact"] == "102.1"
     assert f["fee_exact"] == "0.056155000000"
     assert f["liquidity"] == "taker"
-    assert f["ts"] == pd.Timestamp("2024-01-01 02:00", tz="UTC")  # close of bar 1
+    # it happened at the open of bar 1 (01:00); the engine processed it at that bar's close
+    assert f["ts"] == pd.Timestamp("2024-01-01 01:00", tz="UTC")
+    assert f["step_ts"] == pd.Timestamp("2024-01-01 02:00", tz="UTC")
+    assert f["path_time"] == 0.0
 
 
 def test_market_sell_slips_down() -> None:
@@ -214,6 +217,12 @@ def test_several_orders_in_one_bar_fill_in_path_order() -> None:
         0: lambda ctx: (ctx.sell(BTC, 1, stop=95), ctx.buy(BTC, 1, stop=105))})
     assert list(result.fills["price"]) == [105.0, 95.0]
     assert list(result.fills["qty"]) == [1.0, -1.0]
+    # both inside bar 1 (01:00-02:00): stamped with its open, placed on its path: 105 is 5/6
+    # of the way from the open 100 to the high 106 (segment 0); 95 is 11/12 of the way from
+    # the high 106 down to the low 94 (segment 1: 1 + 11/12)
+    assert list(result.fills["ts"]) == [pd.Timestamp("2024-01-01 01:00", tz="UTC")] * 2
+    assert list(result.fills["step_ts"]) == [pd.Timestamp("2024-01-01 02:00", tz="UTC")] * 2
+    assert list(result.fills["path_time"]) == pytest.approx([5 / 6, 1 + 11 / 12], rel=1e-12)
 
 
 def test_bar_path_visits_nearer_extreme_first() -> None:

@@ -56,9 +56,13 @@ def test_fills_frame_equals_row_dicts() -> None:
                   qty=Decimal("-0.010") if k % 2 else Decimal("0.5"),
                   price=Decimal("42000.10"), fee=Decimal("0.0021"), fee_asset="USDT",
                   liquidity="taker", realized_pnl=Decimal(k), tag="entry" if k else "",
-                  is_ambiguous=k == 2) for k in range(4)]
+                  is_ambiguous=k == 2, step_ms=None if k == 3 else 1_704_070_800_000,
+                  path_time=k * 0.75) for k in range(4)]
     ref = pd.DataFrame([{
-        "ts": pd.Timestamp(f.ts_ms, unit="ms", tz="UTC"), "order_id": f.order_id,
+        "ts": pd.Timestamp(f.ts_ms, unit="ms", tz="UTC"),
+        "step_ts": pd.Timestamp(f.ts_ms if f.step_ms is None else f.step_ms, unit="ms",
+                                tz="UTC"),
+        "path_time": f.path_time, "order_id": f.order_id,
         "symbol": f.symbol, "qty": float(f.qty), "price": float(f.price), "fee": float(f.fee),
         "fee_asset": f.fee_asset, "liquidity": f.liquidity,
         "realized_pnl": float(f.realized_pnl), "tag": f.tag, "is_ambiguous": f.is_ambiguous,
