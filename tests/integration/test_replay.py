@@ -138,7 +138,9 @@ def _decisions(result: bt.BacktestResult, upto_ms: int) -> tuple[Any, ...]:
     cut = pd.Timestamp(upto_ms, unit="ms", tz="UTC")
     rec = result.records[result.records.index <= cut]
     orders = result.orders[result.orders["created_ms"] <= upto_ms]
-    fills = result.fills[result.fills["ts"] <= cut]
+    # fills processed by the cut (a fill at the open of the bar after it happens at the cut's
+    # time but only exists with that bar: step_ts, not ts)
+    fills = result.fills[result.fills["step_ts"] <= cut]
     eq = result.equity[result.equity.index <= cut]["equity"]
     return (_nan_free(rec.to_dict("list")),
             orders[["order_id", "symbol", "side", "qty", "type"]].to_dict("list"),
