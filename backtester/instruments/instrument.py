@@ -119,6 +119,8 @@ class Instrument:
     def __post_init__(self) -> None:
         for name in _EXACT_FIELDS:
             value = getattr(self, name)
+            if value is None and name in _OPTIONAL_FIELDS:
+                continue  # a fee rate not set: the profile's applies (margin.sources)
             if not isinstance(value, Decimal) or not value.is_finite():
                 # a frozen value: converted once, here, at construction
                 object.__setattr__(self, name, _exact(self.symbol, name, value))
@@ -275,6 +277,8 @@ class Instrument:
 #: the contract fields booked as exact Decimal (sizes first, then the signed fee rates)
 _EXACT_FIELDS = ("contract_size", "tick_size", "lot_size", "min_qty", "min_notional",
                  "maker_rate", "taker_rate")
+#: the fields that may be None (unset: the fee-rate precedence fills them)
+_OPTIONAL_FIELDS = ("maker_rate", "taker_rate")
 
 
 def _exact(symbol: str, name: str, value: Any) -> Decimal:

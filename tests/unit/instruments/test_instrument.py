@@ -279,7 +279,8 @@ def test_a_run_fills_orders_on_an_instrument_given_floats_16() -> None:
     strat = Scripted({0: lambda ctx: ctx.buy(sym, 10.5)})
     result = run(strat, {sym: bars([(1.1234, 1.2, 1.0, 1.15)] * 4)}, instruments=inst)
     fill = result.fills.iloc[0]
-    # the next bar's open 1.1234, no slippage in the builder; 10.5 x 1.1234 x 5 bps taker
+    # the next bar's open 1.1234, no slippage in the builder; 10.5 x 1.1234 x the bybit
+    # profile's taker rate 0.055 % (the instrument sets none: margin.sources' precedence)
     assert fill["price_exact"] == "1.1234"
     assert fill["qty_exact"] == "10.5"
-    assert Decimal(fill["fee_exact"]) == Decimal("10.5") * Decimal("1.1234") * Decimal("0.0005")
+    assert Decimal(fill["fee_exact"]) == Decimal("10.5") * Decimal("1.1234") * Decimal("0.00055")
