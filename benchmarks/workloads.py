@@ -208,7 +208,8 @@ def first_bar(x: np.ndarray) -> np.ndarray:
 def hedge_check(w: Workload, fills: pd.DataFrame, positions: pd.DataFrame,
                 steps: pd.Index) -> str:
     """``"ok"`` when every hedging future of ``w`` was sold once, ``HEDGE_RATIO`` × ``QTY`` at
-    the second step (the first bar's order filled at the next open), and its position row is
+    the second step (the first bar's order filled at the next open: ``step_ts`` the second
+    step, ``ts`` that bar's open), and its position row is
     present with that quantity at every later step; otherwise what is wrong.
 
     ``fills`` / ``positions`` are the result's frames, ``steps`` the equity index (every step).
@@ -219,9 +220,9 @@ def hedge_check(w: Workload, fills: pd.DataFrame, positions: pd.DataFrame,
         fut = future_symbol(perp)
         f = fills[fills["symbol"] == fut]
         if len(f) != 1 or float(f["qty"].iloc[0]) != want or len(steps) < 2 \
-                or f["ts"].iloc[0] != steps[1]:
-            problems.append(f"{fut}: fills {f[['ts', 'qty']].values.tolist()}, expected one "
-                            f"of {want} at {steps[1] if len(steps) > 1 else '-'}")
+                or f["step_ts"].iloc[0] != steps[1]:
+            problems.append(f"{fut}: fills {f[['step_ts', 'qty']].values.tolist()}, expected "
+                            f"one of {want} processed at {steps[1] if len(steps) > 1 else '-'}")
             continue
         p = positions[positions["symbol"] == fut]
         held = pd.Index(p["ts"])

@@ -118,7 +118,8 @@ def test_hedged_run_trades_the_perps_as_unhedged_and_holds_the_future(workloads,
     futs = hedged.fills[~hedged.fills["symbol"].isin(perps)]
     assert sorted(futs["symbol"]) == sorted(f"{p}-241227" for p in perps)
     assert (futs["qty"] == -0.5).all()
-    assert (futs["ts"] == steps[1]).all()
+    assert (futs["step_ts"] == steps[1]).all()  # processed at the second step
+    assert (futs["ts"] == steps[0]).all()  # filled at its bar's open, the first step's close
     for p in perps:
         rows = hedged.positions[hedged.positions["symbol"] == f"{p}-241227"]
         assert len(rows) == n - 1
@@ -143,7 +144,7 @@ def test_hedge_check_names_a_future_that_is_not_held(workloads):
     fills.loc[fills["symbol"] == fut, "qty"] = -1.0
     assert workloads.hedge_check(w, fills, pos, res.equity.index).startswith(fut)
     late = res.fills.copy()
-    late.loc[late["symbol"] == fut, "ts"] = res.equity.index[2]
+    late.loc[late["symbol"] == fut, "step_ts"] = res.equity.index[2]
     assert "expected one of -0.5" in workloads.hedge_check(w, late, pos, res.equity.index)
 
 
