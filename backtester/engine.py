@@ -38,7 +38,7 @@ from backtester.errors import (
     StrategyError,
     closest,
 )
-from backtester.events import FundingPaid
+from backtester.events import FundingPaid, InstrumentExpired
 from backtester.execution import BarPath, Match, SlippageModel, match_order
 from backtester.hints import option
 from backtester.margin import kernel
@@ -78,6 +78,7 @@ _REC_COLUMNS = {"equity": kernel.REC_EQUITY, "wallet": kernel.REC_WALLET,
 _POS_KEYS = ("ts", "symbol", "qty", "entry_price", "mark", "unrealized_pnl", "notional",
              "isolated_margin")
 
+_LIQUIDATION = "liquidation"  # the tag and liquidity of a liquidation's order and fill
 _MIN_SKIP = 16  # wake_on: gaps of at most this many steps are stepped through, not skipped
 
 logger = logging.getLogger(__name__)
@@ -625,7 +626,59 @@ class Engine:
     def _expire(self, t: int) -> None:
         while self._expiries and self._expiries[0][0] <= t:
             expiry_ms, sym = self._expiries.pop(0)
-            self.margin.settle_expiry(self.feed.symbols[sym], expiry_ms)
+            self._settle_expiry(self.feed.symbols[sym], expiry_ms)
+
+    def _settle_expiry(self, f: SymbolFeed, expiry_ms: int) -> None:
+        """Cash-settle an expiring future or option at the delivery price and cancel its orders."""
+        self.cancel(None, symbol=f.symbol, reason=CancelReason.EXPIRED)
+        price, source = self._delivery_price(f, expiry_ms)
+        pos = self.account.positions.get(f.symbol)
+        if pos is None or pos.qty == 0:
+            return
+        inst = f.instrument
+        qty = pos.qty
+        s = dec(price)
+        if inst.is_option:
+            payoff = to_money(qty * inst.contract_size * dec(inst.option_payoff(price)))
+            fee_base = abs(qty) * inst.contract_size * (s if inst.is_linear else Decimal(1))
+            fee = to_money(min(self.profile.delivery_fee_rate * fee_base,
+                               self.profile.option_fee_cap * abs(payoff)))
+            pnl = payoff
+            if payoff != 0:
+                self.account.book(expiry_ms, EntryKind.SETTLEMENT, inst.settle, payoff,
+                               symbol=f.symbol, ref="option expiry")
+            self.account.close_settled(pos)
+        else:
+            fee = to_money(inst.notional_exact(qty, s) * self.profile.delivery_fee_rate)
+            pnl = self.account.apply_fill(expiry_ms, inst, -qty, s, ZERO, ref="expiry")
+            # apply_fill booked the PnL as trade PnL; settlement is labelled by the event
+        if fee != 0:
+            self.account.book(expiry_ms, EntryKind.DELIVERY_FEE, inst.settle, -fee,
+                           symbol=f.symbol, ref="delivery fee")
+            pos.fees += fee
+        ev = InstrumentExpired(ts_ms=expiry_ms, symbol=f.symbol, qty=qty, settlement_price=price,
+                               pnl=pnl, fee=fee, asset=inst.settle, price_source=source)
+        self.emit(ev, "expiry")
+
+    def _delivery_price(self, f: SymbolFeed, expiry_ms: int) -> tuple[float, str]:
+        # index TWAP over the profile's window before expiry, from the index bars that overlap
+        # it (weighted by overlap, each bar at its close); else the last index, else the mark
+        g = self.feed.index_feeds.get(f.instrument.base, f)
+        start = expiry_ms - self.profile.delivery_window_ms
+        num = den = 0.0
+        for i in range(max(g.idx, 0), -1, -1):
+            a, b = g.ts[i], g.ts[i] + g.tf_ms
+            if b <= start:
+                break
+            overlap = min(b, expiry_ms) - max(a, start)
+            if overlap > 0:
+                num += g.ic[i] * overlap
+                den += overlap
+        if den > 0 and (g.has_index or g.has_mark):
+            return num / den, "index_twap" if g.has_index else "mark_twap"
+        if g.idx >= 0:
+            return g.ic[g.idx], "index" if g.has_index else "trade"
+        return f.mc[max(f.idx, 0)], "mark"
 
     # -- order submission (called from the context) ---------------------------------------
     def submit(self, symbol: str, side: Side, qty: Decimal | float | str, *,
@@ -769,6 +822,39 @@ class Engine:
         for o in victims:
             self._remove(o, reason)
         return len(victims)
+
+    # -- what the margin engine hands back (margin.protocols.MarginHost) -------------------
+    def emit(self, event: Any, hook: str) -> None:
+        """Record a market event in the results and queue the strategy's ``on_<hook>``."""
+        self.events.append(event)
+        self.pending.append((hook, event))
+
+    def stop(self, reason: str) -> None:
+        """Stop trading (a bankruptcy the insurance fund could not cover): later orders are
+        rejected with ``trading_halted`` and, with ``stop_on_bankruptcy``, the run ends."""
+        if self.stopped_reason is None:
+            self.stopped_reason = reason
+
+    def record_liquidation_fill(self, ts_ms: int, symbol: str, qty: Decimal, price: Decimal,
+                                fee: Decimal, realized_pnl: Decimal) -> Fill:
+        """Record a liquidation's fill (already booked to the account by the liquidation) as
+        the fill of an order of its own: a reduce-only market order tagged ``liquidation`` in
+        the order log, filled in full at ``ts_ms`` (``qty`` signed contracts, ``price`` the
+        liquidation or bankruptcy price, ``fee`` the liquidation fee in the settle asset)."""
+        inst = self.feed.symbols[symbol].instrument
+        oid = self._next_id
+        self._next_id += 1
+        order = Order(id=oid, symbol=symbol, side=Side.BUY if qty > 0 else Side.SELL,
+                      qty=abs(qty), order_type=OrderType.MARKET, created_ms=ts_ms,
+                      tif=TimeInForce.IOC, is_reduce_only=True, tag=_LIQUIDATION)
+        record = OrderRecord(order=order, status=OrderStatus.FILLED, closed_ms=ts_ms)
+        self.order_log.append(record)
+        self._order_rec[oid] = record
+        fill = Fill(ts_ms=ts_ms, order_id=oid, symbol=symbol, qty=qty, price=price, fee=fee,
+                    fee_asset=inst.settle, liquidity=_LIQUIDATION, realized_pnl=realized_pnl,
+                    tag=_LIQUIDATION)
+        self.fills.append(fill)
+        return fill
 
     def set_leverage(self, symbol: str, leverage: float) -> None:
         """Set the leverage of ``symbol`` after checking it against the profile's brackets."""

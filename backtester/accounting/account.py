@@ -194,6 +194,12 @@ class Account:
             pos.fees += fee
         return realized
 
+    def close_settled(self, pos: Position) -> None:
+        """Close ``pos`` without booking anything: its value was settled by separate entries
+        (an option's expiry payoff, booked as ``SETTLEMENT`` by the caller)."""
+        if pos.qty != 0:
+            self._net(pos, -pos.qty, pos.entry_price)
+
     def _net(self, pos: Position, qty: Decimal, price: Decimal) -> None:
         self.version += 1
         old = pos.qty

@@ -177,8 +177,7 @@ class LiquidationMixin:
                                 equity_after=self.evaluate_now().equity,
                                 margin_ratio_before=ratio, insurance_flow=flow,
                                 is_bankrupt=False)
-        e.events.append(ev)
-        e.pending.append(("liquidation", ev))
+        e.emit(ev, "liquidation")
 
     def _isolated_bankruptcy(self, pos: Position, alloc: Decimal) -> float | None:
         # the price at which the isolated margin is exhausted: margin + PnL(P) = 0
@@ -234,7 +233,7 @@ class LiquidationMixin:
             self._repay_liabilities(t, steps, scenario)
         bankrupt, stop = self._cover_deficit(t, steps, flow, pool)
         if stop:
-            e.stopped_reason = "bankrupt"
+            e.stop("bankrupt")
         self.liquidations += 1
         scope = EventScope.POSITION if self.mode is MarginMode.ISOLATED else EventScope.ACCOUNT
         ev = PositionLiquidated(ts_ms=t, scope=scope if pool is None else EventScope.POOL,
@@ -244,8 +243,7 @@ class LiquidationMixin:
                                 margin_ratio_before=st.margin_ratio if pool is None
                                 else st.pools[pool].margin_ratio, insurance_flow=flow,
                                 is_bankrupt=bankrupt, pool=pool)
-        e.events.append(ev)
-        e.pending.append(("liquidation", ev))
+        e.emit(ev, "liquidation")
 
     def _pick_victim(self, scenario: dict[str, int],
                      pool: str | None = None) -> tuple[Position, SymbolFeed, float] | None:
@@ -350,12 +348,7 @@ class LiquidationMixin:
                     acct.fund_insurance(inst.settle, -gap)
                     flow[inst.settle] = flow.get(inst.settle, ZERO) - gap
             self._taken_over = True
-        from backtester.orders import Fill
-
-        fill = Fill(ts_ms=t, order_id=0, symbol=inst.symbol, qty=signed, price=price, fee=fee,
-                    fee_asset=inst.settle, liquidity="liquidation", realized_pnl=realized,
-                    tag="liquidation")
-        self.e.fills.append(fill)
+        self.e.record_liquidation_fill(t, inst.symbol, signed, price, fee, realized)
 
     def _margin_left(self, settle: str, scenario: dict[str, int] | None = None) -> float:
         # margin balance (USD) of the pool a position settled in ``settle`` draws on (the

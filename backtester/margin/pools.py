@@ -177,5 +177,4 @@ class PoolsMixin:
         ev = MarginCalled(ts_ms=t, margin_ratio=ratio, margin_balance=mb,
                           maintenance_margin=mm, initial_margin=im, call_level=self.call_level,
                           scope=EventScope.ACCOUNT if pool is None else EventScope.POOL, pool=pool)
-        self.e.events.append(ev)
-        self.e.pending.append(("margin_call", ev))
+        self.e.emit(ev, "margin_call")

@@ -12,6 +12,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from decimal import Decimal
+
     from backtester.accounting import Account
     from backtester.config import RunConfig
     from backtester.data.feed import Feed
@@ -27,14 +29,17 @@ class MarginHost(Protocol):
 
     Read: the account, the feed, the working orders and their version (bumped when an order
     is placed or leaves the book), the clock (``step`` index, ``now_ms`` its close, ms UTC), the
-    run configuration, the symbols' codes and the perps that need work every bar. Written: the
-    event lists (``events`` for the results, ``pending`` for the strategy's hooks), liquidation
-    fills, warnings, the per-step position and pool records, and ``stopped_reason`` when a
-    bankruptcy stops the run. ``cancel`` removes working orders (``reason`` is recorded);
-    ``record_greeks`` stores the account greeks of a step.
+    run configuration, the symbols' codes and the perps that need work every bar. The margin
+    engine books liquidations through :class:`~backtester.accounting.Account`'s public
+    methods and hands the rest back through the host's methods, never its lists: ``emit``
+    (a market event and its strategy hook), ``record_liquidation_fill`` (a liquidation's fill,
+    given an order of its own in the order log), ``stop`` (a bankruptcy stops trading),
+    ``cancel`` (removes working orders; ``reason`` is recorded), ``record_greeks``; plus the
+    run's warnings and the per-step position and pool records it writes.
     """
 
-    stopped_reason: str | None
+    @property
+    def stopped_reason(self) -> str | None: ...
 
     @property
     def account(self) -> Account: ...
@@ -64,15 +69,6 @@ class MarginHost(Protocol):
     def _special(self) -> set[str]: ...
 
     @property
-    def events(self) -> list[Any]: ...
-
-    @property
-    def pending(self) -> list[tuple[str, Any]]: ...
-
-    @property
-    def fills(self) -> list[Fill]: ...
-
-    @property
     def warnings(self) -> list[str]: ...
 
     @property
@@ -83,6 +79,20 @@ class MarginHost(Protocol):
 
     def cancel(self, order_id: int | None, *, symbol: str | None, reason: str) -> int:
         """Cancel one order (``order_id``), all orders of ``symbol``, or all; return how many."""
+        ...
+
+    def emit(self, event: Any, hook: str) -> None:
+        """Record a market event in the results and queue the strategy's ``on_<hook>``."""
+        ...
+
+    def stop(self, reason: str) -> None:
+        """Stop trading (``reason``: why, e.g. ``bankrupt``)."""
+        ...
+
+    def record_liquidation_fill(self, ts_ms: int, symbol: str, qty: Decimal, price: Decimal,
+                                fee: Decimal, realized_pnl: Decimal) -> Fill:
+        """Record a liquidation's fill, already booked to the account, under an order of its
+        own (signed ``qty`` contracts at ``price``; ``fee`` in the settle asset)."""
         ...
 
     def record_greeks(self, step: int, greeks: dict[str, float]) -> None:

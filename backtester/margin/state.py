@@ -36,9 +36,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from backtester.accounting import EntryKind, Position
+from backtester.accounting import Position
 from backtester.config import MarginCheck, MarginMode
-from backtester.events import InstrumentExpired
 from backtester.instruments import OptionType
 from backtester.margin import kernel as k
 from backtester.margin.book import Book, BookView, PriceStore, build_book
@@ -46,7 +45,7 @@ from backtester.margin.liquidation import LiquidationMixin
 from backtester.margin.pools import PoolsMixin, PoolState
 from backtester.margin.portfolio import PortfolioPosition, portfolio_margin
 from backtester.margin.status import MarginStatus
-from backtester.numeric import ZERO, dec, to_money
+from backtester.numeric import dec
 from backtester.orders import OrderRejected, RejectReason
 from backtester.pricing import black76
 
@@ -840,61 +839,6 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
         margined by their settle coin (``inverse_margin_at_face``, Bybit [BY1] §5.3), the
         settle coins of the open inverse positions."""
         return self.book().face_value
-
-    # -- expiry ---------------------------------------------------------------------------
-    def settle_expiry(self, f: SymbolFeed, expiry_ms: int) -> None:
-        """Cash-settle an expiring future or option at the delivery price and cancel its orders."""
-        e = self.e
-        e.cancel(None, symbol=f.symbol, reason="expired")
-        price, source = self._delivery_price(f, expiry_ms)
-        pos = e.account.positions.get(f.symbol)
-        if pos is None or pos.qty == 0:
-            return
-        inst = f.instrument
-        qty = pos.qty
-        s = dec(price)
-        if inst.is_option:
-            payoff = to_money(qty * inst.contract_size * dec(inst.option_payoff(price)))
-            fee_base = abs(qty) * inst.contract_size * (s if inst.is_linear else Decimal(1))
-            fee = to_money(min(self.profile.delivery_fee_rate * fee_base,
-                               self.profile.option_fee_cap * abs(payoff)))
-            pnl = payoff
-            if payoff != 0:
-                e.account.book(expiry_ms, EntryKind.SETTLEMENT, inst.settle, payoff,
-                               symbol=f.symbol, ref="option expiry")
-            e.account._net(pos, -qty, s)
-        else:
-            fee = to_money(inst.notional_exact(qty, s) * self.profile.delivery_fee_rate)
-            pnl = e.account.apply_fill(expiry_ms, inst, -qty, s, ZERO, ref="expiry")
-            # apply_fill booked the PnL as trade PnL; settlement is labelled by the event
-        if fee != 0:
-            e.account.book(expiry_ms, EntryKind.DELIVERY_FEE, inst.settle, -fee,
-                           symbol=f.symbol, ref="delivery fee")
-            pos.fees += fee
-        ev = InstrumentExpired(ts_ms=expiry_ms, symbol=f.symbol, qty=qty, settlement_price=price,
-                               pnl=pnl, fee=fee, asset=inst.settle, price_source=source)
-        e.events.append(ev)
-        e.pending.append(("expiry", ev))
-
-    def _delivery_price(self, f: SymbolFeed, expiry_ms: int) -> tuple[float, str]:
-        # index TWAP over the profile's window before expiry, from the index bars that overlap
-        # it (weighted by overlap, each bar at its close); else the last index, else the mark
-        g = self.e.feed.index_feeds.get(f.instrument.base, f)
-        start = expiry_ms - self.profile.delivery_window_ms
-        num = den = 0.0
-        for i in range(max(g.idx, 0), -1, -1):
-            a, b = g.ts[i], g.ts[i] + g.tf_ms
-            if b <= start:
-                break
-            overlap = min(b, expiry_ms) - max(a, start)
-            if overlap > 0:
-                num += g.ic[i] * overlap
-                den += overlap
-        if den > 0 and (g.has_index or g.has_mark):
-            return num / den, "index_twap" if g.has_index else "mark_twap"
-        if g.idx >= 0:
-            return g.ic[g.idx], "index" if g.has_index else "trade"
-        return f.mc[max(f.idx, 0)], "mark"
 
 
 def _probe(inst: object, qty: float) -> Position:

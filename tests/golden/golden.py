@@ -6,9 +6,10 @@ final state, warnings, the margin-mode comparison). Comparison rules:
 * Decimal amounts (strings such as the journal's ``amount`` and ``balance_after``, fills'
   ``*_exact`` columns, events' ``amount``), event kinds, times and symbols: identical;
 * float columns and float fields: within ``rtol=1e-12`` and ``atol=1e-9`` (NaN equals NaN);
-* order ids: compared after renumbering by first appearance, and liquidation fills' ids (0
-  before liquidations became orders of their own) are not compared — nor are the orders whose
-  tag is ``liquidation``.
+* order ids: compared after renumbering by rank among the orders that are not liquidations
+  (also in the journal's ``order N`` refs), and liquidation fills' ids (0 before liquidations
+  became orders of their own) are not compared — nor are the orders whose tag is
+  ``liquidation``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import gzip
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ import pandas as pd
 
 from backtester import BacktestResult
 
+_ORDER_REF = re.compile(r"^order (\d+)$")
 FRAMES = ("equity", "positions", "fills", "orders", "journal", "records", "rejections")
 RTOL = 1e-12
 ATOL = 1e-9
@@ -87,6 +90,10 @@ def _normalise(name: str, frame: pd.DataFrame, ids: dict[int, int]) -> pd.DataFr
                              for v, k in zip(frame["order_id"].tolist(), keep, strict=True)]
     elif name == "rejections" and "order_id" in frame:
         frame["order_id"] = [ids.get(int(v), -1) for v in frame["order_id"].tolist()]
+    elif name == "journal" and "ref" in frame:
+        # a fill's entries name its order ("order 12"): renumbered like the ids
+        frame["ref"] = [_ORDER_REF.sub(lambda m: f"order {ids.get(int(m.group(1)), -1)}", v)
+                        if isinstance(v, str) else v for v in frame["ref"].tolist()]
     return frame
 
 

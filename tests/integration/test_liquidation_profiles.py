@@ -105,3 +105,28 @@ def test_leverage_above_the_bracket_maximum_is_rejected(btc_tiers):
     assert "75" in r.rejections["message"].iloc[0]
     ok = run("binance-usdm", btc_tiers, [50_000.0] * 4, 1_000_000, leverage=50.0)
     assert ok.rejections.empty
+
+
+@pytest.mark.shared
+def test_liquidation_fills_are_orders_of_their_own_in_the_order_log(btc_tiers):
+    # issue 17 item 3: the two Deribit slices above (2 BTC each at 47,000) are filled through
+    # the engine's order log, each under an order of its own — before, their fills carried
+    # order_id 0 and orders.parquet had no row for them
+    r = run("deribit", btc_tiers, [50_000.0] * 3 + [47_000.0] * 3, 65_000)
+    orders, fills = r.orders, r.fills
+    liq_orders = orders[orders["tag"] == "liquidation"]
+    assert len(liq_orders) == 2
+    assert list(liq_orders["side"]) == ["sell", "sell"]
+    assert [Decimal(q) for q in liq_orders["qty"]] == [Decimal(2), Decimal(2)]
+    assert list(liq_orders["type"]) == ["market", "market"]
+    assert list(liq_orders["tif"]) == ["IOC", "IOC"]
+    assert liq_orders["reduce_only"].all()
+    assert list(liq_orders["status"]) == ["filled", "filled"]
+    liq_fills = fills[fills["liquidity"] == "liquidation"]
+    assert list(liq_fills["order_id"]) == list(liq_orders["order_id"])
+    assert list(liq_fills["qty"]) == [-2.0, -2.0]
+    # every order id is unique and the strategy's own buy keeps its id
+    assert orders["order_id"].is_unique
+    user = fills[fills["liquidity"] != "liquidation"]
+    assert list(user["order_id"]) == [Open.last_ticket.order_id]
+    assert 0 not in set(fills["order_id"])
