@@ -336,7 +336,9 @@ def test_liquidation_scope_and_step_actions_are_enums_17() -> None:
         LiquidationAction.LIQUIDATION_ORDER, Decimal(-1), Decimal(47_400), Decimal(200),
         Decimal(-2_600))
     assert Liquidated.seen == [(True, ["cancel_orders", "liquidation_order"])]
-    limit = eng.order_log[-1]
+    *placed, liq = eng.order_log  # the liquidation's own order comes last (issue 17 item 3)
+    assert (liq.order.tag, liq.status) == ("liquidation", OrderStatus.FILLED)
+    limit = placed[-1]
     assert (limit.status, limit.reason) == (OrderStatus.CANCELLED, CancelReason.LIQUIDATION)
 
 
