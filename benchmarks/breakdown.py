@@ -139,11 +139,15 @@ class Breakdown:
             else:
                 for m in mods:
                     cls = m.__dict__.get(cls_name)
-                    if isinstance(cls, type) and cls.__module__ == m.__name__ \
-                            and isinstance(cls.__dict__.get(attr), types.FunctionType):
-                        orig = cls.__dict__[attr]
-                        self._undo.append((cls, attr, orig))
-                        setattr(cls, attr, self.wrap(orig, cat))
+                    if not isinstance(cls, type) or cls.__module__ != m.__name__:
+                        continue
+                    # the class that defines it (Engine's parts are mixins)
+                    owner = next((c for c in cls.__mro__
+                                  if isinstance(c.__dict__.get(attr), types.FunctionType)), None)
+                    if owner is not None:
+                        orig = owner.__dict__[attr]
+                        self._undo.append((owner, attr, orig))
+                        setattr(owner, attr, self.wrap(orig, cat))
                         found = True
             if not found:
                 self.missing.append(f"{cls_name + '.' if cls_name else ''}{attr}")
