@@ -1,4 +1,4 @@
-"""Run the doctests of the pure pricing and option-margin functions."""
+"""Run the doctests of the pure pricing, option-margin, mark-alignment and hint functions."""
 
 from __future__ import annotations
 
@@ -7,11 +7,13 @@ from types import ModuleType
 
 import pytest
 
+from backtester import hints
+from backtester.data import marks
 from backtester.margin import options, portfolio
 from backtester.pricing import black76, iv, surface
 
 
-@pytest.mark.parametrize("module", [black76, iv, surface, options, portfolio])
+@pytest.mark.parametrize("module", [black76, iv, surface, options, portfolio, marks, hints])
 def test_doctests(module: ModuleType) -> None:
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0
