@@ -12,13 +12,13 @@ from typing import Any
 import pytest
 
 from backtester.margin import evaluate
-from backtester.margin.prices import (
+from backtester.margin.prices import price_root
+from backtester.margin.profiles import load_profile
+from tests.unit.margin.published_formulas import (
     binance_coinm_liquidation_price,
     binance_usdm_liquidation_price,
     bybit_isolated_liquidation_price,
-    price_root,
 )
-from backtester.margin.profiles import load_profile
 
 FLAT_04 = [{"min_notional": 0, "mmr": 0.004, "maintenance_amount": 0, "max_leverage": 125}]
 FLAT_05 = [{"min_notional": 0, "mmr": 0.005, "maintenance_amount": 0, "max_leverage": 100}]
@@ -209,3 +209,15 @@ def test_price_root_brackets_and_bisects_a_kinked_surplus() -> None:
 
     assert price_root(surplus, long=True) == pytest.approx(0.65, rel=1e-12)
     assert price_root(lambda x: 1.0, long=True) is None
+
+
+def test_the_published_formulas_reproduce_their_own_worked_examples() -> None:
+    # the references' docstring examples (Bybit [BY1] §5.3 inverse cross 5,739.08, [BY5] §5.2
+    # isolated 19,700, Binance [B1] 19,076.3052, [B2] 33,599.42)
+    import doctest
+
+    from tests.unit.margin import published_formulas
+
+    result = doctest.testmod(published_formulas, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted == 5  # the Bybit inverse example is two statements
+    assert result.failed == 0
