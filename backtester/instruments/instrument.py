@@ -194,6 +194,15 @@ class Instrument:
         """
         return _math.pnl(qty, self.cs, entry_price, exit_price, self.is_linear or self.is_option)
 
+    def close_value(self, qty: float, entry_price: float, mark: float) -> float:
+        """Return what closing a signed ``qty`` at ``mark`` books into the wallet, in the settle
+        currency: the PnL for futures and perps (:meth:`pnl`), the market value for options
+        (``qty * cs * mark``: sale proceeds of a long, minus the buy-back cost of a short).
+        """
+        if self.is_option:
+            return qty * self.cs * mark
+        return self.pnl(qty, entry_price, mark)
+
     def value_per_point(self, qty: float, price: float) -> float:
         """Return the PnL of a one-unit price rise at ``price`` (derivative of :meth:`pnl`).
 

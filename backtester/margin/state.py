@@ -504,10 +504,7 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
 
     def position_value(self, pos: Position, mark: float, f: SymbolFeed | None = None) -> float:
         """Unrealized PnL (futures) or market value (options) in the settle currency."""
-        inst = pos.instrument
-        if inst.is_option:
-            return pos.qty_f * inst.cs * mark
-        return inst.pnl(pos.qty_f, pos.entry_f, mark)
+        return pos.instrument.close_value(pos.qty_f, pos.entry_f, mark)
 
     def greeks(self) -> dict[str, float]:
         """Account greeks per underlying at the current closes (only when options are held).

@@ -214,11 +214,8 @@ def _fx(p: ParsedPosition, snap: ParsedSnapshot) -> float:
 
 
 def _close_value(p: ParsedPosition) -> float:
-    # what closing at mark books into the wallet (settle currency): PnL for perps/futures,
-    # the option's market value (sale proceeds, or cost of buying back a short) for options
-    if p.instrument.is_option:
-        return p.qty * p.instrument.cs * p.mark
-    return p.instrument.pnl(p.qty, p.entry_price, p.mark)
+    # what closing at mark books into the wallet (settle currency)
+    return p.instrument.close_value(p.qty, p.entry_price, p.mark)
 
 
 def liquidated_positions(snapshot: Mapping[str, object],
