@@ -178,6 +178,68 @@ def test_no_look_ahead_sma_on_mixed_timeframes(k: int) -> None:
     assert _decisions(cut, t_k) == _decisions(full, t_k)
 
 
+# -- the look-ahead proof for the margin kernel's blocks (issue 17 item 2) -------------------
+# The margin monitor evaluates a constant book over a block of coming steps in one call; a
+# step's margin values must still depend on nothing after it. A run cut at bar k must record
+# the same margin series up to k as the full run, on the books whose evaluation differs most
+# from a plain perp: a portfolio-margin book (its scenario grid per step) and a coin-collateral
+# book (the collateral moves with the position's underlying; a liquidation there is what the
+# crash below is for).
+_MARGIN_COLS = ["equity", "margin_balance", "initial_margin", "maintenance_margin",
+                "margin_ratio", "available", "distance_to_liquidation"]
+
+
+def _margin_upto(result: bt.BacktestResult, upto_ms: int) -> dict[str, list[float]]:
+    cut = pd.Timestamp(upto_ms, unit="ms", tz="UTC")
+    eq = result.equity[result.equity.index <= cut]
+    return _nan_free(eq[[c for c in _MARGIN_COLS if c in eq]].to_dict("list"))
+
+
+@pytest.mark.parametrize("k", [40, 120, 199])
+def test_no_look_ahead_in_a_portfolio_margin_book_17(k: int) -> None:
+    n = 240
+    data = _pair_data(n)
+    params = {"lookback": 24, "entry_z": 1.5, "exit_z": 0.3, "notional_usd": 20_000.0}
+    keys = {"margin_mode": "portfolio", "profile": "deribit"}
+    full = run(HedgedPair(**params), data, **keys)
+    cut = run(HedgedPair(**params), {s: d.iloc[: k + 1] for s, d in data.items()}, **keys)
+    assert len(full.fills) >= 4
+    assert full.equity["maintenance_margin"].gt(0).any()  # a book is held: not vacuous
+    t_k = int(data[BTC]["ts"].iloc[k].value // 1_000_000) + H
+    assert _decisions(cut, t_k) == _decisions(full, t_k)
+    assert _margin_upto(cut, t_k) == _margin_upto(full, t_k)
+
+
+@pytest.mark.parametrize("k", [60, 150, 176, 199])
+def test_no_look_ahead_in_a_coin_collateral_book_17(k: int) -> None:
+    # 1 BTC collateral, always long the BTC perp (3 BTC above the slow SMA, 1 below): long
+    # twice over on one coin; the last 60 bars fall 1 % a bar and the account is liquidated
+    # at bar 175 — cuts before, just after and well after it
+    n = 200
+    data = _pair_data(n, seed=5)
+    btc = data[BTC].copy()
+    fall = np.r_[np.ones(n - 60), 0.99 ** np.arange(1, 61)]
+    for col in ("open", "high", "low", "close"):
+        btc[col] = btc[col] * fall
+    data = {BTC: btc}
+
+    class Levered(SmaCross):
+        def on_bar(self, ctx: Any) -> None:
+            if np.isnan(self.s.now):
+                return
+            ctx.target(BTC, 3 if self.f.now > self.s.now else 1)
+
+    keys = {"collateral": {"BTC": 1.0}, "profile": "bybit", "leverage": 10}
+    full = run(Levered(), data, **keys)
+    t_end = btc["ts"].iloc[k]
+    cut = run(Levered(), {BTC: btc[btc["ts"] <= t_end]}, **keys)
+    assert full.fills["qty"].abs().sum() > 5
+    assert full.metrics["liquidations"] == 1  # the crash reaches the liquidation machinery
+    t_k = int(t_end.value // 1_000_000) + H
+    assert _decisions(cut, t_k) == _decisions(full, t_k)
+    assert _margin_upto(cut, t_k) == _margin_upto(full, t_k)
+
+
 # -- the look-ahead proof for options priced from the vol index (issue 14 item 8) -----------
 OPT = "BTC/USDT:USDT-240201-40000-C"  # a linear call with trade candles only: theoretical
 
