@@ -43,9 +43,12 @@ class RecorderMixin(EngineParts):
         theta (USD per day); the per-underlying detail is kept beside them."""
         totals = {"delta": 0.0, "gamma": 0.0, "vega": 0.0, "theta": 0.0,
                   "portfolio_initial_margin": greeks.pop("portfolio_initial_margin", float("nan"))}
+        prices: dict[str, float] = {}  # per coin, looked up once
         for key, value in greeks.items():
             coin, _, name = key.partition(".")
-            px = self._coin_usd(coin, step)
+            px = prices.get(coin)
+            if px is None:
+                px = prices[coin] = self._coin_usd(coin, step)
             if name == "delta":
                 totals["delta"] += value * px
             elif name == "gamma":

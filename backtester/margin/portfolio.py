@@ -26,6 +26,7 @@ Scenario PnL per position (move ``x``, price ``P' = P·(1 + x)``):
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Literal, cast
@@ -42,6 +43,7 @@ __all__ = [
     "PortfolioPosition",
     "PortfolioResult",
     "RiskUnitResult",
+    "option_pnl_grid",
     "portfolio_margin",
 ]
 
@@ -161,8 +163,12 @@ class PortfolioParams:
         >>> PortfolioParams().core_moves()
         (-0.16, -0.12, -0.08, -0.04, 0.0, 0.04, 0.08, 0.12, 0.16)
         """
-        n = self.buckets_count
-        return tuple(round(self.price_range * i / n, 12) for i in range(-n, n + 1))
+        return _core_moves(self.price_range, self.buckets_count)
+
+
+@functools.lru_cache(maxsize=16)
+def _core_moves(price_range: float, n: int) -> tuple[float, ...]:
+    return tuple(round(price_range * i / n, 12) for i in range(-n, n + 1))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -293,12 +299,58 @@ def _resolve_vol(pos: PortfolioPosition, forward: float, t_years: float,
     return float(value)
 
 
+def option_pnl_grid(forward: FloatArray, strike: float, t_years: FloatArray, sigma: FloatArray,
+                    *, is_call: bool, is_linear: bool, moves: FloatArray,
+                    vol_columns: Sequence[VolScenario], params: PortfolioParams) -> FloatArray:
+    """Scenario PnL of one unit of an option (``qty·contract_size = 1``) at ``n`` valuations.
+
+    The option scenario PnL of the module docstring, for ``n`` valuations at once (e.g. one per
+    bar of a run): Black-76 at forward ``F·(1 + move)`` and each scenario vol, minus the value
+    at ``F`` and ``sigma``; in USD per unit (linear) or coin per unit (inverse). Every element
+    is computed with the same float operations whatever ``n`` is.
+
+    Parameters
+    ----------
+    forward, t_years, sigma
+        Shape ``(n,)``: the option's forward (USD), time to expiry (365-day years) and implied
+        vol (fraction) at each valuation.
+    strike
+        Strike (USD).
+    is_call, is_linear
+        Call or put; quote-settled (USD values) or coin-settled (values / forward).
+    moves, vol_columns
+        The grid: underlying moves (fractions) and vol scenarios (``up``/``same``/``down``).
+    params
+        Vol shock parameters.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``(n, len(moves), len(vol_columns))``.
+    """
+    f0 = np.asarray(forward, dtype=np.float64)[:, None, None]
+    t = np.asarray(t_years, dtype=np.float64)[:, None, None]
+    s0 = np.asarray(sigma, dtype=np.float64)[:, None, None]
+    up, down = _shocked_vols(s0, t * 365.0, params)
+    by_name = {"up": up, "same": s0, "down": down}
+    col_vols = np.concatenate([by_name[c] for c in vol_columns], axis=2)
+    f1 = f0 * (1.0 + moves)[:, None]
+    v1 = np.asarray(price(f1, strike, t, col_vols, is_call))
+    v0 = np.asarray(price(f0, strike, t, s0, is_call))
+    if is_linear:
+        return v1 - v0
+    return v1 / f1 - v0 / f0
+
+
 def _position_pnl(pos: PortfolioPosition, *, spot: float, moves: FloatArray,
                   vol_columns: Sequence[VolScenario], time_ms: int,
-                  vols: Mapping[str, float | VolSurface] | None, params: PortfolioParams
-                  ) -> FloatArray:
+                  vols: Mapping[str, float | VolSurface] | None, params: PortfolioParams,
+                  grid: FloatArray | None = None) -> FloatArray:
     # Returns PnL with shape (len(moves), len(vol_columns)) in the position's valuation currency.
+    # ``grid``: the option's per-unit grid (option_pnl_grid) at this valuation, when known.
     units = pos.qty * pos.contract_size
+    if grid is not None:
+        return units * grid
     if pos.kind in ("perpetual", "future"):
         p0 = pos.mark_price if pos.mark_price > 0 else spot
         p1 = p0 * (1.0 + moves)
@@ -312,20 +364,21 @@ def _position_pnl(pos: PortfolioPosition, *, spot: float, moves: FloatArray,
     f0 = pos.forward if pos.forward is not None else spot
     t = max(pos.expiry_ms - time_ms, 0) / MS_PER_YEAR
     sigma = _resolve_vol(pos, f0, t, vols)
-    up, down = _shocked_vols(np.asarray(sigma), np.asarray(t * 365.0), params)
-    by_name = {"up": float(up), "same": sigma, "down": float(down)}
-    col_vols = np.array([by_name[c] for c in vol_columns])
-    is_call = pos.option_type == "call"
-    f1 = f0 * (1.0 + moves)[:, None]
-    v1 = np.asarray(price(f1, pos.strike, t, col_vols[None, :], is_call))
-    v0 = price(f0, pos.strike, t, sigma, is_call)
-    if pos.is_linear:
-        return units * (v1 - v0)
-    return units * (v1 / f1 - v0 / f0)
+    return units * option_pnl_grid(np.asarray([f0]), pos.strike, np.asarray([t]),
+                                   np.asarray([sigma]), is_call=pos.option_type == "call",
+                                   is_linear=pos.is_linear, moves=moves,
+                                   vol_columns=vol_columns, params=params)[0]
 
 
 def _label(move: float, vol: str) -> str:
     return f"{move * 100:+.0f}% vol {vol}"
+
+
+@functools.lru_cache(maxsize=16)
+def _labels(core: tuple[float, ...], core_cols: tuple[VolScenario, ...],
+            ext: tuple[float, ...]) -> tuple[str, ...]:
+    # every scenario's label, in the order of a unit's flattened PnL (core rows, then extended)
+    return tuple([_label(m, c) for m in core for c in core_cols] + [_label(m, "up") for m in ext])
 
 
 def _is_far_otm_short(pos: PortfolioPosition, spot: float, price_range: float) -> bool:
@@ -339,7 +392,9 @@ def _is_far_otm_short(pos: PortfolioPosition, spot: float, price_range: float) -
 def portfolio_margin(positions: Sequence[PortfolioPosition], *,
                      underlying_prices: Mapping[str, float],
                      vols: Mapping[str, float | VolSurface] | None = None, time_ms: int,
-                     params: PortfolioParams | None = None) -> PortfolioResult:
+                     params: PortfolioParams | None = None,
+                     grids: Mapping[str, tuple[FloatArray, FloatArray]] | None = None
+                     ) -> PortfolioResult:
     """Return the portfolio margin of ``positions`` from the scenario grid.
 
     Parameters
@@ -355,6 +410,12 @@ def portfolio_margin(positions: Sequence[PortfolioPosition], *,
         Valuation time (ms UTC) for time to expiry.
     params
         Scenario parameters; Deribit's published values by default.
+    grids
+        Optional precomputed per-unit option grids keyed by option symbol: (core, extended),
+        :func:`option_pnl_grid` of the option at this valuation over ``params.core_moves()``
+        with vols (up, same, down) and over ``params.extended_moves`` with vol up (one row of
+        a call over many valuations; the engine records a run's steps this way). The result
+        is the same as without them.
 
     Returns
     -------
@@ -384,26 +445,30 @@ def portfolio_margin(positions: Sequence[PortfolioPosition], *,
         ext = ext_all if has_options else ext_all[:0]
         ext_raw = np.zeros(len(ext))
         for pos in members:
+            given = grids.get(pos.symbol) if grids is not None and pos.kind == "option" \
+                else None
             core_pnl += _position_pnl(pos, spot=spot, moves=core, vol_columns=core_cols,
-                                      time_ms=time_ms, vols=vols, params=p)
+                                      time_ms=time_ms, vols=vols, params=p,
+                                      grid=None if given is None else given[0])
             if has_options and _is_far_otm_short(pos, spot, p.price_range):
                 ext_raw += _position_pnl(pos, spot=spot, moves=ext, vol_columns=("up",),
-                                         time_ms=time_ms, vols=vols, params=p)[:, 0]
+                                         time_ms=time_ms, vols=vols, params=p,
+                                         grid=None if given is None else given[1])[:, 0]
         # one USD bound for both unit kinds (the published coin value, 100,000 BTC, would not
         # dampen anything): coin units use the USD dampener converted at the spot
         damp = p.extended_dampener_usd if currency == "USD" else p.extended_dampener_usd / spot
         ext_pnl = p.extended_table_factor * ext_raw / (1.0 + np.abs(ext_raw) / damp)
-        labels = [_label(m, c) for m in core for c in core_cols] + [_label(m, "up") for m in ext]
+        labels = _labels(tuple(core.tolist()), core_cols, tuple(ext.tolist()))
         flat = np.concatenate([core_pnl.ravel(), ext_pnl])
         worst = int(np.argmin(flat))
         im = max(0.0, -float(flat[worst]))
         units.append(RiskUnitResult(
             underlying=underlying, currency=currency, initial_margin=im,
             maintenance_margin=p.mm_factor * im, worst_scenario=labels[worst],
-            scenarios=tuple(labels), moves=tuple(float(m) for m in core),
+            scenarios=labels, moves=tuple(core.tolist()),
             vol_scenarios=core_cols,
-            core_pnl=tuple(tuple(float(v) for v in row) for row in core_pnl),
-            extended_pnl=tuple(float(v) for v in ext_pnl)))
+            core_pnl=tuple(map(tuple, core_pnl.tolist())),
+            extended_pnl=tuple(ext_pnl.tolist())))
     initial: dict[str, float] = {}
     maintenance: dict[str, float] = {}
     for u in units:

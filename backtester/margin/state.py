@@ -42,6 +42,7 @@ from backtester.instruments import OptionType
 from backtester.margin import kernel as k
 from backtester.margin.book import Book, BookView, PriceStore, build_book
 from backtester.margin.liquidation import LiquidationMixin
+from backtester.margin.option_steps import OptionSteps, unit_greeks
 from backtester.margin.pools import PoolsMixin, PoolState
 from backtester.margin.portfolio import PortfolioPosition, portfolio_margin
 from backtester.margin.status import MarginStatus
@@ -175,6 +176,9 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
         self._pools_buf = np.zeros((1, 1, k.NPOOL))
         self._flushed = 0
         self._last_breach = -2
+        # held options' greeks and portfolio grids per step, evaluated ahead in blocks
+        self._option_steps = OptionSteps(times, self._bars, profile.portfolio_params)
+        self._probes: tuple[Book | None, dict[str, Position]] = (None, {})
         self.state = self.evaluate_now()
 
     # -- the book ------------------------------------------------------------------------
@@ -206,7 +210,8 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
 
     def _optmark(self, book: Book, s0: int, nbars: int) -> np.ndarray:
         # options' marks at their forward's low and high: Black-76 at the bar's implied vol
-        # and time to expiry (NaN where a bar has no implied vol: the recorded mark low/high)
+        # and time to expiry (NaN where a bar has no implied vol: the recorded mark low/high);
+        # evaluated ahead in blocks (OptionSteps.marks)
         out = np.full((book.n_legs, nbars, 2), np.nan)
         if not self.intrabar:
             return out
@@ -215,20 +220,7 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
             f = self.e.feed.symbols[inst.symbol]
             if not inst.is_option or f.option_iv is None:
                 continue
-            steps = np.arange(s0, s0 + nbars)
-            bars = self._bars(f, steps)
-            iv = np.asarray(f.option_iv, dtype="float64")[np.maximum(bars, 0)]
-            ok = (iv == iv) & (iv >= 0) & (bars >= 0)
-            if not ok.any():
-                continue
-            t = np.maximum((inst.expiry_ms or 0) - self._times[steps], 0) / _MS_PER_YEAR
-            pricer = black76.price if inst.is_linear else black76.inverse_price
-            is_call = inst.option_type is OptionType.CALL
-            for w, name in ((0, "forward_low"), (1, "forward_high")):
-                und = np.asarray(f.arrays[name], dtype="float64")[np.maximum(bars, 0)]
-                px = np.asarray(pricer(und[ok], inst.strike or 0.0, t[ok], iv[ok], is_call),
-                                dtype="float64")
-                out[j, np.flatnonzero(ok), w] = px
+            out[j] = self._option_steps.marks(f, s0, nbars)
         return out
 
     def _bars(self, f: SymbolFeed, steps: np.ndarray) -> np.ndarray:
@@ -531,21 +523,20 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
                 iv = f.option_iv[i] if f.option_iv is not None else float("nan")
                 if not (iv == iv and iv >= 0):  # IV 0: marked at intrinsic (or worthless)
                     continue
-                fwd = f.fc[i]  # the option's own forward
-                t = max((inst.expiry_ms or 0) - now, 0) / _MS_PER_YEAR
-                kk = inst.strike or 0.0
-                call = inst.option_type is OptionType.CALL
-                d = float(black76.delta(fwd, kk, t, iv, call))
-                out[f"{b}.delta"] = out.get(f"{b}.delta", 0.0) + size * d
-                out[f"{b}.gamma"] = out.get(f"{b}.gamma", 0.0) + size * float(
-                    black76.gamma(fwd, kk, t, iv, call))
-                out[f"{b}.vega"] = out.get(f"{b}.vega", 0.0) + size * float(
-                    black76.vega(fwd, kk, t, iv, call))
-                out[f"{b}.theta"] = out.get(f"{b}.theta", 0.0) + size * float(
-                    black76.theta(fwd, kk, t, iv, call))
+                g: tuple[float, ...] | None = (self._option_steps.greeks(f, s)
+                                               if 0 <= s < len(self._times) else None)
+                if g is None:  # not served from a block: this step on its own
+                    fwd = f.fc[i]  # the option's own forward
+                    t = max((inst.expiry_ms or 0) - now, 0) / _MS_PER_YEAR
+                    g = tuple(float(x) for x in unit_greeks(
+                        fwd, inst.strike or 0.0, t, iv, is_call=inst.option_type is
+                        OptionType.CALL, inverse=not inst.is_linear))
+                out[f"{b}.delta"] = out.get(f"{b}.delta", 0.0) + size * g[0]
+                out[f"{b}.gamma"] = out.get(f"{b}.gamma", 0.0) + size * g[1]
+                out[f"{b}.vega"] = out.get(f"{b}.vega", 0.0) + size * g[2]
+                out[f"{b}.theta"] = out.get(f"{b}.theta", 0.0) + size * g[3]
                 if not inst.is_linear:
-                    out[f"{b}.coin_delta"] = out.get(f"{b}.coin_delta", 0.0) + size * float(
-                        black76.inverse_delta(fwd, kk, t, iv, call))
+                    out[f"{b}.coin_delta"] = out.get(f"{b}.coin_delta", 0.0) + size * g[4]
             else:
                 mark = f.mc[i]
                 coins = size if inst.is_linear else size / mark
@@ -608,8 +599,11 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
         grid: list[PortfolioPosition] = []
         prices: dict[str, float] = {}
         if book is not None:
-            held = {sym: _probe(p.instrument, float(book.lf[j, k.LF_QTY]))
-                    for j, (sym, p) in enumerate(zip(book.symbols, book.positions, strict=True))}
+            if self._probes[0] is not book:  # the book's legs, made once per book
+                self._probes = (book, {
+                    sym: _probe(p.instrument, float(book.lf[j, k.LF_QTY]))
+                    for j, (sym, p) in enumerate(zip(book.symbols, book.positions, strict=True))})
+            held = dict(self._probes[1])
         else:
             held = dict(self.e.account.positions.items())
         for sym, dq in extra:
@@ -648,8 +642,17 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
         if not grid:
             return 0.0, 0.0
         now = int(self._times[s]) if 0 <= s < len(self._times) else self.e.now_ms
+        grids = None
+        if scenario_of is None and shift is None and not extra and 0 <= s < len(self._times):
+            # the options' grids at the step's closes, evaluated ahead in blocks
+            grids = {}
+            for q in grid:
+                got = self._option_steps.grids(feeds[q.symbol], s) if q.kind == "option" \
+                    else None
+                if got is not None:
+                    grids[q.symbol] = got
         res = portfolio_margin(grid, underlying_prices=prices, time_ms=now,
-                               params=self.profile.portfolio_params)
+                               params=self.profile.portfolio_params, grids=grids)
         im = sum(v * self._currency_usd(c, scenario_of, shift) for c, v in
                  res.initial_margin.items())
         mm = sum(v * self._currency_usd(c, scenario_of, shift)

@@ -170,8 +170,11 @@ def price(forward: _Real, strike: _Real, t_years: _Real, vol: _Real, is_call: _B
     [7.0129, 18.141]
     """
     p = _Parts(forward, strike, t_years, vol, is_call, rate)
-    call = p.f * _ncdf(p.d1) - p.k * _ncdf(p.d2)
-    put = p.k * _ncdf(-p.d2) - p.f * _ncdf(-p.d1)
+    calls = bool(p.is_call.all())
+    puts = not p.is_call.any()
+    # only the side(s) asked for: the same values, half the normal CDFs for one option type
+    call = p.f if puts else p.f * _ncdf(p.d1) - p.k * _ncdf(p.d2)
+    put = p.f if calls else p.k * _ncdf(-p.d2) - p.f * _ncdf(-p.d1)
     value = p.df * np.where(p.is_call, call, put)
     # Rounding can push a deep-OTM value a hair below zero.
     return _out(np.maximum(value, 0.0))

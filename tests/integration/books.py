@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 import backtester
+from backtester.margin.option_steps import OptionSteps
 from backtester.margin.state import MarginEngine
 from tests.golden.cases import SYMS, RandomTrader, SlowTrader, bars
 from tests.golden.cases import _random_book as random_book
@@ -37,13 +38,17 @@ def same(a: backtester.BacktestResult, b: backtester.BacktestResult) -> None:
 
 @contextmanager
 def blocks_of_one() -> Iterator[None]:
-    """Evaluate the margin one step per kernel call (the reference for block evaluation)."""
+    """Evaluate the margin one step per kernel call, and held options' greeks, marks and
+    portfolio grids one step per pricer call (the reference for block evaluation)."""
     old = MarginEngine.block_min, MarginEngine.block_max
+    old_opt = OptionSteps.block_min, OptionSteps.block_max
     MarginEngine.block_min = MarginEngine.block_max = 1  # type: ignore[misc]
+    OptionSteps.block_min = OptionSteps.block_max = 1
     try:
         yield
     finally:
         MarginEngine.block_min, MarginEngine.block_max = old  # type: ignore[misc]
+        OptionSteps.block_min, OptionSteps.block_max = old_opt
 
 
 def two_ways(run: Any) -> backtester.BacktestResult:

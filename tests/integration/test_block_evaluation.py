@@ -97,6 +97,30 @@ def test_option_books(sample_root, strategy, mode):
     assert r.positions["symbol"].str.endswith(("-C", "-P")).any()
 
 
+@pytest.mark.filterwarnings("ignore::backtester.errors.BacktesterWarning")
+def test_option_values_are_evaluated_in_blocks(sample_root, monkeypatch):
+    # the held options' greeks (read by the strategy and recorded), intrabar marks and
+    # portfolio grids of every step come from a few vectorized pricer calls, not from several
+    # calls per step (before: about 25 Black-76 evaluations per step of the strangle, ~27,000
+    # here; in blocks about 500: per option and kind of value a block of 8, 16, 32 … steps)
+    from backtester.pricing import black76
+
+    calls = []
+    parts = black76._Parts.__init__
+
+    def counted(self, *args, **kwargs):
+        calls.append(1)
+        parts(self, *args, **kwargs)
+
+    monkeypatch.setattr(black76._Parts, "__init__", counted)
+    path = str(Path(__file__).resolve().parents[2] / "strategies" / "delta_hedged_strangle.py")
+    r = backtester.run(path, dataset="sample", datasets_root=sample_root, start="2025-06-20",
+                       end="2025-08-05")
+    held = int(np.isfinite(r.equity["portfolio_initial_margin"]).sum())
+    assert held > 900  # options held at most of the ~1,100 hourly steps
+    assert len(calls) < held / 2
+
+
 def test_the_books_reach_the_margin_machinery():
     # the comparisons above are meaningful only if the books hit calls, liquidations and
     # pool liquidations
