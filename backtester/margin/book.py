@@ -20,7 +20,7 @@ Nothing here imports the engine: callers hand in what the book is made of.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import NamedTuple
 
@@ -158,6 +158,17 @@ class Book:
     def n_legs(self) -> int:
         """Number of legs."""
         return int(self.lf.shape[0])
+
+    def _revalued(self, positions: list[Position], values: _Values) -> Book:
+        # this layout with other values: the value arrays copied and rewritten, the rest
+        # shared (never written after assemble)
+        out: Book = object.__new__(Book)
+        for name in Book.__slots__:  # (dataclasses.replace costs several times more)
+            setattr(out, name, getattr(self, name))
+        out.lf, out.af, out.of = self.lf.copy(), self.af.copy(), self.of.copy()
+        out.positions = positions
+        _write_values(out.lf, out.af, out.of, values)
+        return out
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -429,16 +440,13 @@ def build_book(view: BookView, store: PriceStore, profile: ProfileData, *,
         order_leverage=[view.leverage(o.symbol) for o in working])
     # what the layout depends on besides the run: the legs, assets, held balances and
     # session amounts (groups, pools) and the working orders, in order
-    shape = (tuple(p.symbol for p in positions), tuple(names),
-             tuple(a for a, b in view.balances.items() if b != 0),
-             tuple(a for a, v in view.session.items() if v),
-             tuple(v != 0 for v in values.balance),
-             tuple((o.symbol, o.side) for o in working))
+    shape = (tuple([p.symbol for p in positions]), tuple(names),
+             tuple([a for a, b in view.balances.items() if b != 0]),
+             tuple([a for a, v in view.session.items() if v]),
+             tuple([v != 0 for v in values.balance]),
+             tuple([(o.symbol, o.side) for o in working]))
     if previous is not None and previous.shape == shape:
-        book = replace(previous, lf=previous.lf.copy(), af=previous.af.copy(),
-                       of=previous.of.copy(), positions=positions)
-        _write_values(book.lf, book.af, book.of, values)
-        return book
+        return previous._revalued(positions, values)
     assets = []
     for j, a in enumerate(names):
         stable = view.is_stable(a)

@@ -285,9 +285,10 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
         self.block_end = s + nbars
         self.block_bad = s + bad
         self.block_key = self.book_key()
-        self._block_book = book
-        if not self._liability_noted and (book.af[:, k.AF_BAL] < 0).any():
+        if book is not self._block_book and not self._liability_noted \
+                and (book.af[:, k.AF_BAL] < 0).any():
             self.note_liability()
+        self._block_book = book
 
     def _flags(self, book: Book, *, intrabar: bool | None = None) -> int:
         flags = k.INTRABAR if (self.intrabar if intrabar is None else intrabar) else 0
@@ -404,7 +405,7 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
                 row = self._pools_buf[step - self.block_start]
                 e.pool_rec.append((step, {p: float(row[j, k.POOL_COLLATERAL])
                                           for j, p in enumerate(names)}))
-        if book.li[:, k.LI_OPT].any():
+        if book.has_options:
             for step in range(a, b):
                 self._record_greeks(step, book)
         self._flushed = b
