@@ -8,16 +8,21 @@
 * :class:`Book` — a constant book as arrays: legs (non-zero positions, in the account's order),
   assets (balances and session amounts with their haircuts), working orders, underlying groups
   and collateral pools (column layouts in :mod:`backtester.margin.kernel`). Built from a narrow
-  view of the account (:class:`BookView`) whenever the account or its orders change.
+  view of the account (:class:`BookView`) whenever the account or its orders change: laid out
+  anew when its shape changes (which legs, assets, pools, groups and working orders it has),
+  else the previous book's layout with the new values (quantities, entries, leverage,
+  allocations, balances, session amounts, orders' sizes and prices) written in by the same
+  code (:func:`_write_values`).
 
 Nothing here imports the engine: callers hand in what the book is made of.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -144,11 +149,26 @@ class Book:
     #: whether the margin surplus is known to be concave in a move of the underlyings (see
     #: ``kernel._distance``; False: the distance is searched on a grid)
     concave: bool = True
+    #: whether a leg is an option (their intrabar marks are repriced per bar)
+    has_options: bool = False
+    #: what the layout depends on (:func:`build_book`; None: not built from a view)
+    shape: Hashable = None
 
     @property
     def n_legs(self) -> int:
         """Number of legs."""
         return int(self.lf.shape[0])
+
+    def _revalued(self, positions: list[Position], values: _Values) -> Book:
+        # this layout with other values: the value arrays copied and rewritten, the rest
+        # shared (never written after assemble)
+        out: Book = object.__new__(Book)
+        for name in Book.__slots__:  # (dataclasses.replace costs several times more)
+            setattr(out, name, getattr(self, name))
+        out.lf, out.af, out.of = self.lf.copy(), self.af.copy(), self.of.copy()
+        out.positions = positions
+        _write_values(out.lf, out.af, out.of, values)
+        return out
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -205,6 +225,36 @@ class OrderIn:
     row: int = _NONE
 
 
+class _Values(NamedTuple):
+    # the book's values that change without changing its layout: per leg, per asset and per
+    # working order, in the book's order
+    qty: Sequence[float]
+    entry: Sequence[float]
+    leverage: Sequence[float]
+    isolated_margin: Sequence[float]
+    balance: Sequence[float]
+    session: Sequence[float]
+    order_qty: Sequence[float]
+    order_price: Sequence[float]
+    order_leverage: Sequence[float]
+
+
+def _write_values(lf: F64, af: F64, of: F64, v: _Values) -> None:
+    # the value columns of a book's arrays (every other column is its layout)
+    if len(lf):
+        lf[:, k.LF_QTY] = v.qty
+        lf[:, k.LF_ENTRY] = v.entry
+        lf[:, k.LF_LEV] = v.leverage
+        lf[:, k.LF_ISO] = v.isolated_margin
+    if len(af):
+        af[:, k.AF_BAL] = v.balance
+        af[:, k.AF_SESSION] = v.session
+    if len(of):
+        of[:, k.OF_QTY] = v.order_qty
+        of[:, k.OF_PRICE] = v.order_price
+        of[:, k.OF_LEV] = v.order_leverage
+
+
 def assemble(legs: Sequence[LegIn], assets: Sequence[AssetIn], orders: Sequence[OrderIn], *,
              held_pools: Sequence[str], per_asset_pools: bool, inverse_margin_at_face: bool,
              positions: Sequence[Position] = (),
@@ -245,8 +295,6 @@ def assemble(legs: Sequence[LegIn], assets: Sequence[AssetIn], orders: Sequence[
     af = np.zeros((len(assets), k.NAF))
     ai = np.full((len(assets), k.NAI), _NONE, dtype=np.int64)
     for j, a in enumerate(assets):
-        af[j, k.AF_BAL] = a.balance
-        af[j, k.AF_SESSION] = a.session
         af[j, k.AF_HAIRCUT] = 1.0 if a.name in face else a.haircut
         af[j, k.AF_PRE] = a.pre
         ai[j, k.AI_STABLE] = 1 if a.stable else 0
@@ -261,13 +309,10 @@ def assemble(legs: Sequence[LegIn], assets: Sequence[AssetIn], orders: Sequence[
     cm: list[float] = []
     lf = np.zeros((len(legs), k.NLF))
     li = np.zeros((len(legs), k.NLI), dtype=np.int64)
+    leg_id = {leg.symbol: j for j, leg in reversed(list(enumerate(legs)))}
     for j, leg in enumerate(legs):
         inst = leg.instrument
-        lf[j, k.LF_QTY] = leg.qty
         lf[j, k.LF_CS] = inst.cs
-        lf[j, k.LF_ENTRY] = leg.entry
-        lf[j, k.LF_LEV] = leg.leverage
-        lf[j, k.LF_ISO] = leg.isolated_margin
         lf[j, k.LF_DMMR] = leg.default_mmr
         li[j, k.LI_LIN] = 1 if inst.is_linear else 0
         li[j, k.LI_OPT] = 1 if inst.is_option else 0
@@ -275,7 +320,7 @@ def assemble(legs: Sequence[LegIn], assets: Sequence[AssetIn], orders: Sequence[
         li[j, k.LI_SETTLE] = asset_id[inst.settle]
         li[j, k.LI_POOL] = pool_of(inst.settle)
         li[j, k.LI_ROW] = leg.row
-        li[j, k.LI_SYM] = [lg.symbol for lg in legs].index(leg.symbol)
+        li[j, k.LI_SYM] = leg_id[leg.symbol]
         (li[j, k.LI_SML], li[j, k.LI_SMH], li[j, k.LI_SMC], li[j, k.LI_SUL], li[j, k.LI_SUH],
          li[j, k.LI_SUC]) = leg.series
         if inst.is_option:
@@ -304,9 +349,6 @@ def assemble(legs: Sequence[LegIn], assets: Sequence[AssetIn], orders: Sequence[
     oi = np.zeros((len(orders), k.NOI), dtype=np.int64)
     for j, o in enumerate(orders):
         inst = o.instrument
-        of[j, k.OF_QTY] = o.qty
-        of[j, k.OF_PRICE] = o.price
-        of[j, k.OF_LEV] = o.leverage
         of[j, k.OF_CS] = inst.cs
         oi[j, k.OI_LIN] = 1 if inst.is_linear else 0
         oi[j, k.OI_OPT] = 1 if inst.is_option else 0
@@ -318,6 +360,13 @@ def assemble(legs: Sequence[LegIn], assets: Sequence[AssetIn], orders: Sequence[
         oi[j, k.OI_POOL] = pool_of(inst.settle)
         oi[j, k.OI_ROW] = o.row
         oi[j, k.OI_SC] = o.close
+    _write_values(lf, af, of, _Values(
+        qty=[leg.qty for leg in legs], entry=[leg.entry for leg in legs],
+        leverage=[leg.leverage for leg in legs],
+        isolated_margin=[leg.isolated_margin for leg in legs],
+        balance=[a.balance for a in assets], session=[a.session for a in assets],
+        order_qty=[o.qty for o in orders], order_price=[o.price for o in orders],
+        order_leverage=[o.leverage for o in orders]))
     if not pools:
         pools.append("USD")
     rows = group_rows or {}
@@ -327,7 +376,8 @@ def assemble(legs: Sequence[LegIn], assets: Sequence[AssetIn], orders: Sequence[
                 cum=np.asarray(cm or [0.0]), positions=list(positions),
                 symbols=[leg.symbol for leg in legs], order_symbols=[o.symbol for o in orders],
                 asset_names=names, group_names=groups, pool_names=pools, face_value=face,
-                gmap=gmap, concave=_concave(legs, assets))
+                gmap=gmap, concave=_concave(legs, assets),
+                has_options=any(leg.instrument.is_option for leg in legs))
 
 
 def _concave(legs: Sequence[LegIn], assets: Sequence[AssetIn]) -> bool:
@@ -355,12 +405,16 @@ def _concave(legs: Sequence[LegIn], assets: Sequence[AssetIn]) -> bool:
 
 def build_book(view: BookView, store: PriceStore, profile: ProfileData, *,
                per_asset_pools: bool, isolated: bool,
-               group_rows: Mapping[str, int] | None = None) -> Book:
+               group_rows: Mapping[str, int] | None = None,
+               previous: Book | None = None) -> Book:
     """Build the kernel arrays of the book ``view`` describes (a run's account).
 
     ``per_asset_pools``: one pool per settle asset (per-asset profiles outside portfolio mode);
     else one USD pool. ``isolated``: positions carry their isolated allocations.
-    ``group_rows``: an underlying's row in the run's distance records.
+    ``group_rows``: an underlying's row in the run's distance records. ``previous``: a book
+    built before by this function with the same profile, store and options; when its shape
+    is the view's, the new book is its layout with the view's values (the same arrays as a
+    book laid out anew).
     """
     positions = [p for p in view.positions if p.qty_f != 0.0]
     working = [o for o in view.orders if not o.is_reduce_only]
@@ -373,20 +427,40 @@ def build_book(view: BookView, store: PriceStore, profile: ProfileData, *,
                                                      for o in view.orders]:
         if inst.settle not in names:
             names.append(inst.settle)
+    nan = float("nan")
+    values = _Values(
+        qty=[p.qty_f for p in positions], entry=[p.entry_f for p in positions],
+        leverage=[p.leverage for p in positions],
+        isolated_margin=[float(p.isolated_margin) if isolated and p.isolated_margin is not None
+                         else nan for p in positions],
+        balance=[float(view.balances.get(a, 0)) for a in names],
+        session=[float(view.session.get(a, 0)) for a in names],
+        order_qty=[float(o.qty) for o in working],
+        order_price=[float(o.price) if o.price is not None else nan for o in working],
+        order_leverage=[view.leverage(o.symbol) for o in working])
+    # what the layout depends on besides the run: the legs, assets, held balances and
+    # session amounts (groups, pools) and the working orders, in order
+    shape = (tuple([p.symbol for p in positions]), tuple(names),
+             tuple([a for a, b in view.balances.items() if b != 0]),
+             tuple([a for a, v in view.session.items() if v]),
+             tuple([v != 0 for v in values.balance]),
+             tuple([(o.symbol, o.side) for o in working]))
+    if previous is not None and previous.shape == shape:
+        return previous._revalued(positions, values)
     assets = []
-    for a in names:
+    for j, a in enumerate(names):
         stable = view.is_stable(a)
         f = None if stable else view.index_feeds.get(a)
         assets.append(AssetIn(
-            name=a, balance=float(view.balances.get(a, 0)),
-            session=float(view.session.get(a, 0)), haircut=profile.haircut(a), stable=stable,
+            name=a, balance=values.balance[j], session=values.session[j],
+            haircut=profile.haircut(a), stable=stable,
             series=None if f is None else (store.offset(f, "index_low"),
                                            store.offset(f, "index_high"),
                                            store.offset(f, "index_close")),
             row=_NONE if f is None else store.rows[f.symbol],
             pre=0.0 if f is None else f.io[0]))
     legs = []
-    for pos in positions:
+    for j, pos in enumerate(positions):
         inst = pos.instrument
         f = view.feeds[inst.symbol]
         tiers = profile.tiers.get(inst.symbol)
@@ -395,10 +469,8 @@ def build_book(view: BookView, store: PriceStore, profile: ProfileData, *,
         und = ("forward" if inst.is_option and profile.option_margin_style != "bybit"
                else "index")
         legs.append(LegIn(
-            symbol=inst.symbol, instrument=inst, qty=pos.qty_f, entry=pos.entry_f,
-            leverage=pos.leverage,
-            isolated_margin=(float(pos.isolated_margin) if isolated
-                             and pos.isolated_margin is not None else float("nan")),
+            symbol=inst.symbol, instrument=inst, qty=values.qty[j], entry=values.entry[j],
+            leverage=values.leverage[j], isolated_margin=values.isolated_margin[j],
             tiers=None if tiers is None else (tiers.floors, tiers.mmr, tiers.cum),
             rates=None if inst.is_option else profile.rates.get(inst.symbol),
             default_mmr=profile.default_mmr, option_style=profile.option_margin_style,
@@ -410,17 +482,19 @@ def build_book(view: BookView, store: PriceStore, profile: ProfileData, *,
                     store.offset(f, f"{und}_high"), store.offset(f, f"{und}_close")),
             row=store.rows[f.symbol]))
     orders = []
-    for o in working:
+    for j, o in enumerate(working):
         f = view.feeds[o.symbol]
         orders.append(OrderIn(
-            symbol=o.symbol, instrument=f.instrument, qty=float(o.qty),
-            price=float(o.price) if o.price is not None else float("nan"),
-            leverage=view.leverage(o.symbol), is_buy=o.side is Side.BUY,
+            symbol=o.symbol, instrument=f.instrument, qty=values.order_qty[j],
+            price=values.order_price[j], leverage=values.order_leverage[j],
+            is_buy=o.side is Side.BUY,
             rates=profile.rates.get(o.symbol), close=store.offset(f, "close"),
             row=store.rows[f.symbol]))
     held: list[str] = [a for a, b in view.balances.items() if b != 0]
     held += [a for a, v in view.session.items() if v]
     held += [p.instrument.settle for p in positions]
-    return assemble(legs, assets, orders, held_pools=held, per_asset_pools=per_asset_pools,
+    book = assemble(legs, assets, orders, held_pools=held, per_asset_pools=per_asset_pools,
                     inverse_margin_at_face=profile.inverse_margin_at_face, positions=positions,
                     group_rows=group_rows)
+    book.shape = shape
+    return book

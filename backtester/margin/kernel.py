@@ -357,7 +357,7 @@ DIST_DOWN, DIST_UP = 0.01, 11.0
 _DIST_GRID_POINTS = 64
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _moved_surplus(f: float, target: int, isolated: bool, multi: bool, opt_off_mb: bool,
                    no_mm: bool, pm_mm: float, lf: np.ndarray, li: np.ndarray, af: np.ndarray,
                    ai: np.ndarray, px: np.ndarray, mk: np.ndarray, ud: np.ndarray,
@@ -426,7 +426,7 @@ def _moved_surplus(f: float, target: int, isolated: bool, multi: bool, opt_off_m
     return least
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _distance(target: int, down: bool, grid: bool, base: float, isolated: bool, multi: bool,
               opt_off_mb: bool, no_mm: bool, pm_mm: float, lf: np.ndarray, li: np.ndarray,
               af: np.ndarray, ai: np.ndarray, px: np.ndarray, mk: np.ndarray, ud: np.ndarray,

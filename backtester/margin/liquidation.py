@@ -45,11 +45,12 @@ class LiquidationMixin:
         intrabar: bool
         liquidations: int
         liq_slippage: float
-        state: MarginState
         _taken_over: bool
         _liq_start_size: dict[str, Decimal]
         _pooled: bool
 
+        @property
+        def state(self) -> MarginState: ...
         def evaluate_now(self) -> MarginState: ...
         def _evaluate(self, scenario_of: dict[str, int] | None, *,
                       shift: tuple[str, float, str] | None = None) -> MarginState: ...

@@ -29,6 +29,7 @@ margin balance; its liquidation closes only its own positions.
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -174,12 +175,19 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
         self._block_size = 64
         self._legs_buf = np.zeros((1, 1, 5))
         self._pools_buf = np.zeros((1, 1, k.NPOOL))
+        # the distance pass's outputs (records, legs, pools: not kept) and the marks of a
+        # book without options (NaN: the recorded mark low and high)
+        self._scratch: tuple[np.ndarray, np.ndarray, np.ndarray] = (
+            np.zeros((k.NREC, 1)), np.zeros((1, 1, 5)), np.zeros((1, 1, k.NPOOL)))
+        self._no_optmark = np.full((1, 1, 2), np.nan)
+        # a block book's position-row columns that are the same at every step (see _flush)
+        self._rows_book: Book | None = None
+        self._rows: tuple[array[int], array[float], array[float], array[float]] | None = None
         self._flushed = 0
         self._last_breach = -2
         # held options' greeks and portfolio grids per step, evaluated ahead in blocks
         self._option_steps = OptionSteps(times, self._bars, profile.portfolio_params)
         self._probes: tuple[Book | None, dict[str, Position]] = (None, {})
-        self.state = self.evaluate_now()
 
     # -- the book ------------------------------------------------------------------------
     def book_key(self) -> tuple[int, int]:
@@ -200,7 +208,7 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
                             is_stable=feeds.is_stable)
             self._book = build_book(view, self.store, self.profile, per_asset_pools=self._pooled,
                                     isolated=self.mode is MarginMode.ISOLATED,
-                                    group_rows=self._group_rows)
+                                    group_rows=self._group_rows, previous=self._book)
             self._book_key = key
         return self._book
 
@@ -237,8 +245,17 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
         if s >= self.block_bad:
             self._breach(s)
 
+    @property
+    def state(self) -> MarginState:
+        """The state of the step of the last evaluation (the current block's first step;
+        before any, the account now at the closes)."""
+        if self._block_book is None:
+            return self.evaluate_now()
+        return self.state_at(self.block_start)
+
     def _refresh(self, s: int) -> None:
-        # evaluate a new block from s (the records of the steps before s are final)
+        # evaluate a new block from s (the records of the steps before s are final); the
+        # steps' distances to liquidation are computed when they are recorded (_flush)
         n = len(self._times)
         self._flush(s)
         if self.block_key == self.book_key() and s >= self.block_end:
@@ -255,15 +272,15 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
             bad = self._portfolio_block(book, s)
         else:
             bad = self._kernel(book, s, nbars, self._flags(book), self.rec, 0, self._legs_buf,
-                               self._pools_buf, distance=True)
+                               self._pools_buf)
         self.block_start = s
         self.block_end = s + nbars
         self.block_bad = s + bad
         self.block_key = self.book_key()
-        self._block_book = book
-        self.state = self.state_at(s)
-        if not self._liability_noted and (book.af[:, k.AF_BAL] < 0).any():
+        if book is not self._block_book and not self._liability_noted \
+                and (book.af[:, k.AF_BAL] < 0).any():
             self.note_liability()
+        self._block_book = book
 
     def _flags(self, book: Book, *, intrabar: bool | None = None) -> int:
         flags = k.INTRABAR if (self.intrabar if intrabar is None else intrabar) else 0
@@ -286,8 +303,14 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
                 excess: np.ndarray | None = None, distance: bool = False) -> int:
         # one call of the kernel on ``book`` (see backtester.margin.kernel.evaluate);
         # ``distance``: record the steps' distances to liquidation (in :attr:`dist`)
-        optmark = (self._optmark(book, s0, nbars) if (flags & (k.INTRABAR | k.FORCED))
-                   and s0 >= 0 else np.full((book.n_legs, nbars, 2), np.nan))
+        if (flags & (k.INTRABAR | k.FORCED)) and s0 >= 0 and book.has_options:
+            optmark = self._optmark(book, s0, nbars)
+        else:
+            optmark = self._no_optmark
+            if optmark.shape[0] < book.n_legs or optmark.shape[1] < nbars:
+                optmark = self._no_optmark = np.full(
+                    (max(book.n_legs, optmark.shape[0]), max(nbars, optmark.shape[1]), 2),
+                    np.nan)
         return int(k.evaluate(
             s0, nbars, flags, self.call_level, book.lf, book.li, book.af, book.ai, book.of,
             book.oi, len(book.group_names), len(book.pool_names), book.floors, book.mmr,
@@ -347,31 +370,53 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
         nl = book.n_legs
         if nl:
             m = b - a
+            if self.mode is not MarginMode.PORTFOLIO:  # (portfolio: at its one-step blocks)
+                self._distances(book, a, m)
             legs = self._legs_buf[a - self.block_start:b - self.block_start, :nl]
-            ts = np.repeat(self._times[a:b], nl)
-            code = np.tile(np.asarray([e.symbol_code[sym] for sym in book.symbols],
-                                      dtype=np.int32), m)
-            qty = np.tile(book.lf[:, k.LF_QTY], m)
-            entry = np.tile(book.lf[:, k.LF_ENTRY], m)
-            iso = np.tile(book.lf[:, k.LF_ISO], m)
+            if book is not self._rows_book:
+                self._rows_book = book
+                self._rows = (array("i", [e.symbol_code[sym] for sym in book.symbols]),
+                              array("d", book.lf[:, k.LF_QTY].tobytes()),
+                              array("d", book.lf[:, k.LF_ENTRY].tobytes()),
+                              array("d", book.lf[:, k.LF_ISO].tobytes()))
+            code, qty, entry, iso = self._rows  # type: ignore[misc]
+            times = self._times[a:b]
             pr = e.pos_rec
-            for key, arr in (("ts", ts), ("symbol", code), ("qty", qty), ("entry_price", entry),
-                             ("mark", legs[:, :, 0].ravel()),
-                             ("unrealized_pnl", legs[:, :, 1].ravel()),
-                             ("notional", legs[:, :, 2].ravel()), ("isolated_margin", iso)):
-                pr[key].frombytes(np.ascontiguousarray(arr, dtype=pr[key].typecode
-                                                       if key in ("ts", "symbol")
-                                                       else "float64").tobytes())
+            # a row per leg per step, in the legs' order: the constant columns repeated
+            pr["ts"].frombytes((times if nl == 1 else times.repeat(nl)).tobytes())
+            pr["symbol"].extend(code * m)
+            pr["qty"].extend(qty * m)
+            pr["entry_price"].extend(entry * m)
+            pr["mark"].frombytes(legs[:, :, 0].tobytes())
+            pr["unrealized_pnl"].frombytes(legs[:, :, 1].tobytes())
+            pr["notional"].frombytes(legs[:, :, 2].tobytes())
+            pr["isolated_margin"].extend(iso * m)
         if self._multi(book):
             names = book.pool_names[:book.n_held_pools]
             for step in range(a, b):
                 row = self._pools_buf[step - self.block_start]
                 e.pool_rec.append((step, {p: float(row[j, k.POOL_COLLATERAL])
                                           for j, p in enumerate(names)}))
-        if book.li[:, k.LI_OPT].any():
+        if book.has_options:
             for step in range(a, b):
                 self._record_greeks(step, book)
         self._flushed = b
+
+    def _distances(self, book: Book, s0: int, m: int) -> None:
+        # the distances to liquidation of steps s0 .. s0 + m - 1 into :attr:`dist`, with the
+        # book of their block: computed for the steps recorded only (a block's steps after a
+        # change of the book are evaluated again). They are searched from the close state,
+        # which the intrabar scenarios leave alone, so this pass evaluates the closes only
+        rec, legs, pools = self._scratch
+        nl = max(book.n_legs, 1)
+        npool = max(len(book.pool_names), 1)
+        if rec.shape[1] < m or legs.shape[1] < nl or pools.shape[1] < npool:
+            m_max = max(m, rec.shape[1])
+            self._scratch = rec, legs, pools = (
+                np.zeros((k.NREC, m_max)), np.zeros((m_max, max(nl, legs.shape[1]), 5)),
+                np.zeros((m_max, max(npool, pools.shape[1]), k.NPOOL)))
+        self._kernel(book, s0, m, self._flags(book, intrabar=False), rec, s0, legs, pools,
+                     distance=True)
 
     def finish(self, n_done: int) -> None:
         """Record the last block's steps up to ``n_done`` (the steps the run reached)."""
