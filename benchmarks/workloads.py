@@ -219,9 +219,12 @@ def hedge_check(w: Workload, fills: pd.DataFrame, positions: pd.DataFrame,
     for perp in symbols_for(w.n_instruments):
         fut = future_symbol(perp)
         f = fills[fills["symbol"] == fut]
+        # the step that processed the fill (older code, e.g. the baseline, stamped fills
+        # with it as ts and has no step_ts)
+        step_col = "step_ts" if "step_ts" in f else "ts"
         if len(f) != 1 or float(f["qty"].iloc[0]) != want or len(steps) < 2 \
-                or f["step_ts"].iloc[0] != steps[1]:
-            problems.append(f"{fut}: fills {f[['step_ts', 'qty']].values.tolist()}, expected "
+                or f[step_col].iloc[0] != steps[1]:
+            problems.append(f"{fut}: fills {f[[step_col, 'qty']].values.tolist()}, expected "
                             f"one of {want} processed at {steps[1] if len(steps) > 1 else '-'}")
             continue
         p = positions[positions["symbol"] == fut]
