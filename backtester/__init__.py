@@ -37,8 +37,8 @@ from backtester.orders import (
     Side,
     TimeInForce,
 )
-from backtester.results import BacktestResult
 from backtester.risk.stress import stress_test
+from backtester.runs.results import BacktestResult
 from backtester.strategy import Strategy
 
 __all__ = [

@@ -12,8 +12,8 @@ from backtester.config import RunConfig
 from backtester.data.feed import MarketFrames
 from backtester.instruments import Instrument
 from backtester.progress import Progress
-from backtester.results import BacktestResult
-from backtester.runner import PreparedRun, load_strategy, prepare, run_prepared
+from backtester.runs.results import BacktestResult
+from backtester.runs.runner import PreparedRun, load_strategy, prepare, run_prepared
 from backtester.strategy import Strategy
 
 __all__ = ["PreparedRun", "load_strategy", "prepare", "run", "run_all", "run_prepared"]
@@ -27,7 +27,7 @@ def run(strategy: str | type[Strategy] | Strategy, *, dataset: str | None = None
         config_file: str | Path | None = None, datasets_root: str | Path | None = None,
         progress: Progress | None = None, dataset_tiers: Mapping[str, Any] | None = None,
         **keys: Any) -> BacktestResult:
-    """Run a backtest and return its :class:`~backtester.results.BacktestResult`.
+    """Run a backtest and return its :class:`~backtester.runs.results.BacktestResult`.
 
     Parameters
     ----------
@@ -73,11 +73,11 @@ def run_all(prep: PreparedRun) -> BacktestResult:
     cfg = prep.config
     result = run_prepared(prep, primary=True)
     if cfg.compare_margin_modes:
-        from backtester.modes import compare_modes
+        from backtester.runs.modes import compare_modes
 
         compare_modes(prep, result)
     elif cfg.survival_collateral:
-        from backtester.modes import survival_collateral
+        from backtester.runs.modes import survival_collateral
 
         result.meta["survival_collateral"] = survival_collateral(prep, result).as_dict()
     return result

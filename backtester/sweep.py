@@ -313,7 +313,7 @@ def cached_dataset(root: str | None, name: str, symbols: tuple[str, ...] | None,
     key = (root, name, symbols, timeframe)
     if key not in _DATA_CACHE:
         from backtester.data.catalog import load_dataset
-        from backtester.runner import _dataset_frames
+        from backtester.runs.runner import _dataset_frames
         from backtester.timeutil import timeframe_ms
 
         ds = load_dataset(name, root=root, symbols=list(symbols) if symbols else None,
@@ -333,7 +333,7 @@ def _window(task: Task) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any],
     from dataclasses import replace
 
     from backtester.data.catalog import _trim
-    from backtester.runner import _dataset_frames
+    from backtester.runs.runner import _dataset_frames
     from backtester.timeutil import parse_utc_ms
 
     tf = task.run_keys.get("timeframe")

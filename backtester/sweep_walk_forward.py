@@ -170,7 +170,7 @@ def run_walk_forward(spec: SweepSpec, wf: WalkForwardSpec, *, out: Path,
     (the stitched out-of-sample equity, starting at 1.0) under ``out``. Returns
     (table, stitched equity, is_complete).
     """
-    from backtester.results import compute_metrics
+    from backtester.runs.results import compute_metrics
 
     windows = make_windows(*data_range(spec), wf)
     params = spec.param_sets()

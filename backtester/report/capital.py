@@ -1,4 +1,4 @@
-"""The report's "capital" section: what the collateral pool bought (backtester.capital).
+"""The report's "capital" section: what the collateral pool bought (backtester.runs.capital).
 
 Reads the per-bar capital columns of ``equity.parquet`` (``wallet``, ``available``,
 ``margin_utilization``, ``idle_collateral``, ``portfolio_initial_margin``), the capital metrics of

@@ -39,11 +39,11 @@ def daily_returns(equity: pd.Series) -> pd.Series:
 
     ``equity`` is indexed by tz-aware UTC step times, which are bar *close* times: the close of
     day D is the last value stamped in (D 00:00, D+1 00:00] UTC
-    (:func:`backtester.results.daily_closes`, the same days as the run's metrics). A run whose
+    (:func:`backtester.runs.results.daily_closes`, the same days as the run's metrics). A run whose
     last step is stamped at a year's first midnight adds no day, and no calendar year, of
     that year.
     """
-    from backtester.results import daily_closes
+    from backtester.runs.results import daily_closes
 
     eq = equity.replace([np.inf, -np.inf], np.nan).dropna()
     if eq.empty:

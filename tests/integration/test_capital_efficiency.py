@@ -11,7 +11,7 @@ import backtester
 from backtester import Strategy
 from backtester.api import prepare
 from backtester.instruments import instrument_from_symbol
-from backtester.modes import survival_collateral
+from backtester.runs.modes import survival_collateral
 
 PERP = "BTC/USDT:USDT"
 FUT = "BTC/USDT:USDT-251226"

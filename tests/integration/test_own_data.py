@@ -525,7 +525,7 @@ def test_run_folder_follows_the_strategy_source_and_parameters_16(shared_data: P
 
 
 def test_example_strategies_have_distinct_source_hashes_16() -> None:
-    from backtester.runner import load_strategy, strategy_source_hash
+    from backtester.runs.runner import load_strategy, strategy_source_hash
 
     repo = Path(__file__).resolve().parents[2]
     names = ("hedged_pair", "delta_hedged_strangle", "vol_target_trend")

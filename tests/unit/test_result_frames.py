@@ -1,6 +1,6 @@
 """The result frames built column by column equal the frames pandas builds from row dicts.
 
-``backtester.result_frames`` builds the fills, journal, orders and positions frames from the
+``backtester.runs.frames`` builds the fills, journal, orders and positions frames from the
 engine's records without row dicts or Timestamp objects; every frame (values and dtypes) must be
 the one the straightforward construction gives.
 """
@@ -14,11 +14,11 @@ import pandas as pd
 import pytest
 
 import backtester
-import backtester.runner as runner
-from backtester import result_frames
+import backtester.runs.runner as runner
 from backtester.engine import Engine
 from backtester.instruments import instrument_from_symbol
 from backtester.orders import Fill
+from backtester.runs import frames as result_frames
 from tests.integration.books import SYMS, RandomTrader
 from tests.integration.books import bars as _bars
 

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from backtester.results import compute_metrics
+from backtester.runs.results import compute_metrics
 from tests.builders import BTC, Scripted, bars, flat, run
 
 METRIC_KEYS = {"total_return", "cagr", "volatility", "sharpe", "sortino", "calmar",
@@ -126,7 +126,7 @@ def _pandas_daily_and_drawdown(eq: pd.Series) -> tuple[pd.Series, float]:
 
 @pytest.mark.parametrize("seed", range(8))
 def test_daily_closes_and_drawdown_equal_the_pandas_expressions(seed: int) -> None:
-    from backtester.results import _max_drawdown, daily_closes
+    from backtester.runs.results import _max_drawdown, daily_closes
 
     rng = np.random.default_rng(seed)
     n = int(rng.integers(2, 3_000))
@@ -152,7 +152,7 @@ def test_drawdown_by_blocks_equals_the_whole_series_expression(seed: int,
                                                                monkeypatch) -> None:
     # the running peak carried across block edges: the deepest drawdown straddles an edge,
     # and NaN (which poisons every later peak of the whole-series accumulate) too
-    import backtester.results as results
+    import backtester.runs.results as results
 
     monkeypatch.setattr(results, "_DRAWDOWN_BLOCK", 64)
     rng = np.random.default_rng(100 + seed)

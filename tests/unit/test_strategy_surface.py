@@ -46,13 +46,13 @@ from backtester import (
     Side,
     Strategy,
     TimeInForce,
-    runner,
 )
 from backtester.context import Phase
 from backtester.engine import Engine
 from backtester.instruments import instrument_from_symbol
 from backtester.margin import kernel
 from backtester.orders import Order
+from backtester.runs import runner
 from tests.builders import BTC
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -6,7 +6,7 @@
   share of the gross return. Undefined values are None, never NaN.
 
 Survival collateral and the margin-mode comparison (which re-run backtests) are in
-:mod:`backtester.modes`.
+:mod:`backtester.runs.modes`.
 """
 
 from __future__ import annotations

@@ -26,7 +26,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from backtester import result_frames
 from backtester.accounting import EntryKind
 from backtester.config import MarginMode, RunConfig, load_config, resolve_profile
 from backtester.data.feed import Feed, MarketFrames
@@ -38,7 +37,8 @@ from backtester.margin.profiles_engine import engine_profile
 from backtester.margin.sources import resolve_fee_rates, resolve_tiers
 from backtester.progress import Progress
 from backtester.progress import task as progress_task
-from backtester.results import BacktestResult, compute_metrics
+from backtester.runs import frames as result_frames
+from backtester.runs.results import BacktestResult, compute_metrics
 from backtester.strategy import Strategy
 from backtester.timeutil import ms_to_iso
 
@@ -465,7 +465,7 @@ def _collect(engine: Engine, data_name: str, extra_warnings: list[str],
                               margin_calls=engine.margin.margin_calls,
                               min_distance=float(dist.min()) if len(dist) else None,
                               max_margin_ratio=float(ratio.max()) if len(ratio) else None)
-    from backtester.capital import capital_metrics, utilization_series
+    from backtester.runs.capital import capital_metrics, utilization_series
 
     traded = result_frames.traded_notional(engine, fills)
     cols["margin_utilization"], cols["idle_collateral"] = series = utilization_series(equity)

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from backtester.config import MarginMode
-from backtester.runner import PreparedRun, run_prepared
+from backtester.runs.runner import PreparedRun, run_prepared
 
 if TYPE_CHECKING:
-    from backtester.results import BacktestResult
+    from backtester.runs.results import BacktestResult
 
 __all__ = ["Survival", "compare_modes", "survival_collateral"]
 

@@ -3,8 +3,8 @@
 Column by column from the engine's compact records (no row dicts, no Timestamp objects, numbers
 as numpy arrays, strings through pyarrow when pandas stores them there): the frames are the
 ones pandas builds from one dict per row, dtypes included, at a fraction of the time and
-memory. :func:`backtester.runner._collect` assembles them into a
-:class:`~backtester.results.BacktestResult`.
+memory. :func:`backtester.runs.runner._collect` assembles them into a
+:class:`~backtester.runs.results.BacktestResult`.
 """
 
 from __future__ import annotations
