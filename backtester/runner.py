@@ -1,0 +1,36 @@
+"""Deprecated: moved to :mod:`backtester.runs.runner`; this path is removed in the next release.
+
+Importing this module warns (``DeprecationWarning``) and gives the same objects as
+``backtester.runs.runner``.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+from backtester.runs.runner import (
+    PreparedRun,
+    data_fingerprint,
+    load_strategy,
+    prepare,
+    rejections_by_reason,
+    run_hash,
+    run_prepared,
+    strategy_source_hash,
+)
+
+__all__ = [
+    "PreparedRun",
+    "data_fingerprint",
+    "load_strategy",
+    "prepare",
+    "rejections_by_reason",
+    "run_hash",
+    "run_prepared",
+    "strategy_source_hash",
+]
+
+msg = ("backtester.runner is deprecated: import from backtester.runs.runner "
+       "(the old path is removed in the next release)")
+warnings.warn(msg, DeprecationWarning, stacklevel=2)
+del msg
