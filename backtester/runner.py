@@ -11,6 +11,7 @@ import warnings
 from backtester.runs.runner import (
     PreparedRun,
     data_fingerprint,
+    dataset_frames,
     load_strategy,
     prepare,
     rejections_by_reason,
@@ -22,6 +23,7 @@ from backtester.runs.runner import (
 __all__ = [
     "PreparedRun",
     "data_fingerprint",
+    "dataset_frames",
     "load_strategy",
     "prepare",
     "rejections_by_reason",

@@ -191,7 +191,7 @@ def sweep(strategy: str, dataset: str, timeframe: str | None, grid: tuple[str, .
     with progress_for(quiet=quiet) as progress:
         on_progress = counter(progress, "sweep", "runs")
         if walk_forward:
-            from backtester.sweep_walk_forward import parse_walk_forward, run_walk_forward_sweep
+            from backtester.sweep.walk_forward import parse_walk_forward, run_walk_forward_sweep
 
             result = run_walk_forward_sweep(spec, parse_walk_forward(walk_forward),
                                             output_dir=output_dir, sweep_id=sweep_id,

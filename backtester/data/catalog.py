@@ -26,7 +26,7 @@ from backtester.instruments import (
 )
 from backtester.timeutil import ms_to_iso, timeframe_ms
 
-__all__ = ["Dataset", "list_datasets", "load_dataset"]
+__all__ = ["Dataset", "list_datasets", "load_dataset", "trim_window"]
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +123,9 @@ def _pick_timeframe(series: list[StoredSeries], timeframe: str | None, name: str
     return have[0] if have else None
 
 
-def _trim(frame: pd.DataFrame, start_ms: int | None, end_ms: int | None) -> pd.DataFrame:
+def trim_window(frame: pd.DataFrame, start_ms: int | None, end_ms: int | None) -> pd.DataFrame:
+    """Return the rows of ``frame`` whose ``ts`` is in ``[start_ms, end_ms)`` (ms since the
+    epoch; None: unbounded), renumbered from 0: the window ``load_dataset`` cuts."""
     ts = frame["ts"].dt.as_unit("ms").astype("int64")
     keep = pd.Series(True, index=frame.index)
     if start_ms is not None:
@@ -274,7 +276,7 @@ def load_dataset(name: str, *, root: Path | str | None = None,
     for s in _select(series, wanted, tf):
         # vol index candles that opened before the start close inside the run: the first
         # bars' level (a candle is read only once closed), so only the end is trimmed
-        frame = _trim(store.read(name, s.kind, s.symbol, s.timeframe),
+        frame = trim_window(store.read(name, s.kind, s.symbol, s.timeframe),
                       None if s.kind is Kind.VOL_INDEX else start_ms, end_ms)
         frames[s.kind][s.symbol] = frame
         if s.kind is Kind.MARK and s.timeframe:

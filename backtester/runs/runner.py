@@ -42,8 +42,8 @@ from backtester.runs.results import BacktestResult, compute_metrics
 from backtester.strategy import Strategy
 from backtester.timeutil import ms_to_iso
 
-__all__ = ["PreparedRun", "data_fingerprint", "load_strategy", "prepare", "rejections_by_reason",
-           "run_hash", "run_prepared", "strategy_source_hash"]
+__all__ = ["PreparedRun", "data_fingerprint", "dataset_frames", "load_strategy", "prepare",
+           "rejections_by_reason", "run_hash", "run_prepared", "strategy_source_hash"]
 
 _MODULE_NAME = re.compile(r"^[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*$")
 _FEE_KINDS = frozenset({EntryKind.FEE, EntryKind.DELIVERY_FEE, EntryKind.LIQUIDATION_FEE})
@@ -194,7 +194,7 @@ def prepare(strategy: str | type[Strategy] | Strategy, *, dataset: str | None = 
         with progress_task(progress, f"loading dataset {cfg.dataset}"):
             ds = load_dataset(cfg.dataset or "", root=datasets_root, start_ms=cfg.start,
                               end_ms=cfg.end, timeframe=cfg.timeframe)
-        frames = _dataset_frames(ds)
+        frames = dataset_frames(ds)
         insts = {s: ds.instruments[s] for s in frames}
         tiers_raw = ds.leverage_tiers
         vol_index = {k.split("/")[0]: v for k, v in ds.vol_index.items()}
@@ -361,7 +361,9 @@ def run_hash(*, config_hash: str, strategy: str, source_hash: str, params: dict[
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def _dataset_frames(ds: Any) -> dict[str, MarketFrames]:
+def dataset_frames(ds: Any) -> dict[str, MarketFrames]:
+    """Return the market frames of a loaded dataset ``ds`` per symbol, as
+    ``backtester.run(dataset=...)`` builds them (symbols without data are left out)."""
     out: dict[str, MarketFrames] = {}
     for sym in ds.symbols:
         ohlcv = ds.ohlcv.get(sym)

@@ -21,7 +21,7 @@ import pytest
 import backtester
 from backtester.data.sample import ensure_sample
 from backtester.sweep import METRICS, InProcessExecutor, SweepSpec, parse_grid, run_sweep
-from backtester.sweep_walk_forward import WalkForwardSpec, run_walk_forward
+from backtester.sweep.walk_forward import WalkForwardSpec, run_walk_forward
 from backtester.timeutil import MS_PER_DAY, parse_utc_ms
 
 REPO = Path(__file__).resolve().parents[2]

@@ -22,6 +22,17 @@ MOVED = {
     "backtester.results": "backtester.runs.results",
     "backtester.result_frames": "backtester.runs.frames",
     "backtester.capital": "backtester.runs.capital",
+    "backtester.sweep_report": "backtester.sweep.report",
+    "backtester.sweep_walk_forward": "backtester.sweep.walk_forward",
+}
+
+# names an old path keeps whose object now lives elsewhere: name -> (module, name); the sweep
+# page's Protocols became the concrete types it reads
+RENAMED = {
+    "backtester.sweep_report": {
+        "SweepPage": ("backtester.sweep.results", "SweepResult"),
+        "SweepPageSpec": ("backtester.sweep.grid", "SweepSpec"),
+    },
 }
 
 
@@ -36,8 +47,10 @@ def test_old_module_path_warns_and_gives_the_same_objects_17(old: str, new: str)
     assert [w.filename for w in caught] == [__file__]
     assert shim.__all__, old
     assert set(getattr(target, "__all__", ())) <= set(shim.__all__)
+    renamed = RENAMED.get(old, {})
     for name in shim.__all__:
-        assert getattr(shim, name) is getattr(target, name), name
+        home = importlib.import_module(renamed[name][0]) if name in renamed else target
+        assert getattr(shim, name) is getattr(home, renamed.get(name, ("", name))[1]), name
 
 
 _IMPORT_EVERYTHING = """
@@ -52,6 +65,10 @@ assert not loaded, f"the project imports moved paths: {loaded}"
 from backtester import BacktestResult, Strategy, load_strategy, run
 from backtester.runs.results import BacktestResult as moved_result
 assert BacktestResult is moved_result
+# backtester.sweep became a package: the names the docs show import from it, without a warning
+from backtester.sweep import SweepSpec, parse_grid, run_sweep
+from backtester.sweep.grid import SweepSpec as moved_spec
+assert SweepSpec is moved_spec
 """
 
 

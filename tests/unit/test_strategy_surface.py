@@ -358,7 +358,8 @@ def _imports(path: Path) -> set[str]:
 @pytest.mark.parametrize(("importer", "forbidden"), [
     ("backtester/margin", "backtester.engine"),
     ("backtester/context.py", "backtester.engine"),
-    ("backtester/sweep_report.py", "backtester.sweep"),
+    ("backtester/sweep/report.py", "backtester.sweep.runner"),
+    ("backtester/sweep/report.py", "backtester.sweep.walk_forward"),
 ])
 def test_lower_layers_do_not_import_higher_ones_even_for_type_checking_17(
         importer: str, forbidden: str) -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from backtester.errors import ConfigError
 from backtester.sweep import SweepSpec, expand_grid, param_hash, parse_grid, sample_grid
-from backtester.sweep_walk_forward import WalkForwardSpec, make_windows, parse_walk_forward
+from backtester.sweep.walk_forward import WalkForwardSpec, make_windows, parse_walk_forward
 from backtester.timeutil import MS_PER_DAY
 from strategies.hedged_pair import HedgedPair
 
