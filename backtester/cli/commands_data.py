@@ -44,7 +44,7 @@ def _outliers(store: Store, s: StoredSeries, multiple: float | None) -> tuple[in
     # implausible values of one stored series (backtester.data.outliers): count, lines to show
     from backtester.config import PROFILE_FOR_DATASET, load_config
     from backtester.data.outliers import find_outliers, summarize
-    from backtester.margin.profiles import PROFILE_NAMES, load_profile
+    from backtester.margin.profile import PROFILE_NAMES, load_profile
 
     cfg = load_config(outlier_return_multiple=multiple)  # validates the multiple
     profile = PROFILE_FOR_DATASET.get(s.exchange)

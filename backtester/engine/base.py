@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from backtester.data.feed import Feed, SymbolFeed
     from backtester.execution import Match, SlippageModel
     from backtester.instruments import Instrument
-    from backtester.margin.profile_data import ProfileData
+    from backtester.margin.profile import ProfileData
     from backtester.margin.state import MarginEngine
     from backtester.orders import (
         CancelReason,

@@ -50,7 +50,7 @@ from backtester.orders import (
 )
 
 if TYPE_CHECKING:
-    from backtester.margin.profile_data import ProfileData
+    from backtester.margin.profile import ProfileData
     from backtester.strategy import Strategy
 
 

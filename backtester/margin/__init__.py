@@ -6,7 +6,7 @@ Everything here works on plain floats (no pandas) so that the engine can call it
 from __future__ import annotations
 
 from backtester.margin.calculator import evaluate
-from backtester.margin.profiles import PROFILE_NAMES, MarginRates, Profile, load_profile
+from backtester.margin.profile import PROFILE_NAMES, MarginRates, Profile, load_profile
 from backtester.margin.requirements import (
     LeverageCheck,
     PositionRequirement,

@@ -31,8 +31,7 @@ from backtester.accounting import Position
 from backtester.data.feed import SymbolFeed
 from backtester.instruments import Instrument, OptionType
 from backtester.margin import kernel as k
-from backtester.margin.profile_data import ProfileData
-from backtester.margin.profiles import MarginRates
+from backtester.margin.profile import MarginRates, ProfileData
 from backtester.orders import Order, Side
 
 __all__ = ["AssetIn", "Book", "BookView", "LegIn", "OrderIn", "PriceStore", "assemble",

@@ -26,7 +26,7 @@ from backtester.numeric import MONEY_QUANTUM, ZERO, dec, to_money, to_price
 if TYPE_CHECKING:
     from backtester.data.feed import SymbolFeed
     from backtester.margin.pools import PoolState
-    from backtester.margin.profile_data import ProfileData
+    from backtester.margin.profile import ProfileData
     from backtester.margin.protocols import MarginHost
     from backtester.margin.state import MarginState
 

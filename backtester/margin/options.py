@@ -37,7 +37,7 @@ from backtester.margin import kernel
 
 if TYPE_CHECKING:
     from backtester.instruments import Instrument
-    from backtester.margin.profiles import Profile
+    from backtester.margin.profile import Profile
 
 __all__ = [
     "DEFAULT_BYBIT_LIQUIDATION_FEE_RATE",

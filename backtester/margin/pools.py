@@ -35,7 +35,7 @@ from backtester.margin.status import MarginStatus
 if TYPE_CHECKING:
     from backtester.accounting import Position
     from backtester.margin.book import Book
-    from backtester.margin.profile_data import ProfileData
+    from backtester.margin.profile import ProfileData
     from backtester.margin.protocols import MarginHost
     from backtester.margin.state import MarginState
 

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from backtester.accounting import Account
     from backtester.config import RunConfig
     from backtester.data.feed import Feed
-    from backtester.margin.profile_data import ProfileData
+    from backtester.margin.profile import ProfileData
     from backtester.margin.state import MarginEngine
     from backtester.orders import Fill, Order
 

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from backtester.errors import ConfigError
 from backtester.margin import kernel
-from backtester.margin.profiles import MarginRates
+from backtester.margin.profile import MarginRates
 from backtester.margin.tiers import TierTable
 
 if TYPE_CHECKING:

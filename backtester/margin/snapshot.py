@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from backtester.errors import ConfigError
 from backtester.instruments import Instrument, InstrumentKind, OptionType, instrument_from_symbol
-from backtester.margin.profiles import PROFILE_NAMES, MarginRates, Profile, load_profile
+from backtester.margin.profile import PROFILE_NAMES, MarginRates, Profile, load_profile
 from backtester.margin.sources import apply_fee_rates
 from backtester.margin.tiers import TierTable
 from backtester.numeric import dec

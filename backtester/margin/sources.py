@@ -31,13 +31,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from backtester.errors import ConfigError
 from backtester.instruments import Instrument, InstrumentKind
-from backtester.margin.profiles import Profile
 from backtester.margin.tiers import TierTable
 from backtester.numeric import dec
+
+if TYPE_CHECKING:
+    # the profile module builds a run's parameters with these rules: type-only, no cycle at
+    # run time
+    from backtester.margin.profile import Profile
 
 __all__ = [
     "DEFAULT_MAKER_RATE", "DEFAULT_OPTION_FEE_CAP", "DEFAULT_OPTION_FEE_RATE",
@@ -122,7 +126,7 @@ def fee_rates(instrument: Instrument, profile: Profile) -> FeeRates:
     > the defaults, for maker and taker each.
 
     >>> from backtester.instruments import instrument_from_symbol
-    >>> from backtester.margin.profiles import load_profile
+    >>> from backtester.margin.profile import load_profile
     >>> r = fee_rates(instrument_from_symbol("BTC/USDT:USDT"), load_profile("bybit"))
     >>> r.taker, r.taker_source.value
     (Decimal('0.00055'), 'profile')

@@ -53,7 +53,7 @@ from backtester.pricing import black76
 
 if TYPE_CHECKING:
     from backtester.data.feed import SymbolFeed
-    from backtester.margin.profile_data import ProfileData
+    from backtester.margin.profile import ProfileData
     from backtester.margin.protocols import MarginHost
     from backtester.orders import Order
 

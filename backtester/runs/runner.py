@@ -32,8 +32,7 @@ from backtester.data.feed import Feed, MarketFrames
 from backtester.engine import Engine
 from backtester.errors import ConfigError
 from backtester.instruments import Instrument, instrument_from_symbol
-from backtester.margin.profiles import load_profile
-from backtester.margin.profiles_engine import engine_profile
+from backtester.margin.profile import engine_profile, load_profile
 from backtester.margin.sources import resolve_fee_rates, resolve_tiers
 from backtester.progress import Progress
 from backtester.progress import task as progress_task
@@ -291,7 +290,7 @@ def _flagged(frames: Mapping[str, MarketFrames], cfg: RunConfig, profile: str) -
     from backtester.data.outliers import find_outliers, summarize
     from backtester.data.schema import Kind, validate_frame
     from backtester.errors import DataError
-    from backtester.margin.profiles import load_profile
+    from backtester.margin.profile import load_profile
 
     cap = load_profile(profile).funding_rate_cap
     found = []

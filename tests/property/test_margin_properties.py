@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from backtester.margin import evaluate
-from backtester.margin.profiles import load_profile
+from backtester.margin.profile import load_profile
 from backtester.margin.tiers import TierTable
 
 pytestmark = pytest.mark.property

@@ -13,7 +13,7 @@ from backtester.data.outliers import DEFAULT_RETURN_MULTIPLE, find_outliers
 from backtester.data.sample import ensure_sample
 from backtester.data.schema import Kind, validate_frame
 from backtester.data.store import Store
-from backtester.margin.profiles import load_profile
+from backtester.margin.profile import load_profile
 
 BINANCE_CAP = load_profile("binance-usdm").funding_rate_cap
 FUT = "freqtrade-testdata/futures"

@@ -13,7 +13,7 @@ import pytest
 
 from backtester.margin import evaluate
 from backtester.margin.prices import price_root
-from backtester.margin.profiles import load_profile
+from backtester.margin.profile import load_profile
 from tests.unit.margin.published_formulas import (
     binance_coinm_liquidation_price,
     binance_usdm_liquidation_price,

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from backtester.errors import ConfigError
-from backtester.margin.profiles import PROFILE_NAMES, load_profile
+from backtester.margin.profile import PROFILE_NAMES, load_profile
 from backtester.margin.tiers import TierTable
 
-PROFILE_DIR = Path(str(importlib.import_module("backtester.margin.profiles").__file__)).parent \
+PROFILE_DIR = Path(str(importlib.import_module("backtester.margin.profile").__file__)).parent \
     / "profiles"
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from backtester.errors import ConfigError
 from backtester.instruments import instrument_from_symbol
-from backtester.margin.profiles import MarginRates, load_profile
+from backtester.margin.profile import MarginRates, load_profile
 from backtester.margin.requirements import (
     check_leverage,
     position_requirement,

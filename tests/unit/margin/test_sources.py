@@ -9,7 +9,7 @@ import pytest
 
 from backtester.errors import ConfigError
 from backtester.instruments import instrument_from_ccxt, instrument_from_symbol
-from backtester.margin.profiles import load_profile
+from backtester.margin.profile import load_profile
 from backtester.margin.snapshot import parse_snapshot
 from backtester.margin.sources import (
     DEFAULT_MAKER_RATE,

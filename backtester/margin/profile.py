@@ -1,9 +1,25 @@
-"""Exchange profiles: every exchange parameter the margin layer uses, loaded as data.
+"""Exchange profiles, and the margin parameters of a run on one: loaded as data.
 
-Each profile lives in ``backtester/margin/profiles/<name>.json``. Numbers carry their source tag
-from ``docs/margin-rules.md``; numbers not taken from a published source are listed in the
-profile's ``assumptions``. Rates are fractions (0.005 = 0.5 %); amounts are in the currency the
-field names.
+Each exchange profile lives in ``backtester/margin/profiles/<name>.json``. Numbers carry their
+source tag from ``docs/margin-rules.md``; numbers not taken from a published source are listed
+in the profile's ``assumptions``. Rates are fractions (0.005 = 0.5 %); amounts are in the
+currency the field names.
+
+Two values, because they are two different things:
+
+* :class:`Profile` (:func:`load_profile`) is the **exchange's** parameters as its file states
+  them, one per exchange: default tier tables per symbol, fee rates that may be unset (None:
+  the project default applies, :mod:`backtester.margin.sources`), size-dependent rates per
+  coin key, the pooling and liquidation rules. The calculator, the fee and tier precedence,
+  the stress tests and ``backtester data`` read it.
+* :class:`ProfileData` (:func:`engine_profile`) is the margin parameters of **one run** on a
+  profile, derived from a Profile and the run: the tier table chosen for each of the run's
+  symbols by the precedence in :mod:`backtester.margin.sources` (run configuration > dataset
+  ``leverage_tiers.json`` > profile > flat default with a warning), in the bar loop's form
+  (:class:`SimpleTiers`); size-dependent rates resolved for the run's futures; the option
+  formula; booked amounts (fee cap, delivery fee) as Decimal; the run's pool currency and
+  default collateral. One Profile gives a different ProfileData for every set of instruments
+  and tier tables, so the two do not merge into one type.
 """
 
 from __future__ import annotations
@@ -13,14 +29,28 @@ import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from decimal import Decimal
 from pathlib import Path
 from types import MappingProxyType
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from backtester.errors import ConfigError
+from backtester.hints import option
+from backtester.margin.options import (
+    DEFAULT_BYBIT_LIQUIDATION_FEE_RATE,
+    default_maintenance_rate,
+    style_for_profile,
+)
+from backtester.margin.sources import DEFAULT_OPTION_FEE_CAP, FLAT_MAINTENANCE_RATE, option_fee_cap
 from backtester.margin.tiers import TierTable
+from backtester.numeric import dec
 
-__all__ = ["PROFILE_NAMES", "MarginRates", "Profile", "load_profile"]
+if TYPE_CHECKING:
+    from backtester.instruments import Instrument
+    from backtester.margin.portfolio import PortfolioParams
+
+__all__ = ["PROFILE_NAMES", "MarginRates", "Profile", "ProfileData", "SimpleTiers",
+           "engine_profile", "load_profile"]
 
 PROFILE_NAMES = ("binance-usdm", "binance-coinm", "bybit", "okx", "deribit")
 _DIR = Path(__file__).resolve().parent / "profiles"
@@ -272,3 +302,154 @@ def _suggest(word: str, choices: object) -> str:
     near = difflib.get_close_matches(word, sorted(choices), n=1)  # type: ignore[call-overload]
     return f" (did you mean {near[0]!r}?)" if near else ""
 
+
+# -- the margin parameters of one run --------------------------------------------------------
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SimpleTiers:
+    """The hot-path view of a :class:`~backtester.margin.tiers.TierTable`: sorted floors
+    (notional, settle currency), MMR, maintenance amount (``cum``) and max leverage per tier.
+    ``MM = notional * MMR(tier) - cum(tier)``. Build with :meth:`from_table`."""
+
+    floors: tuple[float, ...]
+    mmr: tuple[float, ...]
+    cum: tuple[float, ...]
+    max_leverage: tuple[float, ...]
+    caps: tuple[float, ...] = ()
+
+    @classmethod
+    def from_table(cls, table: TierTable) -> SimpleTiers:
+        """Take the floors, rates, amounts and leverages of a parsed tier table."""
+        t = table.tiers
+        return cls(floors=tuple(x.min_notional for x in t), mmr=tuple(x.mmr for x in t),
+                   cum=tuple(x.maintenance_amount for x in t),
+                   max_leverage=tuple(x.max_leverage for x in t),
+                   caps=tuple(x.max_notional for x in t))
+
+    def index(self, notional: float) -> int:
+        """0-based tier whose floor is the highest at or below ``notional``."""
+        fl = self.floors
+        i = 0
+        n = len(fl)
+        while i + 1 < n and fl[i + 1] <= notional:
+            i += 1
+        return i
+
+    def maintenance(self, notional: float) -> float:
+        """Maintenance margin at ``notional`` (tiered: rate x notional - maintenance amount)."""
+        i = self.index(notional)
+        return notional * self.mmr[i] - self.cum[i]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProfileData:
+    """Per-profile parameters used by the engine (see ``backtester/margin/profiles/*.json``)."""
+
+    name: str
+    #: how collateral is pooled (``Profile.pool``): ``usd`` one USD-valued pool for every asset;
+    #: ``per_settle_asset``/``per_coin``/``per_currency`` one pool per asset, a position drawing
+    #: only on the pool of its settle asset (``backtester.margin.state``)
+    pool: str = "usd"
+    quote_asset: str = "USDT"
+    default_collateral: Decimal = Decimal(100_000)
+    default_leverage: float = 20.0
+    call_level: float = 0.8
+    liquidation_style: str = "binance"
+    liquidation_fee_rate: float = 0.005
+    liquidation_fee_rates: dict[str, float] = field(default_factory=dict)
+    daily_settlement_hour_utc: int | None = None
+    liquidation_slippage_rate: float = 0.005
+    #: maintenance rate of a future/perp without a tier table (flat, every size; the run warns)
+    default_mmr: float = FLAT_MAINTENANCE_RATE
+    option_fee_cap: Decimal = DEFAULT_OPTION_FEE_CAP
+    delivery_fee_rate: Decimal = Decimal("0.0002")
+    delivery_window_ms: int = 30 * 60_000
+    haircuts: dict[str, float] = field(default_factory=dict)
+    tiers: dict[str, SimpleTiers] = field(default_factory=dict)
+    #: size-dependent IM/MM rates per futures symbol (Deribit standard margin, margin-rules
+    #: §7.2): they replace leverage-based IM and tiered/default MM for those symbols
+    rates: dict[str, MarginRates] = field(default_factory=dict)
+    funding_style: str = "discrete"  # discrete stamps, or continuous accrual (Deribit)
+    option_margin_style: str = "linear"  # deribit | linear | bybit (backtester.margin.options)
+    option_maintenance_rate: float = 0.075
+    option_liquidation_fee_rate: float = 0.002
+    portfolio_params: PortfolioParams | None = None  # None: Deribit's published grid
+    #: the settle coin of an open inverse contract margins it at face value (no haircut;
+    #: Bybit [BY1] §5.3)
+    inverse_margin_at_face: bool = False
+    #: the bankruptcy price leaves room for the taker fee to close at that price ([BY1] §5.3)
+    bankruptcy_includes_close_fee: bool = False
+    assumptions: tuple[str, ...] = ()
+
+    def liquidation_fee_for(self, underlying: str) -> float:
+        """Liquidation fee rate of a future/perp on ``underlying`` (per-coin override or the
+        profile's default)."""
+        return self.liquidation_fee_rates.get(underlying, self.liquidation_fee_rate)
+
+    def check_leverage(self, symbol: str, leverage: float, *,
+                       instrument_max: float | None = None) -> None:
+        """Refuse a leverage above the maximum of the symbol's first bracket.
+
+        The first bracket (the smallest notionals) allows the most leverage; a leverage above
+        it would reject every order of the symbol. The maximum comes from the symbol's tier
+        table, else ``instrument_max`` (the market's ``limits.leverage.max``); symbols margined
+        by size-dependent rates (Deribit) take no leverage and are not checked.
+
+        Raises
+        ------
+        ConfigError
+            ``leverage`` is above that maximum, naming the symbol, the maximum and the fix.
+        """
+        if symbol in self.rates:
+            return
+        tiers = self.tiers.get(symbol)
+        top = tiers.max_leverage[0] if tiers is not None and tiers.max_leverage else \
+            instrument_max
+        if top is None or leverage <= top:
+            return
+        where = (f"its first leverage bracket (notional up to {tiers.caps[0]:,.0f})"
+                 if tiers is not None and tiers.caps else "the market's leverage limit")
+        msg = (f"leverage {leverage:g} for {symbol} is above the exchange maximum {top:g} of "
+               f"{where} in the {self.name} profile; every order would be rejected: give "
+               f"{option('leverage', f'{symbol}={top:g}')} or less")
+        raise ConfigError(msg)
+
+    def haircut(self, asset: str) -> float:
+        """Collateral ratio of ``asset`` (1.0 when the profile lists none)."""
+        return self.haircuts.get(asset, 1.0)
+
+
+def engine_profile(name: str, *, tiers: Mapping[str, TierTable] | None = None,
+                   instruments: Mapping[str, Instrument] | None = None) -> ProfileData:
+    """Return the engine parameters of profile ``name`` with the run's tier tables ``tiers``
+    (symbol → table, as chosen by :func:`~backtester.margin.sources.resolve_tiers`) and the
+    profile's size-dependent margin rates for the futures among ``instruments``."""
+    prof = load_profile(name)
+    table = {s: SimpleTiers.from_table(t) for s, t in (tiers or {}).items()}
+    rates = {}
+    for sym, inst in (instruments or {}).items():
+        r = None if inst.is_option else prof.margin_rates_for(inst.base, inst.settle)
+        if r is not None:
+            rates[sym] = r
+    coin_pool = prof.valuation == "coin"
+    style = style_for_profile(name)
+    return ProfileData(
+        name=name, pool=prof.pool, quote_asset="BTC" if coin_pool else "USDT",
+        default_collateral=Decimal(2) if coin_pool else Decimal(100_000),
+        default_leverage=prof.default_leverage, call_level=prof.call_level,
+        liquidation_style=prof.liquidation_style,
+        liquidation_fee_rate=prof.liquidation_fee_rate,
+        liquidation_fee_rates=dict(prof.liquidation_fee_rates),
+        liquidation_slippage_rate=prof.liquidation_slippage_rate,
+        default_mmr=FLAT_MAINTENANCE_RATE,
+        option_fee_cap=option_fee_cap(prof), delivery_fee_rate=dec(prof.delivery_fee_rate),
+        delivery_window_ms=(prof.delivery_twap_minutes or 30) * 60_000,
+        haircuts=dict(prof.haircuts), tiers=table, rates=rates,
+        funding_style=prof.funding_style,
+        daily_settlement_hour_utc=prof.daily_settlement_hour_utc,
+        option_margin_style=style,
+        option_maintenance_rate=default_maintenance_rate(style),
+        option_liquidation_fee_rate=prof.option_liquidation_fee_rate
+        or DEFAULT_BYBIT_LIQUIDATION_FEE_RATE,
+        inverse_margin_at_face=prof.inverse_margin_at_face,
+        bankruptcy_includes_close_fee=prof.bankruptcy_includes_close_fee,
+        assumptions=prof.assumptions)
