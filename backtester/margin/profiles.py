@@ -1,0 +1,38 @@
+"""Deprecated: moved to :mod:`backtester.margin.profile`; this path is removed in the next release.
+
+Importing this module warns (``DeprecationWarning``) and gives the same objects as
+``backtester.margin.profile``.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+from backtester.margin.profile import (
+    PROFILE_NAMES,
+    FundingStyle,
+    IsolatedFormula,
+    LiquidationStyle,
+    MarginRates,
+    PoolRule,
+    Profile,
+    Valuation,
+    load_profile,
+)
+
+__all__ = [
+    "PROFILE_NAMES",
+    "FundingStyle",
+    "IsolatedFormula",
+    "LiquidationStyle",
+    "MarginRates",
+    "PoolRule",
+    "Profile",
+    "Valuation",
+    "load_profile",
+]
+
+msg = ("backtester.margin.profiles is deprecated: import from backtester.margin.profile "
+       "(the old path is removed in the next release)")
+warnings.warn(msg, DeprecationWarning, stacklevel=2)
+del msg
