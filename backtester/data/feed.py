@@ -27,11 +27,11 @@ from backtester.data.schema import (
 )
 from backtester.errors import DataError
 from backtester.instruments import Instrument
+from backtester.instruments.assets import is_stablecoin
 from backtester.timeutil import timeframe_ms
 
 __all__ = ["Feed", "MarketFrames", "SymbolFeed", "VolIndex"]
 
-_STABLES = frozenset({"USD", "USDT", "USDC", "BUSD", "FDUSD", "DAI"})
 #: The lowest vol the IV solver tries (its ``vol_min``): marks at or below the price it gives
 #: are options valued at intrinsic, IV 0.
 _IV_FLOOR = 1e-4
@@ -693,8 +693,8 @@ class Feed:
 
     @staticmethod
     def is_stable(asset: str) -> bool:
-        """True for USD stablecoins valued at 1 USD."""
-        return asset in _STABLES
+        """True for USD stablecoins valued at 1 USD (``backtester.instruments.assets``)."""
+        return is_stablecoin(asset)
 
 
 def _option_notes(feed: SymbolFeed, vol: VolIndex | None) -> list[str]:

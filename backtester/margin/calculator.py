@@ -53,7 +53,12 @@ from backtester.margin.options import (
 )
 from backtester.margin.prices import price_root
 from backtester.margin.requirements import check_leverage
-from backtester.margin.snapshot import ParsedPosition, ParsedSnapshot, parse_snapshot
+from backtester.margin.snapshot import (
+    ParsedPosition,
+    ParsedSnapshot,
+    parse_snapshot,
+    valuation_price,
+)
 
 __all__ = ["evaluate"]
 
@@ -235,17 +240,10 @@ class _SnapshotBook:
     def _price(self, asset: str) -> float:
         # valuation units per unit of ``asset``
         snap = self.snap
-        if not self.usd:
-            return 1.0
-        price = snap.asset_prices.get(asset)
+        price = valuation_price(snap, asset)
         if price is not None:
             return price
         if self.usd_pool:
-            # a coin-settled contract converts at its own coin's index
-            own = next((p for p in snap.positions if p.instrument.settle == asset
-                        and p.instrument.base == asset), None)
-            if own is not None:
-                return own.index_price
             user = next((p for p in snap.positions if p.instrument.settle == asset), None)
             if user is not None and asset not in snap.collateral:
                 path = f"positions[{user.index}].instrument.settle"

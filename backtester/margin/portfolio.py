@@ -487,8 +487,9 @@ def evaluate_portfolio(snapshot: Mapping[str, object], *, profile: object) -> di
     adds ``portfolio``: the standard (summed) requirements for comparison, the worst scenario
     per unit and the model's assumptions.
     """
+    from backtester.instruments.assets import STABLECOINS
     from backtester.margin.calculator import evaluate
-    from backtester.margin.snapshot import STABLECOINS, parse_snapshot
+    from backtester.margin.snapshot import parse_snapshot
 
     del profile
     cross = {**snapshot, "mode": "cross"}

@@ -15,15 +15,16 @@ from typing import Any, Literal
 
 from backtester.errors import ConfigError
 from backtester.instruments import Instrument, InstrumentKind, OptionType, instrument_from_symbol
+from backtester.instruments.assets import STABLECOINS
 from backtester.margin.profile import PROFILE_NAMES, MarginRates, Profile, load_profile
 from backtester.margin.sources import apply_fee_rates
 from backtester.margin.tiers import TierTable
 from backtester.numeric import dec
 
-__all__ = ["STABLECOINS", "ParsedPosition", "ParsedSnapshot", "parse_snapshot"]
+# STABLECOINS (backtester.instruments.assets): assets valued at 1 USD when the snapshot gives no
+# index for them; still importable from here
+__all__ = ["STABLECOINS", "ParsedPosition", "ParsedSnapshot", "parse_snapshot", "valuation_price"]
 
-#: Assets valued at 1 USD when the snapshot gives no index for them.
-STABLECOINS = frozenset({"USD", "USDT", "USDC", "BUSD", "FDUSD", "DAI", "TUSD"})
 
 # ``collateral_exact`` (optional, informational): the run's booked balances as exact decimal
 # strings, written beside ``collateral`` in a run's state.json
@@ -151,6 +152,27 @@ def parse_time_ms(value: object, path: str) -> int:
     msg = f"{path}: expected an ISO 8601 UTC time or integer milliseconds, got {value!r}"
     raise _fail(msg)
 
+
+
+def valuation_price(snap: ParsedSnapshot, asset: str) -> float | None:
+    """Return the valuation-currency price of one unit of ``asset`` in ``snap``, None if unknown.
+
+    The one conversion the calculator and the stress tests use: 1 when the profile values the
+    account in a coin (a single-coin pool); otherwise the asset's USD index from the snapshot's
+    ``prices`` (stablecoins: 1 when none is given); in a USD pool, a coin-settled contract's
+    own coin at that contract's index (the first such position's).
+    """
+    if snap.profile.valuation != "usd":
+        return 1.0
+    price = snap.asset_prices.get(asset)
+    if price is not None:
+        return price
+    if snap.profile.pool == "usd":
+        own = next((p for p in snap.positions if p.instrument.settle == asset
+                    and p.instrument.base == asset), None)
+        if own is not None:
+            return own.index_price
+    return None
 
 def parse_snapshot(snapshot: Mapping[str, object]) -> ParsedSnapshot:
     """Validate ``snapshot`` (DESIGN §4) and return its parsed form."""

@@ -25,9 +25,15 @@ from enum import StrEnum
 
 from backtester.errors import ConfigError
 from backtester.instruments import OptionType, symbol_underlying
+from backtester.instruments.assets import STABLECOINS
 from backtester.margin.calculator import evaluate
 from backtester.margin.kernel import DIST_DOWN, DIST_UP
-from backtester.margin.snapshot import STABLECOINS, ParsedPosition, ParsedSnapshot, parse_snapshot
+from backtester.margin.snapshot import (
+    ParsedPosition,
+    ParsedSnapshot,
+    parse_snapshot,
+    valuation_price,
+)
 from backtester.margin.status import MarginStatus
 from backtester.pricing import implied_vol, inverse_price, price, years_between
 
@@ -204,13 +210,15 @@ def _is_liquidating(res: Mapping[str, object]) -> bool:
 
 
 def _fx(p: ParsedPosition, snap: ParsedSnapshot) -> float:
-    """Valuation units per settle unit (as the calculator converts)."""
-    if snap.profile.valuation != "usd":
-        return 1.0
+    # valuation units per settle unit: the calculator's conversion (the snapshot evaluated, so
+    # the price is known)
     settle = p.instrument.settle
-    if settle in snap.asset_prices:
-        return snap.asset_prices[settle]
-    return p.index_price if settle == p.instrument.base else 1.0
+    price = valuation_price(snap, settle)
+    if price is None:
+        msg = (f"positions[{p.index}].instrument.settle: no USD price for {settle}; give "
+               f"prices.{settle}.index")
+        raise ConfigError(msg)
+    return price
 
 
 def _close_value(p: ParsedPosition) -> float:
