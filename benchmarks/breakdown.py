@@ -9,7 +9,7 @@ Categories (in bar-loop order):
 
 * ``setup`` — what ``backtester.run`` does outside the others (result assembly around
   ``_collect``, the run's progress context);
-* ``prepare`` — ``runner.prepare``: the configuration, loading the strategy, reading a stored
+* ``prepare`` — ``runs.runner.prepare``: the configuration, loading the strategy, reading a stored
   dataset (W4), the feed build (validation, alignment) and the exchange profile;
 * ``engine_init`` — ``Engine.__init__``: the account, the margin monitor and its first
   evaluation, minus ``jit``;
@@ -31,8 +31,8 @@ Categories (in bar-loop order):
 * ``replay`` — ``Account.check_replay`` (the journal replayed to the balances after the loop);
 * ``loop`` — what remains of ``Engine.run``: the while loop over the clock, feed cursors, the
   block and event checks;
-* ``trim`` — ``result_frames.trim_heap`` (``malloc_trim`` between loop and collection);
-* ``collection`` — ``runner._collect`` (every result frame and metric).
+* ``trim`` — ``runs.frames.trim_heap`` (``malloc_trim`` between loop and collection);
+* ``collection`` — ``runs.runner._collect`` (every result frame and metric).
 
 Overhead: each wrapped call costs a few hundred ns, partly inside the timed interval (inflating
 its own category) and partly outside (inflating its caller's). Both parts are measured on a
