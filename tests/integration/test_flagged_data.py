@@ -10,9 +10,9 @@ import json
 from pathlib import Path
 
 import pandas as pd
-from click.testing import CliRunner
 
-from backtester.cli import _register, cli
+from backtester.cli import _register
+from tests.cli_helpers import invoke as _invoke
 
 _register()
 FUT = "freqtrade-testdata/futures"
@@ -29,11 +29,6 @@ class HoldXrp(Strategy):
             self.sent = True
             ctx.buy("XRP/USDT:USDT", Decimal("1000"))
 '''
-
-
-def _invoke(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, list(args))
-    return result.exit_code, result.stdout, result.stderr
 
 
 def test_absurd_funding_is_shown_on_import_failed_by_validate_and_warned_by_a_run_15(

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from click.testing import CliRunner
 
-from backtester.cli import _register, cli
+from backtester.cli import _register
 from backtester.data.sample import ensure_sample
+from tests.cli_helpers import invoke as _invoke
+from tests.cli_helpers import one_error_line as _one_error_line
 
 _register()
 REPO = Path(__file__).resolve().parents[3]
@@ -53,19 +54,6 @@ def datasets(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("datasets")
     ensure_sample(root)
     return root
-
-
-def _invoke(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, list(args))
-    return result.exit_code, result.stdout, result.stderr
-
-
-def _one_error_line(stderr: str) -> str:
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1, stderr
-    assert lines[0].startswith("error: ")
-    assert "Traceback" not in stderr
-    return lines[0]
 
 
 def _run(datasets: Path, out: Path, *args: str, strategy: str = PAIR) -> tuple[int, str, str]:

@@ -10,23 +10,12 @@ import pytest
 from click.testing import CliRunner
 
 from backtester.cli import _register, cli
+from tests.cli_helpers import invoke as _invoke
+from tests.cli_helpers import one_error_line as _one_error_line
 
 _register()
 REPO = Path(__file__).resolve().parents[3]
 PAIR = str(REPO / "strategies" / "hedged_pair.py")
-
-
-def _invoke(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, list(args))
-    return result.exit_code, result.stdout, result.stderr
-
-
-def _one_error_line(stderr: str) -> str:
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1, stderr
-    assert lines[0].startswith("error: ")
-    assert "Traceback" not in stderr
-    return lines[0]
 
 
 def test_run_with_a_bad_parameter(tmp_path: Path) -> None:

@@ -6,9 +6,10 @@ import json
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
-from backtester.cli import _register, cli
+from backtester.cli import _register
+from tests.cli_helpers import invoke as _invoke
+from tests.cli_helpers import one_error_line as _one_error_line
 
 _register()
 
@@ -21,16 +22,7 @@ def _snapshot(**position: Any) -> str:
 
 
 def _margin(text: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, ["margin", "-", "--indent", "0"], input=text)
-    return result.exit_code, result.stdout, result.stderr
-
-
-def _one_error_line(stderr: str) -> str:
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1, stderr
-    assert lines[0].startswith("error: ")
-    assert "Traceback" not in stderr
-    return lines[0]
+    return _invoke("margin", "-", "--indent", "0", input=text)
 
 
 @pytest.mark.parametrize("size", ["1e308", "1.7976931348623157e308", "1e16", "1" + "0" * 400])
