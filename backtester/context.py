@@ -196,6 +196,10 @@ class ContextHost(Protocol):
         """Set the leverage of ``symbol``."""
         ...
 
+    def adjust_isolated_margin(self, symbol: str, amount: Decimal) -> None:
+        """Add (positive) or remove (negative) margin of the isolated position in ``symbol``."""
+        ...
+
     def record_user(self, values: dict[str, float]) -> None:
         """Store user series values for the current step."""
         ...
@@ -481,7 +485,7 @@ class Context:
     def add_margin(self, symbol: str, amount: Decimal | float | str) -> None:
         """Isolated mode: move ``amount`` (settle currency) from the pool to the position's
         margin; a negative amount removes margin (not below the initial margin)."""
-        self._e.margin.adjust_isolated_margin(symbol, dec(amount))
+        self._e.adjust_isolated_margin(symbol, dec(amount))
 
     def wake_on(self, *signals: Indicator) -> None:
         """Call ``on_bar`` only at bars where one of ``signals`` is true (non-zero, not NaN).

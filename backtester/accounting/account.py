@@ -194,6 +194,16 @@ class Account:
             pos.fees += fee
         return realized
 
+    def charge_position_fee(self, ts_ms: int, symbol: str, kind: EntryKind, fee: Decimal, *,
+                            ref: str = "") -> Entry:
+        """Charge ``fee`` (settle asset of ``symbol``; positive = paid by the account) as
+        ``kind`` — e.g. a liquidation fee booked apart from its fill — and add it to the
+        position's fee tally."""
+        pos = self.positions[symbol]
+        entry = self.book(ts_ms, kind, pos.instrument.settle, -fee, symbol=symbol, ref=ref)
+        pos.fees += fee
+        return entry
+
     def close_settled(self, pos: Position) -> None:
         """Close ``pos`` without booking anything: its value was settled by separate entries
         (an option's expiry payoff, booked as ``SETTLEMENT`` by the caller)."""

@@ -28,6 +28,7 @@ from backtester.config import FundingMode, RunConfig
 from backtester.context import AccountView, Context, Phase, PositionView
 from backtester.data.feed import Feed, SymbolFeed
 from backtester.engine.fills import FillsMixin
+from backtester.engine.ledger import LedgerMixin
 from backtester.engine.orderbook import OrderBookMixin
 from backtester.engine.recorder import POS_KEYS, REC_COLUMNS, RecorderMixin
 from backtester.engine.settlement import SettlementMixin
@@ -60,7 +61,7 @@ __all__ = ["Engine"]
 _MIN_SKIP = 16  # wake_on: gaps of at most this many steps are stepped through, not skipped
 
 
-class Engine(OrderBookMixin, FillsMixin, SettlementMixin, RecorderMixin):
+class Engine(OrderBookMixin, FillsMixin, SettlementMixin, LedgerMixin, RecorderMixin):
     """One backtest run. Build with :func:`backtester.run`; call :meth:`run` once."""
 
     def __init__(self, strategy: Strategy, feed: Feed, config: RunConfig, *,
@@ -199,7 +200,9 @@ class Engine(OrderBookMixin, FillsMixin, SettlementMixin, RecorderMixin):
             # used up or the step is not ok (then the monitor evaluates, calls, liquidates)
             if account.version != margin.block_key[0] or self.orders_version != \
                     margin.block_key[1] or s >= margin.block_end or s >= margin.block_bad:
-                margin.step(s)
+                breach = margin.step(s)
+                if breach is not None:
+                    self.carry_out(breach)  # the margin call's or liquidation's decisions
             if self.pending:
                 self._deliver()
             if self.stopped_reason is None and (wake is None or wake[s]):

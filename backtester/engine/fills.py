@@ -106,7 +106,9 @@ class FillsMixin(EngineParts):
         old_qty = pos.qty
         realized = self.account.apply_fill(self.now_ms, inst, signed, fill_px, fee,
                                            ref=f"order {order.id}")
-        self.margin.on_fill(pos, old_qty, fill_px)
+        allocation = self.margin.isolated_allocation(pos, old_qty, fill_px)
+        if allocation is not None:
+            self.book_decision(allocation)
         # the fill happened in its bar: at the open, or on the path inside the bar (its time
         # there unknown: the bar's open, with the path position), or at the close
         bar_open = f.ts[f.idx]
@@ -133,7 +135,7 @@ class FillsMixin(EngineParts):
 
     def record_liquidation_fill(self, ts_ms: int, symbol: str, qty: Decimal, price: Decimal,
                                 fee: Decimal, realized_pnl: Decimal) -> Fill:
-        """Record a liquidation's fill (already booked to the account by the liquidation) as
+        """Record a liquidation's fill (already booked to the account by the ledger) as
         the fill of an order of its own: a reduce-only market order tagged ``liquidation`` in
         the order log, filled in full at ``ts_ms`` (``qty`` signed contracts, ``price`` the
         liquidation or bankruptcy price, ``fee`` the liquidation fee in the settle asset)."""

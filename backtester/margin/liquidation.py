@@ -8,23 +8,42 @@ capped at the margin left; a deficit is absorbed and recorded. Isolated position
 allocation and are liquidated one by one, their loss capped at it. With several collateral pools
 (``backtester.margin.pools``) each liquidating pool is liquidated on its own: only its working
 orders are cancelled and only its positions closed, its fees capped at its margin balance.
+
+Nothing here changes the account: every step is a decision (``backtester.margin.decisions``)
+yielded to the engine, which books it and sends back its result; the code then re-evaluates the
+account as booked and decides the next step.
 """
 
 from __future__ import annotations
 
 import math
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_UP, Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from backtester.accounting import EntryKind, Position
 from backtester.config import MarginMode
 from backtester.events import EventScope, LiquidationStep, PositionLiquidated
 from backtester.events import LiquidationAction as Action
+from backtester.margin.decisions import (
+    CancelOrders,
+    Charge,
+    Decisions,
+    EmitEvent,
+    InsuranceFlow,
+    LiquidationFill,
+    PositionFee,
+    RecordLiquidationFill,
+    SetIsolatedMargin,
+    StopTrading,
+)
 from backtester.margin.prices import price_root
 from backtester.numeric import MONEY_QUANTUM, ZERO, dec, to_money, to_price
 
 if TYPE_CHECKING:
+    from collections.abc import Generator
+
     from backtester.data.feed import SymbolFeed
+    from backtester.margin.decisions import Decision
     from backtester.margin.pools import PoolState
     from backtester.margin.profile import ProfileData
     from backtester.margin.protocols import MarginHost
@@ -69,35 +88,36 @@ class LiquidationMixin:
         def note_liability(self) -> None: ...
 
     # -- isolated margin ------------------------------------------------------------------
-    def on_fill(self, pos: Position, old_qty: Decimal, price: Decimal) -> None:
-        """Isolated mode: allocate initial margin to a position that grows, release it
-        pro rata when it shrinks (the released margin returns to the pool)."""
+    def isolated_allocation(self, pos: Position, old_qty: Decimal,
+                            price: Decimal) -> SetIsolatedMargin | None:
+        """Isolated mode: the allocation of ``pos`` after a fill that took it from ``old_qty``
+        to its quantity now at ``price`` — initial margin added for what it grew by, released
+        pro rata when it shrank (the released margin returns to the pool); None outside
+        isolated mode (the engine books the decision)."""
         if self.mode is not MarginMode.ISOLATED or pos.instrument.is_option:
-            return
+            return None
         new = pos.qty
         inst = pos.instrument
         alloc = pos.isolated_margin or ZERO
-        acct = self.e.account
         if new == 0:
-            acct.set_isolated_margin(pos, None)
-            return
+            return SetIsolatedMargin(pos.symbol, None)
         if old_qty != 0 and (old_qty > 0) == (new > 0):
             if abs(new) < abs(old_qty):
-                acct.set_isolated_margin(pos, to_money(alloc * abs(new) / abs(old_qty)))
-                return
+                return SetIsolatedMargin(pos.symbol, to_money(alloc * abs(new) / abs(old_qty)))
             grown = abs(new) - abs(old_qty)
         else:
             alloc = ZERO  # opened or flipped: the old allocation went with the closed part
             grown = abs(new)
         add = to_money(inst.notional_exact(grown, price) / dec(pos.leverage)
                        * dec(self.e.config.margin_scale))
-        acct.set_isolated_margin(pos, alloc + add)
+        return SetIsolatedMargin(pos.symbol, alloc + add)
 
-    def adjust_isolated_margin(self, symbol: str, amount: Decimal) -> None:
-        """Add (positive) or remove (negative) margin of an isolated position.
+    def adjust_isolated_margin(self, symbol: str, amount: Decimal) -> SetIsolatedMargin:
+        """The allocation of the isolated position in ``symbol`` after adding (positive) or
+        removing (negative) ``amount`` of its settle asset (the engine books the decision).
 
         Adding needs that much available margin; removing may not take the position's margin
-        below its initial margin at the current mark.
+        below its initial margin at the current mark (otherwise a ``ConfigError``).
         """
         from backtester.errors import ConfigError
 
@@ -119,7 +139,7 @@ class LiquidationMixin:
                 msg = (f"cannot remove {-amount} from {symbol}: its margin would fall below the "
                        f"initial margin {im:.2f}")
                 raise ConfigError(msg)
-        self.e.account.set_isolated_margin(pos, pos.isolated_margin + amount)
+        return SetIsolatedMargin(symbol, pos.isolated_margin + amount)
 
     def _position_margin(self, pos: Position, f: SymbolFeed, w: int) -> tuple[float, float]:
         # an isolated position's margin balance (its margin + its PnL) and maintenance margin
@@ -133,7 +153,7 @@ class LiquidationMixin:
         balance, mm = self._position_margin(pos, f, w)
         return balance - mm
 
-    def _check_isolated(self, t: int) -> None:
+    def _check_isolated(self, t: int) -> Decisions:
         feeds = self.e.feed.symbols
         for sym, pos in sorted(self.e.account.positions.items()):
             if pos.qty == 0 or pos.instrument.is_option:
@@ -142,16 +162,16 @@ class LiquidationMixin:
             ws = _SCENARIOS if self.intrabar else (2,)
             w = min(ws, key=lambda w: self._position_excess(pos, f, w))
             if self._position_excess(pos, f, w) <= 0:
-                self._liquidate_isolated(t, pos, f, w)
+                yield from self._liquidate_isolated(t, pos, f, w)
 
-    def _liquidate_isolated(self, t: int, pos: Position, f: SymbolFeed, w: int) -> None:
+    def _liquidate_isolated(self, t: int, pos: Position, f: SymbolFeed, w: int) -> Decisions:
         e = self.e
         before = self.evaluate_now()
         balance, mm = self._position_margin(pos, f, w)
         # the ratio that was breached is the position's own, not the account's
         ratio = mm / balance if balance > 0 else math.inf
         steps: list[LiquidationStep] = []
-        n = e.cancel(None, symbol=pos.symbol, reason="liquidation")
+        n = yield CancelOrders((pos.symbol,), "liquidation")
         if n:
             steps.append(LiquidationStep(action=Action.CANCEL_ORDERS, symbol=pos.symbol,
                                          qty=Decimal(n), price=ZERO, fee=ZERO,
@@ -161,15 +181,15 @@ class LiquidationMixin:
         flow: dict[str, Decimal] = {}
         settle = pos.instrument.settle
         bal_before = e.account.balances.get(settle, ZERO)
-        self._close_slice(t, pos, f, abs(pos.qty), mark, steps, flow,
-                          bankruptcy=self._isolated_bankruptcy(pos, alloc))
+        yield from self._close_slice(t, pos, f, abs(pos.qty), mark, steps, flow,
+                                     bankruptcy=self._isolated_bankruptcy(pos, alloc))
         self._taken_over = False  # a position's margin, not the account, was exhausted
         lost = bal_before - e.account.balances.get(settle, ZERO)
         if lost > alloc:
             # losses are capped at the isolated margin: the fund covers the rest
-            self.absorb_deficit(t, settle, lost - alloc, steps, flow, symbol=pos.symbol,
-                                ref="isolated deficit")
-        self.e.account.set_isolated_margin(pos, None)
+            yield from self.absorb_deficit(t, settle, lost - alloc, steps, flow,
+                                           symbol=pos.symbol, ref="isolated deficit")
+        yield SetIsolatedMargin(pos.symbol, None)
         self.liquidations += 1
         ev = PositionLiquidated(ts_ms=t, scope=EventScope.POSITION,
                                 reason="isolated margin + PnL <= maintenance margin",
@@ -178,7 +198,7 @@ class LiquidationMixin:
                                 equity_after=self.evaluate_now().equity,
                                 margin_ratio_before=ratio, insurance_flow=flow,
                                 is_bankrupt=False)
-        e.emit(ev, "liquidation")
+        yield EmitEvent(ev, "liquidation")
 
     def _isolated_bankruptcy(self, pos: Position, alloc: Decimal) -> float | None:
         # the price at which the isolated margin is exhausted: margin + PnL(P) = 0
@@ -188,27 +208,24 @@ class LiquidationMixin:
         return None if x is None else entry * x
 
     # -- liquidation ----------------------------------------------------------------------
-    def _liquidate(self, t: int, st: MarginState) -> None:
+    def _liquidate(self, t: int, st: MarginState) -> Decisions:
         """Cancel orders, then reduce by the profile's rule until healthy; fees to the
         insurance fund; a deficit below zero is covered by the fund and recorded. With several
         pools, each liquidating pool on its own (one event each)."""
         if not st.pools:
-            self._liquidate_pool(t, st, None)
+            yield from self._liquidate_pool(t, st, None)
             return
         for pool in [p.asset for p in st.pools.values() if p.status == "liquidate"]:
-            self._liquidate_pool(t, st, pool)
+            yield from self._liquidate_pool(t, st, pool)
 
-    def _liquidate_pool(self, t: int, st: MarginState, pool: str | None) -> None:
+    def _liquidate_pool(self, t: int, st: MarginState, pool: str | None) -> Decisions:
         # the liquidation of the account (pool None) or of one pool of several
         e = self.e
         before = st.equity
         steps: list[LiquidationStep] = []
-        if pool is None:
-            n_orders = e.cancel(None, symbol=None, reason="liquidation")
-        else:
-            n_orders = sum(e.cancel(None, symbol=s, reason="liquidation") for s in dict.fromkeys(
-                o.symbol for o in e.orders.values()
-                if self.pool_of(e.feed.symbols[o.symbol].instrument.settle) == pool))
+        n_orders = yield CancelOrders(None if pool is None else tuple(dict.fromkeys(
+            o.symbol for o in e.orders.values()
+            if self.pool_of(e.feed.symbols[o.symbol].instrument.settle) == pool)), "liquidation")
         if n_orders:
             steps.append(LiquidationStep(action=Action.CANCEL_ORDERS, symbol="",
                                          qty=Decimal(n_orders), price=ZERO, fee=ZERO,
@@ -229,12 +246,12 @@ class LiquidationMixin:
             pos, f, mark = victim
             triggers[pos.symbol] = mark
             qty = self._slice(pos, mark, style)
-            self._close_slice(t, pos, f, qty, mark, steps, flow, scenario=scenario)
+            yield from self._close_slice(t, pos, f, qty, mark, steps, flow, scenario=scenario)
         if not self._pooled:
-            self._repay_liabilities(t, steps, scenario)
-        bankrupt, stop = self._cover_deficit(t, steps, flow, pool)
+            yield from self._repay_liabilities(t, steps, scenario)
+        bankrupt, stop = yield from self._cover_deficit(t, steps, flow, pool)
         if stop:
-            e.stop("bankrupt")
+            yield StopTrading("bankrupt")
         self.liquidations += 1
         scope = EventScope.POSITION if self.mode is MarginMode.ISOLATED else EventScope.ACCOUNT
         ev = PositionLiquidated(ts_ms=t, scope=scope if pool is None else EventScope.POOL,
@@ -244,7 +261,7 @@ class LiquidationMixin:
                                 margin_ratio_before=st.margin_ratio if pool is None
                                 else st.pools[pool].margin_ratio, insurance_flow=flow,
                                 is_bankrupt=bankrupt, pool=pool)
-        e.emit(ev, "liquidation")
+        yield EmitEvent(ev, "liquidation")
 
     def _pick_victim(self, scenario: dict[str, int],
                      pool: str | None = None) -> tuple[Position, SymbolFeed, float] | None:
@@ -288,7 +305,7 @@ class LiquidationMixin:
     def _close_slice(self, t: int, pos: Position, f: SymbolFeed, qty: Decimal, mark: float,
                      steps: list[LiquidationStep], flow: dict[str, Decimal], *,
                      bankruptcy: float | None = None,
-                     scenario: dict[str, int] | None = None) -> None:
+                     scenario: dict[str, int] | None = None) -> Decisions:
         inst = pos.instrument
         is_long = pos.qty > 0
         market = mark * (1.0 - self.liq_slippage) if is_long else mark * (1.0 + self.liq_slippage)
@@ -308,8 +325,7 @@ class LiquidationMixin:
         else:
             price = to_price(max(market, float(inst.tick_size)), inst.tick_size)
         signed = -qty if is_long else qty
-        acct = self.e.account
-        realized = acct.apply_fill(t, inst, signed, price, ZERO, ref="liquidation")
+        realized = yield LiquidationFill(t, inst.symbol, signed, price)
         fee = ZERO
         rate: float | None = None
         if not is_takeover:
@@ -327,11 +343,9 @@ class LiquidationMixin:
             left = self._margin_left(inst.settle, scenario) / max(px, 1e-300)
             fee = min(to_money(notional * dec(rate)), max(ZERO, to_money(max(left, 0.0))))
             if fee > 0:
-                acct.book(t, EntryKind.LIQUIDATION_FEE, inst.settle, -fee, symbol=inst.symbol,
-                          ref="fee to close at the bankruptcy price" if is_takeover
-                          else "liquidation")
-                pos.fees += fee
-                acct.fund_insurance(inst.settle, fee)
+                yield PositionFee(t, inst.symbol, EntryKind.LIQUIDATION_FEE, fee,
+                                  "fee to close at the bankruptcy price" if is_takeover
+                                  else "liquidation")
                 flow[inst.settle] = flow.get(inst.settle, ZERO) + fee
         steps.append(LiquidationStep(action=Action.TAKEOVER if is_takeover
                                      else Action.LIQUIDATION_ORDER,
@@ -346,10 +360,10 @@ class LiquidationMixin:
                     steps.append(LiquidationStep(action=Action.ADL, symbol=inst.symbol, qty=ZERO,
                                                  price=price, fee=ZERO, realized_pnl=gap))
                 else:
-                    acct.fund_insurance(inst.settle, -gap)
+                    yield InsuranceFlow(inst.settle, -gap)
                     flow[inst.settle] = flow.get(inst.settle, ZERO) - gap
             self._taken_over = True
-        self.e.record_liquidation_fill(t, inst.symbol, signed, price, fee, realized)
+        yield RecordLiquidationFill(t, inst.symbol, signed, price, fee, realized)
 
     def _margin_left(self, settle: str, scenario: dict[str, int] | None = None) -> float:
         # margin balance (USD) of the pool a position settled in ``settle`` draws on (the
@@ -399,22 +413,22 @@ class LiquidationMixin:
 
     def absorb_deficit(self, t: int, asset: str, amount: Decimal,
                        steps: list[LiquidationStep], flow: dict[str, Decimal], *, symbol: str,
-                       ref: str) -> None:
+                       ref: str) -> Decisions:
         """Credit ``amount`` (> 0) of a deficit back to the account and record who bore it:
         the insurance fund (``insurance_cover``), or — with the run key ``adl`` — the opposite
         side's profitable positions by auto-deleveraging (``adl``; the fund is untouched)."""
         is_adl = self.e.config.adl
-        self.e.account.book(t, EntryKind.INSURANCE_COVER, asset, amount, symbol=symbol,
-                            ref="auto-deleveraging" if is_adl else ref)
+        yield Charge(t, EntryKind.INSURANCE_COVER, asset, amount, symbol=symbol,
+                     ref="auto-deleveraging" if is_adl else ref)
         if not is_adl:
-            self.e.account.fund_insurance(asset, -amount)
+            yield InsuranceFlow(asset, -amount)
             flow[asset] = flow.get(asset, ZERO) - amount
         steps.append(LiquidationStep(action=Action.ADL if is_adl else Action.INSURANCE_COVER,
                                      symbol=symbol, qty=ZERO, price=ZERO, fee=ZERO,
                                      realized_pnl=amount))
 
     def _repay_liabilities(self, t: int, steps: list[LiquidationStep],
-                           scenario: dict[str, int]) -> None:
+                           scenario: dict[str, int]) -> Decisions:
         """Repay the negative balances of a one-pool account (liabilities against its other
         collateral) by selling that collateral: other stablecoins first at par, then coins by
         USD value, each at its index in the liquidation's scenario moved against the account by
@@ -445,15 +459,15 @@ class LiquidationMixin:
                 qty = min(acct.balances[asset], (need / rate).quantize(
                     MONEY_QUANTUM, rounding=ROUND_UP))
                 proceeds = to_money(qty * rate)
-                acct.book(t, EntryKind.COLLATERAL_CONVERSION, asset, -qty,
-                          ref=f"sold to repay {liab}")
-                acct.book(t, EntryKind.COLLATERAL_CONVERSION, liab, proceeds,
-                          ref=f"sale of {asset}")
+                yield Charge(t, EntryKind.COLLATERAL_CONVERSION, asset, -qty,
+                             ref=f"sold to repay {liab}")
+                yield Charge(t, EntryKind.COLLATERAL_CONVERSION, liab, proceeds,
+                             ref=f"sale of {asset}")
                 steps.append(LiquidationStep(action=Action.COLLATERAL_SALE, symbol=asset, qty=-qty,
                                              price=rate, fee=ZERO, realized_pnl=proceeds))
 
     def _cover_deficit(self, t: int, steps: list[LiquidationStep], flow: dict[str, Decimal],
-                       pool: str | None = None) -> tuple[bool, bool]:
+                       pool: str | None = None) -> Generator[Decision, Any, tuple[bool, bool]]:
         # cover negative balances (of ``pool``'s assets only, if given); return (bankrupt,
         # stop the run): with one pool both are the account's bankruptcy; a pool of several is
         # bankrupt when a deficit was covered and its positions are closed or its margin
@@ -468,7 +482,8 @@ class LiquidationMixin:
                                    for p in acct.positions.values()):
                 # the deficit is absorbed (insurance fund, or auto-deleveraging when the run
                 # says so) and recorded; the wallet never goes negative silently
-                self.absorb_deficit(t, asset, -bal, steps, flow, symbol="", ref="bankruptcy")
+                yield from self.absorb_deficit(t, asset, -bal, steps, flow, symbol="",
+                                               ref="bankruptcy")
                 bankrupt = True
         if self._taken_over:
             self._taken_over = False

@@ -30,11 +30,13 @@ from typing import TYPE_CHECKING
 
 from backtester.config import MarginMode
 from backtester.events import EventScope, MarginCalled
+from backtester.margin.decisions import EmitEvent
 from backtester.margin.status import MarginStatus
 
 if TYPE_CHECKING:
     from backtester.accounting import Position
     from backtester.margin.book import Book
+    from backtester.margin.decisions import Decisions
     from backtester.margin.profile import ProfileData
     from backtester.margin.protocols import MarginHost
     from backtester.margin.state import MarginState
@@ -153,28 +155,28 @@ class PoolsMixin:
         where = f" in the {pool} pool" if now.pools or keys != [pool] else ""
         return self.pool_state(now, pool).available, where
 
-    def _margin_call(self, t: int, st: MarginState) -> None:
+    def _margin_call(self, t: int, st: MarginState) -> Decisions:
         # a margin call (status "call"): one event when the account (one pool) or a pool
         # (several) reaches the call level, none again while it stays there
         if not st.pools:
             if not self._in_call:
-                self._emit_call(t, st.margin_ratio, st.margin_balance, st.maintenance_margin,
-                                st.initial_margin, pool=None)
+                yield self._call_event(t, st.margin_ratio, st.margin_balance,
+                                       st.maintenance_margin, st.initial_margin, pool=None)
             self._in_call = True
             return
         was = self._pools_in_call if self._in_call else frozenset()
         calling = [p for p in st.pools.values() if p.status == "call"]
         for p in calling:
             if p.asset not in was:
-                self._emit_call(t, p.margin_ratio, p.margin_balance, p.maintenance_margin,
-                                p.initial_margin, pool=p.asset)
+                yield self._call_event(t, p.margin_ratio, p.margin_balance,
+                                       p.maintenance_margin, p.initial_margin, pool=p.asset)
         self._pools_in_call = frozenset(p.asset for p in calling)
         self._in_call = True
 
-    def _emit_call(self, t: int, ratio: float, mb: float, mm: float, im: float, *,
-                   pool: str | None) -> None:
+    def _call_event(self, t: int, ratio: float, mb: float, mm: float, im: float, *,
+                    pool: str | None) -> EmitEvent:
         self.margin_calls += 1
         ev = MarginCalled(ts_ms=t, margin_ratio=ratio, margin_balance=mb,
                           maintenance_margin=mm, initial_margin=im, call_level=self.call_level,
                           scope=EventScope.ACCOUNT if pool is None else EventScope.POOL, pool=pool)
-        self.e.emit(ev, "margin_call")
+        return EmitEvent(ev, "margin_call")

@@ -1,10 +1,14 @@
-"""What the margin engine reads and writes of the run it serves, as a protocol.
+"""What the margin engine reads of the run it serves, as protocols.
 
 The margin layer sits below the engine (``backtester.engine`` wires data, account, margin and
 strategy): it never imports the engine, not even for type checking. :class:`MarginHost` names
-the narrow view it needs instead — the account, the data, the working orders, the clock, the
-configuration and the run's event lists — and ``backtester.engine.Engine`` satisfies it
-structurally (mypy checks it where the engine builds its :class:`MarginEngine`).
+the narrow view it needs instead — the account read-only (:class:`AccountReader`), the data,
+the working orders, the clock, the configuration and the run's records — and
+``backtester.engine.Engine`` satisfies it structurally (mypy checks it where the engine builds
+its :class:`MarginEngine`). The margin engine changes nothing of the run's account, orders or
+events: what it decides (a margin call's event, a liquidation's cancels, fills, fees and
+insurance flows, an isolated allocation) it returns as decisions
+(:mod:`backtester.margin.decisions`) that the engine books.
 """
 
 from __future__ import annotations
@@ -12,37 +16,61 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from decimal import Decimal
 
-    from backtester.accounting import Account
+    from backtester.accounting import Position
     from backtester.config import RunConfig
     from backtester.data.feed import Feed
     from backtester.margin.profile import ProfileData
     from backtester.margin.state import MarginEngine
-    from backtester.orders import Fill, Order
+    from backtester.orders import Order
 
-__all__ = ["FinishedRun", "MarginHost"]
+__all__ = ["AccountReader", "FinishedRun", "MarginHost"]
+
+
+class AccountReader(Protocol):
+    """The account as the margin engine reads it: no method that books or changes anything.
+
+    ``balances`` and ``session`` (unsettled daily-session amounts) per asset, ``positions``
+    per symbol, the ``leverage`` settings and ``default_leverage``, and ``version`` (bumped by
+    every change: a block of evaluated steps holds while it stands still).
+    """
+
+    @property
+    def balances(self) -> Mapping[str, Decimal]: ...
+
+    @property
+    def session(self) -> Mapping[str, Decimal]: ...
+
+    @property
+    def positions(self) -> Mapping[str, Position]: ...
+
+    @property
+    def leverage(self) -> Mapping[str, float]: ...
+
+    @property
+    def default_leverage(self) -> float: ...
+
+    @property
+    def version(self) -> int: ...
 
 
 class MarginHost(Protocol):
     """The run as the margin engine sees it.
 
-    Read: the account, the feed, the working orders and their version (bumped when an order
-    is placed or leaves the book), the clock (``step`` index, ``now_ms`` its close, ms UTC), the
-    run configuration, the symbols' codes and the perps that need work every bar. The margin
-    engine books liquidations through :class:`~backtester.accounting.Account`'s public
-    methods and hands the rest back through the host's methods, never its lists: ``emit``
-    (a market event and its strategy hook), ``record_liquidation_fill`` (a liquidation's fill,
-    given an order of its own in the order log), ``stop`` (a bankruptcy stops trading),
-    ``cancel`` (removes working orders; ``reason`` is recorded), ``record_greeks``; plus the
-    run's warnings and the per-step position and pool records it writes.
+    Read: the account (read-only), the feed, the working orders and their version (bumped when
+    an order is placed or leaves the book), the clock (``step`` index, ``now_ms`` its close,
+    ms UTC), the run configuration, the symbols' codes and the perps that need work every bar.
+    Written: only the margin engine's own records — the run's warnings, the per-step position
+    and pool records and ``record_greeks``; everything else is a decision the engine books.
     """
 
     @property
     def stopped_reason(self) -> str | None: ...
 
     @property
-    def account(self) -> Account: ...
+    def account(self) -> AccountReader: ...
 
     @property
     def feed(self) -> Feed: ...
@@ -51,7 +79,7 @@ class MarginHost(Protocol):
     def config(self) -> RunConfig: ...
 
     @property
-    def orders(self) -> dict[int, Order]: ...
+    def orders(self) -> Mapping[int, Order]: ...
 
     @property
     def orders_version(self) -> int: ...
@@ -63,7 +91,7 @@ class MarginHost(Protocol):
     def now_ms(self) -> int: ...
 
     @property
-    def symbol_code(self) -> dict[str, int]: ...
+    def symbol_code(self) -> Mapping[str, int]: ...
 
     @property
     def _special(self) -> set[str]: ...
@@ -76,24 +104,6 @@ class MarginHost(Protocol):
 
     @property
     def pool_rec(self) -> list[tuple[int, dict[str, float]]]: ...
-
-    def cancel(self, order_id: int | None, *, symbol: str | None, reason: str) -> int:
-        """Cancel one order (``order_id``), all orders of ``symbol``, or all; return how many."""
-        ...
-
-    def emit(self, event: Any, hook: str) -> None:
-        """Record a market event in the results and queue the strategy's ``on_<hook>``."""
-        ...
-
-    def stop(self, reason: str) -> None:
-        """Stop trading (``reason``: why, e.g. ``bankrupt``)."""
-        ...
-
-    def record_liquidation_fill(self, ts_ms: int, symbol: str, qty: Decimal, price: Decimal,
-                                fee: Decimal, realized_pnl: Decimal) -> Fill:
-        """Record a liquidation's fill, already booked to the account, under an order of its
-        own (signed ``qty`` contracts at ``price``; ``fee`` in the settle asset)."""
-        ...
 
     def record_greeks(self, step: int, greeks: dict[str, float]) -> None:
         """Record the account greeks of ``step``."""

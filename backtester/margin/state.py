@@ -53,6 +53,7 @@ from backtester.pricing import black76
 
 if TYPE_CHECKING:
     from backtester.data.feed import SymbolFeed
+    from backtester.margin.decisions import Decisions
     from backtester.margin.profile import ProfileData
     from backtester.margin.protocols import MarginHost
     from backtester.orders import Order
@@ -236,14 +237,17 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
         return steps if row < 0 else self.store.bars[row, steps]
 
     # -- the per-bar check ---------------------------------------------------------------
-    def step(self, s: int) -> None:
+    def step(self, s: int) -> Decisions | None:
         """Check step ``s`` (the engine's current step): evaluate a block from ``s`` when the
-        book changed or the block is used up, then raise a margin call or liquidate where the
-        status says so. The step's state is in :attr:`rec` (row ``s``) and :attr:`state`."""
+        book changed or the block is used up; where the status is not ok, return what the
+        margin call or liquidation decides (the engine carries the decisions out in order,
+        then the step's state is re-evaluated); None when the step is ok. The step's state is
+        in :attr:`rec` (row ``s``) and :attr:`state`."""
         if self.book_key() != self.block_key or s >= self.block_end:
             self._refresh(s)
         if s >= self.block_bad:
-            self._breach(s)
+            return self._breach(s)
+        return None
 
     @property
     def state(self) -> MarginState:
@@ -340,21 +344,21 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
         bad = np.flatnonzero(rest != k.STATUS_OK)
         self.block_bad = s + 1 + int(bad[0]) if len(bad) else self.block_end
 
-    def _breach(self, s: int) -> None:
+    def _breach(self, s: int) -> Decisions:
         t = int(self._times[s])
         if s != self._last_breach + 1:
             self._in_call = False  # an ok step came between: a new call is a new event
         self._last_breach = s
         st = self.state_at(s)
         if self.mode is MarginMode.ISOLATED:
-            self._check_isolated(t)
+            yield from self._check_isolated(t)
             self._refresh(s)
             return
         if st.status == "liquidate":
-            self._liquidate(t, st)
+            yield from self._liquidate(t, st)
             self._refresh(s)  # the step's state after the liquidation
             return
-        self._margin_call(t, st)
+        yield from self._margin_call(t, st)
         self._next_bad(s)
 
     def _flush(self, upto: int) -> None:

@@ -1,7 +1,9 @@
-"""Fixtures for the data integration tests: the loopback fake exchange and a fetch helper."""
+"""Fixtures for the integration tests: the loopback fake exchange, a fetch helper, and the real
+Binance BTC/USDT:USDT brackets (2024-10-24, ../shared/data/exchange/binance_leverage_tiers.json)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,13 @@ NOW_MS = parse_utc_ms("2026-01-01")
 def fake_exchange(shared_data: Path) -> Iterator[FakeExchange]:
     with FakeExchange(shared_data) as server:
         yield server
+
+
+@pytest.fixture
+def btc_tiers(shared_data: Path) -> dict[str, Any]:
+    """The real Binance USDⓈ-M BTC/USDT:USDT leverage brackets, as ``tiers=`` takes them."""
+    data = json.loads((shared_data / "exchange" / "binance_leverage_tiers.json").read_text())
+    return {"BTC/USDT:USDT": data["BTC/USDT:USDT"]}
 
 
 @pytest.fixture

@@ -4,9 +4,7 @@ brackets gate leverage. Tier tables are the real Binance BTC/USDT:USDT brackets 
 
 from __future__ import annotations
 
-import json
 from decimal import Decimal
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -34,12 +32,6 @@ class Open(Strategy):
             ctx.set_leverage(PERP, self.leverage)
             self.ticket = ctx.buy(PERP, Decimal(self.qty))
             type(self).last_ticket = self.ticket
-
-
-@pytest.fixture
-def btc_tiers(shared_data: Path) -> dict:
-    data = json.loads((shared_data / "exchange" / "binance_leverage_tiers.json").read_text())
-    return {PERP: data[PERP]}
 
 
 def run(profile: str, tiers: dict, prices: list[float], collateral: float, qty: str = "20",
