@@ -24,8 +24,9 @@ Categories (in bar-loop order):
 * ``funding`` — funding, expiries, daily settlement (``_funding``, ``_special_funding``,
   ``_expire``, ``_daily_settlement``) when called outside ``fills``;
 * ``margin`` — the margin monitor: ``MarginEngine.step`` and everything it calls (book build,
-  the kernel's block evaluation which also writes the account series, margin calls,
-  liquidations), minus ``recording``;
+  the kernel's block evaluation which also writes the account series) and
+  ``Engine.carry_out`` (margin calls and liquidations: the margin engine's decisions and their
+  booking), minus ``recording``;
 * ``recording`` — ``MarginEngine._flush`` (position rows, pool collateral, greeks per step),
   ``Engine._finish_records``, ``Engine.record_user``;
 * ``replay`` — ``Account.check_replay`` (the journal replayed to the balances after the loop);
@@ -66,6 +67,7 @@ TARGETS: tuple[tuple[str | None, str, str], ...] = (
     ("Engine", "_expire", "funding"),
     ("Engine", "_daily_settlement", "funding"),
     ("MarginEngine", "step", "margin"),
+    ("Engine", "carry_out", "margin"),
     ("MarginEngine", "_flush", "recording"),
     ("Engine", "_finish_records", "recording"),
     ("Engine", "record_user", "recording"),
