@@ -359,8 +359,12 @@ _DIST_GRID_POINTS = 64
 # _moved_surplus and _distance are left to LLVM to inline, not numba (``inline="always"``
 # inlines at numba's IR level): IR inlining of these two large functions into ``evaluate`` more
 # than tripled the first compile (a fresh install's first demo: 36 s CPU with it, 20.5 s
-# without) for about 5 % of W1's step; the arithmetic and its order are the same either way
-@njit(cache=True)
+# without) for about 5 % of W1's step; the arithmetic and its order are the same either way.
+# They are compiled without numba's reference counting (``_nrt=False``): they only read and
+# write arrays their caller owns (no array is created, sliced or kept), so the counts' atomic
+# increments and decrements on each of their array arguments at every call — 3 calls and
+# ~28 atomic pairs per step in W1, half the distance pass's time — have nothing to protect
+@njit(cache=True, _nrt=False)
 def _moved_surplus(f: float, target: int, isolated: bool, multi: bool, opt_off_mb: bool,
                    no_mm: bool, pm_mm: float, lf: np.ndarray, li: np.ndarray, af: np.ndarray,
                    ai: np.ndarray, px: np.ndarray, mk: np.ndarray, ud: np.ndarray,
@@ -371,7 +375,9 @@ def _moved_surplus(f: float, target: int, isolated: bool, multi: bool, opt_off_m
     # its legs' marks and underlyings and its coin's price; options held at their value and
     # requirement (settle currency). Isolated: the least allocation + value - maintenance of
     # a position.
-    acc[:] = 0.0
+    for p in range(acc.shape[0]):  # (no slice: a view is an array created)
+        acc[p, 0] = 0.0
+        acc[p, 1] = 0.0
     for a in range(af.shape[0]):
         bal = af[a, AF_BAL]
         ses = af[a, AF_SESSION]
@@ -429,7 +435,7 @@ def _moved_surplus(f: float, target: int, isolated: bool, multi: bool, opt_off_m
     return least
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)  # (see _moved_surplus)
 def _distance(target: int, down: bool, grid: bool, base: float, isolated: bool, multi: bool,
               opt_off_mb: bool, no_mm: bool, pm_mm: float, lf: np.ndarray, li: np.ndarray,
               af: np.ndarray, ai: np.ndarray, px: np.ndarray, mk: np.ndarray, ud: np.ndarray,
