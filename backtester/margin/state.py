@@ -174,6 +174,8 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
         self.block_key: tuple[int, int] = (-1, -1)
         self._block_book: Book | None = None
         self._block_size = 64
+        self._book_gap = 64.0  # steps between changes of the book (moving average)
+        self._changed_at = 0
         self._legs_buf = np.zeros((1, 1, 5))
         self._pools_buf = np.zeros((1, 1, k.NPOOL))
         # the distance pass's outputs (records, legs, pools: not kept) and the marks of a
@@ -265,7 +267,12 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
         if self.block_key == self.book_key() and s >= self.block_end:
             self._block_size = self._block_size * 2  # used up: longer
         elif self.block_end > self.block_start:
-            self._block_size = 2 * (s - self.block_start)  # cut short: about what was used
+            # the book changed: 1.5 x the steps between changes, averaged over about the last
+            # 16 (a block's bars beyond the next change are wasted, one more refresh costs
+            # about as much as 100 bars)
+            self._book_gap += (s - self._changed_at - self._book_gap) / 16
+            self._changed_at = s
+            self._block_size = int(1.5 * self._book_gap)
         self._block_size = min(max(self._block_size, self.block_min), self.block_max)
         book = self.book()
         nbars = min(self._block_size, n - s)
