@@ -415,25 +415,40 @@ def build_book(view: BookView, store: PriceStore, profile: ProfileData, *,
     is the view's, the new book is its layout with the view's values (the same arrays as a
     book laid out anew).
     """
-    positions = [p for p in view.positions if p.qty_f != 0.0]
+    # (one pass per kind of item: this runs at every change of the account)
+    nan = float("nan")
+    positions: list[Position] = []
+    qty: list[float] = []
+    entry: list[float] = []
+    leverage: list[float] = []
+    iso: list[float] = []
+    for p in view.positions:
+        if p.qty_f != 0.0:
+            positions.append(p)
+            qty.append(p.qty_f)
+            entry.append(p.entry_f)
+            leverage.append(p.leverage)
+            iso.append(float(p.isolated_margin) if isolated and p.isolated_margin is not None
+                       else nan)
     working = [o for o in view.orders if not o.is_reduce_only]
     # assets: balances, session amounts, the settle assets of the legs and orders
     names: list[str] = list(view.balances)
-    for a, v in view.session.items():
-        if v and a not in names:
+    held_session = [a for a, v in view.session.items() if v]
+    for a in held_session:
+        if a not in names:
             names.append(a)
-    for inst in [p.instrument for p in positions] + [view.feeds[o.symbol].instrument
-                                                     for o in view.orders]:
-        if inst.settle not in names:
-            names.append(inst.settle)
-    nan = float("nan")
+    for p in positions:
+        if p.instrument.settle not in names:
+            names.append(p.instrument.settle)
+    for o in view.orders:
+        settle = view.feeds[o.symbol].instrument.settle
+        if settle not in names:
+            names.append(settle)
+    balance = [float(view.balances.get(a, 0)) for a in names]
     values = _Values(
-        qty=[p.qty_f for p in positions], entry=[p.entry_f for p in positions],
-        leverage=[p.leverage for p in positions],
-        isolated_margin=[float(p.isolated_margin) if isolated and p.isolated_margin is not None
-                         else nan for p in positions],
-        balance=[float(view.balances.get(a, 0)) for a in names],
-        session=[float(view.session.get(a, 0)) for a in names],
+        qty=qty, entry=entry, leverage=leverage, isolated_margin=iso, balance=balance,
+        session=[float(view.session.get(a, 0)) for a in names] if view.session
+        else [0.0] * len(names),
         order_qty=[float(o.qty) for o in working],
         order_price=[float(o.price) if o.price is not None else nan for o in working],
         order_leverage=[view.leverage(o.symbol) for o in working])
@@ -441,8 +456,7 @@ def build_book(view: BookView, store: PriceStore, profile: ProfileData, *,
     # session amounts (groups, pools) and the working orders, in order
     shape = (tuple([p.symbol for p in positions]), tuple(names),
              tuple([a for a, b in view.balances.items() if b != 0]),
-             tuple([a for a, v in view.session.items() if v]),
-             tuple([v != 0 for v in values.balance]),
+             tuple(held_session), tuple([v != 0 for v in balance]),
              tuple([(o.symbol, o.side) for o in working]))
     if previous is not None and previous.shape == shape:
         return previous._revalued(positions, values)
