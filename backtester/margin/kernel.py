@@ -333,7 +333,7 @@ def ratio_of(mb: float, mm: float) -> float:
     return _INF if mm > 0.0 else 0.0
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False)  # type: ignore[call-overload]
 def _at(store: np.ndarray, bars: np.ndarray, row: int, off: int, step: int, pre: float) -> float:
     # the value of a series (offset ``off`` into the flat store) at the bar its feed has at
     # clock ``step`` (row -1: the feed advances at every step); ``pre`` before the first bar.
@@ -367,7 +367,8 @@ _DIST_GRID_POINTS = 64
 # write arrays their caller owns (no array is created, sliced or kept), so the counts' atomic
 # increments and decrements on each of their array arguments at every call — 3 calls and
 # ~28 atomic pairs per step in W1, half the distance pass's time — have nothing to protect
-@njit(cache=True, _nrt=False)
+# (``_nrt`` is a numba target option its type stubs leave out: hence the ``type: ignore``)
+@njit(cache=True, _nrt=False)  # type: ignore[call-overload]
 def _moved_surplus(f: float, target: int, isolated: bool, multi: bool, opt_off_mb: bool,
                    no_mm: bool, pm_mm: float, lf: np.ndarray, li: np.ndarray, af: np.ndarray,
                    ai: np.ndarray, px: np.ndarray, mk: np.ndarray, ud: np.ndarray,
@@ -438,7 +439,7 @@ def _moved_surplus(f: float, target: int, isolated: bool, multi: bool, opt_off_m
     return least
 
 
-@njit(cache=True, _nrt=False)  # (see _moved_surplus)
+@njit(cache=True, _nrt=False)  # type: ignore[call-overload]  # (see _moved_surplus)
 def _distance(target: int, down: bool, grid: bool, base: float, isolated: bool, multi: bool,
               opt_off_mb: bool, no_mm: bool, pm_mm: float, lf: np.ndarray, li: np.ndarray,
               af: np.ndarray, ai: np.ndarray, px: np.ndarray, mk: np.ndarray, ud: np.ndarray,
