@@ -19,7 +19,7 @@ Nothing here imports the engine: callers hand in what the book is made of.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import NamedTuple
@@ -105,15 +105,15 @@ class BookView:
 
     balances: Mapping[str, Decimal]
     session: Mapping[str, Decimal]
-    positions: Sequence[Position]
-    orders: Sequence[Order]
+    positions: Collection[Position]
+    orders: Collection[Order]
     leverage: Callable[[str], float]
     feeds: Mapping[str, SymbolFeed]
     index_feeds: Mapping[str, SymbolFeed]
     is_stable: Callable[[str], bool]
 
 
-@dataclass(slots=True, kw_only=True)
+@dataclass(kw_only=True)
 class Book:
     """A constant book as the kernel's arrays (column layouts in :mod:`margin.kernel`).
 
@@ -150,22 +150,41 @@ class Book:
     concave: bool = True
     #: whether a leg is an option (their intrabar marks are repriced per bar)
     has_options: bool = False
+    #: whether an asset's balance is negative (a liability)
+    liability: bool = False
     #: what the layout depends on (:func:`build_book`; None: not built from a view)
     shape: Hashable = None
+
+    #: the kernel's book arguments, in ``kernel.evaluate``'s order (lf, li, af, ai, of, oi,
+    #: number of groups and of pools, floors, mmr, cum; :meth:`kernel_args`)
+    _args: tuple[F64, I64, F64, I64, F64, I64, int, int, F64, F64, F64] | None = None
 
     @property
     def n_legs(self) -> int:
         """Number of legs."""
         return int(self.lf.shape[0])
 
+    def kernel_args(self) -> tuple[F64, I64, F64, I64, F64, I64, int, int, F64, F64, F64]:
+        """The book's arguments of ``kernel.evaluate`` (``lf`` … ``cum``), packed once."""
+        args = self._args
+        if args is None:
+            args = self._args = (self.lf, self.li, self.af, self.ai, self.of, self.oi,
+                                 len(self.group_names), len(self.pool_names), self.floors,
+                                 self.mmr, self.cum)
+        return args
+
     def _revalued(self, positions: list[Position], values: _Values) -> Book:
         # this layout with other values: the value arrays copied and rewritten, the rest
-        # shared (never written after assemble)
+        # shared (never written after assemble; an empty array is shared too)
         out: Book = object.__new__(Book)
-        for name in Book.__slots__:  # (dataclasses.replace costs several times more)
-            setattr(out, name, getattr(self, name))
-        out.lf, out.af, out.of = self.lf.copy(), self.af.copy(), self.of.copy()
+        # (a copy of the instance's dict: dataclasses.replace costs several times more)
+        out.__dict__.update(self.__dict__)
+        out.lf = self.lf.copy() if len(self.lf) else self.lf
+        out.af = self.af.copy() if len(self.af) else self.af
+        out.of = self.of.copy() if len(self.of) else self.of
         out.positions = positions
+        out.liability = any(bal < 0 for bal, _ in values.assets)
+        out._args = None
         _write_values(out.lf, out.af, out.of, values)
         return out
 
@@ -225,33 +244,32 @@ class OrderIn:
 
 
 class _Values(NamedTuple):
-    # the book's values that change without changing its layout: per leg, per asset and per
-    # working order, in the book's order
-    qty: Sequence[float]
-    entry: Sequence[float]
-    leverage: Sequence[float]
-    isolated_margin: Sequence[float]
-    balance: Sequence[float]
-    session: Sequence[float]
-    order_qty: Sequence[float]
-    order_price: Sequence[float]
-    order_leverage: Sequence[float]
+    # the book's values that change without changing its layout, in the book's order, a row
+    # per item in the order of its value columns (_LEG_VALUES, _ASSET_VALUES, _ORDER_VALUES)
+    legs: Sequence[tuple[float, float, float, float]]
+    assets: Sequence[tuple[float, float]]
+    orders: Sequence[tuple[float, float, float]]
+
+
+# the value columns of each array: adjacent and first, so that a book's values are written
+# in one assignment per array (this runs at every change of the account)
+_LEG_VALUES = (k.LF_QTY, k.LF_ENTRY, k.LF_LEV, k.LF_ISO)
+_ASSET_VALUES = (k.AF_BAL, k.AF_SESSION)
+_ORDER_VALUES = (k.OF_QTY, k.OF_PRICE, k.OF_LEV)
+for _cols in (_LEG_VALUES, _ASSET_VALUES, _ORDER_VALUES):
+    if _cols != tuple(range(len(_cols))):
+        _msg = f"the kernel's value columns {_cols} are not the first columns of their array"
+        raise AssertionError(_msg)
 
 
 def _write_values(lf: F64, af: F64, of: F64, v: _Values) -> None:
     # the value columns of a book's arrays (every other column is its layout)
     if len(lf):
-        lf[:, k.LF_QTY] = v.qty
-        lf[:, k.LF_ENTRY] = v.entry
-        lf[:, k.LF_LEV] = v.leverage
-        lf[:, k.LF_ISO] = v.isolated_margin
+        lf[:, :len(_LEG_VALUES)] = v.legs
     if len(af):
-        af[:, k.AF_BAL] = v.balance
-        af[:, k.AF_SESSION] = v.session
+        af[:, :len(_ASSET_VALUES)] = v.assets
     if len(of):
-        of[:, k.OF_QTY] = v.order_qty
-        of[:, k.OF_PRICE] = v.order_price
-        of[:, k.OF_LEV] = v.order_leverage
+        of[:, :len(_ORDER_VALUES)] = v.orders
 
 
 def assemble(legs: Sequence[LegIn], assets: Sequence[AssetIn], orders: Sequence[OrderIn], *,
@@ -360,12 +378,9 @@ def assemble(legs: Sequence[LegIn], assets: Sequence[AssetIn], orders: Sequence[
         oi[j, k.OI_ROW] = o.row
         oi[j, k.OI_SC] = o.close
     _write_values(lf, af, of, _Values(
-        qty=[leg.qty for leg in legs], entry=[leg.entry for leg in legs],
-        leverage=[leg.leverage for leg in legs],
-        isolated_margin=[leg.isolated_margin for leg in legs],
-        balance=[a.balance for a in assets], session=[a.session for a in assets],
-        order_qty=[o.qty for o in orders], order_price=[o.price for o in orders],
-        order_leverage=[o.leverage for o in orders]))
+        legs=[(leg.qty, leg.entry, leg.leverage, leg.isolated_margin) for leg in legs],
+        assets=[(a.balance, a.session) for a in assets],
+        orders=[(o.qty, o.price, o.leverage) for o in orders]))
     if not pools:
         pools.append("USD")
     rows = group_rows or {}
@@ -376,7 +391,8 @@ def assemble(legs: Sequence[LegIn], assets: Sequence[AssetIn], orders: Sequence[
                 symbols=[leg.symbol for leg in legs], order_symbols=[o.symbol for o in orders],
                 asset_names=names, group_names=groups, pool_names=pools, face_value=face,
                 gmap=gmap, concave=_concave(legs, assets),
-                has_options=any(leg.instrument.is_option for leg in legs))
+                has_options=any(leg.instrument.is_option for leg in legs),
+                liability=any(a.balance < 0 for a in assets))
 
 
 def _concave(legs: Sequence[LegIn], assets: Sequence[AssetIn]) -> bool:
@@ -418,18 +434,13 @@ def build_book(view: BookView, store: PriceStore, profile: ProfileData, *,
     # (one pass per kind of item: this runs at every change of the account)
     nan = float("nan")
     positions: list[Position] = []
-    qty: list[float] = []
-    entry: list[float] = []
-    leverage: list[float] = []
-    iso: list[float] = []
+    leg_values: list[tuple[float, float, float, float]] = []
     for p in view.positions:
         if p.qty_f != 0.0:
             positions.append(p)
-            qty.append(p.qty_f)
-            entry.append(p.entry_f)
-            leverage.append(p.leverage)
-            iso.append(float(p.isolated_margin) if isolated and p.isolated_margin is not None
-                       else nan)
+            leg_values.append((p.qty_f, p.entry_f, p.leverage,
+                               float(p.isolated_margin) if isolated
+                               and p.isolated_margin is not None else nan))
     working = [o for o in view.orders if not o.is_reduce_only]
     # assets: balances, session amounts, the settle assets of the legs and orders
     names: list[str] = list(view.balances)
@@ -445,13 +456,12 @@ def build_book(view: BookView, store: PriceStore, profile: ProfileData, *,
         if settle not in names:
             names.append(settle)
     balance = [float(view.balances.get(a, 0)) for a in names]
+    session = ([float(view.session.get(a, 0)) for a in names] if view.session
+               else [0.0] * len(names))
     values = _Values(
-        qty=qty, entry=entry, leverage=leverage, isolated_margin=iso, balance=balance,
-        session=[float(view.session.get(a, 0)) for a in names] if view.session
-        else [0.0] * len(names),
-        order_qty=[float(o.qty) for o in working],
-        order_price=[float(o.price) if o.price is not None else nan for o in working],
-        order_leverage=[view.leverage(o.symbol) for o in working])
+        legs=leg_values, assets=list(zip(balance, session, strict=True)),
+        orders=[(float(o.qty), float(o.price) if o.price is not None else nan,
+                 view.leverage(o.symbol)) for o in working])
     # what the layout depends on besides the run: the legs, assets, held balances and
     # session amounts (groups, pools) and the working orders, in order
     shape = (tuple([p.symbol for p in positions]), tuple(names),
@@ -465,7 +475,7 @@ def build_book(view: BookView, store: PriceStore, profile: ProfileData, *,
         stable = view.is_stable(a)
         f = None if stable else view.index_feeds.get(a)
         assets.append(AssetIn(
-            name=a, balance=values.balance[j], session=values.session[j],
+            name=a, balance=balance[j], session=session[j],
             haircut=profile.haircut(a), stable=stable,
             series=None if f is None else (store.offset(f, "index_low"),
                                            store.offset(f, "index_high"),
@@ -482,8 +492,8 @@ def build_book(view: BookView, store: PriceStore, profile: ProfileData, *,
         und = ("forward" if inst.is_option and profile.option_margin_style != "bybit"
                else "index")
         legs.append(LegIn(
-            symbol=inst.symbol, instrument=inst, qty=values.qty[j], entry=values.entry[j],
-            leverage=values.leverage[j], isolated_margin=values.isolated_margin[j],
+            symbol=inst.symbol, instrument=inst, qty=leg_values[j][0], entry=leg_values[j][1],
+            leverage=leg_values[j][2], isolated_margin=leg_values[j][3],
             tiers=None if tiers is None else (tiers.floors, tiers.mmr, tiers.cum),
             rates=None if inst.is_option else profile.rates.get(inst.symbol),
             default_mmr=profile.default_mmr, option_style=profile.option_margin_style,
@@ -498,8 +508,8 @@ def build_book(view: BookView, store: PriceStore, profile: ProfileData, *,
     for j, o in enumerate(working):
         f = view.feeds[o.symbol]
         orders.append(OrderIn(
-            symbol=o.symbol, instrument=f.instrument, qty=values.order_qty[j],
-            price=values.order_price[j], leverage=values.order_leverage[j],
+            symbol=o.symbol, instrument=f.instrument, qty=values.orders[j][0],
+            price=values.orders[j][1], leverage=values.orders[j][2],
             is_buy=o.side is Side.BUY,
             rates=profile.rates.get(o.symbol), close=store.offset(f, "close"),
             row=store.rows[f.symbol]))

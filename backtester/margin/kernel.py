@@ -155,7 +155,9 @@ __all__ = [
 ]
 
 # -- leg columns (float) ----------------------------------------------------------------------
-LF_QTY, LF_CS, LF_ENTRY, LF_LEV, LF_ISO, LF_STRIKE = 0, 1, 2, 3, 4, 5
+# (the columns a book's values change first and adjacent: ``book.build_book`` writes them in
+# one assignment per array)
+LF_QTY, LF_ENTRY, LF_LEV, LF_ISO, LF_CS, LF_STRIKE = 0, 1, 2, 3, 4, 5
 LF_IMB, LF_IMP, LF_MMB, LF_MMP, LF_DMMR, LF_OMM, LF_OLIQ, LF_EXPIRY = 6, 7, 8, 9, 10, 11, 12, 13
 NLF = 14
 # -- leg columns (int) --------------------------------------------------------------------------
@@ -168,7 +170,7 @@ MMK_DEFAULT, MMK_TIERS, MMK_RATES = 0, 1, 2
 #: short-option formula of a leg (``LI_OSTYLE``)
 OSTYLE_DERIBIT, OSTYLE_LINEAR, OSTYLE_BYBIT = 0, 1, 2
 # -- asset columns ----------------------------------------------------------------------------
-AF_BAL, AF_HAIRCUT, AF_SESSION, AF_PRE = 0, 1, 2, 3
+AF_BAL, AF_SESSION, AF_HAIRCUT, AF_PRE = 0, 1, 2, 3
 NAF = 4
 AI_STABLE, AI_GROUP, AI_POOL, AI_ROW, AI_SL, AI_SH, AI_SC = range(7)
 NAI = 7

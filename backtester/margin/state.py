@@ -151,6 +151,7 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
         times = np.frombuffer(engine.feed.steps.times, dtype="int64")
         self._times = times
         self.store = PriceStore(engine.feed.symbols, engine.feed.index_feeds, times)
+        self._prices, self._bar_rows = self.store.store, self.store.bars
         #: the per-bar records, one row per ``kernel.REC_*`` (the run's equity series)
         self.rec = np.zeros((k.NREC, max(len(times), 1)))
         #: the run's underlyings (instruments' coins, then collateral coins) and, per step, the
@@ -166,6 +167,10 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
         self.dist = np.full((n_rows, 2, max(len(times), 1)), np.inf)
         self._book: Book | None = None
         self._book_key: tuple[int, int] = (-1, -1)
+        self._book_view: BookView | None = None
+        self._flags_memo: tuple[np.ndarray | None, int, int] = (None, 0, 0)
+        self._codes: tuple[np.ndarray | None, array[int]] = (None, array("i"))
+        self._view_of: tuple[int, int, int] = (0, 0, 0)
         # the block: steps [block_start, block_end) evaluated with the book of ``block_key``;
         # ``block_bad`` the first of them whose status is not ok (block_end when none)
         self.block_start = 0
@@ -201,19 +206,30 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
         """The current book's kernel arrays (rebuilt when the account or its orders change)."""
         key = self.book_key()
         if self._book is None or key != self._book_key:
-            acct = self.e.account
-            feeds = self.e.feed
-            view = BookView(balances=acct.balances, session=acct.session,
-                            positions=list(acct.positions.values()),
-                            orders=list(self.e.orders.values()),
-                            leverage=lambda s: acct.leverage.get(s, acct.default_leverage),
-                            feeds=feeds.symbols, index_feeds=feeds.index_feeds,
-                            is_stable=feeds.is_stable)
-            self._book = build_book(view, self.store, self.profile, per_asset_pools=self._pooled,
+            self._book = build_book(self._view(), self.store, self.profile,
+                                    per_asset_pools=self._pooled,
                                     isolated=self.mode is MarginMode.ISOLATED,
                                     group_rows=self._group_rows, previous=self._book)
             self._book_key = key
         return self._book
+
+    def _view(self) -> BookView:
+        # the account and its orders as build_book reads them: live views of the account's
+        # mappings, made once (again should the engine's account or a mapping be replaced)
+        e = self.e
+        acct = e.account
+        view = self._book_view
+        if view is None or view.balances is not acct.balances \
+                or view.session is not acct.session or self._view_of != (
+                    id(acct), id(acct.positions), id(e.orders)):
+            feeds = e.feed
+            view = self._book_view = BookView(
+                balances=acct.balances, session=acct.session,
+                positions=acct.positions.values(), orders=e.orders.values(),
+                leverage=lambda s: acct.leverage.get(s, acct.default_leverage),
+                feeds=feeds.symbols, index_feeds=feeds.index_feeds, is_stable=feeds.is_stable)
+            self._view_of = (id(acct), id(acct.positions), id(e.orders))
+        return view
 
     def _multi(self, book: Book) -> bool:
         # several collateral pools held: each is evaluated, called and liquidated on its own
@@ -288,13 +304,21 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
         self.block_end = s + nbars
         self.block_bad = s + bad
         self.block_key = self.book_key()
-        if book is not self._block_book and not self._liability_noted \
-                and (book.af[:, k.AF_BAL] < 0).any():
+        if book is not self._block_book and not self._liability_noted and book.liability:
             self.note_liability()
         self._block_book = book
 
     def _flags(self, book: Book, *, intrabar: bool | None = None) -> int:
-        flags = k.INTRABAR if (self.intrabar if intrabar is None else intrabar) else 0
+        # the kernel's flags for ``book``: they depend on its layout only (``li`` is shared by
+        # the books of a layout, see Book._revalued), worked out once per layout
+        memo = self._flags_memo
+        if memo[0] is not book.li:
+            memo = self._flags_memo = (book.li, self._layout_flags(book, intrabar=True),
+                                       self._layout_flags(book, intrabar=False))
+        return memo[1] if (self.intrabar if intrabar is None else intrabar) else memo[2]
+
+    def _layout_flags(self, book: Book, *, intrabar: bool) -> int:
+        flags = k.INTRABAR if intrabar else 0
         if not book.concave:
             flags |= k.DIST_GRID
         if self.profile.option_margin_style == "bybit":
@@ -322,10 +346,10 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
                 optmark = self._no_optmark = np.full(
                     (max(book.n_legs, optmark.shape[0]), max(nbars, optmark.shape[1]), 2),
                     np.nan)
+        lf, li, af, ai, of, oi, n_groups, n_pools, floors, mmr, cum = book.kernel_args()
         return int(k.evaluate(
-            s0, nbars, flags, self.call_level, book.lf, book.li, book.af, book.ai, book.of,
-            book.oi, len(book.group_names), len(book.pool_names), book.floors, book.mmr,
-            book.cum, self.store.store, self.store.bars, optmark,
+            s0, nbars, flags, self.call_level, lf, li, af, ai, of, oi, n_groups, n_pools,
+            floors, mmr, cum, self._prices, self._bar_rows, optmark,
             _NO_CHOICE if choice is None else choice, shift[0], shift[1], shift[2],
             _NO_PM if pm is None else np.asarray(pm, dtype="float64"), rec, rec_off, legs, pools,
             _NO_EXCESS if excess is None else excess, self.dist if distance else _NO_DIST,
@@ -386,10 +410,12 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
             legs = self._legs_buf[a - self.block_start:b - self.block_start, :nl]
             if book is not self._rows_book:
                 self._rows_book = book
-                self._rows = (array("i", [e.symbol_code[sym] for sym in book.symbols]),
-                              array("d", book.lf[:, k.LF_QTY].tobytes()),
-                              array("d", book.lf[:, k.LF_ENTRY].tobytes()),
-                              array("d", book.lf[:, k.LF_ISO].tobytes()))
+                if self._codes[0] is not book.li:  # the legs' symbols: per layout
+                    self._codes = (book.li, array("i", [e.symbol_code[sym]
+                                                        for sym in book.symbols]))
+                cols = book.lf.T.tolist()
+                self._rows = (self._codes[1], array("d", cols[k.LF_QTY]),
+                              array("d", cols[k.LF_ENTRY]), array("d", cols[k.LF_ISO]))
             code, qty, entry, iso = self._rows  # type: ignore[misc]
             times = self._times[a:b]
             pr = e.pos_rec

@@ -12,6 +12,7 @@ still reads it).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -24,7 +25,7 @@ from .books import random_book
 
 
 def _assert_same_book(got: Book, fresh: Book) -> None:
-    for name in Book.__slots__:
+    for name in [f.name for f in dataclasses.fields(Book) if f.name != "_args"]:
         a, b = getattr(got, name), getattr(fresh, name)
         if isinstance(a, np.ndarray):
             assert a.dtype == b.dtype, name
@@ -35,6 +36,13 @@ def _assert_same_book(got: Book, fresh: Book) -> None:
             assert [id(p) for p in a] == [id(p) for p in b]
         else:
             assert a == b, name
+    # the kernel's arguments packed once per book are the book's own arrays (not a previous
+    # book's, whose packed arguments a revalued copy must not carry over)
+    for a, b, own in zip(got.kernel_args(), fresh.kernel_args(),
+                         (got.lf, got.li, got.af, got.ai, got.of, got.oi), strict=False):
+        assert a is own
+        assert np.array_equal(a.view(np.uint8), b.view(np.uint8))
+    assert got.kernel_args()[6:8] == fresh.kernel_args()[6:8]
 
 
 @pytest.mark.parametrize(("seed", "kwargs"), [
@@ -49,6 +57,8 @@ def test_revalued_books_equal_books_laid_out_anew(monkeypatch, seed, kwargs):
     def checked(view: Any, store: Any, profile: Any, **kw: Any) -> Book:
         prev: Book | None = kw.get("previous")
         before = None if prev is None else (prev.lf.copy(), prev.af.copy(), prev.of.copy())
+        if prev is not None:
+            prev.kernel_args()  # packed: a revalued copy must pack its own
         got = build_book(view, store, profile, **kw)
         fresh = build_book(view, store, profile, **{**kw, "previous": None})
         _assert_same_book(got, fresh)
