@@ -70,6 +70,8 @@ _NO_CHOICE = np.full((1, 1), 2, dtype=np.int64)
 _NO_PM = np.full(2, np.nan)
 _NO_EXCESS = np.zeros((0, 1, 3))
 _NO_DIST = np.zeros((0, 2, 1))
+# position rows kept before they are moved into the engine's records (grown for a longer flush)
+_ROWS_BUF = 1 << 15
 
 
 def _least(values: Sequence[float] | np.ndarray) -> int:
@@ -188,9 +190,16 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
         self._scratch: tuple[np.ndarray, np.ndarray, np.ndarray] = (
             np.zeros((k.NREC, 1)), np.zeros((1, 1, 5)), np.zeros((1, 1, k.NPOOL)))
         self._no_optmark = np.full((1, 1, 2), np.nan)
-        # a block book's position-row columns that are the same at every step (see _flush)
+        # the position rows not yet in the engine's records (see _flush, _drain_rows): the
+        # legs' kernel outputs, row after row, and per flush (first step, steps, legs, the
+        # first of its book's legs in the leg table: symbol code, qty, entry, isolated)
+        self._leg_out = np.zeros((_ROWS_BUF, 5))
+        self._n_leg_out = 0
+        self._chunks: list[tuple[int, int, int, int]] = []
+        self._leg_tab: tuple[array[int], array[float], array[float], array[float]] = (
+            array("i"), array("d"), array("d"), array("d"))
         self._rows_book: Book | None = None
-        self._rows: tuple[array[int], array[float], array[float], array[float]] | None = None
+        self._rows_at = 0
         self._flushed = 0
         self._last_breach = -2
         # held options' greeks and portfolio grids per step, evaluated ahead in blocks
@@ -404,30 +413,36 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
         e = self.e
         nl = book.n_legs
         if nl:
+            # a row per leg per step, in the legs' order: the legs' outputs written where the
+            # rows are kept (by the distance pass, which evaluates the same closes), the
+            # columns that are the same at every step of the flush noted once
             m = b - a
+            n = m * nl
+            at = self._n_leg_out
+            if at + n > len(self._leg_out):
+                self._drain_rows()
+                at = 0
+                if n > len(self._leg_out):
+                    self._leg_out = np.zeros((n, 5))
+            out = self._leg_out[at:at + n].reshape(m, nl, 5)
             if self.mode is not MarginMode.PORTFOLIO:  # (portfolio: at its one-step blocks)
-                self._distances(book, a, m)
-            legs = self._legs_buf[a - self.block_start:b - self.block_start, :nl]
+                self._distances(book, a, m, out)
+            else:
+                out[...] = self._legs_buf[a - self.block_start:b - self.block_start, :nl]
+            self._n_leg_out = at + n
             if book is not self._rows_book:
                 self._rows_book = book
+                self._rows_at = len(self._leg_tab[0])
                 if self._codes[0] is not book.li:  # the legs' symbols: per layout
                     self._codes = (book.li, array("i", [e.symbol_code[sym]
                                                         for sym in book.symbols]))
                 cols = book.lf.T.tolist()
-                self._rows = (self._codes[1], array("d", cols[k.LF_QTY]),
-                              array("d", cols[k.LF_ENTRY]), array("d", cols[k.LF_ISO]))
-            code, qty, entry, iso = self._rows  # type: ignore[misc]
-            times = self._times[a:b]
-            pr = e.pos_rec
-            # a row per leg per step, in the legs' order: the constant columns repeated
-            pr["ts"].frombytes((times if nl == 1 else times.repeat(nl)).tobytes())
-            pr["symbol"].extend(code * m)
-            pr["qty"].extend(qty * m)
-            pr["entry_price"].extend(entry * m)
-            pr["mark"].frombytes(legs[:, :, 0].tobytes())
-            pr["unrealized_pnl"].frombytes(legs[:, :, 1].tobytes())
-            pr["notional"].frombytes(legs[:, :, 2].tobytes())
-            pr["isolated_margin"].extend(iso * m)
+                code, qty, entry, iso = self._leg_tab
+                code.extend(self._codes[1])
+                qty.extend(cols[k.LF_QTY])
+                entry.extend(cols[k.LF_ENTRY])
+                iso.extend(cols[k.LF_ISO])
+            self._chunks.append((a, m, nl, self._rows_at))
         if self._multi(book):
             names = book.pool_names[:book.n_held_pools]
             for step in range(a, b):
@@ -439,11 +454,43 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
                 self._record_greeks(step, book)
         self._flushed = b
 
-    def _distances(self, book: Book, s0: int, m: int) -> None:
+    def _drain_rows(self) -> None:
+        # move the kept position rows into the engine's records (Engine.pos_rec): the legs'
+        # outputs, and the constant columns of each flush repeated over its steps
+        n = self._n_leg_out
+        if not self._chunks:
+            return
+        pr = self.e.pos_rec
+        ch = np.asarray(self._chunks, dtype=np.int64)
+        first, steps, nls, tab = ch[:, 0], ch[:, 1], ch[:, 2], ch[:, 3]
+        counts = steps * nls
+        of_row = np.repeat(np.arange(len(ch)), counts)  # each row's flush
+        i = np.arange(n) - np.repeat(np.cumsum(counts) - counts, counts)  # row in its flush
+        nl = nls[of_row]
+        step = i // nl
+        leg = tab[of_row] + (i - step * nl)  # the row's leg in the leg table
+        pr["ts"].frombytes(self._times[first[of_row] + step].tobytes())
+        code, qty, entry, iso = (np.asarray(c) for c in self._leg_tab)
+        pr["symbol"].frombytes(code[leg].tobytes())
+        pr["qty"].frombytes(qty[leg].tobytes())
+        pr["entry_price"].frombytes(entry[leg].tobytes())
+        out = self._leg_out[:n]
+        pr["mark"].frombytes(out[:, 0].tobytes())
+        pr["unrealized_pnl"].frombytes(out[:, 1].tobytes())
+        pr["notional"].frombytes(out[:, 2].tobytes())
+        pr["isolated_margin"].frombytes(iso[leg].tobytes())
+        self._chunks.clear()
+        self._n_leg_out = 0
+        # the leg table restarts with the book of the last flush (it may flush again)
+        self._leg_tab = (array("i"), array("d"), array("d"), array("d"))
+        self._rows_book = None
+
+    def _distances(self, book: Book, s0: int, m: int, legs_out: np.ndarray) -> None:
         # the distances to liquidation of steps s0 .. s0 + m - 1 into :attr:`dist`, with the
         # book of their block: computed for the steps recorded only (a block's steps after a
         # change of the book are evaluated again). They are searched from the close state,
-        # which the intrabar scenarios leave alone, so this pass evaluates the closes only
+        # which the intrabar scenarios leave alone, so this pass evaluates the closes only;
+        # the legs' outputs at the closes (the block's, bit for bit) go to ``legs_out``
         rec, legs, pools = self._scratch
         nl = max(book.n_legs, 1)
         npool = max(len(book.pool_names), 1)
@@ -452,12 +499,13 @@ class MarginEngine(PoolsMixin, LiquidationMixin):
             self._scratch = rec, legs, pools = (
                 np.zeros((k.NREC, m_max)), np.zeros((m_max, max(nl, legs.shape[1]), 5)),
                 np.zeros((m_max, max(npool, pools.shape[1]), k.NPOOL)))
-        self._kernel(book, s0, m, self._flags(book, intrabar=False), rec, s0, legs, pools,
+        self._kernel(book, s0, m, self._flags(book, intrabar=False), rec, s0, legs_out, pools,
                      distance=True)
 
     def finish(self, n_done: int) -> None:
         """Record the last block's steps up to ``n_done`` (the steps the run reached)."""
         self._flush(n_done)
+        self._drain_rows()
 
     # -- states --------------------------------------------------------------------------
     def state_at(self, s: int) -> MarginState:
