@@ -408,7 +408,10 @@ class Context:
               stop_loss: float | Decimal | None = None,
               take_profit: float | Decimal | None = None) -> OrderTicket:
         """Submit an order of any type (see :class:`backtester.orders.OrderType`)."""
-        return self._e.submit(symbol, Side(side), qty, order_type=OrderType(order_type),
+        # the enums as given are used as they are (an Enum call costs as much as a lookup)
+        return self._e.submit(symbol, side if type(side) is Side else Side(side), qty,
+                              order_type=order_type if type(order_type) is OrderType
+                              else OrderType(order_type),
                               price=price, stop_price=stop_price,
                               tif=None if tif is None else TimeInForce(tif),
                               reduce_only=reduce_only, post_only=post_only, tag=tag,
@@ -452,13 +455,17 @@ class Context:
         """Trade to a signed position of ``qty`` contracts with one market order (None if
         already there)."""
         want = dec(qty)
-        have = self._e.account.position(self.instrument(symbol)).qty
+        e = self._e
+        have = e.account.position(e.feed_of(symbol).instrument).qty
         delta = want - have
         if delta == 0:
             return None
         reduce_only = abs(want) < abs(have) and (want == 0 or (want > 0) == (have > 0))
         side = Side.BUY if delta > 0 else Side.SELL
-        return self.order(symbol, side, abs(delta), reduce_only=reduce_only, tag=tag)
+        # what ctx.order(symbol, side, abs(delta), reduce_only=..., tag=tag) submits
+        return e.submit(symbol, side, abs(delta), order_type=OrderType.MARKET, price=None,
+                        stop_price=None, tif=None, reduce_only=reduce_only, post_only=False,
+                        tag=tag, stop_loss=None, take_profit=None)
 
     def close(self, symbol: str, *, tag: str = "") -> OrderTicket | None:
         """Close the position in ``symbol`` with a reduce-only market order."""

@@ -116,10 +116,11 @@ class Account:
         self.version += 1
         balance = book.get(asset, ZERO) + amount
         book[asset] = balance
-        entry = Entry(seq=len(self.journal), ts_ms=ts_ms, kind=kind, asset=asset,
+        entries = self.journal.entries  # Journal.append, without its call
+        entry = Entry(seq=len(entries), ts_ms=ts_ms, kind=kind, asset=asset,
                       amount=amount, balance_after=balance, symbol=symbol, ref=ref,
                       ledger=ledger)
-        self.journal.append(entry)
+        entries.append(entry)
         return entry
 
     def settle_session(self, ts_ms: int) -> dict[str, Decimal]:

@@ -176,14 +176,20 @@ class Engine(OrderBookMixin, FillsMixin, SettlementMixin, LedgerMixin, RecorderM
         # with wake_on, runs of steps where nothing can happen are skipped (every feed must
         # advance at every step, so a feed's bar index is the step index)
         can_skip = wake is not None and all(r < 0 for r in margin.store.rows.values())
+        # the margin block's key and its first step that needs the monitor (the block used
+        # up, or a step that is not ok): they change only in margin.step and carry_out, and
+        # are read again after those
+        key_account, key_orders = margin.block_key
+        block_limit = min(margin.block_end, margin.block_bad)
+        # the first expiry or daily settlement to come (read again after either ran)
+        next_event = self._next_timed_event()
         s = -1
         while s + 1 < n:
             s += 1
             t = times[s]
-            feeds = groups[ids[s]]
             self.step = s
             self.now_ms = t
-            for f in feeds:
+            for f in groups[ids[s]]:
                 f.idx += 1
                 if orders_by_symbol.get(f.symbol):
                     self._execute(f)
@@ -192,17 +198,21 @@ class Engine(OrderBookMixin, FillsMixin, SettlementMixin, LedgerMixin, RecorderM
                     self._funding(f, before_ms=t)
                 if special_funding and f.symbol in special_funding:
                     self._special_funding(f)
-            if self._expiries and self._expiries[0][0] <= t:
-                self._expire(t)
-            if t >= self._next_settlement:
-                self._daily_settlement(t)
+            if t >= next_event:
+                if self._expiries and self._expiries[0][0] <= t:
+                    self._expire(t)
+                if t >= self._next_settlement:
+                    self._daily_settlement(t)
+                next_event = self._next_timed_event()
             # margin: the step's state is the block's unless the book changed, the block is
             # used up or the step is not ok (then the monitor evaluates, calls, liquidates)
-            if account.version != margin.block_key[0] or self.orders_version != \
-                    margin.block_key[1] or s >= margin.block_end or s >= margin.block_bad:
+            if s >= block_limit or account.version != key_account \
+                    or self.orders_version != key_orders:
                 breach = margin.step(s)
                 if breach is not None:
                     self.carry_out(breach)  # the margin call's or liquidation's decisions
+                key_account, key_orders = margin.block_key
+                block_limit = min(margin.block_end, margin.block_bad)
             if self.pending:
                 self._deliver()
             if self.stopped_reason is None and (wake is None or wake[s]):
@@ -221,6 +231,11 @@ class Engine(OrderBookMixin, FillsMixin, SettlementMixin, LedgerMixin, RecorderM
         self.phase = Phase.FINISH
         self._call("on_finish", strat.on_finish, None)
         account.check_replay()
+
+    def _next_timed_event(self) -> int:
+        # the time (ms) of the first expiry or daily settlement still to come (2**62: none)
+        first_expiry = self._expiries[0][0] if self._expiries else 2**62
+        return min(first_expiry, self._next_settlement)
 
     def _next_event_step(self, s: int, end: int) -> int:
         # the first step after ``s`` (at most ``end``) at which a funding stamp, an expiry or

@@ -76,12 +76,17 @@ class OrderBookMixin(EngineParts):
             msg = f"orders cannot be placed in on_{self.phase.value}; place them from on_bar"
             raise PhaseError(msg)
         f = self.feed_of(symbol)
-        refused = self._refuse_non_finite(symbol, side, order_type, tag, qty=qty, limit=price,
-                                          stop=stop_price, stop_loss=stop_loss,
-                                          take_profit=take_profit)
-        if refused is not None:
-            return refused
-        q = _as_decimal("qty", qty)
+        if type(qty) is Decimal and price is None and stop_price is None and stop_loss is None \
+                and take_profit is None and qty.is_finite():
+            q = qty  # a finite Decimal quantity and no prices (what _refuse_non_finite and
+            # _as_decimal let through as it is)
+        else:
+            refused = self._refuse_non_finite(symbol, side, order_type, tag, qty=qty,
+                                              limit=price, stop=stop_price,
+                                              stop_loss=stop_loss, take_profit=take_profit)
+            if refused is not None:
+                return refused
+            q = _as_decimal("qty", qty)
         if order_type in (OrderType.LIMIT, OrderType.STOP_LIMIT) and price is None:
             msg = f"{order_type} order on {symbol} needs a limit price"
             raise ConfigError(msg)
