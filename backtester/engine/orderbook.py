@@ -77,7 +77,7 @@ class OrderBookMixin(EngineParts):
             raise PhaseError(msg)
         f = self.feed_of(symbol)
         if type(qty) is Decimal and price is None and stop_price is None and stop_loss is None \
-                and take_profit is None and qty.is_finite():
+                and take_profit is None and not _is_non_finite(qty):
             q = qty  # a finite Decimal quantity and no prices (what _refuse_non_finite and
             # _as_decimal let through as it is)
         else:
@@ -126,7 +126,8 @@ class OrderBookMixin(EngineParts):
                 RejectReason.PRICE_NOT_FINITE
             rej = OrderRejected(ts_ms=self.now_ms, order_id=oid, symbol=symbol, reason=reason,
                                 message=f"{side} {order_type} order on {symbol}: {name} "
-                                        f"{value!r} is not a finite number", tag=tag)
+                                        f"{value!r} is not a finite number (or beyond the "
+                                        f"float range margin is computed in)", tag=tag)
             self.rejections.append(rej)
             return OrderTicket(order_id=oid, rejection=rej)
         return None
@@ -225,13 +226,16 @@ class OrderBookMixin(EngineParts):
 
 
 def _is_non_finite(value: Decimal | float | str | int) -> bool:
+    # NaN or infinite — or a Decimal beyond float64's range (about 1.8e308), in which the
+    # margin arithmetic values every order: it would be infinite there
     if isinstance(value, Decimal):
-        return not value.is_finite()
+        return not value.is_finite() or math.isinf(float(value))
     if isinstance(value, str):
         try:
-            return not Decimal(value.strip()).is_finite()
+            d = Decimal(value.strip())
         except ArithmeticError:
             return False  # not a number at all: _as_decimal names it
+        return not d.is_finite() or math.isinf(float(d))
     try:
         return not math.isfinite(float(value))
     except (TypeError, ValueError, OverflowError):

@@ -42,6 +42,17 @@ def test_qty_not_positive() -> None:
     assert _reason(strat, 0) is RejectReason.QTY_NOT_POSITIVE
 
 
+@pytest.mark.parametrize("qty", [Decimal("1e999"), "1e400", "-1e309"])
+def test_qty_beyond_the_float_range_is_a_rejection_not_an_error(qty: Any) -> None:
+    # a finite Decimal beyond float64's ~1.8e308 is infinite in the margin arithmetic (it
+    # used to abort the run: the lot check's Decimal remainder raised DivisionImpossible)
+    strat, result = _first_rejection({0: lambda ctx: ctx.buy(BTC, qty),
+                                      1: lambda ctx: ctx.buy(BTC, 1)})
+    assert _reason(strat, 0) is RejectReason.QTY_NOT_FINITE
+    assert "is not a finite number (or beyond the float range" in strat.out[0].rejection.message
+    assert list(result.fills["qty"]) == [1.0]  # the run went on trading
+
+
 def test_price_not_tick_multiple() -> None:
     strat, _ = _first_rejection({0: lambda ctx: ctx.buy(BTC, 1, limit="99.995")},
                                 inst=perp(tick_size=Decimal("0.01")))
