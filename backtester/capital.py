@@ -6,8 +6,7 @@ Importing this module warns (``DeprecationWarning``) and gives the same objects 
 
 from __future__ import annotations
 
-import warnings
-
+from backtester.errors import warn_moved
 from backtester.runs.capital import (
     capital_metrics,
     utilization_series,
@@ -18,7 +17,4 @@ __all__ = [
     "utilization_series",
 ]
 
-msg = ("backtester.capital is deprecated: import from backtester.runs.capital "
-       "(the old path is removed in the next release)")
-warnings.warn(msg, DeprecationWarning, stacklevel=2)
-del msg
+warn_moved("backtester.capital", "backtester.runs.capital")

@@ -7,6 +7,7 @@ Exceptions here describe bad input, user-code failures and engine bugs.
 from __future__ import annotations
 
 import traceback
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -83,6 +84,13 @@ class InvariantError(BacktesterError):
 
 class BacktesterWarning(UserWarning):
     """Legal but suspicious input or a modelling assumption the user should know about."""
+
+
+def warn_moved(old: str, new: str) -> None:
+    """Warn (``DeprecationWarning``, at the importing line) that module ``old`` moved to
+    ``new`` and the old path goes in the next release; called by the old path's shim."""
+    msg = f"{old} is deprecated: import from {new} (the old path is removed in the next release)"
+    warnings.warn(msg, DeprecationWarning, stacklevel=3)
 
 
 def closest(name: str, known: Iterable[str], *, what: str = "symbols", n: int = 3) -> str:

@@ -6,8 +6,7 @@ Importing this module warns (``DeprecationWarning``) and gives the same objects 
 
 from __future__ import annotations
 
-import warnings
-
+from backtester.errors import warn_moved
 from backtester.runs.modes import (
     Survival,
     compare_modes,
@@ -20,7 +19,4 @@ __all__ = [
     "survival_collateral",
 ]
 
-msg = ("backtester.modes is deprecated: import from backtester.runs.modes "
-       "(the old path is removed in the next release)")
-warnings.warn(msg, DeprecationWarning, stacklevel=2)
-del msg
+warn_moved("backtester.modes", "backtester.runs.modes")

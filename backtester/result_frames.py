@@ -6,8 +6,7 @@ Importing this module warns (``DeprecationWarning``) and gives the same objects 
 
 from __future__ import annotations
 
-import warnings
-
+from backtester.errors import warn_moved
 from backtester.runs.frames import (
     compact_columns,
     fills_frame,
@@ -36,7 +35,4 @@ __all__ = [
     "utc",
 ]
 
-msg = ("backtester.result_frames is deprecated: import from backtester.runs.frames "
-       "(the old path is removed in the next release)")
-warnings.warn(msg, DeprecationWarning, stacklevel=2)
-del msg
+warn_moved("backtester.result_frames", "backtester.runs.frames")

@@ -6,8 +6,7 @@ Importing this module warns (``DeprecationWarning``) and gives the same objects 
 
 from __future__ import annotations
 
-import warnings
-
+from backtester.errors import warn_moved
 from backtester.runs.results import (
     BacktestResult,
     compute_metrics,
@@ -20,7 +19,4 @@ __all__ = [
     "daily_closes",
 ]
 
-msg = ("backtester.results is deprecated: import from backtester.runs.results "
-       "(the old path is removed in the next release)")
-warnings.warn(msg, DeprecationWarning, stacklevel=2)
-del msg
+warn_moved("backtester.results", "backtester.runs.results")

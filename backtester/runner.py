@@ -6,8 +6,7 @@ Importing this module warns (``DeprecationWarning``) and gives the same objects 
 
 from __future__ import annotations
 
-import warnings
-
+from backtester.errors import warn_moved
 from backtester.runs.runner import (
     PreparedRun,
     data_fingerprint,
@@ -32,7 +31,4 @@ __all__ = [
     "strategy_source_hash",
 ]
 
-msg = ("backtester.runner is deprecated: import from backtester.runs.runner "
-       "(the old path is removed in the next release)")
-warnings.warn(msg, DeprecationWarning, stacklevel=2)
-del msg
+warn_moved("backtester.runner", "backtester.runs.runner")

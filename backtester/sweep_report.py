@@ -9,8 +9,7 @@ sweep runner, which writes the page, sits above both.
 
 from __future__ import annotations
 
-import warnings
-
+from backtester.errors import warn_moved
 from backtester.sweep.grid import SweepSpec
 from backtester.sweep.report import (
     heatmap_params,
@@ -28,7 +27,4 @@ __all__ = [
 SweepPage = SweepResult
 SweepPageSpec = SweepSpec
 
-msg = ("backtester.sweep_report is deprecated: import from backtester.sweep.report "
-       "(the old path is removed in the next release)")
-warnings.warn(msg, DeprecationWarning, stacklevel=2)
-del msg
+warn_moved("backtester.sweep_report", "backtester.sweep.report")

@@ -6,8 +6,7 @@ Importing this module warns (``DeprecationWarning``) and gives the same objects 
 
 from __future__ import annotations
 
-import warnings
-
+from backtester.errors import warn_moved
 from backtester.sweep.walk_forward import (
     WalkForwardSpec,
     Window,
@@ -28,7 +27,4 @@ __all__ = [
     "run_walk_forward_sweep",
 ]
 
-msg = ("backtester.sweep_walk_forward is deprecated: import from backtester.sweep.walk_forward "
-       "(the old path is removed in the next release)")
-warnings.warn(msg, DeprecationWarning, stacklevel=2)
-del msg
+warn_moved("backtester.sweep_walk_forward", "backtester.sweep.walk_forward")

@@ -6,8 +6,7 @@ Importing this module warns (``DeprecationWarning``) and gives the same objects 
 
 from __future__ import annotations
 
-import warnings
-
+from backtester.errors import warn_moved
 from backtester.margin.profile import (
     PROFILE_NAMES,
     FundingStyle,
@@ -32,7 +31,4 @@ __all__ = [
     "load_profile",
 ]
 
-msg = ("backtester.margin.profiles is deprecated: import from backtester.margin.profile "
-       "(the old path is removed in the next release)")
-warnings.warn(msg, DeprecationWarning, stacklevel=2)
-del msg
+warn_moved("backtester.margin.profiles", "backtester.margin.profile")

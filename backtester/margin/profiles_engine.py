@@ -6,8 +6,7 @@ Importing this module warns (``DeprecationWarning``) and gives the same objects 
 
 from __future__ import annotations
 
-import warnings
-
+from backtester.errors import warn_moved
 from backtester.margin.profile import (
     engine_profile,
 )
@@ -16,7 +15,4 @@ __all__ = [
     "engine_profile",
 ]
 
-msg = ("backtester.margin.profiles_engine is deprecated: import from backtester.margin.profile "
-       "(the old path is removed in the next release)")
-warnings.warn(msg, DeprecationWarning, stacklevel=2)
-del msg
+warn_moved("backtester.margin.profiles_engine", "backtester.margin.profile")
